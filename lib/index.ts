@@ -1,0 +1,14 @@
+// clamp-native: CLAMP (Contrastive Learning As Manifold Packing) on LibTorch, from TypeScript.
+export {
+  packingLoss,
+  packingLossReference,
+  type FloatArray,
+  type PackingLossArguments,
+  type PackingLossResult,
+  type PackingLossShape,
+  type PackingStats,
+} from './loss/packing-loss.js';
+export { runPackingDynamics, type PackingDynamicsOptions, type PackingDynamicsStep } from './loss/packing-dynamics.js';
+export { packingLossOptionsSchema, type PackingLossOptions, type ResolvedPackingLossOptions } from './config/packing-loss-options.js';
+export { doctor, formatDoctorReport, type BlasInfo, type DoctorReport } from './runtime/doctor.js';
+export { getNumThreads, NativeAddonError, setNumThreads } from './runtime/native.js';

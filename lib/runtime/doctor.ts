@@ -1,0 +1,164 @@
+// `clamp-native doctor`: what LibTorch this install runs on and whether it will be fast.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { addonPath, native, numThreadsSource, packageRoot, type NativeRuntimeInfo } from './native.js';
+
+export type BlasKind = 'OpenBLAS' | 'reference BLAS' | 'MKL' | 'BLIS' | 'ATLAS' | 'unknown';
+
+export interface BlasInfo {
+  kind: BlasKind;
+  /** The shared library the process actually mapped, links resolved. */
+  library: string | null;
+  /** Set when matrix products will be slow, with the fix. */
+  warning: string | null;
+}
+
+export interface LibTorchOrigin {
+  source: string;
+  cmakeDir: string;
+  libDir: string;
+  version: string;
+  cuda: boolean;
+  buildSystem: string;
+  builtAt: string;
+}
+
+export interface DoctorReport {
+  clampNative: string;
+  node: string;
+  platform: string;
+  addon: { path: string };
+  libtorch: {
+    version: string;
+    origin: LibTorchOrigin | null;
+    /** The Debian/Ubuntu package that owns the library, when dpkg knows it. */
+    package: string | null;
+  };
+  cuda: { available: boolean; deviceCount: number };
+  threads: { intraOp: number; source: string };
+  blas: BlasInfo;
+  build: NativeRuntimeInfo['build'];
+  torchConfig: string;
+  warnings: string[];
+}
+
+const REFERENCE_BLAS_FIX =
+  "The reference (netlib) BLAS is active: LibTorch's matrix products run ~50x slower than with OpenBLAS. " +
+  'Fix: `sudo apt-get install libopenblas0-pthread` (it takes over libblas.so.3 through update-alternatives).';
+
+/** Classifies a BLAS library path as Debian lays them out (/usr/lib/<arch>/{blas,openblas-pthread,...}/libblas.so.3). */
+export function classifyBlas(library: string): BlasKind {
+  const lower = library.toLowerCase();
+  if (lower.includes('openblas')) return 'OpenBLAS';
+  if (lower.includes('mkl')) return 'MKL';
+  if (lower.includes('blis')) return 'BLIS';
+  if (lower.includes('atlas')) return 'ATLAS';
+  if (/\/blas\/libblas\.so/.test(lower) || /\/libblas\.so/.test(lower)) return 'reference BLAS';
+  return 'unknown';
+}
+
+/** The BLAS this process has mapped (after loading LibTorch), read from /proc/self/maps. */
+export function detectBlas(maps: string = readProcMaps()): BlasInfo {
+  const libraries = new Set<string>();
+  for (const line of maps.split('\n')) {
+    const file = line.slice(line.indexOf('/'));
+    if (line.includes('/') && /lib(open)?blas|libmkl|libblis|libatlas/.test(path.basename(file))) {
+      libraries.add(realpathOr(file));
+    }
+  }
+  const found = [...libraries];
+  // libopenblas may be mapped beside the libblas.so.3 alternative that points into it: prefer the kind
+  // that the libblas.so.3 alternative resolves to, since that is what LibTorch calls.
+  const blas = found.find((file) => path.basename(file).startsWith('libblas')) ?? found[0] ?? null;
+  const kind = blas === null ? 'unknown' : classifyBlas(blas);
+  return { kind, library: blas, warning: kind === 'reference BLAS' ? REFERENCE_BLAS_FIX : null };
+}
+
+function readProcMaps(): string {
+  try {
+    return fs.readFileSync('/proc/self/maps', 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function realpathOr(file: string): string {
+  try {
+    return fs.realpathSync(file);
+  } catch {
+    return file;
+  }
+}
+
+function readOrigin(): LibTorchOrigin | null {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(packageRoot, 'build', 'libtorch.json'), 'utf8')) as LibTorchOrigin;
+  } catch {
+    return null;
+  }
+}
+
+function owningPackage(libDir: string | undefined): string | null {
+  if (!libDir) return null;
+  try {
+    const library = realpathOr(path.join(libDir, 'libtorch.so'));
+    const owner = execFileSync('dpkg-query', ['-S', library], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const name = owner.split(':')[0]?.trim();
+    if (!name) return null;
+    const version = execFileSync('dpkg-query', ['-W', '-f=${Version}', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    return `${name} ${version.trim()}`;
+  } catch {
+    return null;
+  }
+}
+
+function packageVersion(): string {
+  const manifest = JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string };
+  return manifest.version;
+}
+
+export function doctor(): DoctorReport {
+  const info = native().runtimeInfo();
+  const origin = readOrigin();
+  const blas = detectBlas();
+  const warnings: string[] = [];
+  if (blas.warning) warnings.push(blas.warning);
+  if (blas.kind === 'unknown') warnings.push('Could not tell which BLAS LibTorch uses (no libblas/openblas/mkl mapped).');
+  if (origin === null) warnings.push('build/libtorch.json is missing: the addon was not built by `npx clamp-native build`.');
+  if (info.numThreads === 1 && numThreadsSource() === 'available cores') {
+    warnings.push('LibTorch runs on one thread: this process may use only one core.');
+  }
+  return {
+    clampNative: packageVersion(),
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    addon: { path: addonPath() },
+    libtorch: { version: info.torchVersion, origin, package: owningPackage(origin?.libDir) },
+    cuda: { available: info.cudaAvailable, deviceCount: info.cudaDeviceCount },
+    threads: { intraOp: info.numThreads, source: numThreadsSource() },
+    blas,
+    build: info.build,
+    torchConfig: info.torchConfig,
+    warnings,
+  };
+}
+
+export function formatDoctorReport(report: DoctorReport): string {
+  const origin = report.libtorch.origin;
+  const lines = [
+    `clamp-native ${report.clampNative} on Node ${report.node} (${report.platform})`,
+    `addon        ${report.addon.path}`,
+    `LibTorch     ${report.libtorch.version}` +
+      (origin ? ` from ${origin.source} (${origin.cmakeDir})` : '') +
+      (report.libtorch.package ? `, package ${report.libtorch.package}` : ''),
+    `libraries    ${origin?.libDir ?? 'unknown'}`,
+    `CUDA         ${report.cuda.available ? `available, ${report.cuda.deviceCount} device(s)` : 'not available (CPU only)'}`,
+    `threads      ${report.threads.intraOp} intra-op (${report.threads.source})`,
+    `BLAS         ${report.blas.kind}${report.blas.library ? ` (${report.blas.library})` : ''}`,
+    `build        ${report.build.buildSystem}, ${report.build.compiler}, ${report.build.buildType}, C++${String(report.build.cxxStandard).slice(2, 4)}, ` +
+      `CXX11 ABI ${report.build.cxx11Abi ? 'on' : 'off'}, N-API ${report.build.napiVersion}`,
+  ];
+  for (const warning of report.warnings) lines.push(`warning      ${warning}`);
+  return lines.join('\n');
+}

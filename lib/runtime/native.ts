@@ -1,0 +1,138 @@
+// Loads the compiled addon once, with errors that say how to fix a missing or broken build.
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The package's root folder (holds package.json, build/, scripts/). */
+export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export interface NativeRuntimeInfo {
+  torchVersion: string;
+  parallelInfo: string;
+  torchConfig: string;
+  cudaAvailable: boolean;
+  cudaDeviceCount: number;
+  numThreads: number;
+  build: {
+    buildSystem: string;
+    compiler: string;
+    buildType: string;
+    cxxStandard: number;
+    cxx11Abi: boolean;
+    napiVersion: number;
+  };
+}
+
+export interface NativePackingLossOptions {
+  rs: number;
+  potPow: number;
+  minMargin: number;
+  maxRange: number;
+  lw0: number;
+  lw1: number;
+  log: boolean;
+}
+
+export interface NativeStats {
+  energy: number;
+  meanRadius: number;
+  meanDistance: number;
+  contactsPerImage: number;
+  activity: number;
+  nearestCentreAccuracy: number;
+}
+
+/** The addon's surface: argument checks happen again in C++, but lib/ validates first. */
+export interface NativeAddon {
+  runtimeInfo(): NativeRuntimeInfo;
+  setNumThreads(threads: number): void;
+  numThreads(): number;
+  packingLoss<T extends Float32Array | Float64Array>(
+    z: T,
+    views: number,
+    dim: number,
+    options: NativePackingLossOptions,
+    reference: boolean,
+  ): Promise<{ loss: number; grad: T; stats: NativeStats | null }>;
+}
+
+/** The addon file: CLAMP_NATIVE_ADDON overrides it (for instance, to load a node-gyp build elsewhere). */
+export function addonPath(): string {
+  return process.env.CLAMP_NATIVE_ADDON ?? path.join(packageRoot, 'build', 'Release', 'clamp_native.node');
+}
+
+const BUILD_HINT =
+  'Build it with `npx clamp-native build`. (npm 11 does not run the install scripts of dependencies unless ' +
+  'you allow them: `npm install-scripts approve clamp-native`, or install with `--allow-scripts=clamp-native`.)';
+
+export class NativeAddonError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'NativeAddonError';
+  }
+}
+
+function explainLoadFailure(file: string, error: unknown): NativeAddonError {
+  const detail = error instanceof Error ? error.message : String(error);
+  if (!fs.existsSync(file)) {
+    return new NativeAddonError(`clamp-native's native addon is not built: ${file} does not exist. ${BUILD_HINT}`, { cause: error });
+  }
+  if (/lib(torch|c10)[\w.]*\.so/.test(detail)) {
+    return new NativeAddonError(
+      `clamp-native's addon (${file}) cannot find LibTorch: ${detail}. The LibTorch it was built against has moved ` +
+        'or been removed. Reinstall it (Debian/Ubuntu: `sudo apt-get install libtorch-dev`), or point LIBTORCH at ' +
+        'another one and rebuild with `npx clamp-native build`.',
+      { cause: error },
+    );
+  }
+  return new NativeAddonError(`clamp-native's addon (${file}) failed to load: ${detail}. Rebuild it with \`npx clamp-native build\`.`, { cause: error });
+}
+
+/** Reads CLAMP_NUM_THREADS, or the cores this process may use (Debian's LibTorch would start with one). */
+export function defaultThreadCount(env: NodeJS.ProcessEnv = process.env): { threads: number; source: string } {
+  const raw = env.CLAMP_NUM_THREADS;
+  if (raw === undefined || raw === '') return { threads: os.availableParallelism(), source: 'available cores' };
+  const threads = Number(raw);
+  if (!Number.isInteger(threads) || threads < 1) {
+    throw new RangeError(`CLAMP_NUM_THREADS must be a whole number >= 1, got '${raw}'`);
+  }
+  return { threads, source: 'CLAMP_NUM_THREADS' };
+}
+
+let loaded: NativeAddon | undefined;
+let threadSource = 'available cores';
+
+/** The addon, loaded on first use, with LibTorch's intra-op threads set. */
+export function native(): NativeAddon {
+  if (loaded) return loaded;
+  const file = addonPath();
+  let addon: NativeAddon;
+  try {
+    addon = createRequire(import.meta.url)(file) as NativeAddon;
+  } catch (error) {
+    throw explainLoadFailure(file, error);
+  }
+  const { threads, source } = defaultThreadCount();
+  addon.setNumThreads(threads);
+  threadSource = source;
+  loaded = addon;
+  return addon;
+}
+
+/** Intra-op threads LibTorch uses for every later native call. */
+export function setNumThreads(threads: number): void {
+  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a whole number >= 1, got ${threads}`);
+  native().setNumThreads(threads);
+  threadSource = 'setNumThreads()';
+}
+
+export function getNumThreads(): number {
+  return native().numThreads();
+}
+
+/** Where the current thread count came from: 'available cores', 'CLAMP_NUM_THREADS' or 'setNumThreads()'. */
+export function numThreadsSource(): string {
+  return threadSource;
+}

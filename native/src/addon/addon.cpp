@@ -1,0 +1,13 @@
+#include "addon/bindings.h"
+
+namespace {
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  clamp::addon::register_runtime(env, exports);
+  clamp::addon::register_packing_loss(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(clamp_native, init)

@@ -1,0 +1,59 @@
+// runtimeInfo(), setNumThreads(n), numThreads(): what `doctor` reports and the thread setting.
+#include "addon/bindings.h"
+#include "addon/errors.h"
+#include "core/runtime.h"
+
+#ifndef CLAMP_BUILD_SYSTEM
+#define CLAMP_BUILD_SYSTEM "unknown"
+#endif
+#ifndef CLAMP_CXX_COMPILER
+#define CLAMP_CXX_COMPILER "unknown"
+#endif
+#ifndef CLAMP_BUILD_TYPE
+#define CLAMP_BUILD_TYPE "unknown"
+#endif
+
+namespace clamp::addon {
+namespace {
+
+Napi::Value runtime_info_binding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const RuntimeInfo runtime = runtime_info();
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("torchVersion", runtime.torch_version);
+  result.Set("parallelInfo", runtime.parallel_info);
+  result.Set("torchConfig", runtime.config);
+  result.Set("cudaAvailable", runtime.cuda_available);
+  result.Set("cudaDeviceCount", runtime.cuda_device_count);
+  result.Set("numThreads", runtime.num_threads);
+  Napi::Object build = Napi::Object::New(env);
+  build.Set("buildSystem", CLAMP_BUILD_SYSTEM);
+  build.Set("compiler", CLAMP_CXX_COMPILER);
+  build.Set("buildType", CLAMP_BUILD_TYPE);
+  build.Set("cxxStandard", static_cast<double>(__cplusplus));
+  build.Set("cxx11Abi", _GLIBCXX_USE_CXX11_ABI == 1);
+  build.Set("napiVersion", NAPI_VERSION);
+  result.Set("build", build);
+  return result;
+}
+
+Napi::Value set_num_threads_binding(const Napi::CallbackInfo& info) {
+  if (info.Length() != 1 || !info[0].IsNumber()) throw_type_error(info.Env(), "setNumThreads(threads: number)");
+  const double threads = info[0].As<Napi::Number>().DoubleValue();
+  if (!(threads >= 1) || threads != static_cast<int>(threads))
+    throw Napi::RangeError::New(info.Env(), "threads must be a whole number >= 1, got " + std::to_string(threads));
+  set_num_threads(static_cast<int>(threads));
+  return info.Env().Undefined();
+}
+
+Napi::Value num_threads_binding(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }
+
+}  // namespace
+
+void register_runtime(Napi::Env env, Napi::Object exports) {
+  exports.Set("runtimeInfo", guarded<runtime_info_binding>(env));
+  exports.Set("setNumThreads", guarded<set_num_threads_binding>(env));
+  exports.Set("numThreads", guarded<num_threads_binding>(env));
+}
+
+}  // namespace clamp::addon

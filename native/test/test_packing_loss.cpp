@@ -1,0 +1,151 @@
+// The core's own tests: run by ctest, with no Node involved, so they also run on a GPU machine.
+#include "packing_loss.h"
+#include "runtime.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <functional>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+int failures = 0, passes = 0;
+
+void check(bool ok, const std::string& what) {
+  if (ok) {
+    ++passes;
+  } else {
+    ++failures;
+    std::cerr << "FAIL: " << what << "\n";
+  }
+}
+
+double relative_l2(const at::Tensor& a, const at::Tensor& b) {
+  const double denominator = std::max(b.norm().item<double>(), 1e-30);
+  return (a.to(at::kDouble) - b.to(at::kDouble)).norm().item<double>() / denominator;
+}
+
+// Views scattered around b random centres: `spread` sets how far apart the images are, `noise` how
+// wide each sub-manifold is.
+at::Tensor make_batch(int64_t m, int64_t b, int64_t d, double spread, double noise, at::ScalarType dtype,
+                      uint64_t seed) {
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const auto options = at::TensorOptions().dtype(at::kDouble);
+  const at::Tensor centres = at::randn({1, b, d}, generator, c10::nullopt, c10::nullopt, c10::nullopt, c10::nullopt) * spread;
+  const at::Tensor views = centres + at::randn({m, b, d}, generator, c10::nullopt, c10::nullopt, c10::nullopt, c10::nullopt) * noise;
+  return views.reshape({m * b, d}).to(options.dtype(dtype).dtype().toScalarType());
+}
+
+struct LossAndGrad {
+  double loss;
+  at::Tensor grad;
+};
+
+LossAndGrad evaluate(const std::function<at::Tensor(const at::Tensor&)>& loss_fn, const at::Tensor& z) {
+  const at::Tensor input = z.detach().clone().requires_grad_(true);
+  const at::Tensor loss = loss_fn(input);
+  loss.backward();
+  return {loss.item<double>(), input.grad()};
+}
+
+void test_matches_reference() {
+  struct Case {
+    const char* name;
+    int64_t m, b, d;
+    double spread, noise;
+    clamp::PackingLossOptions options;
+  };
+  const std::vector<Case> cases = {
+      {"paper defaults, d > m", 4, 16, 12, 0.5, 0.4, clamp::PackingLossOptions()},
+      {"d < m", 8, 12, 3, 0.5, 0.3, clamp::PackingLossOptions().set_rs(2.0)},
+      {"potPow 2.5, lw0 > 0, log off", 3, 10, 6, 0.5, 0.3,
+       clamp::PackingLossOptions().set_pot_pow(2.5).set_lw0(0.1).set_log(false)},
+      {"maxRange binding", 4, 10, 5, 0.5, 0.6, clamp::PackingLossOptions().set_rs(20.0).set_max_range(0.8)},
+  };
+  for (const auto& c : cases) {
+    for (const auto dtype : {at::kDouble, at::kFloat}) {
+      const at::Tensor z = make_batch(c.m, c.b, c.d, c.spread, c.noise, dtype, 7);
+      const auto fused = evaluate([&](const at::Tensor& x) { return clamp::packing_loss(x, c.m, c.options); }, z);
+      const auto reference = evaluate(
+          [&](const at::Tensor& x) { return clamp::packing_loss_reference(x.to(at::kDouble), c.m, c.options); }, z);
+      const double tolerance_loss = dtype == at::kDouble ? 1e-12 : 1e-5;
+      const double tolerance_grad = dtype == at::kDouble ? 1e-10 : 1e-4;
+      const std::string name = std::string(c.name) + (dtype == at::kDouble ? " (float64)" : " (float32)");
+      check(std::abs(fused.loss - reference.loss) <= tolerance_loss * std::max(1.0, std::abs(reference.loss)),
+            name + ": loss " + std::to_string(fused.loss) + " vs reference " + std::to_string(reference.loss));
+      check(relative_l2(fused.grad, reference.grad) <= tolerance_grad,
+            name + ": gradient relative L2 error " + std::to_string(relative_l2(fused.grad, reference.grad)));
+    }
+  }
+}
+
+void test_finite_differences() {
+  const clamp::PackingLossOptions options = clamp::PackingLossOptions().set_rs(3.0).set_pot_pow(2.5).set_lw0(0.05);
+  const int64_t m = 3, b = 5, d = 4;
+  const at::Tensor z = make_batch(m, b, d, 0.5, 0.4, at::kDouble, 11);
+  clamp::PackingStats stats;
+  clamp::packing_loss(z, m, options, &stats);
+  check(stats.contacts_per_image > 0, "finite differences: the batch has contacts");
+  const auto analytic = evaluate([&](const at::Tensor& x) { return clamp::packing_loss(x, m, options); }, z);
+  at::Tensor numeric = at::zeros_like(z);
+  const double h = 1e-6;
+  auto flat = z.view({-1});
+  for (int64_t k = 0; k < flat.numel(); ++k) {
+    at::Tensor plus = z.clone(), minus = z.clone();
+    plus.view({-1})[k] += h;
+    minus.view({-1})[k] -= h;
+    numeric.view({-1})[k] = (clamp::packing_loss(plus, m, options).item<double>() -
+                             clamp::packing_loss(minus, m, options).item<double>()) / (2 * h);
+  }
+  const double error = relative_l2(analytic.grad, numeric);
+  check(error < 1e-6, "finite differences: relative L2 error " + std::to_string(error));
+}
+
+void test_thread_count_does_not_change_result() {
+  const at::Tensor z = make_batch(4, 64, 16, 0.4, 0.4, at::kFloat, 3);
+  const int before = clamp::num_threads();
+  clamp::set_num_threads(1);
+  const auto one = evaluate([&](const at::Tensor& x) { return clamp::packing_loss(x, 4); }, z);
+  clamp::set_num_threads(2);
+  const auto two = evaluate([&](const at::Tensor& x) { return clamp::packing_loss(x, 4); }, z);
+  clamp::set_num_threads(before);
+  check(one.loss == two.loss, "threads: the loss is bitwise the same with 1 and 2 threads");
+  check(at::equal(one.grad, two.grad), "threads: the gradient is bitwise the same with 1 and 2 threads");
+}
+
+void test_bad_arguments() {
+  auto throws = [](const std::function<void()>& fn, const std::string& needle, const std::string& what) {
+    try {
+      fn();
+      check(false, what + ": no error");
+    } catch (const std::invalid_argument& error) {
+      check(std::string(error.what()).find(needle) != std::string::npos,
+            what + ": message '" + error.what() + "' lacks '" + needle + "'");
+    }
+  };
+  const at::Tensor good = at::randn({8, 3});
+  throws([&] { clamp::packing_loss(good, 1); }, "views", "one view");
+  throws([&] { clamp::packing_loss(good, 3); }, "multiple of views", "rows not divisible");
+  throws([&] { clamp::packing_loss(good, 8); }, "batch", "one image");
+  throws([&] { clamp::packing_loss(good.to(at::kInt), 2); }, "float32 or float64", "integer dtype");
+  throws([&] { clamp::packing_loss(good.view({8, 3, 1}), 2); }, "2-D", "3-D input");
+  throws([&] { clamp::packing_loss(good, 2, clamp::PackingLossOptions().set_rs(-1)); }, "rs", "negative rs");
+  at::Tensor nan = good.clone();
+  nan[2][1] = std::nan("");
+  throws([&] { clamp::packing_loss(nan, 2); }, "index 7", "NaN input");
+}
+
+}  // namespace
+
+int main() {
+  test_matches_reference();
+  test_finite_differences();
+  test_thread_count_does_not_change_result();
+  test_bad_arguments();
+  std::cout << passes << " passed, " << failures << " failed\n";
+  return failures == 0 ? 0 : 1;
+}
