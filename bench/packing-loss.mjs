@@ -1,15 +1,18 @@
 #!/usr/bin/env node
-// Benchmark of the CLAMP packing loss, forward + backward (formula: the packing-loss spec), three ways:
-//   fused   - the addon's fused op (no [b, b, d] intermediate),
-//   unfused - the addon's autograd composition of the same formula (same process, same threads),
-//   eager   - the formula in eager PyTorch with broadcasting (bench/packing_loss_eager.py, Debian's
-//             /usr/bin/python3 with torch 1.13).
+// Benchmark of the CLAMP packing loss, forward + backward (formula: the packing-loss spec), four ways:
+//   fused       - the addon's fused op (no [b, b, d] intermediate) with the diagnostics that come free
+//                 with it: what a training step pays, and like for like with the two peers below,
+//   fused+stats - the same plus nearest-centre accuracy (one more [m*b, d] x [d, b] product), which is
+//                 what the public packingLoss() returns,
+//   unfused     - the addon's autograd composition of the same formula (same process, same threads),
+//   eager       - the formula in eager PyTorch with broadcasting (bench/packing_loss_eager.py, Debian's
+//                 /usr/bin/python3 with torch 1.13).
 // Every (implementation, shape) runs in a fresh child process under a memory limit and a timeout, so
 // that its peak memory is its own. See bench/README.md.
 //
-//   node bench/packing-loss.mjs [--threads N] [--shapes 512x4x512,1024x8x512] [--impl fused,unfused,eager]
+//   node bench/packing-loss.mjs [--threads N] [--shapes 512x4x512,1024x8x512] [--impl fused,fused+stats,unfused,eager]
 //                               [--json out.json] [--quick]
-//   node bench/packing-loss.mjs --child fused|unfused BxMxD --input z.f32 --threads N ...   (internal)
+//   node bench/packing-loss.mjs --child fused|fused+stats|unfused BxMxD --input z.f32 --threads N ...   (internal)
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -17,6 +20,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { gaussianSampler } from '../dist/loss/packing-dynamics.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ADDON = '../build/Release/clamp_native.node';
@@ -24,7 +28,13 @@ const PYTHON = '/usr/bin/python3'; // Debian's, with torch; a pyenv python3 on P
 const EAGER_SCRIPT = path.join(here, 'packing_loss_eager.py');
 
 const SHAPES = ['128x16x256', '512x4x512', '1024x8x512', '2048x4x512', '4096x4x512'];
-const IMPLS = ['fused', 'unfused', 'eager'];
+const IMPLS = ['fused', 'fused+stats', 'unfused', 'eager']; // the default selection
+// The addon's packingLoss mode per native implementation.
+const NATIVE_MODES = { fused: 'fused-pair-pass', 'fused+stats': 'fused', unfused: 'unfused' };
+const KNOWN_IMPLS = [...Object.keys(NATIVE_MODES), 'eager'];
+const BBD_IMPLS = ['unfused', 'eager']; // the ones that build [b, b, d] tensors
+// Ratio columns (x / fused) in this order, for the selected implementations.
+const RATIO_ORDER = ['eager', 'unfused', 'fused+stats'];
 // The paper's defaults; packing_loss_eager.py hard-codes the same values.
 const OPTIONS = { rs: 7, potPow: 2, minMargin: 1e-3, maxRange: 1.5, lw0: 0, lw1: 1, log: true };
 
@@ -58,7 +68,7 @@ const median = (values) => {
 };
 
 // ---------------------------------------------------------------------------------------------------
-// Child: one (fused | unfused, shape) measurement; prints one JSON line (the same fields as the Python peer).
+// Child: one (native implementation, shape) measurement; prints one JSON line (the same fields as the Python peer).
 
 function statusBytes(field) {
   const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync('/proc/self/status', 'utf8'));
@@ -93,16 +103,16 @@ function readFloat32(file, length) {
 }
 
 async function runChild(impl, shapeText, values) {
-  if (impl !== 'fused' && impl !== 'unfused') throw new Error(`--child takes fused or unfused, not ${impl}`);
+  const mode = NATIVE_MODES[impl];
+  if (!mode) throw new Error(`--child takes ${Object.keys(NATIVE_MODES).join(', ')}, not ${impl}`);
   const { b, m, d } = parseShape(shapeText);
   const addon = createRequire(import.meta.url)(ADDON);
-  const reference = impl === 'unfused';
   addon.setNumThreads(Number(values.threads));
   const z = readFloat32(values.input, m * b * d);
 
   const forwardBackward = async (input, views = m, dim = d) => {
     const start = process.hrtime.bigint();
-    const { loss } = await addon.packingLoss(input, views, dim, OPTIONS, reference);
+    const { loss } = await addon.packingLoss(input, views, dim, OPTIONS, mode);
     return { ms: Number(process.hrtime.bigint() - start) / 1e6, loss };
   };
   // A tiny call first so that one-time runtime start-up (libuv worker, thread pool) is not counted.
@@ -146,16 +156,7 @@ async function runChild(impl, shapeText, values) {
 
 /** Seeded Gaussian input, view-major [m*b, d]: view v of image i = 0.5 * centre_i + 0.5 * noise. */
 function makeInput({ b, m, d }, seed) {
-  let state = seed >>> 0;
-  const uniform = () => {
-    // mulberry32
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-  const gaussian = () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
+  const gaussian = gaussianSampler(seed);
   const centres = Float32Array.from({ length: b * d }, gaussian);
   const z = new Float32Array(m * b * d);
   for (let v = 0; v < m; v++)
@@ -207,7 +208,10 @@ function runMeasurement(command) {
       const message = report?.message ?? (stderrLines.findLast((line) => /Error\b/.test(line)) || stderrLines.at(-1) || `exit ${code ?? signal}`);
       // SIGKILL without our timeout: the kernel's OOM killer.
       const oom = report?.error === 'oom' || signal === 'SIGKILL' || isOutOfMemory(stderr);
-      resolve({ status: oom ? 'oom' : 'error', message: oom ? `out of memory (${message})` : message });
+      if (!oom) return resolve({ status: 'error', message });
+      const failed = /tried to allocate (\d+) bytes/.exec(message);
+      const detail = failed ? `a ${(Number(failed[1]) / GiB).toFixed(1)} GiB allocation failed` : message;
+      resolve({ status: 'oom', message: `out of memory under the ${MEMORY_LIMIT_BYTES / GiB} GiB limit (${detail})` });
     });
   });
 }
@@ -218,8 +222,8 @@ function pythonTorchVersion() {
 }
 
 const fmt = {
-  ms: (r) => (r.status === 'ok' ? r.medianMs.toFixed(r.medianMs < 100 ? 2 : 0) : cellStatus(r)),
-  mib: (r) => (r.status === 'ok' ? (r.peakExtraBytes / MiB).toFixed(r.peakExtraBytes < 100 * MiB ? 1 : 0) : cellStatus(r)),
+  ms: (r) => (r?.status === 'ok' ? r.medianMs.toFixed(r.medianMs < 100 ? 2 : 0) : cellStatus(r)),
+  mib: (r) => (r?.status === 'ok' ? (r.peakExtraBytes / MiB).toFixed(r.peakExtraBytes < 100 * MiB ? 1 : 0) : cellStatus(r)),
   ratio: (x, y) => (Number.isFinite(x / y) && y > 0 ? `${(x / y).toFixed(x / y < 10 ? 2 : 1)}x` : '-'),
 };
 
@@ -229,15 +233,16 @@ function cellStatus(r) {
   return { oom: 'OOM', timeout: 'timeout', error: 'error' }[r.status] ?? r.status;
 }
 
-function printTable(rows) {
-  const header = ['shape b x m x d', 'fused ms', 'fused MiB', 'unfused ms', 'unfused MiB', 'eager ms', 'eager MiB',
-    'eager/fused t', 'unfused/fused t', 'eager/fused mem', 'unfused/fused mem'];
-  const lines = rows.map(({ shape, fused, unfused, eager }) => {
-    const time = (r) => (r?.status === 'ok' && fused?.status === 'ok' ? fmt.ratio(r.medianMs, fused.medianMs) : '-');
-    const mem = (r) => (r?.status === 'ok' && fused?.status === 'ok' ? fmt.ratio(r.peakExtraBytes, fused.peakExtraBytes) : '-');
-    const cell = (r, f) => (r ? f(r) : '-');
-    return [shape, cell(fused, fmt.ms), cell(fused, fmt.mib), cell(unfused, fmt.ms), cell(unfused, fmt.mib),
-      cell(eager, fmt.ms), cell(eager, fmt.mib), time(eager), time(unfused), mem(eager), mem(unfused)];
+function printTable(rows, impls) {
+  const compared = RATIO_ORDER.filter((impl) => impls.includes(impl) && impls.includes('fused'));
+  const header = ['shape b x m x d', ...impls.flatMap((impl) => [`${impl} ms`, `${impl} MiB`]),
+    ...compared.map((impl) => `${impl}/fused t`), ...compared.map((impl) => `${impl}/fused mem`)];
+  const lines = rows.map((row) => {
+    const ok = (r) => r?.status === 'ok' && row.fused?.status === 'ok';
+    const time = (r) => (ok(r) ? fmt.ratio(r.medianMs, row.fused.medianMs) : '-');
+    const mem = (r) => (ok(r) ? fmt.ratio(r.peakExtraBytes, row.fused.peakExtraBytes) : '-');
+    return [row.shape, ...impls.flatMap((impl) => [fmt.ms(row[impl]), fmt.mib(row[impl])]),
+      ...compared.map((impl) => time(row[impl])), ...compared.map((impl) => mem(row[impl]))];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((line) => line[i].length)));
   const render = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
@@ -252,7 +257,7 @@ async function runParent(values) {
   const shapes = values.shapes ? values.shapes.split(',') : values.quick ? SHAPES.slice(0, 2) : SHAPES;
   shapes.forEach(parseShape);
   const impls = values.impl ? values.impl.split(',') : IMPLS;
-  for (const impl of impls) if (!IMPLS.includes(impl)) throw new Error(`--impl: unknown implementation ${impl}`);
+  for (const impl of impls) if (!KNOWN_IMPLS.includes(impl)) throw new Error(`--impl: unknown implementation ${impl} (${KNOWN_IMPLS.join(', ')})`);
   const reps = values.quick ? QUICK_REPS : REPS;
   if (spawnSync('prlimit', ['--version']).error) throw new Error('prlimit (util-linux) is needed for the memory limit');
 
@@ -274,8 +279,8 @@ async function runParent(values) {
       fs.writeFileSync(input, new Uint8Array(z.buffer));
       const row = { shape: shapeText };
       for (const impl of impls) {
-        const estimateBytes = impl === 'fused' ? 0 : bbdEstimateBytes(shape);
-        process.stderr.write(`  ${impl.padEnd(7)} ${shapeText} ... `);
+        const estimateBytes = BBD_IMPLS.includes(impl) ? bbdEstimateBytes(shape) : 0;
+        process.stderr.write(`  ${impl.padEnd(Math.max(...impls.map((i) => i.length)))} ${shapeText} ... `);
         const r = (row[impl] = estimateBytes > SKIP_ABOVE_BYTES
           ? { status: 'skipped', estimateBytes, message: `out of memory (needs ~${(estimateBytes / GiB).toFixed(0)} GB; not run)` }
           : await runMeasurement(childCommand(impl, shapeText, input, threads, reps)));
@@ -296,14 +301,13 @@ async function runParent(values) {
   console.log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB.toFixed(1)} GiB`);
   console.log(`threads: ${threads}   torch: native ${torch.native}, python ${torch.python} (${PYTHON})`);
   console.log(`reps: ${reps.targetMs} ms worth, ${reps.minReps}..${reps.maxReps}, after 1 warm-up (the peak-memory run)\n`);
-  printTable(rows);
+  printTable(rows, impls);
   console.log('');
   for (const row of rows) {
     const notes = [];
-    if (row.fused?.status === 'ok' && row.eager?.status === 'ok')
-      notes.push(`|L_fused - L_eager| / |L_eager| = ${lossRelative(row.fused.loss, row.eager.loss).toExponential(2)}`);
-    if (row.fused?.status === 'ok' && row.unfused?.status === 'ok')
-      notes.push(`|L_fused - L_unfused| / |L_unfused| = ${lossRelative(row.fused.loss, row.unfused.loss).toExponential(2)}`);
+    for (const impl of RATIO_ORDER)
+      if (row.fused?.status === 'ok' && row[impl]?.status === 'ok')
+        notes.push(`|L_fused - L_${impl}| / |L_${impl}| = ${lossRelative(row.fused.loss, row[impl].loss).toExponential(2)}`);
     for (const impl of impls) if (row[impl] && row[impl].status !== 'ok') notes.push(`${impl}: ${row[impl].message}`);
     if (notes.length) console.log(`${row.shape}: ${notes.join('; ')}`);
   }

@@ -2,16 +2,10 @@
 // written with plain loops, plus counts that tell which regime a test case exercises.
 import { gaussianSampler } from '../lib/loss/packing-dynamics.js';
 import type { ResolvedPackingLossOptions } from '../lib/config/packing-loss-options.js';
-import { packingLossOptionsSchema, type PackingLossOptions } from '../lib/index.js';
+import { packingLossOptionsSchema, type PackingLossOptions, type PackingStats } from '../lib/index.js';
 
-export interface ReferenceResult {
+export interface ReferenceResult extends PackingStats {
   loss: number;
-  energy: number;
-  meanRadius: number;
-  meanDistance: number;
-  contactsPerImage: number;
-  activity: number;
-  nearestCentreAccuracy: number;
   /** Unordered contact pairs whose range is capped by maxRange. */
   clampedContacts: number;
   /** Unordered pairs closer than minMargin that would otherwise be in contact. */

@@ -15,7 +15,10 @@ export function validationError(error: z.ZodError, subject: string): TypeError |
     const got = 'input' in issue ? ` (got ${describeValue(issue.input)})` : '';
     return `${field}: ${issue.message}${got}`;
   });
-  const typeProblem = error.issues.some((issue) => issue.code === 'invalid_type' || issue.code === 'unrecognized_keys');
+  // zod calls NaN and Infinity the wrong type; to a JavaScript caller they are numbers out of range.
+  const typeProblem = error.issues.some(
+    (issue) => issue.code === 'unrecognized_keys' || (issue.code === 'invalid_type' && typeof issue.input !== 'number'),
+  );
   const message = lines.join('; ');
   return typeProblem ? new TypeError(message) : new RangeError(message);
 }

@@ -77,7 +77,7 @@ export function parsePackingLossArguments(
  */
 export async function packingLoss<T extends FloatArray>(z: T, args: PackingLossArguments): Promise<PackingLossResult<T>> {
   const { shape, options } = parsePackingLossArguments(z, args);
-  const result = await native().packingLoss(z, shape.views, shape.dim, options, false);
+  const result = await native().packingLoss(z, shape.views, shape.dim, options, 'fused');
   if (result.stats === null) throw new Error('the native packing loss returned no diagnostics');
   return { loss: result.loss, grad: result.grad, stats: result.stats };
 }
@@ -92,6 +92,6 @@ export async function packingLossReference<T extends FloatArray>(
   args: PackingLossArguments,
 ): Promise<{ loss: number; grad: T }> {
   const { shape, options } = parsePackingLossArguments(z, args);
-  const result = await native().packingLoss(z, shape.views, shape.dim, options, true);
+  const result = await native().packingLoss(z, shape.views, shape.dim, options, 'unfused');
   return { loss: result.loss, grad: result.grad };
 }

@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { PackingStats } from '../loss/packing-loss.js';
 
 /** The package's root folder (holds package.json, build/, scripts/). */
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -35,14 +36,12 @@ export interface NativePackingLossOptions {
   log: boolean;
 }
 
-export interface NativeStats {
-  energy: number;
-  meanRadius: number;
-  meanDistance: number;
-  contactsPerImage: number;
-  activity: number;
-  nearestCentreAccuracy: number;
-}
+
+/**
+ * 'fused': every diagnostic; 'fused-pair-pass': the diagnostics that come free with the loss (no
+ * nearest-centre accuracy, which costs a [m*b, d] x [d, b] product); 'unfused': the autograd yardstick.
+ */
+export type PackingLossMode = 'fused' | 'fused-pair-pass' | 'unfused';
 
 /** The addon's surface: argument checks happen again in C++, but lib/ validates first. */
 export interface NativeAddon {
@@ -54,8 +53,8 @@ export interface NativeAddon {
     views: number,
     dim: number,
     options: NativePackingLossOptions,
-    reference: boolean,
-  ): Promise<{ loss: number; grad: T; stats: NativeStats | null }>;
+    mode: PackingLossMode,
+  ): Promise<{ loss: number; grad: T; stats: PackingStats | null }>;
 }
 
 /** The addon file: CLAMP_NATIVE_ADDON overrides it (for instance, to load a node-gyp build elsewhere). */

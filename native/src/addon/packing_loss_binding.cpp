@@ -1,5 +1,6 @@
-// packingLoss(z, shape, options, implementation) -> Promise<{ loss, grad, stats }>, computed on a
-// libuv worker thread over z's own memory.
+// packingLoss(z, views, dim, options, mode) -> Promise<{ loss, grad, stats }>, computed on a libuv
+// worker thread over z's own memory. mode: "fused" (every diagnostic), "fused-pair-pass" (no
+// nearest-centre accuracy, the per-step cost of training), "unfused" (the autograd yardstick, no stats).
 #include "addon/bindings.h"
 #include "addon/buffers.h"
 #include "addon/errors.h"
@@ -43,17 +44,27 @@ PackingLossOptions read_options(const Napi::Value& value) {
   return options;
 }
 
+enum class Mode { fused, fused_pair_pass, unfused };
+
+Mode read_mode(const Napi::Value& value) {
+  const std::string mode = value.IsString() ? value.As<Napi::String>().Utf8Value() : "";
+  if (mode == "fused") return Mode::fused;
+  if (mode == "fused-pair-pass") return Mode::fused_pair_pass;
+  if (mode == "unfused") return Mode::unfused;
+  throw Napi::TypeError::New(value.Env(), "mode must be 'fused', 'fused-pair-pass' or 'unfused'");
+}
+
 class PackingLossWorker : public Napi::AsyncWorker {
  public:
   PackingLossWorker(Napi::Env env, const Napi::TypedArray& z, int64_t views, int64_t dim,
-                    const PackingLossOptions& options, bool reference)
+                    const PackingLossOptions& options, Mode mode)
       : Napi::AsyncWorker(env, "clamp-native:packingLoss"),
         deferred_(Napi::Promise::Deferred::New(env)),
         z_reference_(Napi::Persistent(z)),
         z_(tensor_over(z, {static_cast<int64_t>(z.ElementLength()) / dim, dim})),
         views_(views),
         options_(options),
-        reference_(reference) {}
+        mode_(mode) {}
 
   Napi::Promise promise() { return deferred_.Promise(); }
 
@@ -65,12 +76,15 @@ class PackingLossWorker : public Napi::AsyncWorker {
           at::AutoGradMode enable_grad(true);
           const at::Tensor input = z_.detach().requires_grad_(true);
           PackingStats stats;
-          const at::Tensor loss = reference_ ? packing_loss_reference(input, views_, options_)
-                                             : packing_loss(input, views_, options_, &stats);
+          const at::Tensor loss =
+              mode_ == Mode::unfused
+                  ? packing_loss_reference(input, views_, options_)
+                  : packing_loss(input, views_, options_, &stats,
+                                 mode_ == Mode::fused ? Diagnostics::all : Diagnostics::pair_pass);
           loss.backward();
           loss_ = loss.item<double>();
           grad_ = input.grad();
-          if (!reference_) stats_ = stats;
+          if (mode_ != Mode::unfused) stats_ = stats;
         },
         caught_);
     failed_ = !ok;
@@ -113,7 +127,7 @@ class PackingLossWorker : public Napi::AsyncWorker {
   at::Tensor z_;
   int64_t views_;
   PackingLossOptions options_;
-  bool reference_;
+  Mode mode_;
   bool failed_ = false;
   CaughtError caught_;
   double loss_ = 0;
@@ -121,10 +135,10 @@ class PackingLossWorker : public Napi::AsyncWorker {
   std::optional<PackingStats> stats_;
 };
 
-// packingLoss(z: Float32Array | Float64Array, views: number, dim: number, options, reference: boolean)
+// packingLoss(z: Float32Array | Float64Array, views: number, dim: number, options, mode: string)
 Napi::Value packing_loss_async(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 5) throw_type_error(env, "packingLoss(z, views, dim, options, reference) takes 5 arguments");
+  if (info.Length() != 5) throw_type_error(env, "packingLoss(z, views, dim, options, mode) takes 5 arguments");
   if (!info[0].IsTypedArray()) throw_type_error(env, "z must be a Float32Array or Float64Array");
   const auto z = info[0].As<Napi::TypedArray>();
   if (z.TypedArrayType() != napi_float32_array && z.TypedArrayType() != napi_float64_array)
@@ -136,8 +150,7 @@ Napi::Value packing_loss_async(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "z.length " + std::to_string(z.ElementLength()) + " is not a multiple of dim " +
                                          std::to_string(dim));
   const PackingLossOptions options = read_options(info[3]);
-  if (!info[4].IsBoolean()) throw_type_error(env, "reference must be a boolean");
-  auto* worker = new PackingLossWorker(env, z, views, dim, options, info[4].As<Napi::Boolean>().Value());
+  auto* worker = new PackingLossWorker(env, z, views, dim, options, read_mode(info[4]));
   Napi::Promise promise = worker->promise();
   worker->Queue();
   return promise;

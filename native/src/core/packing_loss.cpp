@@ -4,6 +4,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -25,16 +26,61 @@ std::string format_number(double value) {
 
 // Everything the backward needs, kept from the forward: O(b^2 + m*b*d).
 struct SavedForward {
-  at::Tensor unit;          // [m*b, d] centred, unit-norm rows
-  at::Tensor norms;         // [m*b, 1] row norms before the floor
-  at::Tensor centres;       // [b, d]  c_i, shifted by their mean (distances do not change)
-  at::Tensor deviations;    // [m, b, d] unit rows minus their centre
-  at::Tensor radii;         // [b]
-  at::Tensor pair_weights;  // [b, b] P_ij = dE/dd_ij / d_ij on contact pairs, 0 elsewhere
+  at::Tensor unit;          // [m*b, d] centred, unit-norm rows (steps 1-2)
+  at::Tensor norms;         // [m*b] row norms before the floor
+  at::Tensor centres;       // [b, d] c_i (step 3)
+  at::Tensor radii;         // [b] r_i (step 5)
+  at::Tensor pair_weights;  // [b, b] P_ij = (dE/dd_ij) / d_ij on contact pairs, 0 elsewhere
   at::Tensor radius_grads;  // [b] dE/dr_i
   double energy = 0;
   int64_t views = 0;
 };
+
+// Rows per parallel chunk: enough work per task (about 32k values) to outweigh scheduling.
+int64_t grain_for(int64_t values_per_item) { return std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, values_per_item)); }
+
+// Steps 1-5 for each image i in one pass over its m views (parallel over images): centre and normalise
+// the rows, average them into c_i, and measure their spread around it.
+template <typename scalar_t>
+void normalise_and_group(const scalar_t* z, const scalar_t* mean, int64_t m, int64_t b, int64_t d, double rs,
+                         scalar_t* unit, scalar_t* norms, scalar_t* centres, scalar_t* radii) {
+  const double radius_dims = double(std::min(d, m));
+  at::parallel_for(0, b, grain_for(m * d), [&](int64_t begin, int64_t end) {
+    std::vector<double> centre(d);
+    for (int64_t i = begin; i < end; ++i) {
+      std::fill(centre.begin(), centre.end(), 0.0);
+      for (int64_t v = 0; v < m; ++v) {
+        const scalar_t* zr = z + (v * b + i) * d;
+        scalar_t* u = unit + (v * b + i) * d;
+        double squared = 0;
+        for (int64_t c = 0; c < d; ++c) {
+          const scalar_t y = zr[c] - mean[c];
+          u[c] = y;
+          squared += double(y) * double(y);
+        }
+        const double norm = std::sqrt(squared);
+        norms[v * b + i] = static_cast<scalar_t>(norm);
+        const scalar_t inverse = static_cast<scalar_t>(1.0 / std::max(norm, kNormFloor));
+        for (int64_t c = 0; c < d; ++c) {
+          u[c] *= inverse;
+          centre[c] += u[c];
+        }
+      }
+      scalar_t* ci = centres + i * d;
+      for (int64_t c = 0; c < d; ++c) ci[c] = static_cast<scalar_t>(centre[c] / double(m));
+      double spread = 0;
+      for (int64_t v = 0; v < m; ++v) {
+        const scalar_t* u = unit + (v * b + i) * d;
+        for (int64_t c = 0; c < d; ++c) {
+          const double deviation = double(u[c]) - double(ci[c]);
+          spread += deviation * deviation;
+        }
+      }
+      spread /= double(m - 1);
+      radii[i] = static_cast<scalar_t>(rs * std::sqrt(spread / radius_dims + kSqrtEpsilon));
+    }
+  });
+}
 
 struct PairPassTotals {
   double pair_energy = 0;  // sum over ordered contact pairs of lw1 * (1 - d/s)^p
@@ -43,9 +89,9 @@ struct PairPassTotals {
   int64_t active_images = 0;
 };
 
-// One pass over the ordered pairs (i, j), i != j, parallel over rows i. Distances come from the Gram
-// matrix of the (mean-shifted) centres. Each row writes only its own entries, so no atomics are needed
-// and the row totals are summed in a fixed order: the result does not depend on the thread count.
+// Steps 6-9 in one pass over the ordered pairs (i, j), i != j, parallel over rows i. Distances come from
+// the Gram matrix of the (mean-shifted) centres. Each row writes only its own entries, so no atomics are
+// needed and the row totals are summed in a fixed order: the result does not depend on the thread count.
 template <typename scalar_t>
 PairPassTotals pair_pass(const at::Tensor& gram, const at::Tensor& radii, const PackingLossOptions& o,
                          at::Tensor& pair_weights, at::Tensor& radius_grads) {
@@ -54,37 +100,49 @@ PairPassTotals pair_pass(const at::Tensor& gram, const at::Tensor& radii, const 
   const scalar_t* r = radii.data_ptr<scalar_t>();
   scalar_t* weights = pair_weights.data_ptr<scalar_t>();
   scalar_t* rgrad = radius_grads.data_ptr<scalar_t>();
+  std::vector<scalar_t> squared_norms(b);  // the Gram diagonal, contiguous: it is read for every pair
+  for (int64_t j = 0; j < b; ++j) squared_norms[j] = g[j * b + j];
+  // Per-pair arithmetic runs in the input's precision (float32 for training); sums are in double.
+  const scalar_t max_range = static_cast<scalar_t>(o.max_range), min_margin = static_cast<scalar_t>(o.min_margin);
+  const scalar_t lw1_p = static_cast<scalar_t>(o.lw1 * o.pot_pow);
   std::vector<double> row_energy(b, 0.0), row_distance(b, 0.0);
   std::vector<int64_t> row_contacts(b, 0);
   const double p = o.pot_pow;
+  const bool square_potential = p == 2.0;  // the paper's default: no pow() in the inner loop
 
-  at::parallel_for(0, b, 16, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, b, grain_for(b), [&](int64_t begin, int64_t end) {
+    std::vector<scalar_t> distances(b), ranges(b);
     for (int64_t i = begin; i < end; ++i) {
-      const double gii = g[i * b + i];
-      const double ri = r[i];
+      const scalar_t* gi = g + i * b;
+      scalar_t* wi = weights + i * b;
+      const scalar_t sqi = squared_norms[i], ri = r[i];
+      // Distances and ranges for the whole row first: a branch-free loop the compiler vectorises.
+      for (int64_t j = 0; j < b; ++j) {
+        const scalar_t squared = std::max<scalar_t>(sqi + squared_norms[j] - scalar_t(2) * gi[j], scalar_t(0));
+        distances[j] = std::sqrt(squared + scalar_t(kSqrtEpsilon));
+        ranges[j] = ri + r[j] + scalar_t(kRangeEpsilon);
+      }
       double energy = 0, distance = 0, dr = 0;
       int64_t contacts = 0;
       for (int64_t j = 0; j < b; ++j) {
-        scalar_t& weight = weights[i * b + j];
-        weight = 0;
+        wi[j] = 0;
         if (j == i) continue;
-        const double squared = std::max(gii + double(g[j * b + j]) - 2.0 * double(g[i * b + j]), 0.0);
-        const double dij = std::sqrt(squared + kSqrtEpsilon);
+        const scalar_t dij = distances[j];
         distance += dij;
-        const double unclamped = ri + double(r[j]) + kRangeEpsilon;
-        const bool clamped = unclamped > o.max_range;  // at equality the gradient flows, as torch.clamp
-        const double s = clamped ? o.max_range : unclamped;
-        if (!(dij > o.min_margin && dij < s)) continue;
+        const bool clamped = ranges[j] > max_range;  // at equality the gradient flows, as with torch.clamp
+        const scalar_t s = clamped ? max_range : ranges[j];
+        if (!(dij > min_margin && dij < s)) continue;
         ++contacts;
-        const double x = 1.0 - dij / s;
-        const double x_pow_minus_1 = std::pow(x, p - 1.0);
-        energy += o.lw1 * x * x_pow_minus_1;
+        const scalar_t inverse_s = scalar_t(1) / s;
+        const scalar_t x = scalar_t(1) - dij * inverse_s;
+        const scalar_t x_pow_minus_1 = square_potential ? x : static_cast<scalar_t>(std::pow(x, p - 1.0));
+        energy += double(x) * double(x_pow_minus_1);
         // Unordered pair energy lw1 x^p: dE/dd = -w / s, dE/ds = w d / s^2, with w = lw1 p x^(p-1).
-        const double w = o.lw1 * p * x_pow_minus_1;
-        weight = static_cast<scalar_t>(-w / (s * dij));
-        if (!clamped) dr += w * dij / (s * s);
+        const scalar_t w = lw1_p * x_pow_minus_1;
+        wi[j] = -w * inverse_s / dij;
+        if (!clamped) dr += double(w * dij * inverse_s * inverse_s);
       }
-      row_energy[i] = energy;
+      row_energy[i] = o.lw1 * energy;
       row_distance[i] = distance;
       row_contacts[i] = contacts;
       rgrad[i] = static_cast<scalar_t>(dr + o.lw0);
@@ -101,78 +159,109 @@ PairPassTotals pair_pass(const at::Tensor& gram, const at::Tensor& radii, const 
   return totals;
 }
 
-SavedForward forward(const at::Tensor& z_in, int64_t views, const PackingLossOptions& o, PackingStats* stats) {
+// Backward of steps 1-5 for each image in one pass over its views (parallel over images):
+//   du_vi = dE/dc_i / m + spread_coefficient_i * (u_vi - c_i)        (through c_i and t_i)
+//   dy    = (du - u (u . du)) / max(||y||, floor)                     (through the normalisation)
+// scaled by dL/dE. The centring's backward (subtracting the column mean) follows outside.
+template <typename scalar_t>
+void backward_rows(const scalar_t* unit, const scalar_t* norms, const scalar_t* centres, const scalar_t* grad_centres,
+                   const double* spread_coefficient, int64_t m, int64_t b, int64_t d, double scale, scalar_t* out) {
+  at::parallel_for(0, b, grain_for(m * d), [&](int64_t begin, int64_t end) {
+    std::vector<double> grad_unit(d);
+    for (int64_t i = begin; i < end; ++i) {
+      const scalar_t* ci = centres + i * d;
+      const scalar_t* gci = grad_centres + i * d;
+      for (int64_t v = 0; v < m; ++v) {
+        const int64_t row = v * b + i;
+        const scalar_t* u = unit + row * d;
+        double radial = 0;
+        for (int64_t c = 0; c < d; ++c) {
+          grad_unit[c] = double(gci[c]) / double(m) + spread_coefficient[i] * (double(u[c]) - double(ci[c]));
+          radial += double(u[c]) * grad_unit[c];
+        }
+        const double norm = norms[row];
+        if (!(norm > kNormFloor)) radial = 0;  // the floor is a constant: no radial term below it
+        const double factor = scale / std::max(norm, kNormFloor);
+        scalar_t* o = out + row * d;
+        for (int64_t c = 0; c < d; ++c) o[c] = static_cast<scalar_t>((grad_unit[c] - double(u[c]) * radial) * factor);
+      }
+    }
+  });
+}
+
+SavedForward forward(const at::Tensor& z_in, int64_t views, const PackingLossOptions& o, PackingStats* stats,
+                     Diagnostics diagnostics) {
   const at::Tensor z = z_in.contiguous();
   const int64_t m = views, rows = z.size(0), d = z.size(1), b = rows / m;
   SavedForward saved;
   saved.views = m;
-
-  const at::Tensor centred = z - z.mean(0, /*keepdim=*/true);                     // step 1
-  saved.norms = centred.norm(2, 1, /*keepdim=*/true);
-  saved.unit = centred / saved.norms.clamp_min(kNormFloor);                        // step 2
-  const at::Tensor unit3 = saved.unit.view({m, b, d});
-  const at::Tensor centres = unit3.mean(0);                                        // step 3
-  saved.deviations = unit3 - centres;
-  const at::Tensor spread = saved.deviations.pow(2).sum(std::vector<int64_t>{0, 2}) / double(m - 1);   // step 4
-  saved.radii = (spread / double(std::min(d, m)) + kSqrtEpsilon).sqrt() * o.rs;    // step 5
-  // Shifting every centre by their mean leaves each c_i - c_j unchanged but makes the Gram entries
-  // smaller, which keeps ||c_i||^2 + ||c_j||^2 - 2 c_i.c_j from cancelling badly in float32.
-  saved.centres = centres - centres.mean(0, /*keepdim=*/true);
-  const at::Tensor gram = saved.centres.mm(saved.centres.t()).contiguous();       // step 6, via Gram
-
+  saved.unit = at::empty({rows, d}, z.options());
+  saved.norms = at::empty({rows}, z.options());
+  saved.centres = at::empty({b, d}, z.options());
+  saved.radii = at::empty({b}, z.options());
   saved.pair_weights = at::empty({b, b}, z.options());
   saved.radius_grads = at::empty({b}, z.options());
-  const at::Tensor radii = saved.radii.contiguous();
+  const at::Tensor mean = z.mean(0).contiguous();  // step 1's d-vector
   PairPassTotals totals;
-  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "clamp_packing_pair_pass", [&] {
-    totals = pair_pass<scalar_t>(gram, radii, o, saved.pair_weights, saved.radius_grads);
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "clamp_packing_loss_forward", [&] {
+    normalise_and_group<scalar_t>(z.data_ptr<scalar_t>(), mean.data_ptr<scalar_t>(), m, b, d, o.rs,
+                                  saved.unit.data_ptr<scalar_t>(), saved.norms.data_ptr<scalar_t>(),
+                                  saved.centres.data_ptr<scalar_t>(), saved.radii.data_ptr<scalar_t>());
+    // Shifting every centre by their mean leaves each c_i - c_j unchanged but shrinks the Gram entries,
+    // which keeps ||c_i||^2 + ||c_j||^2 - 2 c_i.c_j from cancelling badly in float32.
+    const at::Tensor shifted = saved.centres - saved.centres.mean(0, /*keepdim=*/true);
+    const at::Tensor gram = shifted.mm(shifted.t()).contiguous();
+    totals = pair_pass<scalar_t>(gram, saved.radii, o, saved.pair_weights, saved.radius_grads);
   });
-  saved.energy = 0.5 * totals.pair_energy + o.lw0 * radii.sum().item<double>();   // step 9
+  saved.energy = 0.5 * totals.pair_energy + o.lw0 * saved.radii.sum().item<double>();  // step 9
 
   if (stats != nullptr) {
     stats->energy = saved.energy;
-    stats->mean_radius = radii.mean().item<double>() / o.rs;
+    stats->mean_radius = saved.radii.mean().item<double>() / o.rs;
     stats->mean_distance = totals.distance_sum / double(b * (b - 1));
     stats->contacts_per_image = double(totals.contacts) / double(b);
     stats->activity = double(totals.active_images) / double(b);
+    stats->nearest_centre_accuracy = std::nan("");
+  }
+  if (stats != nullptr && diagnostics == Diagnostics::all) {
     // argmin_j ||u - c_j||^2 = argmax_j (2 u.c_j - ||c_j||^2): one [m*b, d] x [d, b] product.
-    const at::Tensor scores = saved.unit.mm(centres.t()) * 2.0 - centres.pow(2).sum(1).unsqueeze(0);
+    const at::Tensor scores = saved.unit.mm(saved.centres.t()) * 2.0 - saved.centres.pow(2).sum(1).unsqueeze(0);
     const at::Tensor own = at::arange(b, z.options().dtype(at::kLong)).repeat({m});
     stats->nearest_centre_accuracy = scores.argmax(1).eq(own).to(at::kDouble).mean().item<double>();
   }
   return saved;
 }
 
-// dL/dz for the scalar upstream gradient grad_loss; see forward() for the steps it reverses.
+// dL/dz for the scalar upstream gradient grad_loss.
 at::Tensor backward(const SavedForward& saved, double grad_loss, const PackingLossOptions& o) {
   const int64_t m = saved.views, b = saved.radii.size(0), d = saved.unit.size(1);
   const double grad_energy = o.log ? grad_loss / (saved.energy + kLogEpsilon) : grad_loss;
 
-  // dE/dc_i = sum_j P_ij (c_i - c_j): one [b, b] x [b, d] product.
+  // dE/dc_i = sum_j P_ij (c_i - c_j): one [b, b] x [b, d] product (on shifted centres: differences agree).
+  const at::Tensor shifted = saved.centres - saved.centres.mean(0, /*keepdim=*/true);
   const at::Tensor& weights = saved.pair_weights;
-  const at::Tensor grad_centres = weights.sum(1, /*keepdim=*/true) * saved.centres - weights.mm(saved.centres);
-  // dr_i/dt_i = rs^2 / (2 r_i min(d, m)); dt_i/du_vi = 2 (u_vi - c_i) / (m - 1) (the path through c_i
-  // cancels because the deviations of image i sum to zero).
-  const at::Tensor grad_spread = saved.radius_grads * (o.rs * o.rs) / (2.0 * double(std::min(d, m))) / saved.radii;
-  const at::Tensor grad_unit =
-      (grad_centres.unsqueeze(0) / double(m) + saved.deviations * (grad_spread * (2.0 / double(m - 1))).view({1, b, 1}))
-          .view({m * b, d});
-  // Through u = y / max(||y||, floor): project out the radial part where the norm is above the floor.
-  const at::Tensor above_floor = saved.norms > kNormFloor;
-  const at::Tensor radial = at::where(above_floor, (saved.unit * grad_unit).sum(1, /*keepdim=*/true),
-                                      at::zeros_like(saved.norms));
-  const at::Tensor grad_centred = (grad_unit - saved.unit * radial) / saved.norms.clamp_min(kNormFloor);
-  // Through the global centring.
-  return (grad_centred - grad_centred.mean(0, /*keepdim=*/true)) * grad_energy;
+  const at::Tensor grad_centres = (weights.sum(1, /*keepdim=*/true) * shifted - weights.mm(shifted)).contiguous();
+  // dr_i/dt_i = rs^2 / (2 r_i min(d, m)) and dt_i/du_vi = 2 (u_vi - c_i) / (m - 1); the path through c_i
+  // cancels because the deviations of image i sum to zero.
+  const at::Tensor spread_coefficient =
+      (saved.radius_grads.to(at::kDouble) * (o.rs * o.rs) / (2.0 * double(std::min(d, m))) /
+       saved.radii.to(at::kDouble) * (2.0 / double(m - 1))).contiguous();
+  at::Tensor grad = at::empty_like(saved.unit);
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "clamp_packing_loss_backward", [&] {
+    backward_rows<scalar_t>(saved.unit.data_ptr<scalar_t>(), saved.norms.data_ptr<scalar_t>(),
+                            saved.centres.data_ptr<scalar_t>(), grad_centres.data_ptr<scalar_t>(),
+                            spread_coefficient.data_ptr<double>(), m, b, d, grad_energy, grad.data_ptr<scalar_t>());
+  });
+  return grad.sub_(grad.mean(0, /*keepdim=*/true));  // through the global centring
 }
 
 class PackingLossFunction : public torch::autograd::Function<PackingLossFunction> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& z, int64_t views,
-                            const PackingLossOptions& options, PackingStats* stats) {
-    const SavedForward saved = clamp::forward(z, views, options, stats);
-    ctx->save_for_backward({saved.unit, saved.norms, saved.centres, saved.deviations, saved.radii,
-                            saved.pair_weights, saved.radius_grads});
+                            const PackingLossOptions& options, PackingStats* stats, Diagnostics diagnostics) {
+    const SavedForward saved = clamp::forward(z, views, options, stats, diagnostics);
+    ctx->save_for_backward({saved.unit, saved.norms, saved.centres, saved.radii, saved.pair_weights,
+                            saved.radius_grads});
     ctx->saved_data["energy"] = saved.energy;
     ctx->saved_data["views"] = views;
     ctx->saved_data["rs"] = options.rs;
@@ -184,15 +273,40 @@ class PackingLossFunction : public torch::autograd::Function<PackingLossFunction
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
     const auto tensors = ctx->get_saved_variables();
-    SavedForward saved{tensors[0], tensors[1], tensors[2], tensors[3], tensors[4], tensors[5], tensors[6],
+    SavedForward saved{tensors[0], tensors[1], tensors[2], tensors[3], tensors[4], tensors[5],
                        ctx->saved_data["energy"].toDouble(), ctx->saved_data["views"].toInt()};
     PackingLossOptions options;
     options.rs = ctx->saved_data["rs"].toDouble();
     options.log = ctx->saved_data["log"].toBool();
     const double upstream = grad_outputs[0].defined() ? grad_outputs[0].item<double>() : 0.0;
-    return {clamp::backward(saved, upstream, options), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {clamp::backward(saved, upstream, options), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
+
+// The flat index of the first NaN or infinity in z, or -1: one parallel pass with no temporaries
+// (at::isfinite would allocate and fill a [rows, dim] mask first).
+int64_t first_non_finite(const at::Tensor& z_in) {
+  const at::Tensor z = z_in.contiguous();
+  const int64_t n = z.numel();
+  std::atomic<int64_t> first{n};
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "clamp_first_non_finite", [&] {
+    const scalar_t* data = z.data_ptr<scalar_t>();
+    at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
+      bool finite = true;
+      for (int64_t k = begin; k < end; ++k) finite &= (data[k] - data[k]) == scalar_t(0);  // false for NaN, inf
+      if (finite) return;
+      for (int64_t k = begin; k < end; ++k) {
+        if (!std::isfinite(data[k])) {
+          int64_t seen = first.load();
+          while (k < seen && !first.compare_exchange_weak(seen, k)) {
+          }
+          return;
+        }
+      }
+    });
+  });
+  return first.load() == n ? -1 : first.load();
+}
 
 }  // namespace
 
@@ -217,17 +331,17 @@ void check_packing_loss_arguments(const at::Tensor& z, int64_t views, const Pack
   require(std::isfinite(o.max_range) && o.max_range > 0, "maxRange", o.max_range, "a finite number > 0");
   require(std::isfinite(o.lw0), "lw0", o.lw0, "finite");
   require(std::isfinite(o.lw1), "lw1", o.lw1, "finite");
-  const at::Tensor finite = at::isfinite(z).flatten();
-  if (!finite.all().item<bool>()) {
-    const int64_t index = finite.logical_not().nonzero()[0][0].item<int64_t>();
+  const int64_t index = first_non_finite(z);
+  if (index >= 0) {
     fail("z holds a non-finite value (" + format_number(z.flatten()[index].item<double>()) + ") at index " +
          std::to_string(index));
   }
 }
 
-at::Tensor packing_loss(const at::Tensor& z, int64_t views, const PackingLossOptions& options, PackingStats* stats) {
+at::Tensor packing_loss(const at::Tensor& z, int64_t views, const PackingLossOptions& options, PackingStats* stats,
+                        Diagnostics diagnostics) {
   check_packing_loss_arguments(z, views, options);
-  return PackingLossFunction::apply(z, views, options, stats);
+  return PackingLossFunction::apply(z, views, options, stats, diagnostics);
 }
 
 }  // namespace clamp

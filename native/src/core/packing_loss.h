@@ -41,10 +41,14 @@ struct PackingStats {
 // z must be a 2-D floating tensor [views * batch, dim] of finite values, views >= 2, batch >= 2.
 void check_packing_loss_arguments(const at::Tensor& z, int64_t views, const PackingLossOptions& options);
 
+// Which diagnostics a call fills in. The pair-pass ones come free with the loss; nearest-centre
+// accuracy costs one more [m*b, d] x [d, b] product, four times the loss's own matrix work at m = 4.
+enum class Diagnostics { pair_pass, all };
+
 // The loss as an autograd-aware scalar tensor: backpropagating through it runs the fused backward.
-// Fills *stats when given (that costs one extra [m*b, d] x [d, b] product for nearest-centre accuracy).
+// Fills *stats when given; nearest_centre_accuracy only with Diagnostics::all (else it is NaN).
 at::Tensor packing_loss(const at::Tensor& z, int64_t views, const PackingLossOptions& options = {},
-                        PackingStats* stats = nullptr);
+                        PackingStats* stats = nullptr, Diagnostics diagnostics = Diagnostics::all);
 
 // The same formula composed from plain ATen ops with autograd and a [b, b, d] difference tensor:
 // the unfused yardstick for tests and benchmarks, never used for training.

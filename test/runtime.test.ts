@@ -1,0 +1,91 @@
+// doctor, threads, BLAS detection and the addon's load errors.
+import { spawnSync } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { doctor, getNumThreads, setNumThreads } from '../lib/index.js';
+import { classifyBlas, detectBlas } from '../lib/runtime/doctor.js';
+import { packageRoot } from '../lib/runtime/native.js';
+import { resolveLibTorch } from '../scripts/resolve-libtorch.mjs';
+
+const cli = path.join(packageRoot, 'dist', 'cli', 'main.js');
+function runCli(args: string[], env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+}
+
+describe('doctor', () => {
+  it('reports the LibTorch the build resolved, its origin, CUDA, threads and BLAS', async () => {
+    const report = doctor();
+    const resolved = await resolveLibTorch();
+    expect(report.libtorch.origin?.source).toBe(resolved.source);
+    expect(report.libtorch.origin?.cmakeDir).toBe(resolved.cmakeDir);
+    // The compiled-in version agrees with the resolved package's major.minor.
+    expect(report.libtorch.version.split('.').slice(0, 2)).toEqual(resolved.version.split('.').slice(0, 2));
+    expect(report.cuda.available).toBe(report.cuda.deviceCount > 0);
+    expect(report.threads.intraOp).toBe(os.availableParallelism());
+    expect(report.blas.kind).not.toBe('unknown');
+    expect(report.build.cxxStandard).toBeGreaterThanOrEqual(201703);
+  });
+
+  it('--json prints the same report as the API, and the text form names LibTorch and BLAS', () => {
+    const json = runCli(['doctor', '--json']);
+    expect(json.status).toBe(0);
+    const report = JSON.parse(json.stdout) as ReturnType<typeof doctor>;
+    expect(report.libtorch.version).toBe(doctor().libtorch.version);
+    const text = runCli(['doctor']);
+    expect(text.stdout).toMatch(/LibTorch\s+\d+\.\d+/);
+    expect(text.stdout).toMatch(/BLAS\s+\w/);
+  });
+
+  it('CLAMP_NUM_THREADS sets the intra-op threads; a bad value is an error naming it', () => {
+    const one = JSON.parse(runCli(['doctor', '--json'], { CLAMP_NUM_THREADS: '1' }).stdout) as ReturnType<typeof doctor>;
+    expect(one.threads).toEqual({ intraOp: 1, source: 'CLAMP_NUM_THREADS' });
+    const bad = runCli(['doctor'], { CLAMP_NUM_THREADS: 'many' });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/CLAMP_NUM_THREADS must be a whole number >= 1, got 'many'/);
+  });
+
+  it('setNumThreads changes the count and rejects nonsense', () => {
+    const before = getNumThreads();
+    setNumThreads(1);
+    expect(getNumThreads()).toBe(1);
+    expect(doctor().threads.source).toBe('setNumThreads()');
+    setNumThreads(before);
+    expect(() => setNumThreads(0)).toThrow(RangeError);
+  });
+});
+
+describe('BLAS detection', () => {
+  it('classifies Debian\'s alternatives', () => {
+    expect(classifyBlas('/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3')).toBe('OpenBLAS');
+    expect(classifyBlas('/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0')).toBe('reference BLAS');
+    expect(classifyBlas('/opt/intel/lib/libmkl_rt.so.2')).toBe('MKL');
+    expect(classifyBlas('/usr/lib/x86_64-linux-gnu/blis-openmp/libblas.so.3')).toBe('BLIS');
+  });
+
+  it('warns, with the fix, when the reference BLAS is mapped', () => {
+    const maps = '7f00-7f10 r-xp 00000000 fe:01 1234 /usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0\n';
+    const blas = detectBlas(maps);
+    expect(blas.kind).toBe('reference BLAS');
+    expect(blas.warning).toMatch(/apt-get install libopenblas0-pthread/);
+  });
+
+  it('prefers the libblas.so.3 that LibTorch calls over other BLAS libraries in the process', () => {
+    const maps = [
+      '7f00-7f10 r-xp 00000000 fe:01 1 /usr/lib/x86_64-linux-gnu/libopenblas.so.0',
+      '7f20-7f30 r-xp 00000000 fe:01 2 /usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0',
+    ].join('\n');
+    expect(detectBlas(maps).kind).toBe('reference BLAS');
+  });
+});
+
+describe('loading the addon', () => {
+  it('a missing build says how to build it, including npm 11\'s script approval', () => {
+    const result = runCli(['doctor'], { CLAMP_NATIVE_ADDON: path.join(os.tmpdir(), 'no-such-addon.node') });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/native addon is not built/);
+    expect(result.stderr).toMatch(/npx clamp-native build/);
+    expect(result.stderr).toMatch(/npm install-scripts approve clamp-native/);
+    expect(result.stderr).toMatch(/--allow-scripts=clamp-native/);
+  });
+});
