@@ -157,7 +157,7 @@ export function formatDoctorReport(report: DoctorReport): string {
     `threads      ${report.threads.intraOp} intra-op (${report.threads.source})`,
     `BLAS         ${report.blas.kind}${report.blas.library ? ` (${report.blas.library})` : ''}`,
     `build        ${report.build.buildSystem}, ${report.build.compiler}, ${report.build.buildType}, C++${String(report.build.cxxStandard).slice(2, 4)}, ` +
-      `CXX11 ABI ${report.build.cxx11Abi ? 'on' : 'off'}, N-API ${report.build.napiVersion}`,
+      `CXX11 ABI ${report.build.cxx11Abi === null ? 'n/a' : report.build.cxx11Abi ? 'on' : 'off'}, N-API ${report.build.napiVersion}`,
   ];
   for (const warning of report.warnings) lines.push(`warning      ${warning}`);
   return lines.join('\n');

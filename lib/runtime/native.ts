@@ -21,7 +21,8 @@ export interface NativeRuntimeInfo {
     compiler: string;
     buildType: string;
     cxxStandard: number;
-    cxx11Abi: boolean;
+    /** libstdc++'s dual ABI; null with another standard library. */
+    cxx11Abi: boolean | null;
     napiVersion: number;
   };
 }

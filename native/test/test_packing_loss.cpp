@@ -35,9 +35,9 @@ at::Tensor make_batch(int64_t m, int64_t b, int64_t d, double spread, double noi
                       uint64_t seed) {
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
   const auto options = at::TensorOptions().dtype(at::kDouble);
-  const at::Tensor centres = at::randn({1, b, d}, generator, c10::nullopt, c10::nullopt, c10::nullopt, c10::nullopt) * spread;
-  const at::Tensor views = centres + at::randn({m, b, d}, generator, c10::nullopt, c10::nullopt, c10::nullopt, c10::nullopt) * noise;
-  return views.reshape({m * b, d}).to(options.dtype(dtype).dtype().toScalarType());
+  const at::Tensor centres = at::randn({1, b, d}, generator, options) * spread;
+  const at::Tensor views = centres + at::randn({m, b, d}, generator, options) * noise;
+  return views.reshape({m * b, d}).to(dtype);
 }
 
 struct LossAndGrad {

@@ -31,7 +31,11 @@ Napi::Value runtime_info_binding(const Napi::CallbackInfo& info) {
   build.Set("compiler", CLAMP_CXX_COMPILER);
   build.Set("buildType", CLAMP_BUILD_TYPE);
   build.Set("cxxStandard", static_cast<double>(__cplusplus));
+#ifdef _GLIBCXX_USE_CXX11_ABI
   build.Set("cxx11Abi", _GLIBCXX_USE_CXX11_ABI == 1);
+#else
+  build.Set("cxx11Abi", env.Null());  // not libstdc++: the question does not apply
+#endif
   build.Set("napiVersion", NAPI_VERSION);
   result.Set("build", build);
   return result;

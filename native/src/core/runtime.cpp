@@ -4,7 +4,7 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
-#include <ATen/Context.h>
+#include <torch/cuda.h>
 
 #include <stdexcept>
 
@@ -24,8 +24,9 @@ RuntimeInfo runtime_info() {
   info.torch_version = compat::torch_version();
   info.parallel_info = at::get_parallel_info();
   info.config = at::show_config();
-  info.cuda_available = at::hasCUDA() && at::getNumGPUs() > 0;
-  info.cuda_device_count = at::hasCUDA() ? static_cast<int>(at::getNumGPUs()) : 0;
+  // The C++ frontend's calls, stable from 1.13 through 2.x.
+  info.cuda_available = torch::cuda::is_available();
+  info.cuda_device_count = static_cast<int>(torch::cuda::device_count());
   info.num_threads = at::get_num_threads();
   return info;
 }
