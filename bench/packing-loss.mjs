@@ -17,13 +17,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { gaussianSampler } from '../dist/loss/packing-dynamics.js';
+import { native } from '../dist/runtime/native.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const ADDON = '../build/Release/clamp_native.node';
 const PYTHON = '/usr/bin/python3'; // Debian's, with torch; a pyenv python3 on PATH has none
 const EAGER_SCRIPT = path.join(here, 'packing_loss_eager.py');
 
@@ -106,7 +105,8 @@ async function runChild(impl, shapeText, values) {
   const mode = NATIVE_MODES[impl];
   if (!mode) throw new Error(`--child takes ${Object.keys(NATIVE_MODES).join(', ')}, not ${impl}`);
   const { b, m, d } = parseShape(shapeText);
-  const addon = createRequire(import.meta.url)(ADDON);
+  // Through the library's loader, so the bench runs with the settings users get (threads, OpenMP policy).
+  const addon = native();
   addon.setNumThreads(Number(values.threads));
   const z = readFloat32(values.input, m * b * d);
 
@@ -264,7 +264,7 @@ async function runParent(values) {
   const cpus = os.cpus();
   const machine = { cpu: cpus[0]?.model ?? 'unknown', cores: cpus.length, memoryGiB: os.totalmem() / GiB };
   const torch = {
-    native: createRequire(import.meta.url)(ADDON).runtimeInfo().torchVersion,
+    native: native().runtimeInfo().torchVersion,
     python: impls.includes('eager') ? pythonTorchVersion() : 'not run',
   };
   const lossRelative = (x, y) => Math.abs(x - y) / Math.max(Math.abs(y), 1e-30);

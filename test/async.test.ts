@@ -1,4 +1,5 @@
 // The loss runs on a worker thread: the event loop keeps turning, and concurrent calls stay separate.
+import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { packingLoss } from '../lib/index.js';
 import { scatteredViews } from '../lib/loss/packing-dynamics.js';
@@ -15,6 +16,19 @@ describe('packingLoss off the JS thread', () => {
     clearInterval(timer);
     expect(Number.isFinite(result.loss)).toBe(true);
     expect(ticks).toBeGreaterThan(0);
+  });
+
+  it('leaves libuv\'s thread pool free for Node (fs) while losses queue up', async () => {
+    const [views, batch, dim] = [4, 1024, 256];
+    const z = scatteredViews(views, batch, dim, 1, 4);
+    const order: string[] = [];
+    // Six long jobs: on libuv's pool of four they would hold every pool thread; on the compute thread
+    // they queue there, and a file read still gets a pool thread at once.
+    const losses = Array.from({ length: 6 }, (_, k) => packingLoss(z, { views, batch, dim }).then(() => order.push(`loss ${k}`)));
+    const read = fs.promises.readFile(new URL(import.meta.url)).then(() => order.push('read'));
+    await Promise.all([...losses, read]);
+    expect(order[0]).toBe('read');
+    expect(order.slice(1)).toEqual(['loss 0', 'loss 1', 'loss 2', 'loss 3', 'loss 4', 'loss 5']);
   });
 
   it('40 concurrent calls each get their own result', async () => {

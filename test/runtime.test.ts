@@ -39,10 +39,19 @@ describe('doctor', () => {
 
   it('CLAMP_NUM_THREADS sets the intra-op threads; a bad value is an error naming it', () => {
     const one = JSON.parse(runCli(['doctor', '--json'], { CLAMP_NUM_THREADS: '1' }).stdout) as ReturnType<typeof doctor>;
-    expect(one.threads).toEqual({ intraOp: 1, source: 'CLAMP_NUM_THREADS' });
+    expect(one.threads).toMatchObject({ intraOp: 1, source: 'CLAMP_NUM_THREADS' });
     const bad = runCli(['doctor'], { CLAMP_NUM_THREADS: 'many' });
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/CLAMP_NUM_THREADS must be a whole number >= 1, got 'many'/);
+  });
+
+  it('asks OpenMP for a passive wait policy unless the user chose one', () => {
+    const chosen = spawnSync(process.execPath, [cli, 'doctor', '--json'], { encoding: 'utf8', env: { ...process.env, OMP_WAIT_POLICY: 'ACTIVE' } });
+    expect((JSON.parse(chosen.stdout) as ReturnType<typeof doctor>).threads.openMPWaitPolicy).toBe('ACTIVE (OMP_WAIT_POLICY)');
+    const env = { ...process.env };
+    delete env.OMP_WAIT_POLICY;
+    const fallback = spawnSync(process.execPath, [cli, 'doctor', '--json'], { encoding: 'utf8', env });
+    expect((JSON.parse(fallback.stdout) as ReturnType<typeof doctor>).threads.openMPWaitPolicy).toBe('PASSIVE (clamp-native default)');
   });
 
   it('setNumThreads changes the count and rejects nonsense', () => {

@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { addonPath, native, numThreadsSource, packageRoot, type NativeRuntimeInfo } from './native.js';
+import { addonPath, native, numThreadsSource, openMPWaitPolicySource, packageRoot, type NativeRuntimeInfo } from './native.js';
 
 export type BlasKind = 'OpenBLAS' | 'reference BLAS' | 'MKL' | 'BLIS' | 'ATLAS' | 'unknown';
 
@@ -36,7 +36,7 @@ export interface DoctorReport {
     package: string | null;
   };
   cuda: { available: boolean; deviceCount: number };
-  threads: { intraOp: number; source: string };
+  threads: { intraOp: number; source: string; openMPWaitPolicy: string };
   blas: BlasInfo;
   build: NativeRuntimeInfo['build'];
   torchConfig: string;
@@ -136,7 +136,7 @@ export function doctor(): DoctorReport {
     addon: { path: addonPath() },
     libtorch: { version: info.torchVersion, origin, package: owningPackage(origin?.libDir) },
     cuda: { available: info.cudaAvailable, deviceCount: info.cudaDeviceCount },
-    threads: { intraOp: info.numThreads, source: numThreadsSource() },
+    threads: { intraOp: info.numThreads, source: numThreadsSource(), openMPWaitPolicy: openMPWaitPolicySource() },
     blas,
     build: info.build,
     torchConfig: info.torchConfig,
@@ -154,7 +154,7 @@ export function formatDoctorReport(report: DoctorReport): string {
       (report.libtorch.package ? `, package ${report.libtorch.package}` : ''),
     `libraries    ${origin?.libDir ?? 'unknown'}`,
     `CUDA         ${report.cuda.available ? `available, ${report.cuda.deviceCount} device(s)` : 'not available (CPU only)'}`,
-    `threads      ${report.threads.intraOp} intra-op (${report.threads.source})`,
+    `threads      ${report.threads.intraOp} intra-op (${report.threads.source}), OpenMP wait policy ${report.threads.openMPWaitPolicy}`,
     `BLAS         ${report.blas.kind}${report.blas.library ? ` (${report.blas.library})` : ''}`,
     `build        ${report.build.buildSystem}, ${report.build.compiler}, ${report.build.buildType}, C++${String(report.build.cxxStandard).slice(2, 4)}, ` +
       `CXX11 ABI ${report.build.cxx11Abi === null ? 'n/a' : report.build.cxx11Abi ? 'on' : 'off'}, N-API ${report.build.napiVersion}`,

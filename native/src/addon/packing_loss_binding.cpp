@@ -1,8 +1,9 @@
-// packingLoss(z, views, dim, options, mode) -> Promise<{ loss, grad, stats }>, computed on a libuv
-// worker thread over z's own memory. mode: "fused" (every diagnostic), "fused-pair-pass" (no
+// packingLoss(z, views, dim, options, mode) -> Promise<{ loss, grad, stats }>, computed on the compute
+// thread over z's own memory. mode: "fused" (every diagnostic), "fused-pair-pass" (no
 // nearest-centre accuracy, the per-step cost of training), "unfused" (the autograd yardstick, no stats).
 #include "addon/bindings.h"
 #include "addon/buffers.h"
+#include "addon/compute_thread.h"
 #include "addon/errors.h"
 #include "core/packing_loss.h"
 #include "core/runtime.h"
@@ -54,82 +55,55 @@ Mode read_mode(const Napi::Value& value) {
   throw Napi::TypeError::New(value.Env(), "mode must be 'fused', 'fused-pair-pass' or 'unfused'");
 }
 
-class PackingLossWorker : public Napi::AsyncWorker {
+class PackingLossJob : public ComputeJob {
  public:
-  PackingLossWorker(Napi::Env env, const Napi::TypedArray& z, int64_t views, int64_t dim,
-                    const PackingLossOptions& options, Mode mode)
-      : Napi::AsyncWorker(env, "clamp-native:packingLoss"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        z_reference_(Napi::Persistent(z)),
+  PackingLossJob(const Napi::TypedArray& z, int64_t views, int64_t dim, const PackingLossOptions& options, Mode mode)
+      : z_reference_(Napi::Persistent(z)),
         z_(tensor_over(z, {static_cast<int64_t>(z.ElementLength()) / dim, dim})),
         views_(views),
         options_(options),
         mode_(mode) {}
 
-  Napi::Promise promise() { return deferred_.Promise(); }
-
  protected:
   void Execute() override {
-    const bool ok = catch_all(
-        [&] {
-          prepare_worker_thread();
-          at::AutoGradMode enable_grad(true);
-          const at::Tensor input = z_.detach().requires_grad_(true);
-          PackingStats stats;
-          const at::Tensor loss =
-              mode_ == Mode::unfused
-                  ? packing_loss_reference(input, views_, options_)
-                  : packing_loss(input, views_, options_, &stats,
-                                 mode_ == Mode::fused ? Diagnostics::all : Diagnostics::pair_pass);
-          loss.backward();
-          loss_ = loss.item<double>();
-          grad_ = input.grad();
-          if (mode_ != Mode::unfused) stats_ = stats;
-        },
-        caught_);
-    failed_ = !ok;
+    at::AutoGradMode enable_grad(true);
+    const at::Tensor input = z_.detach().requires_grad_(true);
+    PackingStats stats;
+    const at::Tensor loss =
+        mode_ == Mode::unfused
+            ? packing_loss_reference(input, views_, options_)
+            : packing_loss(input, views_, options_, &stats, mode_ == Mode::fused ? Diagnostics::all : Diagnostics::pair_pass);
+    loss.backward();
+    loss_ = loss.item<double>();
+    grad_ = input.grad();
+    if (mode_ != Mode::unfused) stats_ = stats;
   }
 
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    if (failed_) {
-      deferred_.Reject(to_js_error(env, caught_).Value());
-      return;
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("loss", loss_);
+    result.Set("grad", typed_array_over(env, grad_));
+    if (stats_) {
+      Napi::Object stats = Napi::Object::New(env);
+      stats.Set("energy", stats_->energy);
+      stats.Set("meanRadius", stats_->mean_radius);
+      stats.Set("meanDistance", stats_->mean_distance);
+      stats.Set("contactsPerImage", stats_->contacts_per_image);
+      stats.Set("activity", stats_->activity);
+      stats.Set("nearestCentreAccuracy", stats_->nearest_centre_accuracy);
+      result.Set("stats", stats);
+    } else {
+      result.Set("stats", env.Null());
     }
-    try {
-      Napi::Object result = Napi::Object::New(env);
-      result.Set("loss", loss_);
-      result.Set("grad", typed_array_over(env, grad_));
-      if (stats_) {
-        Napi::Object stats = Napi::Object::New(env);
-        stats.Set("energy", stats_->energy);
-        stats.Set("meanRadius", stats_->mean_radius);
-        stats.Set("meanDistance", stats_->mean_distance);
-        stats.Set("contactsPerImage", stats_->contacts_per_image);
-        stats.Set("activity", stats_->activity);
-        stats.Set("nearestCentreAccuracy", stats_->nearest_centre_accuracy);
-        result.Set("stats", stats);
-      } else {
-        result.Set("stats", env.Null());
-      }
-      deferred_.Resolve(result);
-    } catch (const Napi::Error& error) {
-      deferred_.Reject(error.Value());
-    }
+    return result;
   }
-
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
 
  private:
-  Napi::Promise::Deferred deferred_;
   Napi::Reference<Napi::TypedArray> z_reference_;  // keeps z's memory alive under the tensor
   at::Tensor z_;
   int64_t views_;
   PackingLossOptions options_;
   Mode mode_;
-  bool failed_ = false;
-  CaughtError caught_;
   double loss_ = 0;
   at::Tensor grad_;
   std::optional<PackingStats> stats_;
@@ -150,10 +124,7 @@ Napi::Value packing_loss_async(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "z.length " + std::to_string(z.ElementLength()) + " is not a multiple of dim " +
                                          std::to_string(dim));
   const PackingLossOptions options = read_options(info[3]);
-  auto* worker = new PackingLossWorker(env, z, views, dim, options, read_mode(info[4]));
-  Napi::Promise promise = worker->promise();
-  worker->Queue();
-  return promise;
+  return ComputeJob::Queue(env, new PackingLossJob(z, views, dim, options, read_mode(info[4])));
 }
 
 }  // namespace

@@ -1,0 +1,42 @@
+// One thread runs all of the process's LibTorch work, in submission order, and settles a promise on the
+// JS thread when each job is done.
+//
+// Why not libuv's pool (Napi::AsyncWorker): LibTorch's OpenMP backend keeps a team of worker threads per
+// calling thread, so jobs landing on the pool's four threads grow four teams, and concurrent jobs
+// oversubscribe the cores (measured: slower on a 2-core machine). Why not block a pool thread waiting
+// for this one: that would starve Node's own users of the pool (fs, dns, zlib).
+#pragma once
+
+#include <napi.h>
+
+#include <functional>
+
+#include "addon/errors.h"
+
+namespace clamp::addon {
+
+class ComputeJob {
+ public:
+  virtual ~ComputeJob() = default;
+
+  // Queues the job; the promise settles with Result() after Execute() succeeds, or rejects with the
+  // error Execute() threw (translated at the binding boundary). Takes ownership of the job.
+  static Napi::Promise Queue(Napi::Env env, ComputeJob* job);
+
+ protected:
+  // On the compute thread. May throw anything.
+  virtual void Execute() = 0;
+  // On the JS thread, after Execute() returned normally.
+  virtual Napi::Value Result(Napi::Env env) = 0;
+
+ private:
+  static void Settle(Napi::Env env, Napi::Function, std::nullptr_t*, ComputeJob* job);
+  using Completion = Napi::TypedThreadSafeFunction<std::nullptr_t, ComputeJob, &ComputeJob::Settle>;
+
+  std::unique_ptr<Napi::Promise::Deferred> deferred_;
+  Completion completion_;
+  bool failed_ = false;
+  CaughtError caught_;
+};
+
+}  // namespace clamp::addon
