@@ -1,0 +1,115 @@
+#include "models/resnet.h"
+
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/functional/pooling.h>
+#include <torch/nn/init.h>
+
+#include <stdexcept>
+
+namespace clamp {
+namespace {
+
+namespace F = torch::nn::functional;
+
+torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false));
+}
+
+// torchvision's BasicBlock (expansion 1) and Bottleneck (expansion 4, stride on the 3x3 conv), with
+// the same submodule names: conv1, bn1, conv2, bn2[, conv3, bn3], downsample.{0,1}.
+class BlockImpl : public torch::nn::Module {
+ public:
+  BlockImpl(int64_t in, int64_t width, int64_t stride, bool bottleneck) : bottleneck_(bottleneck) {
+    const int64_t out = bottleneck ? width * 4 : width;
+    if (bottleneck) {
+      conv1_ = register_module("conv1", conv(in, width, 1, 1));
+      bn1_ = register_module("bn1", torch::nn::BatchNorm2d(width));
+      conv2_ = register_module("conv2", conv(width, width, 3, stride));
+      bn2_ = register_module("bn2", torch::nn::BatchNorm2d(width));
+      conv3_ = register_module("conv3", conv(width, out, 1, 1));
+      bn3_ = register_module("bn3", torch::nn::BatchNorm2d(out));
+    } else {
+      conv1_ = register_module("conv1", conv(in, width, 3, stride));
+      bn1_ = register_module("bn1", torch::nn::BatchNorm2d(width));
+      conv2_ = register_module("conv2", conv(width, out, 3, 1));
+      bn2_ = register_module("bn2", torch::nn::BatchNorm2d(out));
+    }
+    if (stride != 1 || in != out) {
+      downsample_ = register_module("downsample", torch::nn::Sequential(conv(in, out, 1, stride), torch::nn::BatchNorm2d(out)));
+    }
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    torch::Tensor y = F::relu(bn1_(conv1_(x)));
+    if (bottleneck_) {
+      y = F::relu(bn2_(conv2_(y)));
+      y = bn3_(conv3_(y));
+    } else {
+      y = bn2_(conv2_(y));
+    }
+    return F::relu(y + (downsample_ ? downsample_->forward(x) : x));
+  }
+
+ private:
+  bool bottleneck_;
+  torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr};
+  torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, bn3_{nullptr};
+  torch::nn::Sequential downsample_{nullptr};
+};
+TORCH_MODULE(Block);
+
+}  // namespace
+
+ResNetOptions ResNetOptions::named(const std::string& name) {
+  if (name == "resnet18") return resnet18();
+  if (name == "resnet34") return resnet34();
+  if (name == "resnet50") return resnet50();
+  if (name == "small") return small();
+  throw std::invalid_argument("unknown backbone '" + name + "': choose resnet18, resnet34, resnet50 or small");
+}
+
+ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
+  if (options.blocks.empty() || options.blocks.size() != options.widths.size())
+    throw std::invalid_argument("ResNet needs one width per stage and at least one stage");
+  if (options.in_channels < 1) throw std::invalid_argument("ResNet in_channels must be at least 1");
+  const int64_t stem_width = options.widths.front();
+  conv1 = register_module("conv1", options.stem == ResNetStem::imagenet ? conv(options.in_channels, stem_width, 7, 2)
+                                                                         : conv(options.in_channels, stem_width, 3,
+                                                                                options.stem == ResNetStem::small ? 2 : 1));
+  bn1 = register_module("bn1", torch::nn::BatchNorm2d(stem_width));
+  const int64_t expansion = options.bottleneck ? 4 : 1;
+  int64_t channels = stem_width;
+  for (size_t stage = 0; stage < options.blocks.size(); ++stage) {
+    torch::nn::Sequential blocks;
+    for (int64_t k = 0; k < options.blocks[stage]; ++k) {
+      const int64_t stride = (stage > 0 && k == 0) ? 2 : 1;
+      blocks->push_back(Block(channels, options.widths[stage], stride, options.bottleneck));
+      channels = options.widths[stage] * expansion;
+    }
+    stages_.push_back(register_module("layer" + std::to_string(stage + 1), blocks));
+  }
+  feature_dim_ = channels;
+  // torchvision's initialisation: He-normal (fan-out) convolutions, BatchNorm weight 1 and bias 0.
+  for (auto& module : modules(/*include_self=*/false)) {
+    if (auto* c = module->as<torch::nn::Conv2d>()) {
+      torch::nn::init::kaiming_normal_(c->weight, 0.0, torch::kFanOut, torch::kReLU);
+    } else if (auto* bn = module->as<torch::nn::BatchNorm2d>()) {
+      torch::nn::init::ones_(bn->weight);
+      torch::nn::init::zeros_(bn->bias);
+    }
+  }
+}
+
+torch::Tensor ResNetImpl::forward(const torch::Tensor& images) {
+  if (images.dim() != 4 || images.size(1) != options_.in_channels) {
+    throw std::invalid_argument("ResNet expects images [N, " + std::to_string(options_.in_channels) + ", H, W], got " +
+                                std::to_string(images.dim()) + "-D input" +
+                                (images.dim() == 4 ? " with " + std::to_string(images.size(1)) + " channels" : ""));
+  }
+  torch::Tensor x = F::relu(bn1(conv1(images)));
+  if (options_.stem == ResNetStem::imagenet) x = F::max_pool2d(x, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
+  for (auto& stage : stages_) x = stage->forward(x);
+  return x.mean({2, 3});
+}
+
+}  // namespace clamp

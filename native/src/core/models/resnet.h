@@ -1,0 +1,62 @@
+// ResNet backbones with torchvision's parameter names (conv1, bn1, layer1.0.conv1, ..., no fc), so
+// weights move between clamp-native and torchvision, and the stems CLAMP uses: ImageNet (7x7 stride 2
+// + max-pool), the paper's CIFAR variant (3x3 stride 1, no max-pool) and a small stride-2 stem for
+// 28x28 inputs on CPU.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/pimpl.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace clamp {
+
+enum class ResNetStem {
+  imagenet,  // 7x7 conv stride 2, BN, ReLU, 3x3 max-pool stride 2 (torchvision)
+  cifar,     // 3x3 conv stride 1, BN, ReLU, no max-pool (the paper's CIFAR-10 setup)
+  small,     // 3x3 conv stride 2, BN, ReLU, no max-pool (28x28 inputs on a CPU budget)
+};
+
+struct ResNetOptions {
+  std::vector<int64_t> blocks{2, 2, 2, 2};        // residual blocks per stage
+  std::vector<int64_t> widths{64, 128, 256, 512};  // base width per stage (x4 at the output of bottlenecks)
+  bool bottleneck = false;                          // Bottleneck (1x1-3x3-1x1) instead of BasicBlock
+  ResNetStem stem = ResNetStem::imagenet;
+  int64_t in_channels = 3;
+
+  ResNetOptions& set_stem(ResNetStem value) { stem = value; return *this; }
+  ResNetOptions& set_in_channels(int64_t value) { in_channels = value; return *this; }
+
+  static ResNetOptions resnet18() { return {}; }
+  static ResNetOptions resnet34() { return ResNetOptions{{3, 4, 6, 3}}; }
+  static ResNetOptions resnet50() { return ResNetOptions{{3, 4, 6, 3}, {64, 128, 256, 512}, true}; }
+  // Three stages of 32-64-128 behind a stride-2 stem: ~0.7M parameters, for 28x28 images on CPU.
+  static ResNetOptions small() { return ResNetOptions{{2, 2, 2}, {32, 64, 128}, false, ResNetStem::small}; }
+
+  // "resnet18", "resnet34", "resnet50", "small"; throws std::invalid_argument naming the choices.
+  static ResNetOptions named(const std::string& name);
+};
+
+class ResNetImpl : public torch::nn::Module {
+ public:
+  explicit ResNetImpl(const ResNetOptions& options = {});
+  // [N, C, H, W] -> [N, feature_dim()] after global average pooling.
+  torch::Tensor forward(const torch::Tensor& images);
+  int64_t feature_dim() const { return feature_dim_; }
+  const ResNetOptions& options() const { return options_; }
+
+ private:
+  ResNetOptions options_;
+  int64_t feature_dim_ = 0;
+  torch::nn::Conv2d conv1{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr};
+  std::vector<torch::nn::Sequential> stages_;
+};
+TORCH_MODULE(ResNet);
+
+}  // namespace clamp
