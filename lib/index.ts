@@ -12,3 +12,12 @@ export { runPackingDynamics, type PackingDynamicsOptions, type PackingDynamicsSt
 export { packingLossOptionsSchema, type PackingLossOptions, type ResolvedPackingLossOptions } from './config/packing-loss-options.js';
 export { doctor, formatDoctorReport, type BlasInfo, type DoctorReport } from './runtime/doctor.js';
 export { getNumThreads, NativeAddonError, setNumThreads } from './runtime/native.js';
+export {
+  DEFAULT_FASHION_MNIST,
+  DatasetError,
+  loadIdxDataset,
+  parseIdx,
+  readIdx,
+  type IdxArray,
+  type ImageDataset,
+} from './data/idx.js';

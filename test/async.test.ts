@@ -34,7 +34,7 @@ describe('packingLoss off the JS thread', () => {
   it('40 concurrent calls each get their own result', async () => {
     const shape = { views: 3, batch: 16, dim: 8 };
     const inputs = Array.from({ length: 40 }, (_, k) => scatteredViews(shape.views, shape.batch, shape.dim, 0.5 + k / 40, k + 1));
-    const sequential = [];
+    const sequential: { loss: number; grad: Float32Array }[] = [];
     for (const z of inputs) sequential.push(await packingLoss(z, shape));
     const concurrent = await Promise.all(inputs.map((z) => packingLoss(z, shape)));
     concurrent.forEach((result, k) => {

@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include "check.h"
+
 #include <iostream>
 #include <set>
 #include <stdexcept>
@@ -12,16 +14,8 @@
 
 namespace {
 
-int failures = 0, passes = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++passes;
-  } else {
-    ++failures;
-    std::cerr << "FAIL: " << what << "\n";
-  }
-}
+using clamp::testing::check;
+using clamp::testing::check_throws;
 
 int64_t parameter_count(torch::nn::Module& module) {
   int64_t total = 0;
@@ -105,20 +99,12 @@ void test_backward_reaches_everything() {
 }
 
 void test_bad_arguments() {
-  auto throws = [](const std::function<void()>& fn, const std::string& needle, const std::string& what) {
-    try {
-      fn();
-      check(false, what + ": no error");
-    } catch (const std::invalid_argument& error) {
-      check(std::string(error.what()).find(needle) != std::string::npos, what + ": '" + error.what() + "'");
-    }
-  };
-  throws([] { clamp::ResNetOptions::named("vgg16"); }, "resnet18, resnet34, resnet50 or small", "unknown backbone");
+  check_throws([] { clamp::ResNetOptions::named("vgg16"); }, "resnet18, resnet34, resnet50 or small", "unknown backbone");
   clamp::ResNet net(clamp::ResNetOptions::small().set_in_channels(1));
-  throws([&] { net->forward(torch::randn({2, 3, 28, 28})); }, "[N, 1, H, W]", "wrong channel count");
-  throws([&] { net->forward(torch::randn({1, 28, 28})); }, "3-D input", "missing batch dimension");
+  check_throws([&] { net->forward(torch::randn({2, 3, 28, 28})); }, "[N, 1, H, W]", "wrong channel count");
+  check_throws([&] { net->forward(torch::randn({1, 28, 28})); }, "3-D input", "missing batch dimension");
   clamp::Projector head(clamp::ProjectorOptions{128, {64}, 16});
-  throws([&] { head->forward(torch::randn({2, 64})); }, "[N, 128]", "projector input width");
+  check_throws([&] { head->forward(torch::randn({2, 64})); }, "[N, 128]", "projector input width");
 }
 
 }  // namespace
@@ -129,6 +115,5 @@ int main() {
   test_stems_and_shapes();
   test_backward_reaches_everything();
   test_bad_arguments();
-  std::cout << passes << " passed, " << failures << " failed\n";
-  return failures == 0 ? 0 : 1;
+  return clamp::testing::summary();
 }

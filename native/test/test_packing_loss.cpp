@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include "check.h"
+
 #include <cmath>
 #include <functional>
 #include <iostream>
@@ -13,16 +15,8 @@
 
 namespace {
 
-int failures = 0, passes = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++passes;
-  } else {
-    ++failures;
-    std::cerr << "FAIL: " << what << "\n";
-  }
-}
+using clamp::testing::check;
+using clamp::testing::check_throws;
 
 double relative_l2(const at::Tensor& a, const at::Tensor& b) {
   const double denominator = std::max(b.norm().item<double>(), 1e-30);
@@ -118,25 +112,16 @@ void test_thread_count_does_not_change_result() {
 }
 
 void test_bad_arguments() {
-  auto throws = [](const std::function<void()>& fn, const std::string& needle, const std::string& what) {
-    try {
-      fn();
-      check(false, what + ": no error");
-    } catch (const std::invalid_argument& error) {
-      check(std::string(error.what()).find(needle) != std::string::npos,
-            what + ": message '" + error.what() + "' lacks '" + needle + "'");
-    }
-  };
   const at::Tensor good = at::randn({8, 3});
-  throws([&] { clamp::packing_loss(good, 1); }, "views", "one view");
-  throws([&] { clamp::packing_loss(good, 3); }, "multiple of views", "rows not divisible");
-  throws([&] { clamp::packing_loss(good, 8); }, "batch", "one image");
-  throws([&] { clamp::packing_loss(good.to(at::kInt), 2); }, "float32 or float64", "integer dtype");
-  throws([&] { clamp::packing_loss(good.view({8, 3, 1}), 2); }, "2-D", "3-D input");
-  throws([&] { clamp::packing_loss(good, 2, clamp::PackingLossOptions().set_rs(-1)); }, "rs", "negative rs");
+  check_throws([&] { clamp::packing_loss(good, 1); }, "views", "one view");
+  check_throws([&] { clamp::packing_loss(good, 3); }, "multiple of views", "rows not divisible");
+  check_throws([&] { clamp::packing_loss(good, 8); }, "batch", "one image");
+  check_throws([&] { clamp::packing_loss(good.to(at::kInt), 2); }, "float32 or float64", "integer dtype");
+  check_throws([&] { clamp::packing_loss(good.view({8, 3, 1}), 2); }, "2-D", "3-D input");
+  check_throws([&] { clamp::packing_loss(good, 2, clamp::PackingLossOptions().set_rs(-1)); }, "rs", "negative rs");
   at::Tensor nan = good.clone();
   nan[2][1] = std::nan("");
-  throws([&] { clamp::packing_loss(nan, 2); }, "index 7", "NaN input");
+  check_throws([&] { clamp::packing_loss(nan, 2); }, "index 7", "NaN input");
 }
 
 }  // namespace
@@ -146,6 +131,5 @@ int main() {
   test_finite_differences();
   test_thread_count_does_not_change_result();
   test_bad_arguments();
-  std::cout << passes << " passed, " << failures << " failed\n";
-  return failures == 0 ? 0 : 1;
+  return clamp::testing::summary();
 }
