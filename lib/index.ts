@@ -21,3 +21,4 @@ export {
   type IdxArray,
   type ImageDataset,
 } from './data/idx.js';
+export { Trainer, trainerOptionsSchema, type TrainerOptions, type TrainingStepResult } from './train/trainer.js';

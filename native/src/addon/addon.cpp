@@ -3,8 +3,10 @@
 namespace {
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new clamp::addon::AddonData());  // deleted by Node when the environment ends
   clamp::addon::register_runtime(env, exports);
   clamp::addon::register_packing_loss(env, exports);
+  clamp::addon::register_trainer(env, exports);
   return exports;
 }
 

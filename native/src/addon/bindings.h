@@ -5,7 +5,13 @@
 
 namespace clamp::addon {
 
+// Per-environment state (each worker thread loads its own copy of the exports).
+struct AddonData {
+  Napi::FunctionReference trainer_class;
+};
+
 void register_packing_loss(Napi::Env env, Napi::Object exports);
 void register_runtime(Napi::Env env, Napi::Object exports);
+void register_trainer(Napi::Env env, Napi::Object exports);
 
 }  // namespace clamp::addon

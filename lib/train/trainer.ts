@@ -1,0 +1,100 @@
+// The native CLAMP training step from TypeScript: a backbone and projector trained with the fused
+// packing loss and LARS under a warmup-cosine schedule. Each step takes a view-major batch
+// [views * batch, C, H, W] from a Float32Array without copying and runs on the compute thread.
+import { z } from 'zod';
+import { validationError } from '../config/errors.js';
+import { packingLossOptionsSchema } from '../config/packing-loss-options.js';
+import type { PackingStats } from '../loss/packing-loss.js';
+import { native } from '../runtime/native.js';
+
+const positiveInteger = z.number().int().positive();
+
+export const trainerOptionsSchema = z
+  .object({
+    /** Backbone: ResNet-18/34/50 (torchvision layout) or `small` (32-64-128, for 28x28 on CPU). */
+    backbone: z.enum(['small', 'resnet18', 'resnet34', 'resnet50']).default('small'),
+    /** Stem; defaults to the backbone's own (`small` for small, `imagenet` for the ResNets). */
+    stem: z.enum(['imagenet', 'cifar', 'small']).optional(),
+    inChannels: positiveInteger.default(3),
+    projectorHidden: z.array(positiveInteger).default([2048]),
+    projectorOut: positiveInteger.default(256),
+    views: z.number().int().min(2).default(2),
+    loss: packingLossOptionsSchema.prefault({}),
+    lars: z
+      .object({
+        momentum: z.number().finite().min(0).default(0.9),
+        weightDecay: z.number().finite().min(0).default(1e-6),
+        eta: z.number().finite().positive().default(1e-3),
+      })
+      .strict()
+      .prefault({}),
+    schedule: z
+      .object({
+        /** Learning rate at the end of warmup, already scaled for the batch (lr x batch / 256). */
+        peakLr: z.number().finite().min(0),
+        warmupSteps: z.number().int().min(0).default(0),
+        totalSteps: positiveInteger,
+        startLr: z.number().finite().min(0).default(0),
+        finalLr: z.number().finite().min(0).default(0),
+      })
+      .strict()
+      .refine((s) => s.warmupSteps < s.totalSteps, { message: 'warmupSteps must be less than totalSteps', path: ['warmupSteps'] }),
+    seed: z.number().int().min(0).default(0),
+  })
+  .strict();
+
+export type TrainerOptions = z.input<typeof trainerOptionsSchema>;
+
+export interface TrainingStepResult {
+  step: number;
+  loss: number;
+  learningRate: number;
+  gradNorm: number;
+  /** The pair-pass diagnostics (nearest-centre accuracy is not computed per step). */
+  stats: Omit<PackingStats, 'nearestCentreAccuracy'>;
+}
+
+interface NativeTrainer {
+  step(images: Float32Array, shape: number[]): Promise<TrainingStepResult>;
+  readonly stepsTaken: number;
+  readonly featureDim: number;
+}
+
+export class Trainer {
+  private constructor(private readonly handle: NativeTrainer, readonly options: z.output<typeof trainerOptionsSchema>) {}
+
+  /** Builds the networks (weights initialised from `seed`) off the JS thread. */
+  static async create(options: TrainerOptions): Promise<Trainer> {
+    const parsed = trainerOptionsSchema.safeParse(options, { reportInput: true });
+    if (!parsed.success) throw validationError(parsed.error, 'options');
+    const resolved = parsed.data;
+    const stem = resolved.stem ?? (resolved.backbone === 'small' ? 'small' : 'imagenet');
+    const addon = native() as unknown as { createTrainer(options: object): Promise<NativeTrainer> };
+    return new Trainer(await addon.createTrainer({ ...resolved, stem }), resolved);
+  }
+
+  /**
+   * One optimiser step on a view-major batch: `images` holds [views * batch, C, H, W] float32 values,
+   * read in place (leave it unchanged until the promise settles).
+   */
+  async step(images: Float32Array, shape: readonly [number, number, number, number]): Promise<TrainingStepResult> {
+    if (!(images instanceof Float32Array)) throw new TypeError('images must be a Float32Array');
+    const [n, c, h, w] = shape;
+    if (!shape.every((d) => Number.isInteger(d) && d > 0)) throw new RangeError(`shape must be four whole numbers > 0, got [${shape.join(', ')}]`);
+    if (n * c * h * w !== images.length) throw new RangeError(`images.length is ${images.length}, but the shape [${shape.join(', ')}] holds ${n * c * h * w}`);
+    if (c !== this.options.inChannels) throw new RangeError(`images have ${c} channels; the backbone takes ${this.options.inChannels}`);
+    if (n % this.options.views !== 0 || n / this.options.views < 2) {
+      throw new RangeError(`${n} images are not views * batch with views = ${this.options.views} and batch >= 2`);
+    }
+    return this.handle.step(images, [...shape]);
+  }
+
+  get stepsTaken(): number {
+    return this.handle.stepsTaken;
+  }
+
+  /** Width of the backbone's features (what evaluation and serving will use). */
+  get featureDim(): number {
+    return this.handle.featureDim;
+  }
+}

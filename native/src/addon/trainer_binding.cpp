@@ -1,0 +1,186 @@
+// createTrainer(options) -> Promise<Trainer>; trainer.step(images, n, c, h, w) -> Promise<StepResult>.
+// Construction (weight initialisation) and every step run on the compute thread; the batch is read in
+// place from the caller's Float32Array.
+#include "addon/bindings.h"
+#include "addon/buffers.h"
+#include "addon/compute_thread.h"
+#include "addon/errors.h"
+#include "core/train/training_step.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace clamp::addon {
+namespace {
+
+Napi::Object object_field(const Napi::Object& object, const char* name) {
+  const Napi::Value value = object.Get(name);
+  if (!value.IsObject()) throw_type_error(object.Env(), std::string("options.") + name + " must be an object");
+  return value.As<Napi::Object>();
+}
+
+double number_field(const Napi::Object& object, const char* name) {
+  const Napi::Value value = object.Get(name);
+  if (!value.IsNumber()) throw_type_error(object.Env(), std::string(name) + " must be a number");
+  return value.As<Napi::Number>().DoubleValue();
+}
+
+std::string string_field(const Napi::Object& object, const char* name) {
+  const Napi::Value value = object.Get(name);
+  if (!value.IsString()) throw_type_error(object.Env(), std::string(name) + " must be a string");
+  return value.As<Napi::String>().Utf8Value();
+}
+
+std::vector<int64_t> integer_array(const Napi::Value& value, const char* name) {
+  if (!value.IsArray()) throw_type_error(value.Env(), std::string(name) + " must be an array of numbers");
+  const auto array = value.As<Napi::Array>();
+  std::vector<int64_t> out;
+  for (uint32_t k = 0; k < array.Length(); ++k) {
+    const Napi::Value item = array.Get(k);
+    if (!item.IsNumber()) throw_type_error(value.Env(), std::string(name) + " must be an array of numbers");
+    out.push_back(static_cast<int64_t>(item.As<Napi::Number>().Int64Value()));
+  }
+  return out;
+}
+
+// The options object as lib/train/trainer.ts's schema produces it: every field present.
+TrainingStepOptions read_training_options(const Napi::Object& o) {
+  TrainingStepOptions options;
+  options.backbone = ResNetOptions::named(string_field(o, "backbone"));
+  const std::string stem = string_field(o, "stem");
+  if (stem == "imagenet") options.backbone.stem = ResNetStem::imagenet;
+  else if (stem == "cifar") options.backbone.stem = ResNetStem::cifar;
+  else if (stem == "small") options.backbone.stem = ResNetStem::small;
+  else throw std::invalid_argument("stem must be imagenet, cifar or small, got " + stem);
+  options.backbone.in_channels = static_cast<int64_t>(number_field(o, "inChannels"));
+  options.projector_hidden = integer_array(o.Get("projectorHidden"), "projectorHidden");
+  options.projector_out = static_cast<int64_t>(number_field(o, "projectorOut"));
+  options.views = static_cast<int64_t>(number_field(o, "views"));
+  options.seed = static_cast<uint64_t>(number_field(o, "seed"));
+  const Napi::Object loss = object_field(o, "loss");
+  options.loss.rs = number_field(loss, "rs");
+  options.loss.pot_pow = number_field(loss, "potPow");
+  options.loss.min_margin = number_field(loss, "minMargin");
+  options.loss.max_range = number_field(loss, "maxRange");
+  options.loss.lw0 = number_field(loss, "lw0");
+  options.loss.lw1 = number_field(loss, "lw1");
+  const Napi::Value log = loss.Get("log");
+  if (!log.IsBoolean()) throw_type_error(o.Env(), "loss.log must be a boolean");
+  options.loss.log = log.As<Napi::Boolean>().Value();
+  const Napi::Object lars = object_field(o, "lars");
+  options.lars.momentum = number_field(lars, "momentum");
+  options.lars.weight_decay = number_field(lars, "weightDecay");
+  options.lars.eta = number_field(lars, "eta");
+  const Napi::Object schedule = object_field(o, "schedule");
+  options.schedule.peak_lr = number_field(schedule, "peakLr");
+  options.schedule.warmup_steps = static_cast<int64_t>(number_field(schedule, "warmupSteps"));
+  options.schedule.total_steps = static_cast<int64_t>(number_field(schedule, "totalSteps"));
+  options.schedule.start_lr = number_field(schedule, "startLr");
+  options.schedule.final_lr = number_field(schedule, "finalLr");
+  options.lars.lr = options.schedule.peak_lr;
+  return options;
+}
+
+class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Trainer",
+                       {InstanceMethod<&TrainerWrap::Step>("step"), InstanceAccessor<&TrainerWrap::StepsTaken>("stepsTaken"),
+                        InstanceAccessor<&TrainerWrap::FeatureDim>("featureDim")});
+  }
+
+  // Only createTrainer makes these: info[0] is an External holding the trainer built off-thread.
+  explicit TrainerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TrainerWrap>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) throw_type_error(info.Env(), "use createTrainer(options) to make a Trainer");
+    trainer_.reset(info[0].As<Napi::External<TrainingStep>>().Data());
+  }
+
+  TrainingStep& trainer() { return *trainer_; }
+
+ private:
+  Napi::Value Step(const Napi::CallbackInfo& info);
+  Napi::Value StepsTaken(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(trainer_->steps_taken())); }
+  Napi::Value FeatureDim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(trainer_->backbone()->feature_dim())); }
+
+  std::unique_ptr<TrainingStep> trainer_;
+};
+
+class CreateTrainerJob : public ComputeJob {
+ public:
+  explicit CreateTrainerJob(const TrainingStepOptions& options) : options_(options) {}
+
+ protected:
+  void Execute() override { trainer_ = std::make_unique<TrainingStep>(options_); }
+  Napi::Value Result(Napi::Env env) override {
+    return env.GetInstanceData<AddonData>()->trainer_class.New({Napi::External<TrainingStep>::New(env, trainer_.release())});
+  }
+
+ private:
+  TrainingStepOptions options_;
+  std::unique_ptr<TrainingStep> trainer_;
+};
+
+class StepJob : public ComputeJob {
+ public:
+  StepJob(TrainerWrap* wrap, const Napi::Object& self, const Napi::TypedArray& images, std::vector<int64_t> shape)
+      : wrap_(wrap), self_(Napi::Persistent(self)), images_reference_(Napi::Persistent(images)),
+        images_(tensor_over(images, shape)) {}
+
+ protected:
+  void Execute() override { result_ = wrap_->trainer().run(images_); }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("step", double(result_.step));
+    out.Set("loss", result_.loss);
+    out.Set("learningRate", result_.learning_rate);
+    out.Set("gradNorm", result_.grad_norm);
+    Napi::Object stats = Napi::Object::New(env);
+    stats.Set("energy", result_.stats.energy);
+    stats.Set("meanRadius", result_.stats.mean_radius);
+    stats.Set("meanDistance", result_.stats.mean_distance);
+    stats.Set("contactsPerImage", result_.stats.contacts_per_image);
+    stats.Set("activity", result_.stats.activity);
+    out.Set("stats", stats);
+    return out;
+  }
+
+ private:
+  TrainerWrap* wrap_;
+  Napi::ObjectReference self_;                           // keeps the trainer alive while the step runs
+  Napi::Reference<Napi::TypedArray> images_reference_;  // keeps the batch's memory alive under the tensor
+  at::Tensor images_;
+  StepResult result_;
+};
+
+Napi::Value TrainerWrap::Step(const Napi::CallbackInfo& info) {
+  return call_guarded(info, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+    Napi::Env env = info.Env();
+    if (info.Length() != 2 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw_type_error(env, "step(images: Float32Array, shape: [n, c, h, w])");
+    const std::vector<int64_t> shape = integer_array(info[1], "shape");
+    if (shape.size() != 4) throw Napi::RangeError::New(env, "shape must be [n, c, h, w]");
+    const auto images = info[0].As<Napi::TypedArray>();
+    int64_t count = 1;
+    for (const int64_t n : shape) count *= n;
+    if (count != static_cast<int64_t>(images.ElementLength()))
+      throw Napi::RangeError::New(env, "images.length " + std::to_string(images.ElementLength()) + " does not match the shape");
+    return ComputeJob::Queue(env, new StepJob(this, Value(), images, shape));
+  });
+}
+
+Napi::Value create_trainer(const Napi::CallbackInfo& info) {
+  if (info.Length() != 1 || !info[0].IsObject()) throw_type_error(info.Env(), "createTrainer(options)");
+  return ComputeJob::Queue(info.Env(), new CreateTrainerJob(read_training_options(info[0].As<Napi::Object>())));
+}
+
+}  // namespace
+
+void register_trainer(Napi::Env env, Napi::Object exports) {
+  Napi::Function trainer = TrainerWrap::Define(env);
+  env.GetInstanceData<AddonData>()->trainer_class = Napi::Persistent(trainer);
+  exports.Set("Trainer", trainer);
+  exports.Set("createTrainer", guarded<create_trainer>(env));
+}
+
+}  // namespace clamp::addon

@@ -1,0 +1,61 @@
+#include "train/training_step.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace clamp {
+namespace {
+
+// Seeds the generator before the modules exist, so the initial weights follow from options.seed.
+ResNet seeded_backbone(const TrainingStepOptions& options) {
+  torch::manual_seed(options.seed);
+  return ResNet(options.backbone);
+}
+
+}  // namespace
+
+TrainingStep::TrainingStep(const TrainingStepOptions& options)
+    : options_(options),
+      backbone_(seeded_backbone(options)),
+      projector_(ProjectorOptions{backbone_->feature_dim(), options.projector_hidden, options.projector_out}),
+      optimiser_(Lars::for_modules({backbone_.ptr().get(), projector_.ptr().get()}, options.lars)) {
+  if (options.views < 2) throw std::invalid_argument("views must be at least 2, got " + std::to_string(options.views));
+  options.schedule.at(0);  // validates the schedule now rather than at the first step
+}
+
+StepResult TrainingStep::run(const at::Tensor& images) {
+  const int64_t m = options_.views;
+  if (images.dim() != 4) throw std::invalid_argument("images must be [views * batch, C, H, W], got " + std::to_string(images.dim()) + "-D");
+  if (images.scalar_type() != at::kFloat) throw std::invalid_argument("images must be float32");
+  if (images.size(0) % m != 0 || images.size(0) / m < 2) {
+    throw std::invalid_argument(std::to_string(images.size(0)) + " images are not views * batch with views = " +
+                                std::to_string(m) + " and batch >= 2");
+  }
+  StepResult result;
+  result.step = steps_;
+  result.learning_rate = options_.schedule.at(steps_);
+  optimiser_.set_lr(result.learning_rate);
+  backbone_->train();
+  projector_->train();
+
+  const at::Tensor embeddings = projector_->forward(backbone_->forward(images));
+  const at::Tensor loss = packing_loss(embeddings, m, options_.loss, &result.stats, Diagnostics::pair_pass);
+  optimiser_.zero_grad();
+  loss.backward();
+  double squared = 0;
+  for (auto* module : {static_cast<torch::nn::Module*>(backbone_.ptr().get()), static_cast<torch::nn::Module*>(projector_.ptr().get())}) {
+    for (const auto& p : module->parameters()) {
+      if (p.grad().defined()) squared += p.grad().pow(2).sum().item<double>();
+    }
+  }
+  result.grad_norm = std::sqrt(squared);
+  optimiser_.step();
+  result.loss = loss.item<double>();
+  ++steps_;
+  return result;
+}
+
+}  // namespace clamp

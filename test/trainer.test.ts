@@ -1,0 +1,79 @@
+// The native training step from TypeScript, on real Fashion-MNIST images.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_FASHION_MNIST, loadIdxDataset, Trainer, type TrainerOptions } from '../lib/index.js';
+import { gaussianSampler } from '../lib/loss/packing-dynamics.js';
+
+const views = 2, batch = 32, side = 28;
+let batchViews: Float32Array;
+
+beforeAll(async () => {
+  // Two views of 32 test images: pixels scaled to [0, 1] plus each view's own fixed Gaussian noise.
+  const data = await loadIdxDataset(DEFAULT_FASHION_MNIST, 'test');
+  const normal = gaussianSampler(11);
+  const pixels = batch * side * side;
+  batchViews = new Float32Array(views * pixels);
+  for (let v = 0; v < views; v++) {
+    for (let k = 0; k < pixels; k++) batchViews[v * pixels + k] = data.images[k]! / 255 + 0.2 * normal();
+  }
+});
+
+const options: TrainerOptions = {
+  backbone: 'small',
+  inChannels: 1,
+  projectorHidden: [128],
+  projectorOut: 32,
+  views,
+  loss: { rs: 2 },
+  schedule: { peakLr: 1, warmupSteps: 2, totalSteps: 30 },
+  seed: 3,
+};
+const shape = [views * batch, 1, side, side] as const;
+
+describe('Trainer', () => {
+  it('the loss falls over 20 steps on a fixed batch; lr follows the schedule', async () => {
+    const trainer = await Trainer.create(options);
+    expect(trainer.featureDim).toBe(128);
+    const results = [];
+    for (let k = 0; k < 20; k++) results.push(await trainer.step(batchViews, shape));
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const first = mean(results.slice(0, 5).map((r) => r.loss));
+    const last = mean(results.slice(15).map((r) => r.loss));
+    expect(last).toBeLessThan(first - 0.5);
+    expect(results.map((r) => r.step)).toEqual([...Array(20).keys()]);
+    expect(results[0]!.learningRate).toBe(0);
+    expect(results[1]!.learningRate).toBe(0.5);
+    expect(results[2]!.learningRate).toBe(1);
+    expect(trainer.stepsTaken).toBe(20);
+    expect(results.every((r) => Number.isFinite(r.gradNorm) && r.stats.meanRadius > 0)).toBe(true);
+  });
+
+  it('a seed reproduces the losses exactly', async () => {
+    const run = async () => {
+      const trainer = await Trainer.create(options);
+      const losses = [];
+      for (let k = 0; k < 3; k++) losses.push((await trainer.step(batchViews, shape)).loss);
+      return losses;
+    };
+    expect(await run()).toEqual(await run());
+  });
+
+  it('keeps the event loop running during a step', async () => {
+    const trainer = await Trainer.create(options);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    await trainer.step(batchViews, shape);
+    clearInterval(timer);
+    expect(ticks).toBeGreaterThan(0);
+  });
+
+  it('refuses bad options and batches with the reason', async () => {
+    await expect(Trainer.create({ ...options, backbone: 'vgg16' as 'small' })).rejects.toThrow(/options.backbone/);
+    await expect(Trainer.create({ ...options, views: 1 })).rejects.toThrow(RangeError);
+    await expect(Trainer.create({ ...options, schedule: { peakLr: 1, warmupSteps: 5, totalSteps: 5 } })).rejects.toThrow(/warmupSteps must be less than totalSteps/);
+    const trainer = await Trainer.create(options);
+    await expect(trainer.step(batchViews.subarray(1), shape)).rejects.toThrow(/images.length is/);
+    await expect(trainer.step(new Float32Array(3 * 28 * 28 * 4), [4, 3, 28, 28])).rejects.toThrow(/3 channels; the backbone takes 1/);
+    await expect(trainer.step(new Float32Array(3 * 28 * 28), [3, 1, 28, 28])).rejects.toThrow(/not views \* batch/);
+    await expect(trainer.step([1, 2] as unknown as Float32Array, shape)).rejects.toThrow(TypeError);
+  });
+});
