@@ -22,3 +22,6 @@ export {
   type ImageDataset,
 } from './data/idx.js';
 export { Trainer, trainerOptionsSchema, type TrainerOptions, type TrainingStepResult } from './train/trainer.js';
+export { augment, augmentationSchema, multiViewBatch, type Augmentation, type AugmentationOptions } from './augment/pipeline.js';
+export * as transforms from './augment/transforms.js';
+export { Random } from './random.js';

@@ -3,6 +3,7 @@
 // packing unjams (energy and contacts fall to zero) — the picture behind CLAMP, in a few seconds.
 import { packingLoss, type PackingStats } from './packing-loss.js';
 import type { PackingLossOptions } from '../config/packing-loss-options.js';
+import { Random } from '../random.js';
 
 export interface PackingDynamicsOptions {
   views?: number;
@@ -24,17 +25,10 @@ export interface PackingDynamicsStep extends PackingStats {
   loss: number;
 }
 
-/** Deterministic normal samples (mulberry32 + Box-Muller), so a seed reproduces a run. */
+/** Deterministic normal samples, so a seed reproduces a run. */
 export function gaussianSampler(seed: number): () => number {
-  let state = seed >>> 0;
-  const uniform = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 1) / 4294967297;
-  };
-  return () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+  const random = new Random(seed);
+  return () => random.normal();
 }
 
 /** View-major embeddings: view v of image i is centre_i + noise * N(0, I). */

@@ -1,0 +1,81 @@
+// A view's augmentation pipeline (crop, flip, colour jitter, grayscale, blur, solarize, normalise) and
+// the multi-view batch the training step takes: view-major [views * batch, C, size, size], with
+// several pipelines cycling over the views (the paper's asymmetric ImageNet setup).
+import { z } from 'zod';
+import type { ImageDataset } from '../data/idx.js';
+import { Random } from '../random.js';
+import {
+  colorJitter,
+  cropAndResize,
+  gaussianBlur,
+  grayscale,
+  horizontalFlip,
+  imageFromBytes,
+  normalize,
+  sampleCropBox,
+  solarize,
+  type Image,
+} from './transforms.js';
+
+const probability = z.number().min(0).max(1);
+const range = z.tuple([z.number().finite(), z.number().finite()]).refine(([low, high]) => low <= high, 'range must be [low, high] with low <= high');
+
+export const augmentationSchema = z
+  .object({
+    size: z.number().int().positive(),
+    crop: z.object({ scale: range.default([0.08, 1]), ratio: range.default([3 / 4, 4 / 3]) }).strict().prefault({}),
+    flip: probability.default(0.5),
+    colorJitter: z
+      .object({ p: probability.default(0.8), brightness: z.number().min(0).default(0.4), contrast: z.number().min(0).default(0.4),
+        saturation: z.number().min(0).default(0.2), hue: z.number().min(0).max(0.5).default(0.1) })
+      .strict()
+      .prefault({}),
+    grayscale: probability.default(0.2),
+    blur: z.object({ p: probability.default(0), kernelSize: z.number().int().positive().default(23), sigma: range.default([0.1, 2]) }).strict().prefault({}),
+    solarize: z.object({ p: probability.default(0), threshold: z.number().default(0.5) }).strict().prefault({}),
+    normalize: z.object({ mean: z.array(z.number()).min(1), std: z.array(z.number().positive()).min(1) }).strict().optional(),
+  })
+  .strict();
+
+export type AugmentationOptions = z.input<typeof augmentationSchema>;
+export type Augmentation = z.output<typeof augmentationSchema>;
+
+/** One augmented view of `image`. */
+export function augment(image: Image, a: Augmentation, random: Random): Image {
+  let out = cropAndResize(image, sampleCropBox(image.height, image.width, a.crop.scale, a.crop.ratio, random), a.size, a.size);
+  if (random.chance(a.flip)) out = horizontalFlip(out);
+  if (random.chance(a.colorJitter.p)) out = colorJitter(out, a.colorJitter, random);
+  if (random.chance(a.grayscale)) out = grayscale(out);
+  if (random.chance(a.blur.p)) out = gaussianBlur(out, a.blur.kernelSize, random.uniform(a.blur.sigma[0], a.blur.sigma[1]));
+  if (random.chance(a.solarize.p)) out = solarize(out, a.solarize.threshold);
+  if (a.normalize) out = normalize(out, a.normalize.mean, a.normalize.std);
+  return out;
+}
+
+/**
+ * The batch for one step: row v * indices.length + i is view v of image indices[i], made by
+ * pipelines[v % pipelines.length]. Returns the Float32Array and its [n, C, size, size] shape.
+ */
+export function multiViewBatch(
+  dataset: ImageDataset,
+  indices: readonly number[],
+  views: number,
+  pipelines: readonly Augmentation[],
+  random: Random,
+): { data: Float32Array; shape: [number, number, number, number] } {
+  if (pipelines.length === 0) throw new RangeError('at least one augmentation pipeline is needed');
+  const size = pipelines[0]!.size;
+  if (pipelines.some((p) => p.size !== size)) throw new RangeError('every pipeline must produce the same size');
+  const { channels, height, width } = dataset;
+  const pixels = channels * height * width;
+  const viewValues = channels * size * size;
+  const data = new Float32Array(views * indices.length * viewValues);
+  indices.forEach((index, i) => {
+    if (!Number.isInteger(index) || index < 0 || index >= dataset.count) throw new RangeError(`image index ${index} is outside the dataset (0..${dataset.count - 1})`);
+    const image = imageFromBytes(dataset.images.subarray(index * pixels, (index + 1) * pixels), channels, height, width);
+    for (let v = 0; v < views; v++) {
+      data.set(augment(image, pipelines[v % pipelines.length]!, random).data, (v * indices.length + i) * viewValues);
+    }
+  });
+  return { data, shape: [views * indices.length, channels, size, size] };
+}
