@@ -25,3 +25,4 @@ export { Trainer, trainerOptionsSchema, type TrainerOptions, type TrainingStepRe
 export { augment, augmentationSchema, multiViewBatch, type Augmentation, type AugmentationOptions } from './augment/pipeline.js';
 export * as transforms from './augment/transforms.js';
 export { Random } from './random.js';
+export { MultiViewLoader, type Batch, type MultiViewLoaderOptions } from './augment/loader.js';

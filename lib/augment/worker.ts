@@ -1,0 +1,35 @@
+// A worker of MultiViewLoader: builds whole multi-view batches from the shared dataset bytes.
+import { parentPort, workerData } from 'node:worker_threads';
+import type { ImageDataset } from '../data/idx.js';
+import { Random } from '../random.js';
+import { multiViewBatch, type Augmentation } from './pipeline.js';
+
+export interface LoaderWorkerData {
+  images: SharedArrayBuffer;
+  labels: SharedArrayBuffer;
+  meta: Omit<ImageDataset, 'images' | 'labels'>;
+  views: number;
+  pipelines: Augmentation[];
+}
+
+export interface BatchRequest {
+  id: number;
+  indices: number[];
+  seed: number;
+}
+
+export type BatchReply =
+  | { id: number; data: Float32Array; shape: [number, number, number, number] }
+  | { id: number; error: string };
+
+const setup = workerData as LoaderWorkerData;
+const dataset: ImageDataset = { ...setup.meta, images: new Uint8Array(setup.images), labels: new Uint8Array(setup.labels) };
+
+parentPort!.on('message', (request: BatchRequest) => {
+  try {
+    const batch = multiViewBatch(dataset, request.indices, setup.views, setup.pipelines, new Random(request.seed));
+    parentPort!.postMessage({ id: request.id, ...batch } satisfies BatchReply, [batch.data.buffer as ArrayBuffer]);
+  } catch (error) {
+    parentPort!.postMessage({ id: request.id, error: (error as Error).message } satisfies BatchReply);
+  }
+});
