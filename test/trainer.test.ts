@@ -66,6 +66,22 @@ describe('Trainer', () => {
     expect(ticks).toBeGreaterThan(0);
   });
 
+  it('features: [n, featureDim] in evaluation mode, repeatable, and without side effects on training', async () => {
+    const images = batchViews.subarray(0, batch * side * side);
+    const trainer = await Trainer.create(options);
+    const first = await trainer.features(images, [batch, 1, side, side]);
+    expect(first).toHaveLength(batch * trainer.featureDim);
+    expect(await trainer.features(images, [batch, 1, side, side])).toEqual(first);
+    // Reading features between steps changes nothing: the same losses as a trainer that never did.
+    const untouched = await Trainer.create(options);
+    const a = (await trainer.step(batchViews, shape)).loss;
+    const b = (await untouched.step(batchViews, shape)).loss;
+    expect(a).toBe(b);
+    // After a step the weights and BatchNorm statistics moved, so the features did too.
+    expect(await trainer.features(images, [batch, 1, side, side])).not.toEqual(first);
+    await expect(trainer.features(images, [batch, 3, side, side])).rejects.toThrow(/images.length is|3 channels/);
+  });
+
   it('refuses bad options and batches with the reason', async () => {
     await expect(Trainer.create({ ...options, backbone: 'vgg16' as 'small' })).rejects.toThrow(/options.backbone/);
     await expect(Trainer.create({ ...options, views: 1 })).rejects.toThrow(RangeError);

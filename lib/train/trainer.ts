@@ -56,6 +56,7 @@ export interface TrainingStepResult {
 
 interface NativeTrainer {
   step(images: Float32Array, shape: number[]): Promise<TrainingStepResult>;
+  features(images: Float32Array, shape: number[]): Promise<Float32Array>;
   readonly stepsTaken: number;
   readonly featureDim: number;
 }
@@ -78,15 +79,26 @@ export class Trainer {
    * read in place (leave it unchanged until the promise settles).
    */
   async step(images: Float32Array, shape: readonly [number, number, number, number]): Promise<TrainingStepResult> {
+    this.checkImages(images, shape);
+    const n = shape[0];
+    if (n % this.options.views !== 0 || n / this.options.views < 2) {
+      throw new RangeError(`${n} images are not views * batch with views = ${this.options.views} and batch >= 2`);
+    }
+    return this.handle.step(images, [...shape]);
+  }
+
+  /** Backbone features [n, featureDim] of [n, C, H, W] images, in evaluation mode, without gradients. */
+  async features(images: Float32Array, shape: readonly [number, number, number, number]): Promise<Float32Array> {
+    this.checkImages(images, shape);
+    return this.handle.features(images, [...shape]);
+  }
+
+  private checkImages(images: Float32Array, shape: readonly [number, number, number, number]): void {
     if (!(images instanceof Float32Array)) throw new TypeError('images must be a Float32Array');
     const [n, c, h, w] = shape;
     if (!shape.every((d) => Number.isInteger(d) && d > 0)) throw new RangeError(`shape must be four whole numbers > 0, got [${shape.join(', ')}]`);
     if (n * c * h * w !== images.length) throw new RangeError(`images.length is ${images.length}, but the shape [${shape.join(', ')}] holds ${n * c * h * w}`);
     if (c !== this.options.inChannels) throw new RangeError(`images have ${c} channels; the backbone takes ${this.options.inChannels}`);
-    if (n % this.options.views !== 0 || n / this.options.views < 2) {
-      throw new RangeError(`${n} images are not views * batch with views = ${this.options.views} and batch >= 2`);
-    }
-    return this.handle.step(images, [...shape]);
   }
 
   get stepsTaken(): number {

@@ -86,7 +86,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Trainer",
-                       {InstanceMethod<&TrainerWrap::Step>("step"), InstanceAccessor<&TrainerWrap::StepsTaken>("stepsTaken"),
+                       {InstanceMethod<&TrainerWrap::Step>("step"), InstanceMethod<&TrainerWrap::Features>("features"), InstanceAccessor<&TrainerWrap::StepsTaken>("stepsTaken"),
                         InstanceAccessor<&TrainerWrap::FeatureDim>("featureDim")});
   }
 
@@ -100,6 +100,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
 
  private:
   Napi::Value Step(const Napi::CallbackInfo& info);
+  Napi::Value Features(const Napi::CallbackInfo& info);
   Napi::Value StepsTaken(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(trainer_->steps_taken())); }
   Napi::Value FeatureDim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(trainer_->backbone()->feature_dim())); }
 
@@ -121,14 +122,31 @@ class CreateTrainerJob : public ComputeJob {
   std::unique_ptr<TrainingStep> trainer_;
 };
 
-class StepJob : public ComputeJob {
+// A job on one trainer and one batch: it keeps both alive, and the batch's memory under the tensor
+// that reads it in place, until it settles.
+class TrainerBatchJob : public ComputeJob {
  public:
-  StepJob(TrainerWrap* wrap, const Napi::Object& self, const Napi::TypedArray& images, std::vector<int64_t> shape)
+  TrainerBatchJob(TrainerWrap* wrap, const Napi::Object& self, const Napi::TypedArray& images, std::vector<int64_t> shape)
       : wrap_(wrap), self_(Napi::Persistent(self)), images_reference_(Napi::Persistent(images)),
         images_(tensor_over(images, shape)) {}
 
  protected:
-  void Execute() override { result_ = wrap_->trainer().run(images_); }
+  TrainingStep& trainer() { return wrap_->trainer(); }
+  const at::Tensor& images() const { return images_; }
+
+ private:
+  TrainerWrap* wrap_;
+  Napi::ObjectReference self_;
+  Napi::Reference<Napi::TypedArray> images_reference_;
+  at::Tensor images_;
+};
+
+class StepJob : public TrainerBatchJob {
+ public:
+  using TrainerBatchJob::TrainerBatchJob;
+
+ protected:
+  void Execute() override { result_ = trainer().run(images()); }
   Napi::Value Result(Napi::Env env) override {
     Napi::Object out = Napi::Object::New(env);
     out.Set("step", double(result_.step));
@@ -146,26 +164,47 @@ class StepJob : public ComputeJob {
   }
 
  private:
-  TrainerWrap* wrap_;
-  Napi::ObjectReference self_;                           // keeps the trainer alive while the step runs
-  Napi::Reference<Napi::TypedArray> images_reference_;  // keeps the batch's memory alive under the tensor
-  at::Tensor images_;
   StepResult result_;
 };
 
+class FeaturesJob : public TrainerBatchJob {
+ public:
+  using TrainerBatchJob::TrainerBatchJob;
+
+ protected:
+  void Execute() override { features_ = trainer().features(images()); }
+  Napi::Value Result(Napi::Env env) override { return typed_array_over(env, features_); }
+
+ private:
+  at::Tensor features_;
+};
+
+// Reads (images: Float32Array, shape: [n, c, h, w]) and checks that they agree.
+std::vector<int64_t> image_batch_shape(const Napi::CallbackInfo& info, const char* usage) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 2 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw_type_error(env, usage);
+  const std::vector<int64_t> shape = integer_array(info[1], "shape");
+  if (shape.size() != 4) throw Napi::RangeError::New(env, "shape must be [n, c, h, w]");
+  int64_t count = 1;
+  for (const int64_t n : shape) count *= n;
+  const auto images = info[0].As<Napi::TypedArray>();
+  if (count != static_cast<int64_t>(images.ElementLength()))
+    throw Napi::RangeError::New(env, "images.length " + std::to_string(images.ElementLength()) + " does not match the shape");
+  return shape;
+}
+
+Napi::Value TrainerWrap::Features(const Napi::CallbackInfo& info) {
+  return call_guarded(info, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+    const auto shape = image_batch_shape(info, "features(images: Float32Array, shape: [n, c, h, w])");
+    return ComputeJob::Queue(info.Env(), new FeaturesJob(this, Value(), info[0].As<Napi::TypedArray>(), shape));
+  });
+}
+
 Napi::Value TrainerWrap::Step(const Napi::CallbackInfo& info) {
   return call_guarded(info, [this](const Napi::CallbackInfo& info) -> Napi::Value {
-    Napi::Env env = info.Env();
-    if (info.Length() != 2 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-      throw_type_error(env, "step(images: Float32Array, shape: [n, c, h, w])");
-    const std::vector<int64_t> shape = integer_array(info[1], "shape");
-    if (shape.size() != 4) throw Napi::RangeError::New(env, "shape must be [n, c, h, w]");
-    const auto images = info[0].As<Napi::TypedArray>();
-    int64_t count = 1;
-    for (const int64_t n : shape) count *= n;
-    if (count != static_cast<int64_t>(images.ElementLength()))
-      throw Napi::RangeError::New(env, "images.length " + std::to_string(images.ElementLength()) + " does not match the shape");
-    return ComputeJob::Queue(env, new StepJob(this, Value(), images, shape));
+    const auto shape = image_batch_shape(info, "step(images: Float32Array, shape: [n, c, h, w])");
+    return ComputeJob::Queue(info.Env(), new StepJob(this, Value(), info[0].As<Napi::TypedArray>(), shape));
   });
 }
 

@@ -26,6 +26,16 @@ TrainingStep::TrainingStep(const TrainingStepOptions& options)
   options.schedule.at(0);  // validates the schedule now rather than at the first step
 }
 
+at::Tensor TrainingStep::features(const at::Tensor& images) {
+  if (images.dim() != 4 || images.scalar_type() != at::kFloat)
+    throw std::invalid_argument("images must be float32 [n, C, H, W]");
+  torch::NoGradGuard no_grad;
+  backbone_->eval();
+  at::Tensor out = backbone_->forward(images);
+  backbone_->train();
+  return out;
+}
+
 StepResult TrainingStep::run(const at::Tensor& images) {
   const int64_t m = options_.views;
   if (images.dim() != 4) throw std::invalid_argument("images must be [views * batch, C, H, W], got " + std::to_string(images.dim()) + "-D");

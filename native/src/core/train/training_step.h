@@ -42,6 +42,10 @@ class TrainingStep {
   // Throws std::invalid_argument naming the problem for a wrong shape or dtype.
   StepResult run(const at::Tensor& images);
 
+  // Backbone features [n, feature_dim] in evaluation mode (BatchNorm running statistics), without
+  // gradients: what kNN monitors and the linear probe read.
+  at::Tensor features(const at::Tensor& images);
+
   ResNet& backbone() { return backbone_; }
   Projector& projector() { return projector_; }
   Lars& optimiser() { return optimiser_; }
