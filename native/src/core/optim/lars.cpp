@@ -37,10 +37,12 @@ void Lars::step() {
     torch::Tensor update = p.grad();
     if (adapted_[k]) {
       update = update + options_.weight_decay * p;
-      const double weight_norm = p.norm().item<double>();
-      const double update_norm = update.norm().item<double>();
-      // A zero norm (a fresh zero-initialised weight, or no gradient signal) leaves the step unscaled.
-      if (weight_norm > 0 && update_norm > 0) update = update * (options_.eta * weight_norm / update_norm);
+      // The trust ratio stays a tensor (no .item()), so a CUDA step never waits on the device here. A
+      // zero norm (a zero-initialised weight, or no gradient signal) leaves the step unscaled.
+      const torch::Tensor weight_norm = p.norm(), update_norm = update.norm();
+      const torch::Tensor trust = torch::where(weight_norm.gt(0).logical_and(update_norm.gt(0)),
+                                               options_.eta * weight_norm / update_norm, torch::ones_like(weight_norm));
+      update = update * trust;
     }
     momentum_[k].mul_(options_.momentum).add_(update);
     p.add_(momentum_[k], -options_.lr);
