@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PackingStats } from '../loss/packing-loss.js';
+import type { TrainingStepResult } from '../train/trainer.js';
 
 /** The package's root folder (holds package.json, build/, scripts/). */
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -44,6 +45,14 @@ export interface NativePackingLossOptions {
  */
 export type PackingLossMode = 'fused' | 'fused-pair-pass' | 'unfused';
 
+/** A trainer the addon built (see lib/train/trainer.ts for the checked API over it). */
+export interface NativeTrainer {
+  step(images: Float32Array, shape: number[]): Promise<TrainingStepResult>;
+  features(images: Float32Array, shape: number[]): Promise<Float32Array>;
+  readonly stepsTaken: number;
+  readonly featureDim: number;
+}
+
 /** The addon's surface: argument checks happen again in C++, but lib/ validates first. */
 export interface NativeAddon {
   runtimeInfo(): NativeRuntimeInfo;
@@ -56,6 +65,8 @@ export interface NativeAddon {
     options: NativePackingLossOptions,
     mode: PackingLossMode,
   ): Promise<{ loss: number; grad: T; stats: PackingStats | null }>;
+  /** Options as trainerOptionsSchema resolves them, with the stem filled in. */
+  createTrainer(options: object): Promise<NativeTrainer>;
 }
 
 /** The addon file: CLAMP_NATIVE_ADDON overrides it (for instance, to load a node-gyp build elsewhere). */

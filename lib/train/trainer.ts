@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { validationError } from '../config/errors.js';
 import { packingLossOptionsSchema } from '../config/packing-loss-options.js';
 import type { PackingStats } from '../loss/packing-loss.js';
-import { native } from '../runtime/native.js';
+import { native, type NativeTrainer } from '../runtime/native.js';
 
 const positiveInteger = z.number().int().positive();
 
@@ -54,12 +54,6 @@ export interface TrainingStepResult {
   stats: Omit<PackingStats, 'nearestCentreAccuracy'>;
 }
 
-interface NativeTrainer {
-  step(images: Float32Array, shape: number[]): Promise<TrainingStepResult>;
-  features(images: Float32Array, shape: number[]): Promise<Float32Array>;
-  readonly stepsTaken: number;
-  readonly featureDim: number;
-}
 
 export class Trainer {
   private constructor(private readonly handle: NativeTrainer, readonly options: z.output<typeof trainerOptionsSchema>) {}
@@ -70,8 +64,7 @@ export class Trainer {
     if (!parsed.success) throw validationError(parsed.error, 'options');
     const resolved = parsed.data;
     const stem = resolved.stem ?? (resolved.backbone === 'small' ? 'small' : 'imagenet');
-    const addon = native() as unknown as { createTrainer(options: object): Promise<NativeTrainer> };
-    return new Trainer(await addon.createTrainer({ ...resolved, stem }), resolved);
+    return new Trainer(await native().createTrainer({ ...resolved, stem }), resolved);
   }
 
   /**

@@ -1,6 +1,7 @@
 // packingLoss(z, views, dim, options, mode) -> Promise<{ loss, grad, stats }>, computed on the compute
 // thread over z's own memory. mode: "fused" (every diagnostic), "fused-pair-pass" (no
 // nearest-centre accuracy, the per-step cost of training), "unfused" (the autograd yardstick, no stats).
+#include "addon/arguments.h"
 #include "addon/bindings.h"
 #include "addon/buffers.h"
 #include "addon/compute_thread.h"
@@ -15,34 +16,12 @@
 namespace clamp::addon {
 namespace {
 
-double number_field(const Napi::Object& options, const char* name) {
-  const Napi::Value value = options.Get(name);
-  if (!value.IsNumber()) throw_type_error(options.Env(), std::string("options.") + name + " must be a number");
-  return value.As<Napi::Number>().DoubleValue();
-}
-
 int64_t integer_argument(const Napi::Value& value, const char* name) {
   if (!value.IsNumber()) throw_type_error(value.Env(), std::string(name) + " must be a number");
   const double number = value.As<Napi::Number>().DoubleValue();
   if (number != static_cast<double>(static_cast<int64_t>(number)))
     throw Napi::RangeError::New(value.Env(), std::string(name) + " must be an integer");
   return static_cast<int64_t>(number);
-}
-
-PackingLossOptions read_options(const Napi::Value& value) {
-  if (!value.IsObject()) throw_type_error(value.Env(), "options must be an object");
-  const auto object = value.As<Napi::Object>();
-  PackingLossOptions options;
-  options.rs = number_field(object, "rs");
-  options.pot_pow = number_field(object, "potPow");
-  options.min_margin = number_field(object, "minMargin");
-  options.max_range = number_field(object, "maxRange");
-  options.lw0 = number_field(object, "lw0");
-  options.lw1 = number_field(object, "lw1");
-  const Napi::Value log = object.Get("log");
-  if (!log.IsBoolean()) throw_type_error(value.Env(), "options.log must be a boolean");
-  options.log = log.As<Napi::Boolean>().Value();
-  return options;
 }
 
 enum class Mode { fused, fused_pair_pass, unfused };
@@ -123,7 +102,7 @@ Napi::Value packing_loss_async(const Napi::CallbackInfo& info) {
   if (static_cast<int64_t>(z.ElementLength()) % dim != 0)
     throw Napi::RangeError::New(env, "z.length " + std::to_string(z.ElementLength()) + " is not a multiple of dim " +
                                          std::to_string(dim));
-  const PackingLossOptions options = read_options(info[3]);
+  const PackingLossOptions options = read_packing_loss_options(info[3]);
   return ComputeJob::Queue(env, new PackingLossJob(z, views, dim, options, read_mode(info[4])));
 }
 

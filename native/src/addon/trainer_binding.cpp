@@ -1,6 +1,7 @@
 // createTrainer(options) -> Promise<Trainer>; trainer.step(images, n, c, h, w) -> Promise<StepResult>.
 // Construction (weight initialisation) and every step run on the compute thread; the batch is read in
 // place from the caller's Float32Array.
+#include "addon/arguments.h"
 #include "addon/bindings.h"
 #include "addon/buffers.h"
 #include "addon/compute_thread.h"
@@ -13,36 +14,6 @@
 
 namespace clamp::addon {
 namespace {
-
-Napi::Object object_field(const Napi::Object& object, const char* name) {
-  const Napi::Value value = object.Get(name);
-  if (!value.IsObject()) throw_type_error(object.Env(), std::string("options.") + name + " must be an object");
-  return value.As<Napi::Object>();
-}
-
-double number_field(const Napi::Object& object, const char* name) {
-  const Napi::Value value = object.Get(name);
-  if (!value.IsNumber()) throw_type_error(object.Env(), std::string(name) + " must be a number");
-  return value.As<Napi::Number>().DoubleValue();
-}
-
-std::string string_field(const Napi::Object& object, const char* name) {
-  const Napi::Value value = object.Get(name);
-  if (!value.IsString()) throw_type_error(object.Env(), std::string(name) + " must be a string");
-  return value.As<Napi::String>().Utf8Value();
-}
-
-std::vector<int64_t> integer_array(const Napi::Value& value, const char* name) {
-  if (!value.IsArray()) throw_type_error(value.Env(), std::string(name) + " must be an array of numbers");
-  const auto array = value.As<Napi::Array>();
-  std::vector<int64_t> out;
-  for (uint32_t k = 0; k < array.Length(); ++k) {
-    const Napi::Value item = array.Get(k);
-    if (!item.IsNumber()) throw_type_error(value.Env(), std::string(name) + " must be an array of numbers");
-    out.push_back(static_cast<int64_t>(item.As<Napi::Number>().Int64Value()));
-  }
-  return out;
-}
 
 // The options object as lib/train/trainer.ts's schema produces it: every field present.
 TrainingStepOptions read_training_options(const Napi::Object& o) {
@@ -58,21 +29,12 @@ TrainingStepOptions read_training_options(const Napi::Object& o) {
   options.projector_out = static_cast<int64_t>(number_field(o, "projectorOut"));
   options.views = static_cast<int64_t>(number_field(o, "views"));
   options.seed = static_cast<uint64_t>(number_field(o, "seed"));
-  const Napi::Object loss = object_field(o, "loss");
-  options.loss.rs = number_field(loss, "rs");
-  options.loss.pot_pow = number_field(loss, "potPow");
-  options.loss.min_margin = number_field(loss, "minMargin");
-  options.loss.max_range = number_field(loss, "maxRange");
-  options.loss.lw0 = number_field(loss, "lw0");
-  options.loss.lw1 = number_field(loss, "lw1");
-  const Napi::Value log = loss.Get("log");
-  if (!log.IsBoolean()) throw_type_error(o.Env(), "loss.log must be a boolean");
-  options.loss.log = log.As<Napi::Boolean>().Value();
-  const Napi::Object lars = object_field(o, "lars");
+  options.loss = read_packing_loss_options(o.Get("loss"));
+  const Napi::Object lars = object_value(o.Get("lars"), "lars");
   options.lars.momentum = number_field(lars, "momentum");
   options.lars.weight_decay = number_field(lars, "weightDecay");
   options.lars.eta = number_field(lars, "eta");
-  const Napi::Object schedule = object_field(o, "schedule");
+  const Napi::Object schedule = object_value(o.Get("schedule"), "schedule");
   options.schedule.peak_lr = number_field(schedule, "peakLr");
   options.schedule.warmup_steps = static_cast<int64_t>(number_field(schedule, "warmupSteps"));
   options.schedule.total_steps = static_cast<int64_t>(number_field(schedule, "totalSteps"));
