@@ -21,8 +21,29 @@ export {
   type IdxArray,
   type ImageDataset,
 } from './data/idx.js';
+export { loadCifarDataset, type CifarOptions } from './data/cifar.js';
+export { loadStl10Dataset, STL10_NO_LABEL } from './data/stl10.js';
+export { imageFolderOptionsSchema, loadImageFolder, type ImageFolderOptions } from './data/image-folder.js';
 export { Trainer, trainerOptionsSchema, type TrainerOptions, type TrainingStepResult } from './train/trainer.js';
 export { augment, augmentationSchema, multiViewBatch, type Augmentation, type AugmentationOptions } from './augment/pipeline.js';
 export * as transforms from './augment/transforms.js';
 export { Random } from './random.js';
 export { MultiViewLoader, type Batch, type MultiViewLoaderOptions } from './augment/loader.js';
+export { loadDataset, dataSchema, firstImages, DATASETS, type DataConfig, type DataOptions, type DatasetName } from './data/datasets.js';
+export { optimiserSchema, type OptimiserOptions } from './config/optimiser.js';
+export {
+  mergeConfig,
+  parseTrainConfig,
+  readConfigFile,
+  resolveTrainConfig,
+  trainConfigSchema,
+  type TrainConfig,
+  type TrainConfigInput,
+} from './config/train-config.js';
+export { PRESETS, type PresetName } from './config/presets.js';
+export { resumeTraining, train, type KnnSummary, type ResumeOptions, type TrainEvent, type TrainOptions, type TrainSummary } from './train/train.js';
+export { type StateEntry } from './train/trainer.js';
+export { CHECKPOINT_FORMAT, readCheckpoint, saveCheckpoint, type Checkpoint, type RunPosition } from './checkpoint/checkpoint.js';
+export { CheckpointError, readSafetensors, writeSafetensors, type NamedTensorData, type TensorDtype } from './checkpoint/safetensors.js';
+export { knnAccuracy, knnOptionsSchema, knnVotes, scoreVotes, type KnnOptions, type KnnResult, type LabelledFeatures } from './eval/knn.js';
+export { datasetFeatures, type DatasetFeatures } from './eval/features.js';

@@ -82,9 +82,44 @@ describe('Trainer', () => {
     await expect(trainer.features(images, [batch, 3, side, side])).rejects.toThrow(/images.length is|3 channels/);
   });
 
+  it('state() and loadState(): a restored trainer continues bitwise, for every optimiser', async () => {
+    for (const optimiser of [{ name: 'lars' }, { name: 'sgd', nesterov: true }, { name: 'adamw' }] as const) {
+      const opts = { ...options, optimiser, schedule: { ...options.schedule, peakLr: optimiser.name === 'adamw' ? 1e-3 : 1 } };
+      const original = await Trainer.create(opts);
+      for (let k = 0; k < 3; k++) await original.step(batchViews, shape);
+      const saved = await original.state();
+      const expected = [];
+      for (let k = 0; k < 2; k++) expected.push((await original.step(batchViews, shape)).loss);
+      const restored = await Trainer.create({ ...opts, seed: 77 });
+      await restored.loadState(saved);
+      expect(restored.stepsTaken).toBe(3);
+      const resumed = [];
+      for (let k = 0; k < 2; k++) resumed.push((await restored.step(batchViews, shape)).loss);
+      expect(resumed).toEqual(expected);
+    }
+  });
+
+  it('state() snapshots carry torchvision names, dtypes and shapes, and do not follow later steps', async () => {
+    const trainer = await Trainer.create(options);
+    const state = await trainer.state();
+    const byName = new Map(state.map((entry) => [entry.name, entry]));
+    expect(byName.get('conv1.weight')).toMatchObject({ dtype: 'float32', shape: [32, 1, 3, 3] });
+    expect(byName.get('layer1.0.bn1.num_batches_tracked')).toMatchObject({ dtype: 'int64', shape: [] });
+    expect(byName.get('layer1.0.bn1.num_batches_tracked')!.data).toBeInstanceOf(BigInt64Array);
+    expect(byName.has('optimizer.momentum.projector.layers.0.weight')).toBe(true);
+    expect(byName.get('trainer.steps')!.data).toEqual(new BigInt64Array([0n]));
+    const before = Float32Array.from(byName.get('conv1.weight')!.data as Float32Array);
+    await trainer.step(batchViews, shape);
+    expect(byName.get('conv1.weight')!.data).toEqual(before);
+    const other = await Trainer.create({ ...options, projectorOut: 16 });
+    await expect(other.loadState(state)).rejects.toThrow(/projector.layers.2.weight has shape \[32, 128\], the model needs \[16, 128\]/);
+  });
+
   it('refuses bad options and batches with the reason', async () => {
     await expect(Trainer.create({ ...options, backbone: 'vgg16' as 'small' })).rejects.toThrow(/options.backbone/);
     await expect(Trainer.create({ ...options, views: 1 })).rejects.toThrow(RangeError);
+    await expect(Trainer.create({ ...options, device: 'tpu' })).rejects.toThrow(/options.device: device must be cpu, cuda or cuda:<index>/);
+    await expect(Trainer.create({ ...options, optimiser: { name: 'adam' } as never })).rejects.toThrow(/options.optimiser/);
     await expect(Trainer.create({ ...options, schedule: { peakLr: 1, warmupSteps: 5, totalSteps: 5 } })).rejects.toThrow(/warmupSteps must be less than totalSteps/);
     const trainer = await Trainer.create(options);
     await expect(trainer.step(batchViews.subarray(1), shape)).rejects.toThrow(/images.length is/);

@@ -15,7 +15,7 @@ export interface MultiViewLoaderOptions {
   pipelines: Augmentation[];
   seed?: number;
   /** Worker threads (default: the available cores, at most 4). */
-  workers?: number;
+  workers?: number | undefined;
   /** Batches made ahead of the consumer (default 2). */
   prefetch?: number;
 }
@@ -87,26 +87,48 @@ export class MultiViewLoader {
     return new Random(batchSeed(this.options.seed ?? 0, epoch, -1)).permutation(this.options.dataset.count);
   }
 
-  private request(indices: number[], seed: number): Promise<BatchReply> {
+  private request(indices: number[], seed: number, evaluation = false): Promise<BatchReply> {
     const id = this.nextId++;
     const worker = this.workers[this.nextWorker++ % this.workers.length]!;
     const reply = new Promise<BatchReply>((resolve) => this.pending.set(id, { resolve }));
     this.maxInFlight = Math.max(this.maxInFlight, this.pending.size);
-    worker.postMessage({ id, indices, seed } satisfies BatchRequest);
+    worker.postMessage({ id, indices, seed, evaluation } satisfies BatchRequest);
     return reply;
   }
 
-  /** The batches of one epoch, each made while the consumer works on earlier ones. */
-  async *epoch(epoch: number): AsyncGenerator<Batch> {
+  /**
+   * The batches of one epoch, each made while the consumer works on earlier ones. `fromBatch` skips
+   * the first batches (a resumed run): the rest are exactly those an uninterrupted epoch yields.
+   */
+  async *epoch(epoch: number, fromBatch = 0): AsyncGenerator<Batch> {
     const order = this.order(epoch);
     const { batchSize } = this.options;
+    yield* this.prefetched(this.batchesPerEpoch - fromBatch, (k) => {
+      const index = fromBatch + k;
+      const indices = order.slice(index * batchSize, (index + 1) * batchSize);
+      return { indices, reply: this.request(indices, batchSeed(this.options.seed ?? 0, epoch, index)) };
+    });
+  }
+
+  /**
+   * Every image once, in dataset order, as un-augmented evaluation views [n, C, size, size] (the first
+   * pipeline's size and normalisation), in batches of batchSize with a final partial one.
+   */
+  async *evaluationBatches(): AsyncGenerator<Batch> {
+    const { batchSize, dataset } = this.options;
+    yield* this.prefetched(Math.ceil(dataset.count / batchSize), (k) => {
+      const indices = Array.from({ length: Math.min(batchSize, dataset.count - k * batchSize) }, (_, i) => k * batchSize + i);
+      return { indices, reply: this.request(indices, 0, true) };
+    });
+  }
+
+  private async *prefetched(count: number, make: (k: number) => { indices: number[]; reply: Promise<BatchReply> }): AsyncGenerator<Batch> {
     const prefetch = Math.max(1, this.options.prefetch ?? 2);
     const queue: { indices: number[]; reply: Promise<BatchReply> }[] = [];
     let next = 0;
     const enqueue = () => {
-      if (next >= this.batchesPerEpoch) return;
-      const indices = order.slice(next * batchSize, (next + 1) * batchSize);
-      queue.push({ indices, reply: this.request(indices, batchSeed(this.options.seed ?? 0, epoch, next)) });
+      if (next >= count) return;
+      queue.push(make(next));
       next++;
     };
     while (queue.length < prefetch) {

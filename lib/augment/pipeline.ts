@@ -53,6 +53,34 @@ export function augment(image: Image, a: Augmentation, random: Random): Image {
 }
 
 /**
+ * The view evaluation and serving see: the whole image resized to the pipeline's size (no crop, flip or
+ * colour change), then the pipeline's normalisation.
+ */
+export function evaluationView(image: Image, a: Augmentation): Image {
+  let out = image.height === a.size && image.width === a.size ? image : cropAndResize(image, { top: 0, left: 0, height: image.height, width: image.width }, a.size, a.size);
+  if (a.normalize) out = normalize(out, a.normalize.mean, a.normalize.std);
+  return out;
+}
+
+/** Evaluation views of dataset[indices] as one [n, C, size, size] batch. */
+export function evaluationBatch(
+  dataset: ImageDataset,
+  indices: readonly number[],
+  pipeline: Augmentation,
+): { data: Float32Array; shape: [number, number, number, number] } {
+  const { channels, height, width } = dataset;
+  const pixels = channels * height * width;
+  const viewValues = channels * pipeline.size * pipeline.size;
+  const data = new Float32Array(indices.length * viewValues);
+  indices.forEach((index, i) => {
+    if (!Number.isInteger(index) || index < 0 || index >= dataset.count) throw new RangeError(`image index ${index} is outside the dataset (0..${dataset.count - 1})`);
+    const image = imageFromBytes(dataset.images.subarray(index * pixels, (index + 1) * pixels), channels, height, width);
+    data.set(evaluationView(image, pipeline).data, i * viewValues);
+  });
+  return { data, shape: [indices.length, channels, pipeline.size, pipeline.size] };
+}
+
+/**
  * The batch for one step: row v * indices.length + i is view v of image indices[i], made by
  * pipelines[v % pipelines.length]. Returns the Float32Array and its [n, C, size, size] shape.
  */

@@ -2,7 +2,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { ImageDataset } from '../data/idx.js';
 import { Random } from '../random.js';
-import { multiViewBatch, type Augmentation } from './pipeline.js';
+import { evaluationBatch, multiViewBatch, type Augmentation } from './pipeline.js';
 
 export interface LoaderWorkerData {
   images: SharedArrayBuffer;
@@ -16,6 +16,8 @@ export interface BatchRequest {
   id: number;
   indices: number[];
   seed: number;
+  /** Un-augmented evaluation views (one per image, first pipeline's size and normalisation). */
+  evaluation?: boolean;
 }
 
 export type BatchReply =
@@ -27,7 +29,9 @@ const dataset: ImageDataset = { ...setup.meta, images: new Uint8Array(setup.imag
 
 parentPort!.on('message', (request: BatchRequest) => {
   try {
-    const batch = multiViewBatch(dataset, request.indices, setup.views, setup.pipelines, new Random(request.seed));
+    const batch = request.evaluation
+      ? evaluationBatch(dataset, request.indices, setup.pipelines[0]!)
+      : multiViewBatch(dataset, request.indices, setup.views, setup.pipelines, new Random(request.seed));
     parentPort!.postMessage({ id: request.id, ...batch } satisfies BatchReply, [batch.data.buffer as ArrayBuffer]);
   } catch (error) {
     parentPort!.postMessage({ id: request.id, error: (error as Error).message } satisfies BatchReply);

@@ -6,15 +6,18 @@ import { parseArgs } from 'node:util';
 import { runPackingDynamics, type PackingDynamicsOptions, type PackingDynamicsStep } from '../loss/packing-dynamics.js';
 import { doctor, formatDoctorReport } from '../runtime/doctor.js';
 import { packageRoot } from '../runtime/native.js';
+import { runTrain, TRAIN_USAGE, TrainUsageError } from './train-command.js';
 
 const USAGE = `Usage: clamp-native <command> [options]
 
 Commands:
+  train [options]    train an encoder with CLAMP (default: the fashion-mnist preset on CPU), then kNN
   doctor [--json]    LibTorch version and origin, CUDA, threads, BLAS, addon path and build flags
   build [--gyp]      (re)build the native addon (needed when npm skipped this package's install script)
   demo [options]     packing dynamics of free embeddings under the CLAMP loss
                      --views 4 --batch 64 --dim 16 --steps 100 --lr 1 --noise 1.5 --rs 7 --seed 1 [--json]
-`;
+
+${TRAIN_USAGE}`;
 
 class UsageError extends Error {}
 
@@ -89,6 +92,7 @@ async function main(argv: string[]): Promise<number> {
     case 'doctor': return runDoctor(rest);
     case 'build': return runBuild(rest);
     case 'demo': return runDemo(rest);
+    case 'train': return runTrain(rest);
     case undefined: case '-h': case '--help': case 'help':
       process.stdout.write(USAGE);
       return command === undefined ? 1 : 0;
@@ -101,7 +105,7 @@ main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (error: unknown) => {
     const message = error instanceof Error ? error.message : String(error);
-    process.stderr.write(`clamp-native: ${message}\n${error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? `\n${USAGE}` : ''}`);
-    process.exitCode = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1;
+    process.stderr.write(`clamp-native: ${message}\n${error instanceof UsageError || error instanceof TrainUsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? `\n${USAGE}` : ''}`);
+    process.exitCode = error instanceof UsageError || error instanceof TrainUsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1;
   },
 );

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PackingStats } from '../loss/packing-loss.js';
-import type { TrainingStepResult } from '../train/trainer.js';
+import type { StateEntry, TrainingStepResult } from '../train/trainer.js';
 
 /** The package's root folder (holds package.json, build/, scripts/). */
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -49,6 +49,8 @@ export type PackingLossMode = 'fused' | 'fused-pair-pass' | 'unfused';
 export interface NativeTrainer {
   step(images: Float32Array, shape: number[]): Promise<TrainingStepResult>;
   features(images: Float32Array, shape: number[]): Promise<Float32Array>;
+  state(): Promise<StateEntry[]>;
+  loadState(entries: StateEntry[]): Promise<void>;
   readonly stepsTaken: number;
   readonly featureDim: number;
 }
@@ -65,8 +67,16 @@ export interface NativeAddon {
     options: NativePackingLossOptions,
     mode: PackingLossMode,
   ): Promise<{ loss: number; grad: T; stats: PackingStats | null }>;
-  /** Options as trainerOptionsSchema resolves them, with the stem filled in. */
+  /** Options as trainerOptionsSchema resolves them, with the stem filled in and the optimiser flattened. */
   createTrainer(options: object): Promise<NativeTrainer>;
+  /** Vote totals [queries, classes] of weighted kNN (lib/eval/knn.ts). */
+  knnVotes(
+    train: Float32Array,
+    labels: Uint8Array | Int32Array,
+    queries: Float32Array,
+    dim: number,
+    options: { k: number; temperature: number; classes: number },
+  ): Promise<Float32Array>;
 }
 
 /** The addon file: CLAMP_NATIVE_ADDON overrides it (for instance, to load a node-gyp build elsewhere). */

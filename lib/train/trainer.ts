@@ -1,13 +1,15 @@
 // The native CLAMP training step from TypeScript: a backbone and projector trained with the fused
-// packing loss and LARS under a warmup-cosine schedule. Each step takes a view-major batch
-// [views * batch, C, H, W] from a Float32Array without copying and runs on the compute thread.
+// packing loss and LARS, SGD or AdamW under a warmup-cosine schedule. Each step takes a view-major
+// batch [views * batch, C, H, W] from a Float32Array without copying and runs on the compute thread.
 import { z } from 'zod';
 import { validationError } from '../config/errors.js';
+import { nativeOptimiserOptions, optimiserSchema } from '../config/optimiser.js';
 import { packingLossOptionsSchema } from '../config/packing-loss-options.js';
 import type { PackingStats } from '../loss/packing-loss.js';
 import { native, type NativeTrainer } from '../runtime/native.js';
 
 const positiveInteger = z.number().int().positive();
+export const deviceSchema = z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'device must be cpu, cuda or cuda:<index>');
 
 export const trainerOptionsSchema = z
   .object({
@@ -16,18 +18,15 @@ export const trainerOptionsSchema = z
     /** Stem; defaults to the backbone's own (`small` for small, `imagenet` for the ResNets). */
     stem: z.enum(['imagenet', 'cifar', 'small']).optional(),
     inChannels: positiveInteger.default(3),
+    /** Channels of each stage, overriding the backbone's (small: [32, 64, 128]; ResNet-18: [64, 128, 256, 512]). */
+    widths: z.array(positiveInteger).min(1).optional(),
+    /** Residual blocks per stage, overriding the backbone's (small: [2, 2, 2]; ResNet-18: [2, 2, 2, 2]). */
+    blocks: z.array(positiveInteger).min(1).optional(),
     projectorHidden: z.array(positiveInteger).default([2048]),
     projectorOut: positiveInteger.default(256),
     views: z.number().int().min(2).default(2),
     loss: packingLossOptionsSchema.prefault({}),
-    lars: z
-      .object({
-        momentum: z.number().finite().min(0).default(0.9),
-        weightDecay: z.number().finite().min(0).default(1e-6),
-        eta: z.number().finite().positive().default(1e-3),
-      })
-      .strict()
-      .prefault({}),
+    optimiser: optimiserSchema.prefault({ name: 'lars' }),
     schedule: z
       .object({
         /** Learning rate at the end of warmup, already scaled for the batch (lr x batch / 256). */
@@ -39,9 +38,15 @@ export const trainerOptionsSchema = z
       })
       .strict()
       .refine((s) => s.warmupSteps < s.totalSteps, { message: 'warmupSteps must be less than totalSteps', path: ['warmupSteps'] }),
+    /** `cpu`, `cuda` or `cuda:<index>`. */
+    device: deviceSchema.default('cpu'),
     seed: z.number().int().min(0).default(0),
   })
-  .strict();
+  .strict()
+  .refine((o) => o.widths === undefined || o.blocks === undefined || o.widths.length === o.blocks.length, {
+    message: 'widths and blocks need one entry per stage each',
+    path: ['blocks'],
+  });
 
 export type TrainerOptions = z.input<typeof trainerOptionsSchema>;
 
@@ -54,6 +59,13 @@ export interface TrainingStepResult {
   stats: Omit<PackingStats, 'nearestCentreAccuracy'>;
 }
 
+/** One named tensor of a trainer's state, in row-major order. */
+export interface StateEntry {
+  name: string;
+  dtype: 'float32' | 'int64';
+  shape: number[];
+  data: Float32Array | BigInt64Array;
+}
 
 export class Trainer {
   private constructor(private readonly handle: NativeTrainer, readonly options: z.output<typeof trainerOptionsSchema>) {}
@@ -64,7 +76,7 @@ export class Trainer {
     if (!parsed.success) throw validationError(parsed.error, 'options');
     const resolved = parsed.data;
     const stem = resolved.stem ?? (resolved.backbone === 'small' ? 'small' : 'imagenet');
-    return new Trainer(await native().createTrainer({ ...resolved, stem }), resolved);
+    return new Trainer(await native().createTrainer({ ...resolved, stem, optimiser: nativeOptimiserOptions(resolved.optimiser) }), resolved);
   }
 
   /**
@@ -92,6 +104,19 @@ export class Trainer {
     if (!shape.every((d) => Number.isInteger(d) && d > 0)) throw new RangeError(`shape must be four whole numbers > 0, got [${shape.join(', ')}]`);
     if (n * c * h * w !== images.length) throw new RangeError(`images.length is ${images.length}, but the shape [${shape.join(', ')}] holds ${n * c * h * w}`);
     if (c !== this.options.inChannels) throw new RangeError(`images have ${c} channels; the backbone takes ${this.options.inChannels}`);
+  }
+
+  /**
+   * A snapshot of everything a checkpoint holds: the backbone's parameters and buffers under
+   * torchvision's names, `projector.*`, `optimizer.<slot>.<parameter>` and `trainer.steps`.
+   */
+  async state(): Promise<StateEntry[]> {
+    return this.handle.state();
+  }
+
+  /** Restores a state() snapshot (same architecture and optimiser); the arrays are read in place. */
+  async loadState(entries: readonly StateEntry[]): Promise<void> {
+    return this.handle.loadState([...entries]);
   }
 
   get stepsTaken(): number {

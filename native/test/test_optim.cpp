@@ -1,6 +1,9 @@
-// LARS against a step worked out by hand, its exclusions, and the warmup-cosine schedule.
+// LARS against a step worked out by hand; SGD and AdamW against LibTorch's own on decayed parameters;
+// every method's exclusion of 1-D parameters from weight decay; the warmup-cosine schedule.
+#include "optim/adamw.h"
 #include "optim/lars.h"
 #include "optim/schedule.h"
+#include "optim/sgd.h"
 
 #include <torch/torch.h>
 
@@ -24,7 +27,12 @@ void test_lars_step_by_hand() {
   // Bias b = [2], g_b = [0.5]: excluded, update 0.5 (no decay, no trust ratio).
   torch::Tensor w = torch::tensor({{3.0, 4.0}}, torch::kDouble).requires_grad_(true);
   torch::Tensor b = torch::tensor({2.0}, torch::kDouble).requires_grad_(true);
-  clamp::Lars lars({w}, {b}, clamp::LarsOptions{0.1, 0.9, 0.1, 0.3});
+  clamp::OptimiserOptions options;
+  options.lr = 0.1;
+  options.momentum = 0.9;
+  options.weight_decay = 0.1;
+  options.eta = 0.3;
+  clamp::Lars lars(clamp::ParameterSet{{{"w", w}}, {{"b", b}}}, options);
   w.mutable_grad() = torch::tensor({{0.6, 0.8}}, torch::kDouble);
   b.mutable_grad() = torch::tensor({0.5}, torch::kDouble);
   lars.step();
@@ -41,15 +49,77 @@ void test_lars_step_by_hand() {
 void test_lars_splits_modules() {
   torch::nn::Linear linear(4, 3);
   torch::nn::BatchNorm1d norm(3);
-  clamp::Lars lars = clamp::Lars::for_modules({linear.ptr().get(), norm.ptr().get()}, clamp::LarsOptions{});
-  check(lars.momentum_buffers().size() == 4, "one momentum buffer per parameter");
-  check(lars.momentum_buffers()[0].dim() == 2, "the weight matrix comes first (adapted)");
-  check(lars.momentum_buffers()[1].dim() == 1 && lars.momentum_buffers()[3].dim() == 1, "biases and BN parameters excluded");
+  clamp::Lars lars(clamp::ParameterSet::of_modules({{"fc.", linear.ptr().get()}, {"bn.", norm.ptr().get()}}), clamp::OptimiserOptions{});
+  const auto& state = lars.state();
+  check(state.size() == 4, "one momentum buffer per parameter");
+  check(state[0].name == "momentum.fc.weight" && state[0].tensor.dim() == 2, "the weight matrix comes first (decayed), named");
+  check(state[1].name == "momentum.fc.bias" && state[3].name == "momentum.bn.bias", "biases and BN parameters excluded, named");
   // A parameter without a gradient is left alone.
   const torch::Tensor before = linear->weight.detach().clone();
   lars.step();
   check(torch::equal(before, linear->weight.detach()), "no gradient, no change");
-  check_throws([] { clamp::Lars({}, {}, clamp::LarsOptions{-1.0}); }, "lr >= 0", "a negative learning rate");
+  clamp::OptimiserOptions negative;
+  negative.lr = -1;
+  check_throws([&] { clamp::Lars({}, negative); }, "lr >= 0", "a negative learning rate");
+  check_throws([] { clamp::optimiser_kind_named("adam"); }, "lars, sgd or adamw", "an unknown optimiser");
+}
+
+// Runs `ours` and LibTorch's `theirs` from the same weights over the same five random gradients.
+template <typename Reference>
+void compare_with_libtorch(clamp::OptimiserKind kind, const clamp::OptimiserOptions& options, Reference theirs_for, const std::string& what) {
+  torch::manual_seed(3);
+  const torch::Tensor start = torch::randn({4, 3}, torch::kDouble);
+  torch::Tensor ours = start.clone().requires_grad_(true), theirs = start.clone().requires_grad_(true);
+  clamp::OptimiserOptions with_kind = options;
+  with_kind.kind = kind;
+  auto optimiser = clamp::make_optimiser(clamp::ParameterSet{{{"w", ours}}, {}}, with_kind);
+  auto reference = theirs_for(theirs);
+  for (int step = 0; step < 5; ++step) {
+    const torch::Tensor gradient = torch::randn({4, 3}, torch::kDouble);
+    ours.mutable_grad() = gradient.clone();
+    theirs.mutable_grad() = gradient.clone();
+    optimiser->step();
+    reference.step();
+  }
+  const double difference = (ours - theirs).abs().max().item<double>();
+  check(difference < 1e-12, what + " matches LibTorch's over 5 steps (max difference " + std::to_string(difference) + ")");
+}
+
+void test_sgd_and_adamw_match_libtorch() {
+  clamp::OptimiserOptions options;
+  options.lr = 0.05;
+  options.momentum = 0.9;
+  options.weight_decay = 0.01;
+  for (const bool nesterov : {false, true}) {
+    options.nesterov = nesterov;
+    compare_with_libtorch(clamp::OptimiserKind::sgd, options, [&](torch::Tensor& p) {
+      return torch::optim::SGD({p}, torch::optim::SGDOptions(0.05).momentum(0.9).weight_decay(0.01).nesterov(nesterov));
+    }, nesterov ? "SGD (Nesterov)" : "SGD (heavy ball)");
+  }
+  options.beta1 = 0.8;
+  options.beta2 = 0.99;
+  options.eps = 1e-6;
+  compare_with_libtorch(clamp::OptimiserKind::adamw, options, [](torch::Tensor& p) {
+    return torch::optim::AdamW({p}, torch::optim::AdamWOptions(0.05).betas(std::make_tuple(0.8, 0.99)).eps(1e-6).weight_decay(0.01));
+  }, "AdamW");
+}
+
+// A 1-D parameter with a zero gradient must not move under any method: no decay reaches it.
+void test_every_method_excludes_1d_parameters() {
+  for (const auto kind : {clamp::OptimiserKind::lars, clamp::OptimiserKind::sgd, clamp::OptimiserKind::adamw}) {
+    torch::Tensor bias = torch::ones({3}, torch::kDouble).requires_grad_(true);
+    torch::Tensor weight = torch::ones({3, 3}, torch::kDouble).requires_grad_(true);
+    clamp::OptimiserOptions options;
+    options.kind = kind;
+    options.lr = 0.1;
+    options.weight_decay = 0.5;
+    auto optimiser = clamp::make_optimiser(clamp::ParameterSet{{{"w", weight}}, {{"b", bias}}}, options);
+    bias.mutable_grad() = torch::zeros({3}, torch::kDouble);
+    weight.mutable_grad() = torch::zeros({3, 3}, torch::kDouble);
+    optimiser->step();
+    check(torch::equal(bias.detach(), torch::ones({3}, torch::kDouble)), "the bias takes no weight decay");
+    check((weight.detach() < 1).all().item<bool>(), "the weight does take weight decay");
+  }
 }
 
 void test_schedule() {
@@ -69,6 +139,8 @@ void test_schedule() {
 int main() {
   test_lars_step_by_hand();
   test_lars_splits_modules();
+  test_sgd_and_adamw_match_libtorch();
+  test_every_method_excludes_1d_parameters();
   test_schedule();
   return clamp::testing::summary();
 }

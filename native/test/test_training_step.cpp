@@ -26,7 +26,7 @@ clamp::TrainingStepOptions tiny_options() {
   options.projector_out = 16;
   options.views = 2;
   options.loss.rs = 2.0;
-  options.lars.lr = 1.0;
+  options.optimiser.lr = 1.0;
   options.schedule = clamp::WarmupCosineSchedule{1.0, 2, 30};
   options.seed = 7;
   return options;
@@ -75,9 +75,70 @@ void test_bad_batches() {
   check_throws([&] { clamp::TrainingStep bad(options); }, "views must be at least 2", "one view");
 }
 
+// Saving after 3 steps and loading into a fresh trainer continues exactly as the original run does,
+// for every optimiser (their state is part of what is saved).
+void test_state_round_trip() {
+  for (const auto kind : {clamp::OptimiserKind::lars, clamp::OptimiserKind::sgd, clamp::OptimiserKind::adamw}) {
+    auto options = tiny_options();
+    options.optimiser.kind = kind;
+    if (kind == clamp::OptimiserKind::adamw) options.optimiser.lr = 1e-3;
+    const at::Tensor batch = views_of_random_images(2, 16);
+    clamp::TrainingStep original(options);
+    for (int k = 0; k < 3; ++k) original.run(batch);
+    std::vector<clamp::NamedTensor> saved;
+    for (const auto& item : original.state()) saved.push_back({item.name, item.tensor.clone()});
+    std::vector<double> expected, resumed;
+    for (int k = 0; k < 3; ++k) expected.push_back(original.run(batch).loss);
+
+    options.seed = 99;  // different initial weights: everything must come from the saved state
+    clamp::TrainingStep restored(options);
+    restored.load_state(saved);
+    check(restored.steps_taken() == 3, "the step count is restored (the schedule continues from it)");
+    for (int k = 0; k < 3; ++k) resumed.push_back(restored.run(batch).loss);
+    check(expected == resumed, "a restored trainer takes bitwise the same steps as the original");
+  }
+  clamp::TrainingStep trainer(tiny_options());
+  const auto state = trainer.state();
+  bool names_ok = false, buffers_ok = false, optimiser_ok = false;
+  for (const auto& item : state) {
+    names_ok = names_ok || item.name == "layer1.0.conv1.weight";
+    buffers_ok = buffers_ok || item.name == "bn1.running_var";
+    optimiser_ok = optimiser_ok || item.name == "optimizer.momentum.projector.layers.0.weight";
+  }
+  check(names_ok && buffers_ok && optimiser_ok, "state names: torchvision's for the backbone, prefixed for the rest");
+}
+
+void test_load_state_refuses_mismatches() {
+  clamp::TrainingStep trainer(tiny_options());
+  std::vector<clamp::NamedTensor> saved;
+  for (const auto& item : trainer.state()) saved.push_back({item.name, item.tensor.clone()});
+  auto wrong_shape = saved;
+  wrong_shape[0].tensor = at::zeros({1});
+  check_throws([&] { trainer.load_state(wrong_shape); }, saved[0].name + " has shape [1]", "a tensor of another shape");
+  auto missing = saved;
+  missing.pop_back();
+  check_throws([&] { trainer.load_state(missing); }, "trainer.steps is missing", "a missing tensor");
+  auto wrong_dtype = saved;
+  wrong_dtype[0].tensor = wrong_dtype[0].tensor.to(at::kDouble);
+  check_throws([&] { trainer.load_state(wrong_dtype); }, "is Double, the model needs Float", "a tensor of another dtype");
+}
+
+void test_device_is_checked() {
+  auto options = tiny_options();
+  options.device = "tpu";
+  check_throws([&] { clamp::TrainingStep bad(options); }, "cpu, cuda or cuda:<index>", "an unknown device");
+  if (!torch::cuda::is_available()) {
+    options.device = "cuda";
+    check_throws([&] { clamp::TrainingStep bad(options); }, "sees no CUDA device", "cuda without a GPU");
+  }
+}
+
 }  // namespace
 
 int main() {
+  test_state_round_trip();
+  test_load_state_refuses_mismatches();
+  test_device_is_checked();
   test_loss_falls();
   test_seed_reproduces();
   test_step_reports();

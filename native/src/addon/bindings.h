@@ -10,6 +10,7 @@ struct AddonData {
   Napi::FunctionReference trainer_class;
 };
 
+void register_eval(Napi::Env env, Napi::Object exports);
 void register_packing_loss(Napi::Env env, Napi::Object exports);
 void register_runtime(Napi::Env env, Napi::Object exports);
 void register_trainer(Napi::Env env, Napi::Object exports);

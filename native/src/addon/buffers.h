@@ -11,15 +11,22 @@
 
 namespace clamp::addon {
 
-// A tensor viewing a Float32Array or Float64Array in place. The caller keeps the typed array alive
-// (a Napi::Reference) for as long as the tensor is used.
+// A tensor viewing a typed array in place (Float32Array, Float64Array, Uint8Array, Int32Array,
+// BigInt64Array). The caller keeps the typed array alive (a Napi::Reference) while the tensor is used.
 inline at::Tensor tensor_over(const Napi::TypedArray& array, const std::vector<int64_t>& shape) {
   at::ScalarType dtype;
   switch (array.TypedArrayType()) {
     case napi_float32_array: dtype = at::kFloat; break;
     case napi_float64_array: dtype = at::kDouble; break;
-    default: throw Napi::TypeError::New(array.Env(), "expected a Float32Array or Float64Array");
+    case napi_uint8_array: dtype = at::kByte; break;
+    case napi_int32_array: dtype = at::kInt; break;
+    case napi_bigint64_array: dtype = at::kLong; break;
+    default: throw Napi::TypeError::New(array.Env(), "expected a Float32Array, Float64Array, Uint8Array, Int32Array or BigInt64Array");
   }
+  int64_t count = 1;
+  for (const int64_t n : shape) count *= n;
+  if (count != static_cast<int64_t>(array.ElementLength()))
+    throw Napi::RangeError::New(array.Env(), "a typed array of " + std::to_string(array.ElementLength()) + " elements does not fill a tensor of " + std::to_string(count));
   auto* data = static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
   return at::from_blob(data, shape, at::TensorOptions().dtype(dtype));
 }
@@ -30,8 +37,9 @@ inline at::Tensor tensor_over(const Napi::TypedArray& array, const std::vector<i
 inline Napi::Value typed_array_over(Napi::Env env, const at::Tensor& source) {
   const at::Tensor tensor = source.contiguous();
   const size_t bytes = tensor.numel() * tensor.element_size();
-  if (tensor.scalar_type() != at::kDouble && tensor.scalar_type() != at::kFloat)
-    throw Napi::TypeError::New(env, "only float32 and float64 tensors cross into JavaScript");
+  const at::ScalarType dtype = tensor.scalar_type();
+  if (dtype != at::kDouble && dtype != at::kFloat && dtype != at::kLong)
+    throw Napi::TypeError::New(env, "only float32, float64 and int64 tensors cross into JavaScript");
 
   auto* owner = new at::Tensor(tensor);
   napi_value buffer;
@@ -48,7 +56,8 @@ inline Napi::Value typed_array_over(Napi::Env env, const at::Tensor& source) {
     NAPI_THROW_IF_FAILED(env, status, Napi::Value());
   }
   const Napi::ArrayBuffer array_buffer(env, buffer);
-  if (tensor.scalar_type() == at::kDouble) return Napi::Float64Array::New(env, tensor.numel(), array_buffer, 0);
+  if (dtype == at::kDouble) return Napi::Float64Array::New(env, tensor.numel(), array_buffer, 0);
+  if (dtype == at::kLong) return Napi::TypedArrayOf<int64_t>::New(env, tensor.numel(), array_buffer, 0, napi_bigint64_array);
   return Napi::Float32Array::New(env, tensor.numel(), array_buffer, 0);
 }
 

@@ -1,6 +1,8 @@
-// createTrainer(options) -> Promise<Trainer>; trainer.step(images, n, c, h, w) -> Promise<StepResult>.
-// Construction (weight initialisation) and every step run on the compute thread; the batch is read in
-// place from the caller's Float32Array.
+// createTrainer(options) -> Promise<Trainer>; trainer.step(images, shape) -> Promise<StepResult>;
+// trainer.features(images, shape); trainer.state() -> Promise<StateEntry[]>; trainer.loadState(entries).
+// Construction (weight initialisation) and every call run on the compute thread; batches and loaded
+// state are read in place from the caller's typed arrays, and state() hands out snapshots without a
+// further copy.
 #include "addon/arguments.h"
 #include "addon/bindings.h"
 #include "addon/buffers.h"
@@ -25,22 +27,31 @@ TrainingStepOptions read_training_options(const Napi::Object& o) {
   else if (stem == "small") options.backbone.stem = ResNetStem::small;
   else throw std::invalid_argument("stem must be imagenet, cifar or small, got " + stem);
   options.backbone.in_channels = static_cast<int64_t>(number_field(o, "inChannels"));
+  // Optional overrides of the named backbone's stages (a narrower or shallower network).
+  if (!o.Get("widths").IsUndefined()) options.backbone.widths = integer_array(o.Get("widths"), "widths");
+  if (!o.Get("blocks").IsUndefined()) options.backbone.blocks = integer_array(o.Get("blocks"), "blocks");
   options.projector_hidden = integer_array(o.Get("projectorHidden"), "projectorHidden");
   options.projector_out = static_cast<int64_t>(number_field(o, "projectorOut"));
   options.views = static_cast<int64_t>(number_field(o, "views"));
   options.seed = static_cast<uint64_t>(number_field(o, "seed"));
   options.loss = read_packing_loss_options(o.Get("loss"));
-  const Napi::Object lars = object_value(o.Get("lars"), "lars");
-  options.lars.momentum = number_field(lars, "momentum");
-  options.lars.weight_decay = number_field(lars, "weightDecay");
-  options.lars.eta = number_field(lars, "eta");
+  const Napi::Object optimiser = object_value(o.Get("optimiser"), "optimiser");
+  options.optimiser.kind = optimiser_kind_named(string_field(optimiser, "name"));
+  options.optimiser.weight_decay = number_field(optimiser, "weightDecay");
+  options.optimiser.momentum = number_field(optimiser, "momentum");
+  options.optimiser.eta = number_field(optimiser, "eta");
+  options.optimiser.nesterov = boolean_field(optimiser, "nesterov");
+  options.optimiser.beta1 = number_field(optimiser, "beta1");
+  options.optimiser.beta2 = number_field(optimiser, "beta2");
+  options.optimiser.eps = number_field(optimiser, "eps");
+  options.device = string_field(o, "device");
   const Napi::Object schedule = object_value(o.Get("schedule"), "schedule");
   options.schedule.peak_lr = number_field(schedule, "peakLr");
   options.schedule.warmup_steps = static_cast<int64_t>(number_field(schedule, "warmupSteps"));
   options.schedule.total_steps = static_cast<int64_t>(number_field(schedule, "totalSteps"));
   options.schedule.start_lr = number_field(schedule, "startLr");
   options.schedule.final_lr = number_field(schedule, "finalLr");
-  options.lars.lr = options.schedule.peak_lr;
+  options.optimiser.lr = options.schedule.peak_lr;
   return options;
 }
 
@@ -48,8 +59,9 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Trainer",
-                       {InstanceMethod<&TrainerWrap::Step>("step"), InstanceMethod<&TrainerWrap::Features>("features"), InstanceAccessor<&TrainerWrap::StepsTaken>("stepsTaken"),
-                        InstanceAccessor<&TrainerWrap::FeatureDim>("featureDim")});
+                       {InstanceMethod<&TrainerWrap::Step>("step"), InstanceMethod<&TrainerWrap::Features>("features"),
+                        InstanceMethod<&TrainerWrap::State>("state"), InstanceMethod<&TrainerWrap::LoadState>("loadState"),
+                        InstanceAccessor<&TrainerWrap::StepsTaken>("stepsTaken"), InstanceAccessor<&TrainerWrap::FeatureDim>("featureDim")});
   }
 
   // Only createTrainer makes these: info[0] is an External holding the trainer built off-thread.
@@ -63,6 +75,8 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
  private:
   Napi::Value Step(const Napi::CallbackInfo& info);
   Napi::Value Features(const Napi::CallbackInfo& info);
+  Napi::Value State(const Napi::CallbackInfo& info);
+  Napi::Value LoadState(const Napi::CallbackInfo& info);
   Napi::Value StepsTaken(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(trainer_->steps_taken())); }
   Napi::Value FeatureDim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(trainer_->backbone()->feature_dim())); }
 
@@ -140,6 +154,92 @@ class FeaturesJob : public TrainerBatchJob {
  private:
   at::Tensor features_;
 };
+
+// A job on one trainer alone (state, loadState): it keeps the trainer's JavaScript object alive.
+class TrainerJob : public ComputeJob {
+ public:
+  TrainerJob(TrainerWrap* wrap, const Napi::Object& self) : wrap_(wrap), self_(Napi::Persistent(self)) {}
+
+ protected:
+  TrainingStep& trainer() { return wrap_->trainer(); }
+
+ private:
+  TrainerWrap* wrap_;
+  Napi::ObjectReference self_;
+};
+
+const char* dtype_name(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kLong: return "int64";
+    default: throw std::invalid_argument(std::string("no JavaScript form for state of dtype ") + c10::toString(dtype));
+  }
+}
+
+// Snapshots of every state tensor, on the CPU (training goes on changing the live ones).
+class StateJob : public TrainerJob {
+ public:
+  using TrainerJob::TrainerJob;
+
+ protected:
+  void Execute() override {
+    for (const auto& item : trainer().state()) snapshot_.push_back({item.name, item.tensor.detach().to(at::kCPU).clone().contiguous()});
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Array out = Napi::Array::New(env, snapshot_.size());
+    for (size_t k = 0; k < snapshot_.size(); ++k) {
+      const at::Tensor& tensor = snapshot_[k].tensor;
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("name", snapshot_[k].name);
+      entry.Set("dtype", dtype_name(tensor.scalar_type()));
+      Napi::Array shape = Napi::Array::New(env, tensor.dim());
+      for (int64_t d = 0; d < tensor.dim(); ++d) shape.Set(uint32_t(d), double(tensor.size(d)));
+      entry.Set("shape", shape);
+      entry.Set("data", typed_array_over(env, tensor));
+      out.Set(uint32_t(k), entry);
+    }
+    return out;
+  }
+
+ private:
+  std::vector<NamedTensor> snapshot_;
+};
+
+class LoadStateJob : public TrainerJob {
+ public:
+  LoadStateJob(TrainerWrap* wrap, const Napi::Object& self, const Napi::Array& entries) : TrainerJob(wrap, self) {
+    for (uint32_t k = 0; k < entries.Length(); ++k) {
+      const Napi::Object entry = object_value(entries.Get(k), "each state entry");
+      const Napi::Value data = entry.Get("data");
+      if (!data.IsTypedArray()) throw_type_error(entries.Env(), "state entry " + string_field(entry, "name") + ": data must be a typed array");
+      const auto array = data.As<Napi::TypedArray>();
+      references_.push_back(Napi::Persistent(array));
+      saved_.push_back({string_field(entry, "name"), tensor_over(array, integer_array(entry.Get("shape"), "shape"))});
+    }
+  }
+
+ protected:
+  void Execute() override { trainer().load_state(saved_); }
+  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
+
+ private:
+  std::vector<Napi::Reference<Napi::TypedArray>> references_;  // keep the arrays under the tensors alive
+  std::vector<NamedTensor> saved_;
+};
+
+Napi::Value TrainerWrap::State(const Napi::CallbackInfo& info) {
+  return call_guarded(info, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+    return ComputeJob::Queue(info.Env(), new StateJob(this, Value()));
+  });
+}
+
+Napi::Value TrainerWrap::LoadState(const Napi::CallbackInfo& info) {
+  return call_guarded(info, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+    if (info.Length() != 1 || !info[0].IsArray()) throw_type_error(info.Env(), "loadState(entries: { name, shape, data }[])");
+    return ComputeJob::Queue(info.Env(), new LoadStateJob(this, Value(), info[0].As<Napi::Array>()));
+  });
+}
 
 // Reads (images: Float32Array, shape: [n, c, h, w]) and checks that they agree.
 std::vector<int64_t> image_batch_shape(const Napi::CallbackInfo& info, const char* usage) {

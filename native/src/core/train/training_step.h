@@ -1,15 +1,17 @@
 // One CLAMP training step, all native: every view of the batch through the backbone and projector as
-// one batch, the fused packing loss, backward, a LARS step with the scheduled learning rate.
+// one batch, the fused packing loss, backward, an optimiser step with the scheduled learning rate.
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "models/projector.h"
 #include "models/resnet.h"
-#include "optim/lars.h"
+#include "optim/optimiser.h"
 #include "optim/schedule.h"
 #include "packing_loss.h"
 
@@ -21,8 +23,9 @@ struct TrainingStepOptions {
   int64_t projector_out = 128;
   int64_t views = 2;
   PackingLossOptions loss;
-  LarsOptions lars;
+  OptimiserOptions optimiser;
   WarmupCosineSchedule schedule;
+  std::string device = "cpu";  // "cpu", "cuda" or "cuda:<index>"
   uint64_t seed = 0;  // initialises the weights: same seed, same threads, same losses (on CPU)
 };
 
@@ -30,7 +33,7 @@ struct StepResult {
   int64_t step = 0;  // the optimiser step just taken (0-based)
   double loss = 0;
   double learning_rate = 0;
-  double grad_norm = 0;  // L2 norm of all gradients before the LARS step
+  double grad_norm = 0;  // L2 norm of all gradients before the optimiser step
   PackingStats stats;    // pair-pass diagnostics (nearest-centre accuracy is not computed per step)
 };
 
@@ -38,24 +41,35 @@ class TrainingStep {
  public:
   explicit TrainingStep(const TrainingStepOptions& options);
 
-  // images: float32 [views * batch, channels, height, width], view-major (all images' view 0 first).
-  // Throws std::invalid_argument naming the problem for a wrong shape or dtype.
+  // images: float32 [views * batch, channels, height, width], view-major (all images' view 0 first),
+  // on the CPU (copied to the training device when that is a GPU). Throws std::invalid_argument naming
+  // the problem for a wrong shape or dtype.
   StepResult run(const at::Tensor& images);
 
-  // Backbone features [n, feature_dim] in evaluation mode (BatchNorm running statistics), without
-  // gradients: what kNN monitors and the linear probe read.
+  // Backbone features [n, feature_dim] on the CPU, in evaluation mode (BatchNorm running statistics),
+  // without gradients: what kNN monitors and the linear probe read.
   at::Tensor features(const at::Tensor& images);
+
+  // Everything a checkpoint holds, as live tensors: the backbone's parameters and buffers under
+  // torchvision's names, "projector.*", "optimizer.<slot>.<parameter>", and "trainer.steps".
+  std::vector<NamedTensor> state();
+  // Copies saved values into the live tensors. Every name state() lists must be present with the same
+  // shape and dtype; otherwise std::invalid_argument names the first few differences.
+  void load_state(const std::vector<NamedTensor>& saved);
 
   ResNet& backbone() { return backbone_; }
   Projector& projector() { return projector_; }
-  Lars& optimiser() { return optimiser_; }
+  Optimiser& optimiser() { return *optimiser_; }
   int64_t steps_taken() const { return steps_; }
+  const at::Device& device() const { return device_; }
 
  private:
   TrainingStepOptions options_;
+  at::Device device_;
   ResNet backbone_{nullptr};
   Projector projector_{nullptr};
-  Lars optimiser_;
+  std::unique_ptr<Optimiser> optimiser_;
+  at::Tensor steps_tensor_;  // int64 scalar mirror of steps_ for state()
   int64_t steps_ = 0;
 };
 

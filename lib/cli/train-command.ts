@@ -1,0 +1,154 @@
+// `clamp-native train`: flags over a config file over a preset, a progress line on stderr, and with
+// --json one summary line on stdout. Ctrl-C stops after the current step and writes a checkpoint; a
+// second Ctrl-C exits at once.
+import { parseArgs } from 'node:util';
+import { mergeConfig, readConfigFile, resolveTrainConfig, type ConfigOverrides } from '../config/train-config.js';
+import { resumeTraining, train, type ResumeOptions, type TrainEvent, type TrainSummary } from '../train/train.js';
+
+export const TRAIN_USAGE = `clamp-native train [options]
+  --preset NAME        fashion-mnist (default; CPU), cifar10, imagenet100, imagenet1k
+  --config FILE        a JSON or YAML config on top of the preset (it may name its own preset)
+  --data DIR           the dataset's folder (data.path)
+  --out DIR            the run folder (default runs/<dataset>-<date>-<time>)
+  --epochs N           schedule.epochs
+  --batch-size N       run.batchSize
+  --views N            run.views
+  --limit N            train on the first N images (data.limit)
+  --device D           cpu, cuda or cuda:<index>
+  --seed N             run.seed
+  --workers N          augmentation worker threads
+  --threads N          LibTorch intra-op threads
+  --set KEY=VALUE      any config field, e.g. --set loss.rs=3 --set optimiser.name=sgd (repeatable)
+  --resume PATH        continue the run in a run folder (or a checkpoint file) where it stopped
+  --json               print one JSON summary line on stdout at the end
+`;
+
+export class TrainUsageError extends Error {}
+
+function integerFlag(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 0) throw new TrainUsageError(`--${name} must be a whole number, got '${value}'`);
+  return number;
+}
+
+/** `a.b.c=value`: value read as JSON when it parses (numbers, booleans, arrays), as a string otherwise. */
+export function parseSetting(setting: string): Record<string, unknown> {
+  const equals = setting.indexOf('=');
+  if (equals <= 0) throw new TrainUsageError(`--set needs KEY=VALUE, got '${setting}'`);
+  const keys = setting.slice(0, equals).split('.');
+  const raw = setting.slice(equals + 1);
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    value = raw;
+  }
+  return keys.reduceRight<Record<string, unknown>>((inner, key) => ({ [key]: inner }), value as Record<string, unknown>);
+}
+
+function duration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  const s = Math.round(seconds);
+  return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+}
+
+/** Renders progress: a rewritten line on a terminal, a line per epoch otherwise. */
+function progressReporter(stream: NodeJS.WriteStream): (event: TrainEvent) => void {
+  const tty = stream.isTTY === true;
+  let lastDraw = 0;
+  let epochs = 0;
+  const line = (text: string) => stream.write(tty ? `\r\x1b[K${text}` : `${text}\n`);
+  return (event) => {
+    switch (event.kind) {
+      case 'start':
+        epochs = event.epochs;
+        stream.write(`training in ${event.runDir}: ${event.trainImages} images, ${event.epochs} epochs of ${event.stepsPerEpoch} steps${event.resumedAt ? `, resuming at epoch ${event.resumedAt.epoch + 1} step ${event.resumedAt.step}` : ''}\n`);
+        break;
+      case 'step': {
+        const now = performance.now();
+        if (!tty || now - lastDraw < 100) return;
+        lastDraw = now;
+        const { result } = event;
+        const fraction = (event.batch + 1) / event.stepsPerEpoch;
+        const bar = '#'.repeat(Math.round(fraction * 20)).padEnd(20, '.');
+        line(`epoch ${event.epoch + 1}/${epochs} [${bar}] step ${result.step + 1}/${event.totalSteps} loss ${result.loss.toFixed(4)} radius ${result.stats.meanRadius.toFixed(3)} contacts/img ${result.stats.contactsPerImage.toFixed(2)} ${Math.round(event.viewImagesPerSecond)} img/s ETA ${duration(event.etaSeconds)}`);
+        break;
+      }
+      case 'epoch':
+        line(`epoch ${event.epoch + 1}/${epochs}: mean loss ${event.loss.toFixed(4)}, ${Math.round(event.viewImagesPerSecond)} view-images/s, ${duration(event.seconds)}`);
+        if (tty) stream.write('\n');
+        break;
+      case 'evaluating':
+        stream.write(`${event.what}...\n`);
+        break;
+      case 'knn':
+        stream.write(`kNN (k=${event.knn.k}) ${event.epoch < 0 ? 'before training' : `after epoch ${event.epoch + 1}`}: top-1 ${(100 * event.knn.top1).toFixed(2)}%, top-5 ${(100 * event.knn.top5).toFixed(2)}%\n`);
+        break;
+      case 'checkpoint':
+        break;
+    }
+  };
+}
+
+export async function runTrain(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      preset: { type: 'string' }, config: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' },
+      epochs: { type: 'string' }, 'batch-size': { type: 'string' }, views: { type: 'string' }, limit: { type: 'string' },
+      device: { type: 'string' }, seed: { type: 'string' }, workers: { type: 'string' }, threads: { type: 'string' },
+      set: { type: 'string', multiple: true }, resume: { type: 'string' }, json: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(TRAIN_USAGE);
+    return 0;
+  }
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onInterrupt = () => {
+    interrupts++;
+    if (interrupts > 1) process.exit(130);
+    process.stderr.write('\nstopping after this step (Ctrl-C again to quit at once)...\n');
+    controller.abort();
+  };
+  process.on('SIGINT', onInterrupt);
+  const onProgress = progressReporter(process.stderr);
+  let summary: TrainSummary;
+  try {
+    const run = {
+      ...(values.device === undefined ? {} : { device: values.device }),
+      ...(values.workers === undefined ? {} : { workers: integerFlag('workers', values.workers) }),
+      ...(values.threads === undefined ? {} : { threads: integerFlag('threads', values.threads) }),
+    };
+    if (values.resume !== undefined) {
+      const ignored = (['preset', 'config', 'data', 'out', 'epochs', 'batch-size', 'views', 'limit', 'seed', 'set'] as const).filter((name) => values[name] !== undefined);
+      if (ignored.length > 0) throw new TrainUsageError(`--resume continues a run with its own config; it cannot be combined with --${ignored.join(', --')}`);
+      summary = await resumeTraining(values.resume, { onProgress, signal: controller.signal, overrides: { run } as NonNullable<ResumeOptions['overrides']> });
+    } else {
+      const file: ConfigOverrides | undefined = values.config === undefined ? undefined : await readConfigFile(values.config);
+      let overrides: unknown = {
+        data: { ...(values.data === undefined ? {} : { path: values.data }), ...(values.limit === undefined ? {} : { limit: integerFlag('limit', values.limit) }) },
+        schedule: values.epochs === undefined ? {} : { epochs: integerFlag('epochs', values.epochs) },
+        run: {
+          ...run,
+          ...(values['batch-size'] === undefined ? {} : { batchSize: integerFlag('batch-size', values['batch-size']) }),
+          ...(values.views === undefined ? {} : { views: integerFlag('views', values.views) }),
+          ...(values.seed === undefined ? {} : { seed: integerFlag('seed', values.seed) }),
+        },
+      };
+      for (const setting of values.set ?? []) overrides = mergeConfig(overrides, parseSetting(setting));
+      const config = resolveTrainConfig({ ...(values.preset === undefined ? {} : { preset: values.preset }), ...(file ? { file } : {}), overrides });
+      summary = await train(config, { onProgress, signal: controller.signal, ...(values.out === undefined ? {} : { runDir: values.out }) });
+    }
+  } finally {
+    process.off('SIGINT', onInterrupt);
+  }
+  const knn = summary.knn ? `, kNN top-1 ${(100 * summary.knn.top1).toFixed(2)}%` : '';
+  process.stderr.write(`${summary.stopped ? 'stopped' : 'done'}: ${summary.steps} steps in ${duration(summary.seconds)}, final loss ${summary.finalLoss.toFixed(4)}${knn}; checkpoint ${summary.checkpoint}${summary.stopped ? ` (continue with: clamp-native train --resume ${summary.runDir})` : ''}\n`);
+  if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+  return summary.stopped ? 130 : 0;
+}

@@ -1,0 +1,263 @@
+// A whole training run: dataset, augmentation workers, the native trainer, metrics.jsonl, atomic
+// checkpoints, kNN evaluation, and exact resumption. The CLI's `train` is a thin layer over this.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { MultiViewLoader } from '../augment/loader.js';
+import { readCheckpoint, saveCheckpoint, type RunPosition } from '../checkpoint/checkpoint.js';
+import { writeFileAtomically } from '../checkpoint/safetensors.js';
+import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from '../config/train-config.js';
+import { loadDataset } from '../data/datasets.js';
+import type { ImageDataset } from '../data/idx.js';
+import { datasetFeatures } from '../eval/features.js';
+import { knnAccuracy } from '../eval/knn.js';
+import { setNumThreads } from '../runtime/native.js';
+import { Trainer, type TrainingStepResult } from './trainer.js';
+
+export const CHECKPOINT_FILE = 'checkpoint.safetensors';
+export const METRICS_FILE = 'metrics.jsonl';
+export const CONFIG_FILE = 'config.json';
+
+export interface KnnSummary {
+  top1: number;
+  top5: number;
+  k: number;
+}
+
+export type TrainEvent =
+  | { kind: 'start'; runDir: string; totalSteps: number; stepsPerEpoch: number; epochs: number; resumedAt: RunPosition | null; trainImages: number }
+  | {
+      kind: 'step';
+      epoch: number;
+      batch: number;
+      stepsPerEpoch: number;
+      totalSteps: number;
+      result: TrainingStepResult;
+      viewImagesPerSecond: number;
+      etaSeconds: number;
+    }
+  | { kind: 'epoch'; epoch: number; loss: number; viewImagesPerSecond: number; seconds: number }
+  /** epoch -1: before training (eval.atStart). */
+  | { kind: 'knn'; epoch: number; step: number; knn: KnnSummary }
+  | { kind: 'checkpoint'; file: string; position: RunPosition }
+  | { kind: 'evaluating'; what: string };
+
+export interface TrainOptions {
+  /** Progress: every step, epoch, evaluation and checkpoint. */
+  onProgress?: (event: TrainEvent) => void;
+  /** Stops after the current step, writes a checkpoint, and resolves with `stopped: true`. */
+  signal?: AbortSignal;
+  /** The run folder (default runs/<dataset>-<date>-<time>). */
+  runDir?: string;
+}
+
+export interface ResumeOptions extends Omit<TrainOptions, 'runDir'> {
+  /** Settings that do not change the run's mathematics: device, workers, threads, logging, evaluation. */
+  overrides?: { run?: Partial<Pick<TrainConfig['run'], 'device' | 'workers' | 'threads' | 'checkpointEvery' | 'logEvery'>>; eval?: Partial<TrainConfig['eval']> };
+}
+
+export interface TrainSummary {
+  runDir: string;
+  checkpoint: string;
+  seconds: number;
+  /** Whole epochs completed. */
+  epochs: number;
+  steps: number;
+  finalLoss: number;
+  throughput: { viewImagesPerSecond: number };
+  /** kNN on the test split after training (null when eval.atEnd is off or there is no test split). */
+  knn: KnnSummary | null;
+  /** kNN of the untrained network (eval.atStart). */
+  knnAtStart: KnnSummary | null;
+  /** True when the signal stopped the run before its last step. */
+  stopped: boolean;
+}
+
+function defaultRunDir(config: TrainConfig): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return path.join('runs', `${config.data.dataset}-${stamp}`);
+}
+
+/** Trains from scratch under `config` (a preset-resolved or hand-written config, validated here). */
+export async function train(config: TrainConfigInput | TrainConfig, options: TrainOptions = {}): Promise<TrainSummary> {
+  const resolved = parseTrainConfig(config);
+  return runTraining(resolved, options.runDir ?? defaultRunDir(resolved), null, options);
+}
+
+/** Continues the run of a checkpoint (a file, or the run folder holding checkpoint.safetensors) exactly where it stopped. */
+export async function resumeTraining(checkpointOrRunDir: string, options: ResumeOptions = {}): Promise<TrainSummary> {
+  const isDirectory = (await fs.stat(checkpointOrRunDir).catch(() => null))?.isDirectory() ?? false;
+  const file = isDirectory ? path.join(checkpointOrRunDir, CHECKPOINT_FILE) : checkpointOrRunDir;
+  const checkpoint = await readCheckpoint(file);
+  const saved = parseTrainConfig(checkpoint.config, `${file} config`);
+  const config = parseTrainConfig({ ...saved, run: { ...saved.run, ...options.overrides?.run }, eval: { ...saved.eval, ...options.overrides?.eval } });
+  return runTraining(config, path.dirname(file), checkpoint, options);
+}
+
+async function evaluateKnn(trainer: Trainer, train: ImageDataset, test: ImageDataset, config: TrainConfig, signal?: AbortSignal): Promise<KnnSummary> {
+  const pipeline = config.augment[0]!;
+  const workers = config.run.workers;
+  const bank = await datasetFeatures(trainer, train, pipeline, { workers, signal });
+  const queries = await datasetFeatures(trainer, test, pipeline, { workers, signal });
+  const classes = Math.max(train.classes, test.classes);
+  const { top1, top5 } = await knnAccuracy(bank, queries, bank.dim, classes, config.eval.knn);
+  return { top1, top5, k: config.eval.knn.k };
+}
+
+/** Drops metric lines past the checkpoint (written by a run that went on after it and then died). */
+async function trimMetrics(file: string, position: RunPosition): Promise<void> {
+  const text = await fs.readFile(file, 'utf8').catch(() => '');
+  const kept = text.split('\n').filter((line) => {
+    if (!line.trim()) return false;
+    try {
+      const entry = JSON.parse(line) as { kind?: string; step?: number; epoch?: number };
+      if (entry.kind === 'epoch') return (entry.epoch ?? 0) < position.epoch;
+      return (entry.step ?? 0) < position.step;
+    } catch {
+      return false; // a half-written last line
+    }
+  });
+  await writeFileAtomically(file, [Buffer.from(kept.map((line) => `${line}\n`).join(''))]);
+}
+
+async function runTraining(
+  config: TrainConfig,
+  runDir: string,
+  checkpoint: Awaited<ReturnType<typeof readCheckpoint>> | null,
+  options: TrainOptions,
+): Promise<TrainSummary> {
+  const started = performance.now();
+  const emit = options.onProgress ?? (() => {});
+  if (config.run.threads) setNumThreads(config.run.threads);
+  const trainSet = await loadDataset(config.data, 'train');
+  if (!trainSet) throw new Error('the training split is missing');
+  const needsTest = config.eval.atEnd || config.eval.every > 0 || config.eval.atStart;
+  const testSet = needsTest ? await loadDataset(config.data, 'test') : null;
+  const pipelineChannels = trainSet.channels;
+  const { batchSize, views } = config.run;
+  const stepsPerEpoch = Math.floor(trainSet.count / batchSize);
+  if (stepsPerEpoch < 1) throw new RangeError(`run.batchSize ${batchSize} exceeds the ${trainSet.count} training images`);
+  const totalSteps = config.schedule.epochs * stepsPerEpoch;
+
+  const trainer = await Trainer.create({
+    backbone: config.model.backbone,
+    stem: config.model.stem,
+    widths: config.model.widths,
+    blocks: config.model.blocks,
+    inChannels: pipelineChannels,
+    projectorHidden: config.model.projectorHidden,
+    projectorOut: config.model.projectorOut,
+    views,
+    loss: config.loss,
+    optimiser: config.optimiser,
+    schedule: {
+      peakLr: (config.schedule.baseLr * batchSize) / 256,
+      warmupSteps: Math.min(totalSteps - 1, Math.round(config.schedule.warmupEpochs * stepsPerEpoch)),
+      totalSteps,
+      startLr: config.schedule.startLr,
+      finalLr: config.schedule.finalLr,
+    },
+    device: config.run.device,
+    seed: config.run.seed,
+  });
+  let position: RunPosition = { epoch: 0, batch: 0, step: 0 };
+  await fs.mkdir(runDir, { recursive: true });
+  const metricsFile = path.join(runDir, METRICS_FILE);
+  const checkpointFile = path.join(runDir, CHECKPOINT_FILE);
+  if (checkpoint) {
+    await trainer.loadState(checkpoint.state);
+    position = checkpoint.position;
+    await trimMetrics(metricsFile, position);
+  } else {
+    await fs.rm(metricsFile, { force: true });
+  }
+  await writeFileAtomically(path.join(runDir, CONFIG_FILE), [Buffer.from(`${JSON.stringify(config, null, 2)}\n`)]);
+  const metrics = await fs.open(metricsFile, 'a');
+  const log = (entry: Record<string, unknown>) => metrics.write(`${JSON.stringify(entry)}\n`);
+
+  let lastLoss = Number.NaN;
+  let knn: KnnSummary | null = null;
+  let knnAtStart: KnnSummary | null = null;
+  let viewImages = 0, trainingSeconds = 0;
+  const latest: Record<string, unknown> = {};
+  const writeCheckpoint = async () => {
+    await saveCheckpoint(checkpointFile, trainer, { config, position, metrics: latest });
+    emit({ kind: 'checkpoint', file: checkpointFile, position });
+  };
+  const runKnn = async (epoch: number) => {
+    if (!testSet) return null;
+    emit({ kind: 'evaluating', what: 'kNN' });
+    const result = await evaluateKnn(trainer, trainSet, testSet, config, options.signal);
+    await log({ kind: 'knn', epoch, step: position.step, ...result });
+    emit({ kind: 'knn', epoch, step: position.step, knn: result });
+    return result;
+  };
+
+  const loader = new MultiViewLoader({ dataset: trainSet, batchSize, views, pipelines: config.augment, seed: config.run.seed, workers: config.run.workers });
+  let stopped = false;
+  try {
+    emit({ kind: 'start', runDir, totalSteps, stepsPerEpoch, epochs: config.schedule.epochs, resumedAt: checkpoint ? position : null, trainImages: trainSet.count });
+    if (config.eval.atStart && !checkpoint) knnAtStart = await runKnn(-1);
+    let secondsPerStep = 0;
+    for (let epoch = position.epoch; epoch < config.schedule.epochs && !stopped; epoch++) {
+      const epochStarted = performance.now();
+      let epochLoss = 0, epochSteps = 0, epochViewImages = 0;
+      let stepStarted = performance.now();
+      for await (const batch of loader.epoch(epoch, position.batch)) {
+        const result = await trainer.step(batch.data, batch.shape);
+        const now = performance.now();
+        const seconds = (now - stepStarted) / 1000;
+        stepStarted = now;
+        secondsPerStep = secondsPerStep === 0 ? seconds : 0.9 * secondsPerStep + 0.1 * seconds;
+        position = { epoch, batch: position.batch + 1, step: position.step + 1 };
+        lastLoss = result.loss;
+        epochLoss += result.loss;
+        epochSteps++;
+        epochViewImages += batch.shape[0];
+        const viewImagesPerSecond = batch.shape[0] / seconds;
+        if (result.step % config.run.logEvery === 0) {
+          await log({ kind: 'step', epoch, step: result.step, loss: result.loss, ...result.stats, lr: result.learningRate, gradNorm: result.gradNorm, viewImagesPerSecond });
+        }
+        emit({ kind: 'step', epoch, batch: position.batch - 1, stepsPerEpoch, totalSteps, result, viewImagesPerSecond, etaSeconds: secondsPerStep * (totalSteps - position.step) });
+        if (options.signal?.aborted) {
+          stopped = position.step < totalSteps;
+          break;
+        }
+      }
+      const epochSeconds = (performance.now() - epochStarted) / 1000;
+      viewImages += epochViewImages;
+      trainingSeconds += epochSeconds;
+      if (stopped) break;
+      position = { epoch: epoch + 1, batch: 0, step: position.step };
+      const summary = { kind: 'epoch', epoch, loss: epochLoss / Math.max(1, epochSteps), viewImagesPerSecond: epochViewImages / epochSeconds, seconds: epochSeconds };
+      Object.assign(latest, summary);
+      await log(summary);
+      emit({ kind: 'epoch', epoch, loss: summary.loss, viewImagesPerSecond: summary.viewImagesPerSecond, seconds: epochSeconds });
+      const last = epoch + 1 === config.schedule.epochs;
+      if (config.eval.every > 0 && (epoch + 1) % config.eval.every === 0 && !last) await runKnn(epoch);
+      if ((epoch + 1) % config.run.checkpointEvery === 0 && !last) await writeCheckpoint();
+    }
+    await writeCheckpoint();
+    if (!stopped && config.eval.atEnd) {
+      knn = await runKnn(config.schedule.epochs - 1);
+      if (knn) {
+        latest.knn = knn;
+        await writeCheckpoint(); // the final checkpoint carries the final accuracy in its metadata
+      }
+    }
+  } finally {
+    await loader.close();
+    await metrics.close();
+  }
+  return {
+    runDir,
+    checkpoint: checkpointFile,
+    seconds: (performance.now() - started) / 1000,
+    epochs: position.epoch,
+    steps: position.step,
+    finalLoss: lastLoss,
+    throughput: { viewImagesPerSecond: trainingSeconds > 0 ? viewImages / trainingSeconds : 0 },
+    knn,
+    knnAtStart,
+    stopped,
+  };
+}

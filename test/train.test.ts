@@ -1,0 +1,111 @@
+// Whole training runs on Fashion-MNIST subsets: the encoder learns (kNN above its own random
+// initialisation), a stopped run resumes bitwise, checkpoints hold what they promise, and the CLI's
+// --json summary and errors.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readCheckpoint } from '../lib/checkpoint/checkpoint.js';
+import { readSafetensors } from '../lib/checkpoint/safetensors.js';
+import { resolveTrainConfig } from '../lib/config/train-config.js';
+import { resumeTraining, train, type TrainEvent } from '../lib/train/train.js';
+
+async function runFolder(): Promise<string> {
+  return fs.mkdtemp(path.join(os.tmpdir(), 'clamp-train-'));
+}
+
+async function metricLines(runDir: string): Promise<Record<string, number | string>[]> {
+  return (await fs.readFile(path.join(runDir, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Record<string, number | string>);
+}
+
+// 512 images, batch 64, 2 views: 8 steps an epoch, a couple of seconds each epoch.
+const small = resolveTrainConfig({
+  overrides: { data: { limit: 512 }, schedule: { epochs: 2, warmupEpochs: 0.5 }, run: { batchSize: 64, views: 2, workers: 2 }, eval: { atEnd: false } },
+});
+
+describe('train', () => {
+  it('a stopped run resumes bitwise: the same losses and the same final weights as an uninterrupted one', async () => {
+    const whole = await train(small, { runDir: await runFolder() });
+    expect(whole).toMatchObject({ epochs: 2, steps: 16, stopped: false, knn: null });
+
+    const controller = new AbortController();
+    const stoppedDir = await runFolder();
+    const first = await train(small, {
+      runDir: stoppedDir,
+      signal: controller.signal,
+      onProgress: (event: TrainEvent) => {
+        if (event.kind === 'step' && event.result.step === 10) controller.abort(); // epoch 1, mid-epoch
+      },
+    });
+    expect(first).toMatchObject({ stopped: true, steps: 11, epochs: 1 });
+    expect((await readCheckpoint(first.checkpoint)).position).toEqual({ epoch: 1, batch: 3, step: 11 });
+    const resumed = await resumeTraining(stoppedDir);
+    expect(resumed).toMatchObject({ stopped: false, steps: 16, epochs: 2 });
+    expect(resumed.finalLoss).toBe(whole.finalLoss);
+
+    const losses = async (dir: string) => (await metricLines(dir)).filter((m) => m.kind === 'step').map((m) => [m.step, m.loss]);
+    expect(await losses(stoppedDir)).toEqual(await losses(whole.runDir));
+    const finalWeights = async (file: string) => (await readSafetensors(file)).tensors.map((t) => [t.name, Array.from(t.data.subarray(0, 50), Number)]);
+    expect(await finalWeights(resumed.checkpoint)).toEqual(await finalWeights(whole.checkpoint));
+  });
+
+  it('checkpoints hold the backbone under torchvision names, the optimiser, the config and the position', async () => {
+    const oneEpoch = { ...small, schedule: { ...small.schedule, epochs: 1, warmupEpochs: 0 } };
+    const summary = await train(oneEpoch, { runDir: await runFolder() });
+    const checkpoint = await readCheckpoint(summary.checkpoint);
+    const names = checkpoint.state.map((t) => t.name);
+    expect(names).toEqual(expect.arrayContaining(['conv1.weight', 'bn1.running_mean', 'layer3.1.conv2.weight', 'projector.layers.0.weight', 'optimizer.momentum.conv1.weight', 'trainer.steps']));
+    expect(names.some((name) => name.startsWith('fc.'))).toBe(false);
+    expect(checkpoint.position).toEqual({ epoch: 1, batch: 0, step: 8 });
+    expect(resolveTrainConfig({ overrides: checkpoint.config })).toEqual(expect.objectContaining({ run: expect.objectContaining({ batchSize: 64 }) }));
+    expect(checkpoint.metrics).toMatchObject({ kind: 'epoch', epoch: 0 });
+    const lines = await metricLines(summary.runDir);
+    expect(lines.filter((m) => m.kind === 'step')).toHaveLength(8);
+    expect(lines[0]).toEqual(expect.objectContaining({ kind: 'step', step: 0, lr: 0.25 /* no warmup: baseLr 1 x 64 / 256 */, loss: expect.any(Number), meanRadius: expect.any(Number), contactsPerImage: expect.any(Number), activity: expect.any(Number), gradNorm: expect.any(Number), viewImagesPerSecond: expect.any(Number) }));
+    expect(JSON.parse(await fs.readFile(path.join(summary.runDir, 'config.json'), 'utf8'))).toEqual(JSON.parse(JSON.stringify(oneEpoch)));
+  });
+
+  it('a truncated or foreign checkpoint is refused with the reason', async () => {
+    const summary = await train({ ...small, schedule: { ...small.schedule, epochs: 1, warmupEpochs: 0 } }, { runDir: await runFolder() });
+    const bytes = await fs.readFile(summary.checkpoint);
+    await fs.writeFile(summary.checkpoint, bytes.subarray(0, bytes.length - 1000));
+    await expect(resumeTraining(summary.runDir)).rejects.toThrow(/not a valid safetensors file: .* truncated or corrupt/);
+    await fs.writeFile(summary.checkpoint, Buffer.concat([Buffer.from([2, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{}')]));
+    await expect(resumeTraining(summary.runDir)).rejects.toThrow(/not a clamp-native checkpoint/);
+    await expect(resumeTraining(path.join(summary.runDir, 'nothing-here'))).rejects.toThrow(/does not exist/);
+  });
+
+  it('the CLI prints a --json summary, and names the field of a bad flag', async () => {
+    const out = path.join(await runFolder(), 'run');
+    const cli = path.resolve('dist/cli/main.js');
+    const result = spawnSync(process.execPath, [cli, 'train', '--limit', '256', '--epochs', '1', '--batch-size', '64', '--views', '2', '--set', 'eval.atEnd=false', '--out', out, '--json'], { encoding: 'utf8' });
+    expect(result.status, result.stderr).toBe(0);
+    const summary = JSON.parse(result.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+    expect(summary).toMatchObject({ runDir: out, checkpoint: path.join(out, 'checkpoint.safetensors'), epochs: 1, steps: 4, stopped: false });
+    expect(summary.seconds).toBeGreaterThan(0);
+    expect((summary.throughput as { viewImagesPerSecond: number }).viewImagesPerSecond).toBeGreaterThan(0);
+    expect(Number.isFinite(summary.finalLoss)).toBe(true);
+    const bad = spawnSync(process.execPath, [cli, 'train', '--set', 'loss.rs=-2'], { encoding: 'utf8' });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/config.loss.rs: .*got -2/);
+    const mixed = spawnSync(process.execPath, [cli, 'train', '--resume', out, '--epochs', '3'], { encoding: 'utf8' });
+    expect(mixed.status).toBe(2);
+    expect(mixed.stderr).toMatch(/cannot be combined with --epochs/);
+  });
+});
+
+describe('learning', () => {
+  // The CI-sized run: 4,096 Fashion-MNIST images, 3 epochs (96 steps of 4 x 128 views), about two
+  // minutes on 2 cores. Measured here: kNN top-1 on 2,000 test images 64.5% at initialisation, 66.7%
+  // after; the loss falls from about 7.0 to 5.7.
+  it('on a Fashion-MNIST subset the loss falls and kNN accuracy rises above the random initialisation', async () => {
+    const config = resolveTrainConfig({ overrides: { data: { limit: 4096, testLimit: 2000 }, schedule: { epochs: 3 }, eval: { atStart: true } } });
+    const summary = await train(config, { runDir: await runFolder() });
+    const epochs = (await metricLines(summary.runDir)).filter((m) => m.kind === 'epoch').map((m) => m.loss as number);
+    expect(epochs).toHaveLength(3);
+    expect(epochs[2]!).toBeLessThan(epochs[0]! - 0.5);
+    expect(summary.knn!.top1).toBeGreaterThan(summary.knnAtStart!.top1);
+    expect(summary.knn!.top1).toBeGreaterThan(0.5);
+  }, 600_000);
+});
