@@ -27,7 +27,7 @@ const small = resolveTrainConfig({
 describe('train', () => {
   it('a stopped run resumes bitwise: the same losses and the same final weights as an uninterrupted one', async () => {
     const whole = await train(small, { runDir: await runFolder() });
-    expect(whole).toMatchObject({ epochs: 2, steps: 16, stopped: false, knn: null });
+    expect(whole).toMatchObject({ epochs: 2, steps: 16, stopped: false, knn: null, linearProbe: null });
 
     const controller = new AbortController();
     const stoppedDir = await runFolder();
@@ -105,7 +105,8 @@ describe('learning', () => {
     const epochs = (await metricLines(summary.runDir)).filter((m) => m.kind === 'epoch').map((m) => m.loss as number);
     expect(epochs).toHaveLength(3);
     expect(epochs[2]!).toBeLessThan(epochs[0]! - 0.5);
-    expect(summary.knn!.top1).toBeGreaterThan(summary.knnAtStart!.top1);
+    expect(summary.knn!.top1).toBeGreaterThan(summary.atStart!.knn.top1);
+    expect(summary.linearProbe!.top1).toBeGreaterThan(0.5);
     expect(summary.knn!.top1).toBeGreaterThan(0.5);
   }, 600_000);
 });

@@ -47,6 +47,8 @@ export function parseSetting(setting: string): Record<string, unknown> {
   return keys.reduceRight<Record<string, unknown>>((inner, key) => ({ [key]: inner }), value as Record<string, unknown>);
 }
 
+const percent = (fraction: number) => `${(100 * fraction).toFixed(2)}%`;
+
 function duration(seconds: number): string {
   if (!Number.isFinite(seconds)) return '?';
   const s = Math.round(seconds);
@@ -82,9 +84,13 @@ function progressReporter(stream: NodeJS.WriteStream): (event: TrainEvent) => vo
       case 'evaluating':
         stream.write(`${event.what}...\n`);
         break;
-      case 'knn':
-        stream.write(`kNN (k=${event.knn.k}) ${event.epoch < 0 ? 'before training' : `after epoch ${event.epoch + 1}`}: top-1 ${(100 * event.knn.top1).toFixed(2)}%, top-5 ${(100 * event.knn.top5).toFixed(2)}%\n`);
+      case 'evaluation': {
+        const { knn, linearProbe } = event.evaluation;
+        const when = event.epoch < 0 ? 'before training' : `after epoch ${event.epoch + 1}`;
+        const probe = linearProbe ? `; linear probe top-1 ${percent(linearProbe.top1)}, top-5 ${percent(linearProbe.top5)} (lr ${linearProbe.learningRate})` : '';
+        stream.write(`${when}: kNN (k=${knn.k}) top-1 ${percent(knn.top1)}, top-5 ${percent(knn.top5)}${probe}\n`);
         break;
+      }
       case 'checkpoint':
         break;
     }
@@ -147,8 +153,9 @@ export async function runTrain(args: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onInterrupt);
   }
-  const knn = summary.knn ? `, kNN top-1 ${(100 * summary.knn.top1).toFixed(2)}%` : '';
-  process.stderr.write(`${summary.stopped ? 'stopped' : 'done'}: ${summary.steps} steps in ${duration(summary.seconds)}, final loss ${summary.finalLoss.toFixed(4)}${knn}; checkpoint ${summary.checkpoint}${summary.stopped ? ` (continue with: clamp-native train --resume ${summary.runDir})` : ''}\n`);
+  const knn = summary.knn ? `, kNN top-1 ${percent(summary.knn.top1)}` : '';
+  const probe = summary.linearProbe ? `, linear probe top-1 ${percent(summary.linearProbe.top1)}` : '';
+  process.stderr.write(`${summary.stopped ? 'stopped' : 'done'}: ${summary.steps} steps in ${duration(summary.seconds)}, final loss ${summary.finalLoss.toFixed(4)}${knn}${probe}; checkpoint ${summary.checkpoint}${summary.stopped ? ` (continue with: clamp-native train --resume ${summary.runDir})` : ''}\n`);
   if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   return summary.stopped ? 130 : 0;
 }

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { augmentationSchema } from '../augment/pipeline.js';
 import { dataSchema } from '../data/datasets.js';
 import { knnOptionsSchema } from '../eval/knn.js';
+import { linearProbeOptionsSchema } from '../eval/linear-probe.js';
 import { deviceSchema } from '../train/trainer.js';
 import { validationError } from './errors.js';
 import { optimiserSchema } from './optimiser.js';
@@ -64,11 +65,13 @@ export const trainConfigSchema = z
     eval: z
       .object({
         knn: knnOptionsSchema.prefault({}),
-        /** kNN accuracy on the test split at the end of training. */
+        /** The linear probe's options, or false to skip it. */
+        linearProbe: z.union([z.literal(false), linearProbeOptionsSchema]).prefault({}),
+        /** kNN and the linear probe on the test split at the end of training. */
         atEnd: z.boolean().default(true),
-        /** Also every this many epochs (0: never during training). */
+        /** A kNN monitor every this many epochs (0: never during training). */
         every: z.number().int().min(0).default(0),
-        /** Also before the first step: the random-initialisation baseline of the same architecture. */
+        /** The same evaluation before the first step: the random-initialisation baseline of the same architecture. */
         atStart: z.boolean().default(false),
       })
       .strict()

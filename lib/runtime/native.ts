@@ -69,6 +69,15 @@ export interface NativeAddon {
   ): Promise<{ loss: number; grad: T; stats: PackingStats | null }>;
   /** Options as trainerOptionsSchema resolves them, with the stem filled in and the optimiser flattened. */
   createTrainer(options: object): Promise<NativeTrainer>;
+  /** lib/eval/linear-probe.ts's protocol, options resolved. */
+  linearProbe(
+    train: Float32Array,
+    trainLabels: Uint8Array | Int32Array,
+    test: Float32Array,
+    testLabels: Uint8Array | Int32Array,
+    dim: number,
+    options: object,
+  ): Promise<{ learningRate: number; validationAccuracy: number[]; top1: number; top5: number; testLogits: Float32Array }>;
   /** Vote totals [queries, classes] of weighted kNN (lib/eval/knn.ts). */
   knnVotes(
     train: Float32Array,

@@ -10,6 +10,7 @@ import { loadDataset } from '../data/datasets.js';
 import type { ImageDataset } from '../data/idx.js';
 import { datasetFeatures } from '../eval/features.js';
 import { knnAccuracy } from '../eval/knn.js';
+import { linearProbe } from '../eval/linear-probe.js';
 import { setNumThreads } from '../runtime/native.js';
 import { Trainer, type TrainingStepResult } from './trainer.js';
 
@@ -21,6 +22,18 @@ export interface KnnSummary {
   top1: number;
   top5: number;
   k: number;
+}
+
+export interface LinearProbeSummary {
+  top1: number;
+  top5: number;
+  /** Chosen on a held-out slice of the training set. */
+  learningRate: number;
+}
+
+export interface Evaluation {
+  knn: KnnSummary;
+  linearProbe: LinearProbeSummary | null;
 }
 
 export type TrainEvent =
@@ -37,7 +50,7 @@ export type TrainEvent =
     }
   | { kind: 'epoch'; epoch: number; loss: number; viewImagesPerSecond: number; seconds: number }
   /** epoch -1: before training (eval.atStart). */
-  | { kind: 'knn'; epoch: number; step: number; knn: KnnSummary }
+  | { kind: 'evaluation'; epoch: number; step: number; evaluation: Evaluation }
   | { kind: 'checkpoint'; file: string; position: RunPosition }
   | { kind: 'evaluating'; what: string };
 
@@ -66,8 +79,10 @@ export interface TrainSummary {
   throughput: { viewImagesPerSecond: number };
   /** kNN on the test split after training (null when eval.atEnd is off or there is no test split). */
   knn: KnnSummary | null;
-  /** kNN of the untrained network (eval.atStart). */
-  knnAtStart: KnnSummary | null;
+  /** The linear probe after training (null when off, like knn). */
+  linearProbe: LinearProbeSummary | null;
+  /** The same evaluation of the untrained network (eval.atStart). */
+  atStart: Evaluation | null;
   /** True when the signal stopped the run before its last step. */
   stopped: boolean;
 }
@@ -93,14 +108,20 @@ export async function resumeTraining(checkpointOrRunDir: string, options: Resume
   return runTraining(config, path.dirname(file), checkpoint, options);
 }
 
-async function evaluateKnn(trainer: Trainer, train: ImageDataset, test: ImageDataset, config: TrainConfig, signal?: AbortSignal): Promise<KnnSummary> {
+/** kNN (and, unless `monitor`, the linear probe) of test-split features against training-split features. */
+async function evaluate(trainer: Trainer, train: ImageDataset, test: ImageDataset, config: TrainConfig, monitor: boolean, signal?: AbortSignal): Promise<Evaluation> {
   const pipeline = config.augment[0]!;
   const workers = config.run.workers;
   const bank = await datasetFeatures(trainer, train, pipeline, { workers, signal });
   const queries = await datasetFeatures(trainer, test, pipeline, { workers, signal });
   const classes = Math.max(train.classes, test.classes);
-  const { top1, top5 } = await knnAccuracy(bank, queries, bank.dim, classes, config.eval.knn);
-  return { top1, top5, k: config.eval.knn.k };
+  const knn = await knnAccuracy(bank, queries, bank.dim, classes, config.eval.knn);
+  let probe: LinearProbeSummary | null = null;
+  if (!monitor && config.eval.linearProbe !== false) {
+    const result = await linearProbe(bank, queries, bank.dim, classes, config.eval.linearProbe);
+    probe = { top1: result.top1, top5: result.top5, learningRate: result.learningRate };
+  }
+  return { knn: { top1: knn.top1, top5: knn.top5, k: config.eval.knn.k }, linearProbe: probe };
 }
 
 /** Drops metric lines past the checkpoint (written by a run that went on after it and then died). */
@@ -175,20 +196,20 @@ async function runTraining(
   const log = (entry: Record<string, unknown>) => metrics.write(`${JSON.stringify(entry)}\n`);
 
   let lastLoss = Number.NaN;
-  let knn: KnnSummary | null = null;
-  let knnAtStart: KnnSummary | null = null;
+  let final: Evaluation | null = null;
+  let atStart: Evaluation | null = null;
   let viewImages = 0, trainingSeconds = 0;
   const latest: Record<string, unknown> = {};
   const writeCheckpoint = async () => {
     await saveCheckpoint(checkpointFile, trainer, { config, position, metrics: latest });
     emit({ kind: 'checkpoint', file: checkpointFile, position });
   };
-  const runKnn = async (epoch: number) => {
+  const runEvaluation = async (epoch: number, monitor: boolean) => {
     if (!testSet) return null;
-    emit({ kind: 'evaluating', what: 'kNN' });
-    const result = await evaluateKnn(trainer, trainSet, testSet, config, options.signal);
-    await log({ kind: 'knn', epoch, step: position.step, ...result });
-    emit({ kind: 'knn', epoch, step: position.step, knn: result });
+    emit({ kind: 'evaluating', what: monitor || config.eval.linearProbe === false ? 'kNN' : 'kNN and the linear probe' });
+    const result = await evaluate(trainer, trainSet, testSet, config, monitor, options.signal);
+    await log({ kind: 'evaluation', epoch, step: position.step, ...result });
+    emit({ kind: 'evaluation', epoch, step: position.step, evaluation: result });
     return result;
   };
 
@@ -196,7 +217,7 @@ async function runTraining(
   let stopped = false;
   try {
     emit({ kind: 'start', runDir, totalSteps, stepsPerEpoch, epochs: config.schedule.epochs, resumedAt: checkpoint ? position : null, trainImages: trainSet.count });
-    if (config.eval.atStart && !checkpoint) knnAtStart = await runKnn(-1);
+    if (config.eval.atStart && !checkpoint) atStart = await runEvaluation(-1, false);
     let secondsPerStep = 0;
     for (let epoch = position.epoch; epoch < config.schedule.epochs && !stopped; epoch++) {
       const epochStarted = performance.now();
@@ -233,14 +254,14 @@ async function runTraining(
       await log(summary);
       emit({ kind: 'epoch', epoch, loss: summary.loss, viewImagesPerSecond: summary.viewImagesPerSecond, seconds: epochSeconds });
       const last = epoch + 1 === config.schedule.epochs;
-      if (config.eval.every > 0 && (epoch + 1) % config.eval.every === 0 && !last) await runKnn(epoch);
+      if (config.eval.every > 0 && (epoch + 1) % config.eval.every === 0 && !last) await runEvaluation(epoch, true);
       if ((epoch + 1) % config.run.checkpointEvery === 0 && !last) await writeCheckpoint();
     }
     await writeCheckpoint();
     if (!stopped && config.eval.atEnd) {
-      knn = await runKnn(config.schedule.epochs - 1);
-      if (knn) {
-        latest.knn = knn;
+      final = await runEvaluation(config.schedule.epochs - 1, false);
+      if (final) {
+        latest.evaluation = final;
         await writeCheckpoint(); // the final checkpoint carries the final accuracy in its metadata
       }
     }
@@ -256,8 +277,9 @@ async function runTraining(
     steps: position.step,
     finalLoss: lastLoss,
     throughput: { viewImagesPerSecond: trainingSeconds > 0 ? viewImages / trainingSeconds : 0 },
-    knn,
-    knnAtStart,
+    knn: final?.knn ?? null,
+    linearProbe: final?.linearProbe ?? null,
+    atStart,
     stopped,
   };
 }

@@ -1,14 +1,17 @@
-// knnVotes(train: Float32Array, labels: Uint8Array | Int32Array, queries: Float32Array, dim, options)
-// -> Promise<Float32Array> of [queries, classes] vote totals, on the compute thread, reading the
-// features in place.
+// Evaluation on the compute thread, reading features and labels in place:
+// knnVotes(train, labels, queries, dim, options) -> Promise<Float32Array> [queries, classes] vote totals;
+// linearProbe(train, trainLabels, test, testLabels, dim, options) -> Promise<{ learningRate,
+// validationAccuracy, top1, top5, testLogits }>.
 #include "addon/arguments.h"
 #include "addon/bindings.h"
 #include "addon/buffers.h"
 #include "addon/compute_thread.h"
 #include "addon/errors.h"
 #include "core/eval/knn.h"
+#include "core/eval/linear_probe.h"
 
 #include <string>
+#include <vector>
 
 namespace clamp::addon {
 namespace {
@@ -38,15 +41,87 @@ class KnnJob : public ComputeJob {
   KnnOptions options_;
 };
 
+Napi::TypedArray labels_argument(const Napi::Value& value, const char* name) {
+  if (!value.IsTypedArray()) throw_type_error(value.Env(), std::string(name) + " must be a Uint8Array or Int32Array");
+  const auto labels = value.As<Napi::TypedArray>();
+  if (labels.TypedArrayType() != napi_uint8_array && labels.TypedArrayType() != napi_int32_array)
+    throw_type_error(value.Env(), std::string(name) + " must be a Uint8Array or Int32Array");
+  return labels;
+}
+
+class LinearProbeJob : public ComputeJob {
+ public:
+  LinearProbeJob(const Napi::TypedArray& train, const Napi::TypedArray& train_labels, const Napi::TypedArray& test,
+                 const Napi::TypedArray& test_labels, int64_t dim, const LinearProbeOptions& options)
+      : references_{Napi::Persistent(train), Napi::Persistent(train_labels), Napi::Persistent(test), Napi::Persistent(test_labels)},
+        train_(tensor_over(train, {int64_t(train.ElementLength()) / dim, dim})),
+        train_labels_(tensor_over(train_labels, {int64_t(train_labels.ElementLength())})),
+        test_(tensor_over(test, {int64_t(test.ElementLength()) / dim, dim})),
+        test_labels_(tensor_over(test_labels, {int64_t(test_labels.ElementLength())})),
+        options_(options) {}
+
+ protected:
+  void Execute() override { result_ = linear_probe(train_, train_labels_, test_, test_labels_, options_); }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("learningRate", result_.learning_rate);
+    Napi::Array validation = Napi::Array::New(env, result_.validation_accuracy.size());
+    for (size_t k = 0; k < result_.validation_accuracy.size(); ++k) validation.Set(uint32_t(k), result_.validation_accuracy[k]);
+    out.Set("validationAccuracy", validation);
+    out.Set("top1", result_.top1);
+    out.Set("top5", result_.top5);
+    out.Set("testLogits", typed_array_over(env, result_.test_logits));
+    return out;
+  }
+
+ private:
+  Napi::Reference<Napi::TypedArray> references_[4];
+  at::Tensor train_, train_labels_, test_, test_labels_;
+  LinearProbeOptions options_;
+  LinearProbeResult result_;
+};
+
+std::vector<double> number_array(const Napi::Value& value, const char* name) {
+  if (!value.IsArray()) throw_type_error(value.Env(), std::string(name) + " must be an array of numbers");
+  const auto array = value.As<Napi::Array>();
+  std::vector<double> out;
+  for (uint32_t k = 0; k < array.Length(); ++k) {
+    if (!array.Get(k).IsNumber()) throw_type_error(value.Env(), std::string(name) + " must be an array of numbers");
+    out.push_back(array.Get(k).As<Napi::Number>().DoubleValue());
+  }
+  return out;
+}
+
+Napi::Value linear_probe_async(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 6) throw_type_error(env, "linearProbe(train, trainLabels, test, testLabels, dim, options)");
+  const auto train = float32_argument(info[0], "train");
+  const auto train_labels = labels_argument(info[1], "trainLabels");
+  const auto test = float32_argument(info[2], "test");
+  const auto test_labels = labels_argument(info[3], "testLabels");
+  if (!info[4].IsNumber()) throw_type_error(env, "dim must be a number");
+  const int64_t dim = info[4].As<Napi::Number>().Int64Value();
+  if (dim < 1 || train.ElementLength() % dim != 0 || test.ElementLength() % dim != 0)
+    throw Napi::RangeError::New(env, "train.length and test.length must be multiples of dim " + std::to_string(dim));
+  const Napi::Object o = object_value(info[5], "options");
+  LinearProbeOptions options;
+  options.classes = static_cast<int64_t>(number_field(o, "classes"));
+  options.epochs = static_cast<int64_t>(number_field(o, "epochs"));
+  options.batch_size = static_cast<int64_t>(number_field(o, "batchSize"));
+  options.learning_rates = number_array(o.Get("learningRates"), "learningRates");
+  options.momentum = number_field(o, "momentum");
+  options.weight_decay = number_field(o, "weightDecay");
+  options.validation_fraction = number_field(o, "validationFraction");
+  options.seed = static_cast<uint64_t>(number_field(o, "seed"));
+  return ComputeJob::Queue(env, new LinearProbeJob(train, train_labels, test, test_labels, dim, options));
+}
+
 Napi::Value knn_votes_async(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() != 5) throw_type_error(env, "knnVotes(train, labels, queries, dim, { k, temperature, classes })");
   const auto train = float32_argument(info[0], "train");
   const auto queries = float32_argument(info[2], "queries");
-  if (!info[1].IsTypedArray()) throw_type_error(env, "labels must be a Uint8Array or Int32Array");
-  const auto labels = info[1].As<Napi::TypedArray>();
-  if (labels.TypedArrayType() != napi_uint8_array && labels.TypedArrayType() != napi_int32_array)
-    throw_type_error(env, "labels must be a Uint8Array or Int32Array");
+  const auto labels = labels_argument(info[1], "labels");
   if (!info[3].IsNumber()) throw_type_error(env, "dim must be a number");
   const int64_t dim = info[3].As<Napi::Number>().Int64Value();
   if (dim < 1 || train.ElementLength() % dim != 0 || queries.ElementLength() % dim != 0)
@@ -61,6 +136,9 @@ Napi::Value knn_votes_async(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-void register_eval(Napi::Env env, Napi::Object exports) { exports.Set("knnVotes", guarded<knn_votes_async>(env)); }
+void register_eval(Napi::Env env, Napi::Object exports) {
+  exports.Set("knnVotes", guarded<knn_votes_async>(env));
+  exports.Set("linearProbe", guarded<linear_probe_async>(env));
+}
 
 }  // namespace clamp::addon
