@@ -8,6 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readCheckpoint } from '../lib/checkpoint/checkpoint.js';
 import { readSafetensors } from '../lib/checkpoint/safetensors.js';
+import { evaluateCheckpoint } from '../lib/eval/evaluate.js';
 import { resolveTrainConfig } from '../lib/config/train-config.js';
 import { resumeTraining, train, type TrainEvent } from '../lib/train/train.js';
 
@@ -62,8 +63,25 @@ describe('train', () => {
     expect(checkpoint.metrics).toMatchObject({ kind: 'epoch', epoch: 0 });
     const lines = await metricLines(summary.runDir);
     expect(lines.filter((m) => m.kind === 'step')).toHaveLength(8);
-    expect(lines[0]).toEqual(expect.objectContaining({ kind: 'step', step: 0, lr: 0.25 /* no warmup: baseLr 1 x 64 / 256 */, loss: expect.any(Number), meanRadius: expect.any(Number), contactsPerImage: expect.any(Number), activity: expect.any(Number), gradNorm: expect.any(Number), viewImagesPerSecond: expect.any(Number) }));
+    expect(lines[0]).toEqual(expect.objectContaining({ kind: 'step', step: 0, lr: (small.schedule.baseLr * 64) / 256 /* no warmup: the peak at once */, loss: expect.any(Number), meanRadius: expect.any(Number), contactsPerImage: expect.any(Number), activity: expect.any(Number), gradNorm: expect.any(Number), viewImagesPerSecond: expect.any(Number) }));
     expect(JSON.parse(await fs.readFile(path.join(summary.runDir, 'config.json'), 'utf8'))).toEqual(JSON.parse(JSON.stringify(oneEpoch)));
+  });
+
+  it('evaluating the final checkpoint (API and `eval` command) reproduces the accuracy training reported', async () => {
+    const config = { ...small, data: { ...small.data, testLimit: 500 }, schedule: { ...small.schedule, epochs: 1, warmupEpochs: 0 }, eval: { ...small.eval, atEnd: true } };
+    const summary = await train(config, { runDir: await runFolder() });
+    expect(summary.knn!.top1).toBeGreaterThan(0.3);
+    expect(summary.linearProbe!.top1).toBeGreaterThan(0.3);
+    const again = await evaluateCheckpoint(summary.checkpoint);
+    expect(again.knn).toEqual(summary.knn);
+    expect(again.linearProbe).toEqual(summary.linearProbe);
+    expect(again).toMatchObject({ trainImages: 512, testImages: 500 });
+    const cli = spawnSync(process.execPath, [path.resolve('dist/cli/main.js'), 'eval', '--checkpoint', summary.runDir, '--test-limit', '200', '--json'], { encoding: 'utf8' });
+    expect(cli.status, cli.stderr).toBe(0);
+    const printed = JSON.parse(cli.stdout.trim()) as { knn: { top1: number }; linearProbe: { top1: number }; testImages: number };
+    expect(printed.testImages).toBe(200);
+    expect(printed.knn.top1).toBeGreaterThan(0.3);
+    expect(printed.linearProbe.top1).toBeGreaterThan(0.3);
   });
 
   it('a truncated or foreign checkpoint is refused with the reason', async () => {
@@ -96,13 +114,14 @@ describe('train', () => {
 });
 
 describe('learning', () => {
-  // The CI-sized run: 4,096 Fashion-MNIST images, 3 epochs (96 steps of 4 x 128 views), about two
-  // minutes on 2 cores. Measured here: kNN top-1 on 2,000 test images 64.5% at initialisation, 66.7%
-  // after; the loss falls from about 7.0 to 5.7.
+  // The CI-sized run: the default preset on 4,096 Fashion-MNIST images for 3 epochs (96 steps of 4 x 128
+  // views), about a minute and a half on 2 cores. Measured here: on 2,000 test images kNN top-1 56.7% at
+  // initialisation and 65.3% after, the linear probe 69.8% and 76.7%; epoch losses 6.74, 5.92, 5.63.
   it('on a Fashion-MNIST subset the loss falls and kNN accuracy rises above the random initialisation', async () => {
     const config = resolveTrainConfig({ overrides: { data: { limit: 4096, testLimit: 2000 }, schedule: { epochs: 3 }, eval: { atStart: true } } });
     const summary = await train(config, { runDir: await runFolder() });
     const epochs = (await metricLines(summary.runDir)).filter((m) => m.kind === 'epoch').map((m) => m.loss as number);
+    console.log(`learning test: epoch losses ${epochs.map((l) => l.toFixed(3)).join(' ')}; kNN ${summary.atStart!.knn.top1} -> ${summary.knn!.top1}; linear probe ${summary.atStart!.linearProbe!.top1} -> ${summary.linearProbe!.top1}`);
     expect(epochs).toHaveLength(3);
     expect(epochs[2]!).toBeLessThan(epochs[0]! - 0.5);
     expect(summary.knn!.top1).toBeGreaterThan(summary.atStart!.knn.top1);

@@ -6,18 +6,21 @@ import { parseArgs } from 'node:util';
 import { runPackingDynamics, type PackingDynamicsOptions, type PackingDynamicsStep } from '../loss/packing-dynamics.js';
 import { doctor, formatDoctorReport } from '../runtime/doctor.js';
 import { packageRoot } from '../runtime/native.js';
+import { EVAL_USAGE, runEval } from './eval-command.js';
 import { runTrain, TRAIN_USAGE, TrainUsageError } from './train-command.js';
 
 const USAGE = `Usage: clamp-native <command> [options]
 
 Commands:
-  train [options]    train an encoder with CLAMP (default: the fashion-mnist preset on CPU), then kNN
+  train [options]    train an encoder with CLAMP (default: the fashion-mnist preset on CPU), then evaluate
+  eval [options]     kNN and the linear probe of a checkpoint's backbone
   doctor [--json]    LibTorch version and origin, CUDA, threads, BLAS, addon path and build flags
   build [--gyp]      (re)build the native addon (needed when npm skipped this package's install script)
   demo [options]     packing dynamics of free embeddings under the CLAMP loss
                      --views 4 --batch 64 --dim 16 --steps 100 --lr 1 --noise 1.5 --rs 7 --seed 1 [--json]
 
-${TRAIN_USAGE}`;
+${TRAIN_USAGE}
+${EVAL_USAGE}`;
 
 class UsageError extends Error {}
 
@@ -93,6 +96,7 @@ async function main(argv: string[]): Promise<number> {
     case 'build': return runBuild(rest);
     case 'demo': return runDemo(rest);
     case 'train': return runTrain(rest);
+    case 'eval': return runEval(rest);
     case undefined: case '-h': case '--help': case 'help':
       process.stdout.write(USAGE);
       return command === undefined ? 1 : 0;

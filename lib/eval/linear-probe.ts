@@ -11,7 +11,7 @@ export const linearProbeOptionsSchema = z
   .object({
     epochs: z.number().int().positive().default(100),
     batchSize: z.number().int().positive().default(256),
-    learningRates: z.array(z.number().finite().positive()).min(1).default([0.01, 0.03, 0.1, 0.3, 1]),
+    learningRates: z.array(z.number().finite().positive()).min(1).default([0.01, 0.03, 0.1, 0.3, 1, 3]),
     momentum: z.number().min(0).lt(1).default(0.9),
     weightDecay: z.number().finite().min(0).default(0),
     /** The share of the training features held out to choose the learning rate. */

@@ -8,33 +8,14 @@ import { writeFileAtomically } from '../checkpoint/safetensors.js';
 import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from '../config/train-config.js';
 import { loadDataset } from '../data/datasets.js';
 import type { ImageDataset } from '../data/idx.js';
-import { datasetFeatures } from '../eval/features.js';
-import { knnAccuracy } from '../eval/knn.js';
-import { linearProbe } from '../eval/linear-probe.js';
+import { evaluate, type Evaluation, type KnnSummary, type LinearProbeSummary } from '../eval/evaluate.js';
 import { setNumThreads } from '../runtime/native.js';
-import { Trainer, type TrainingStepResult } from './trainer.js';
+import { trainerFor } from './from-config.js';
+import type { TrainingStepResult } from './trainer.js';
 
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 export const METRICS_FILE = 'metrics.jsonl';
 export const CONFIG_FILE = 'config.json';
-
-export interface KnnSummary {
-  top1: number;
-  top5: number;
-  k: number;
-}
-
-export interface LinearProbeSummary {
-  top1: number;
-  top5: number;
-  /** Chosen on a held-out slice of the training set. */
-  learningRate: number;
-}
-
-export interface Evaluation {
-  knn: KnnSummary;
-  linearProbe: LinearProbeSummary | null;
-}
 
 export type TrainEvent =
   | { kind: 'start'; runDir: string; totalSteps: number; stepsPerEpoch: number; epochs: number; resumedAt: RunPosition | null; trainImages: number }
@@ -108,22 +89,6 @@ export async function resumeTraining(checkpointOrRunDir: string, options: Resume
   return runTraining(config, path.dirname(file), checkpoint, options);
 }
 
-/** kNN (and, unless `monitor`, the linear probe) of test-split features against training-split features. */
-async function evaluate(trainer: Trainer, train: ImageDataset, test: ImageDataset, config: TrainConfig, monitor: boolean, signal?: AbortSignal): Promise<Evaluation> {
-  const pipeline = config.augment[0]!;
-  const workers = config.run.workers;
-  const bank = await datasetFeatures(trainer, train, pipeline, { workers, signal });
-  const queries = await datasetFeatures(trainer, test, pipeline, { workers, signal });
-  const classes = Math.max(train.classes, test.classes);
-  const knn = await knnAccuracy(bank, queries, bank.dim, classes, config.eval.knn);
-  let probe: LinearProbeSummary | null = null;
-  if (!monitor && config.eval.linearProbe !== false) {
-    const result = await linearProbe(bank, queries, bank.dim, classes, config.eval.linearProbe);
-    probe = { top1: result.top1, top5: result.top5, learningRate: result.learningRate };
-  }
-  return { knn: { top1: knn.top1, top5: knn.top5, k: config.eval.knn.k }, linearProbe: probe };
-}
-
 /** Drops metric lines past the checkpoint (written by a run that went on after it and then died). */
 async function trimMetrics(file: string, position: RunPosition): Promise<void> {
   const text = await fs.readFile(file, 'utf8').catch(() => '');
@@ -159,27 +124,7 @@ async function runTraining(
   if (stepsPerEpoch < 1) throw new RangeError(`run.batchSize ${batchSize} exceeds the ${trainSet.count} training images`);
   const totalSteps = config.schedule.epochs * stepsPerEpoch;
 
-  const trainer = await Trainer.create({
-    backbone: config.model.backbone,
-    stem: config.model.stem,
-    widths: config.model.widths,
-    blocks: config.model.blocks,
-    inChannels: pipelineChannels,
-    projectorHidden: config.model.projectorHidden,
-    projectorOut: config.model.projectorOut,
-    views,
-    loss: config.loss,
-    optimiser: config.optimiser,
-    schedule: {
-      peakLr: (config.schedule.baseLr * batchSize) / 256,
-      warmupSteps: Math.min(totalSteps - 1, Math.round(config.schedule.warmupEpochs * stepsPerEpoch)),
-      totalSteps,
-      startLr: config.schedule.startLr,
-      finalLr: config.schedule.finalLr,
-    },
-    device: config.run.device,
-    seed: config.run.seed,
-  });
+  const trainer = await trainerFor(config, pipelineChannels, stepsPerEpoch);
   let position: RunPosition = { epoch: 0, batch: 0, step: 0 };
   await fs.mkdir(runDir, { recursive: true });
   const metricsFile = path.join(runDir, METRICS_FILE);

@@ -15,7 +15,7 @@ struct LinearProbeOptions {
   int64_t classes = 0;
   int64_t epochs = 100;
   int64_t batch_size = 256;
-  std::vector<double> learning_rates{0.01, 0.03, 0.1, 0.3, 1.0};
+  std::vector<double> learning_rates{0.01, 0.03, 0.1, 0.3, 1.0, 3.0};
   double momentum = 0.9;
   double weight_decay = 0.0;
   double validation_fraction = 0.1;  // of the training features, held out to choose the learning rate

@@ -1,0 +1,57 @@
+// `clamp-native eval`: kNN and the linear probe of a checkpoint's backbone on its run's dataset (or
+// another folder), with --json for one summary line on stdout.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { evaluateCheckpoint } from '../eval/evaluate.js';
+import { CHECKPOINT_FILE } from '../train/train.js';
+import { TrainUsageError } from './train-command.js';
+
+export const EVAL_USAGE = `clamp-native eval --checkpoint PATH [options]
+  --checkpoint PATH    a checkpoint file, or a run folder holding ${CHECKPOINT_FILE}
+  --data DIR           the dataset's folder (default: the run's)
+  --limit N            use the first N training images (kNN bank and probe training set)
+  --test-limit N       score the first N test images
+  --json               print one JSON summary line on stdout
+`;
+
+function count(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 1) throw new TrainUsageError(`--${name} must be a whole number >= 1, got '${value}'`);
+  return number;
+}
+
+export async function runEval(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      checkpoint: { type: 'string' }, data: { type: 'string' }, limit: { type: 'string' }, 'test-limit': { type: 'string' },
+      json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(EVAL_USAGE);
+    return 0;
+  }
+  if (values.checkpoint === undefined) throw new TrainUsageError('eval needs --checkpoint');
+  const isFolder = (await fs.stat(values.checkpoint).catch(() => null))?.isDirectory() ?? false;
+  const file = isFolder ? path.join(values.checkpoint, CHECKPOINT_FILE) : values.checkpoint;
+  const data = {
+    ...(values.data === undefined ? {} : { path: values.data }),
+    ...(values.limit === undefined ? {} : { limit: count('limit', values.limit) }),
+    ...(values['test-limit'] === undefined ? {} : { testLimit: count('test-limit', values['test-limit']) }),
+  };
+  process.stderr.write(`evaluating ${file}...\n`);
+  const started = performance.now();
+  const result = await evaluateCheckpoint(file, { data });
+  const percent = (fraction: number) => `${(100 * fraction).toFixed(2)}%`;
+  const probe = result.linearProbe ? `; linear probe top-1 ${percent(result.linearProbe.top1)}, top-5 ${percent(result.linearProbe.top5)} (lr ${result.linearProbe.learningRate})` : '';
+  process.stderr.write(`${result.config.data.dataset}, ${result.trainImages} training / ${result.testImages} test images: kNN (k=${result.knn.k}) top-1 ${percent(result.knn.top1)}, top-5 ${percent(result.knn.top5)}${probe}\n`);
+  if (values.json) {
+    const { config: _config, ...summary } = result;
+    process.stdout.write(`${JSON.stringify({ ...summary, dataset: result.config.data.dataset, seconds: (performance.now() - started) / 1000 })}\n`);
+  }
+  return 0;
+}

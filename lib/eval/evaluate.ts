@@ -1,0 +1,73 @@
+// Evaluation of a backbone on a dataset's test split: kNN and the linear probe on features of
+// un-augmented images, computed once for both. `train` runs it at the end of a run; `evaluateCheckpoint`
+// (the `eval` command) on a saved run.
+import { readCheckpoint } from '../checkpoint/checkpoint.js';
+import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
+import { dataSchema, loadDataset, type DataOptions } from '../data/datasets.js';
+import type { ImageDataset } from '../data/idx.js';
+import { trainerFor } from '../train/from-config.js';
+import type { Trainer } from '../train/trainer.js';
+import { validationError } from '../config/errors.js';
+import { datasetFeatures } from './features.js';
+import { knnAccuracy } from './knn.js';
+import { linearProbe } from './linear-probe.js';
+
+export interface KnnSummary {
+  top1: number;
+  top5: number;
+  k: number;
+}
+
+export interface LinearProbeSummary {
+  top1: number;
+  top5: number;
+  /** Chosen on a held-out slice of the training set. */
+  learningRate: number;
+}
+
+export interface Evaluation {
+  knn: KnnSummary;
+  linearProbe: LinearProbeSummary | null;
+}
+
+/** kNN (and, unless `monitor` or eval.linearProbe is false, the linear probe) of test-split features against training-split features. */
+export async function evaluate(trainer: Trainer, train: ImageDataset, test: ImageDataset, config: TrainConfig, monitor: boolean, signal?: AbortSignal): Promise<Evaluation> {
+  const pipeline = config.augment[0]!;
+  const workers = config.run.workers;
+  const bank = await datasetFeatures(trainer, train, pipeline, { workers, signal });
+  const queries = await datasetFeatures(trainer, test, pipeline, { workers, signal });
+  const classes = Math.max(train.classes, test.classes);
+  const knn = await knnAccuracy(bank, queries, bank.dim, classes, config.eval.knn);
+  let probe: LinearProbeSummary | null = null;
+  if (!monitor && config.eval.linearProbe !== false) {
+    const result = await linearProbe(bank, queries, bank.dim, classes, config.eval.linearProbe);
+    probe = { top1: result.top1, top5: result.top5, learningRate: result.learningRate };
+  }
+  return { knn: { top1: knn.top1, top5: knn.top5, k: config.eval.knn.k }, linearProbe: probe };
+}
+
+export interface CheckpointEvaluation extends Evaluation {
+  checkpoint: string;
+  /** The training run's config (the data section as overridden for this evaluation). */
+  config: TrainConfig;
+  trainImages: number;
+  testImages: number;
+}
+
+/**
+ * Evaluates the backbone of a clamp-native checkpoint on the run's dataset, or on `data` overrides (another
+ * folder, limits), with the run's evaluation settings.
+ */
+export async function evaluateCheckpoint(file: string, options: { data?: DataOptions; signal?: AbortSignal } = {}): Promise<CheckpointEvaluation> {
+  const checkpoint = await readCheckpoint(file);
+  const saved = parseTrainConfig(checkpoint.config, `${file} config`);
+  const data = dataSchema.safeParse({ ...saved.data, ...options.data }, { reportInput: true });
+  if (!data.success) throw validationError(data.error, 'data');
+  const config = { ...saved, data: data.data };
+  const [train, test] = await Promise.all([loadDataset(config.data, 'train'), loadDataset(config.data, 'test')]);
+  if (!train || !test) throw new RangeError(`evaluation needs a test split: set data.testPath for an image folder`);
+  const trainer = await trainerFor(config, train.channels, Math.max(1, Math.floor(train.count / config.run.batchSize)));
+  await trainer.loadState(checkpoint.state);
+  const evaluation = await evaluate(trainer, train, test, config, false, options.signal);
+  return { ...evaluation, checkpoint: file, config, trainImages: train.count, testImages: test.count };
+}
