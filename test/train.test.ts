@@ -60,7 +60,12 @@ describe('train', () => {
     expect(names.some((name) => name.startsWith('fc.'))).toBe(false);
     expect(checkpoint.position).toEqual({ epoch: 1, batch: 0, step: 8 });
     expect(resolveTrainConfig({ overrides: checkpoint.config })).toEqual(expect.objectContaining({ run: expect.objectContaining({ batchSize: 64 }) }));
-    expect(checkpoint.metrics).toMatchObject({ kind: 'epoch', epoch: 0 });
+    expect(checkpoint.metrics).toMatchObject({ kind: 'epoch', epoch: 0, steps: 8 });
+    const epochLine = (await metricLines(summary.runDir)).find((m) => m.kind === 'epoch')!;
+    const stepLines = (await metricLines(summary.runDir)).filter((m) => m.kind === 'step');
+    expect(epochLine.loss).toBeCloseTo(stepLines.reduce((a, m) => a + (m.loss as number), 0) / 8, 10);
+    expect(epochLine.contactsPerImage).toBeCloseTo(stepLines.reduce((a, m) => a + (m.contactsPerImage as number), 0) / 8, 10);
+    expect(epochLine).toEqual(expect.objectContaining({ energy: expect.any(Number), meanRadius: expect.any(Number), activity: expect.any(Number), gradNorm: expect.any(Number), lr: expect.any(Number) }));
     const lines = await metricLines(summary.runDir);
     expect(lines.filter((m) => m.kind === 'step')).toHaveLength(8);
     expect(lines[0]).toEqual(expect.objectContaining({ kind: 'step', step: 0, lr: (small.schedule.baseLr * 64) / 256 /* no warmup: the peak at once */, loss: expect.any(Number), meanRadius: expect.any(Number), contactsPerImage: expect.any(Number), activity: expect.any(Number), gradNorm: expect.any(Number), viewImagesPerSecond: expect.any(Number) }));

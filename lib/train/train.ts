@@ -166,7 +166,9 @@ async function runTraining(
     let secondsPerStep = 0;
     for (let epoch = position.epoch; epoch < config.schedule.epochs && !stopped; epoch++) {
       const epochStarted = performance.now();
-      let epochLoss = 0, epochSteps = 0, epochViewImages = 0;
+      let epochSteps = 0, epochViewImages = 0, lastLearningRate = 0;
+      // Sums of the per-step figures, for the epoch line's means.
+      const sums = { loss: 0, energy: 0, meanRadius: 0, meanDistance: 0, contactsPerImage: 0, activity: 0, gradNorm: 0 };
       let stepStarted = performance.now();
       for await (const batch of loader.epoch(epoch, position.batch)) {
         const result = await trainer.step(batch.data, batch.shape);
@@ -176,7 +178,10 @@ async function runTraining(
         secondsPerStep = secondsPerStep === 0 ? seconds : 0.9 * secondsPerStep + 0.1 * seconds;
         position = { epoch, batch: position.batch + 1, step: position.step + 1 };
         lastLoss = result.loss;
-        epochLoss += result.loss;
+        for (const key of ['energy', 'meanRadius', 'meanDistance', 'contactsPerImage', 'activity'] as const) sums[key] += result.stats[key];
+        sums.loss += result.loss;
+        sums.gradNorm += result.gradNorm;
+        lastLearningRate = result.learningRate;
         epochSteps++;
         epochViewImages += batch.shape[0];
         const viewImagesPerSecond = batch.shape[0] / seconds;
@@ -194,7 +199,8 @@ async function runTraining(
       trainingSeconds += epochSeconds;
       if (stopped) break;
       position = { epoch: epoch + 1, batch: 0, step: position.step };
-      const summary = { kind: 'epoch', epoch, loss: epochLoss / Math.max(1, epochSteps), viewImagesPerSecond: epochViewImages / epochSeconds, seconds: epochSeconds };
+      const means = Object.fromEntries(Object.entries(sums).map(([key, sum]) => [key, sum / Math.max(1, epochSteps)])) as typeof sums;
+      const summary = { kind: 'epoch', epoch, ...means, lr: lastLearningRate, steps: epochSteps, viewImagesPerSecond: epochViewImages / epochSeconds, seconds: epochSeconds };
       Object.assign(latest, summary);
       await log(summary);
       emit({ kind: 'epoch', epoch, loss: summary.loss, viewImagesPerSecond: summary.viewImagesPerSecond, seconds: epochSeconds });
