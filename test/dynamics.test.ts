@@ -33,8 +33,8 @@ describe('packing dynamics', () => {
     const bad = spawnSync(process.execPath, [cli, 'demo', '--steps', 'lots'], { encoding: 'utf8' });
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--steps must be a whole number, got 'lots'/);
-    const unknown = spawnSync(process.execPath, [cli, 'train'], { encoding: 'utf8' });
+    const unknown = spawnSync(process.execPath, [cli, 'fly'], { encoding: 'utf8' });
     expect(unknown.status).toBe(2);
-    expect(unknown.stderr).toMatch(/unknown command 'train'/);
+    expect(unknown.stderr).toMatch(/unknown command 'fly'/);
   });
 });
