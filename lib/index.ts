@@ -49,3 +49,4 @@ export { knnAccuracy, knnOptionsSchema, knnVotes, scoreVotes, type KnnOptions, t
 export { datasetFeatures, type DatasetFeatures } from './eval/features.js';
 export { linearProbe, linearProbeOptionsSchema, type LinearProbeOptions, type LinearProbeResult } from './eval/linear-probe.js';
 export { evaluate, evaluateCheckpoint, type CheckpointEvaluation, type Evaluation, type KnnSummary, type LinearProbeSummary } from './eval/evaluate.js';
+export { argmaxRows, classManifolds, confusionMatrix, perClassAccuracy, type ClassManifolds } from './eval/diagnostics.js';

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readCheckpoint } from '../lib/checkpoint/checkpoint.js';
 import { readSafetensors } from '../lib/checkpoint/safetensors.js';
+import { loadDataset } from '../lib/data/datasets.js';
 import { evaluateCheckpoint } from '../lib/eval/evaluate.js';
 import { resolveTrainConfig } from '../lib/config/train-config.js';
 import { resumeTraining, train, type TrainEvent } from '../lib/train/train.js';
@@ -81,6 +82,17 @@ describe('train', () => {
     expect(again.knn).toEqual(summary.knn);
     expect(again.linearProbe).toEqual(summary.linearProbe);
     expect(again).toMatchObject({ trainImages: 512, testImages: 500 });
+    // Per-class accuracy weighted by the class sizes is the overall accuracy.
+    const testSet = (await loadDataset(again.config.data, 'test'))!;
+    const sizes = new Array<number>(10).fill(0);
+    for (const label of testSet.labels) sizes[label]!++;
+    const weighted = again.perClass.knn.reduce((sum, accuracy, c) => sum + (sizes[c]! > 0 ? accuracy * sizes[c]! : 0), 0) / 500;
+    expect(weighted).toBeCloseTo(again.knn.top1, 10);
+    expect(again.perClass.linearProbe).toHaveLength(10);
+    expect(again.manifolds.radius).toHaveLength(10);
+    expect(again.manifolds.meanRadius).toBeGreaterThan(0);
+    expect(again.manifolds.overlap).toBeGreaterThanOrEqual(0);
+    expect(again.manifolds.overlap).toBeLessThanOrEqual(1);
     const cli = spawnSync(process.execPath, [path.resolve('dist/cli/main.js'), 'eval', '--checkpoint', summary.runDir, '--test-limit', '200', '--json'], { encoding: 'utf8' });
     expect(cli.status, cli.stderr).toBe(0);
     const printed = JSON.parse(cli.stdout.trim()) as { knn: { top1: number }; linearProbe: { top1: number }; testImages: number };
