@@ -43,7 +43,7 @@ export {
 export { PRESETS, type PresetName } from './config/presets.js';
 export { resumeTraining, train, type ResumeOptions, type TrainEvent, type TrainOptions, type TrainSummary } from './train/train.js';
 export { type StateEntry } from './train/trainer.js';
-export { CHECKPOINT_FORMAT, readCheckpoint, saveCheckpoint, type Checkpoint, type RunPosition } from './checkpoint/checkpoint.js';
+export { CHECKPOINT_FILE, CHECKPOINT_FORMAT, checkpointPath, readCheckpoint, saveCheckpoint, type Checkpoint, type RunPosition } from './checkpoint/checkpoint.js';
 export { CheckpointError, readSafetensors, writeSafetensors, type NamedTensorData, type TensorDtype } from './checkpoint/safetensors.js';
 export { knnAccuracy, knnOptionsSchema, knnVotes, scoreVotes, type KnnOptions, type KnnResult, type LabelledFeatures } from './eval/knn.js';
 export { datasetFeatures, type DatasetFeatures } from './eval/features.js';

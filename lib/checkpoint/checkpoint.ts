@@ -1,11 +1,21 @@
 // A run's checkpoint: the trainer's whole state (backbone under torchvision's names, projector,
 // optimiser, step count) as safetensors, with the config, the position in the data and the latest
 // metrics as JSON strings in the header's metadata.
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import type { TrainConfig } from '../config/train-config.js';
 import type { StateEntry, Trainer } from '../train/trainer.js';
 import { CheckpointError, readSafetensors, writeSafetensors } from './safetensors.js';
 
 export const CHECKPOINT_FORMAT = 'clamp-native/1';
+/** The checkpoint's name inside a run folder. */
+export const CHECKPOINT_FILE = 'checkpoint.safetensors';
+
+/** A checkpoint file given as itself or as the run folder that holds it. */
+export async function checkpointPath(checkpointOrRunDir: string): Promise<string> {
+  const isFolder = (await fs.stat(checkpointOrRunDir).catch(() => null))?.isDirectory() ?? false;
+  return isFolder ? path.join(checkpointOrRunDir, CHECKPOINT_FILE) : checkpointOrRunDir;
+}
 
 /** Where training stands: the next batch to train on is batch `batch` of epoch `epoch` (0-based). */
 export interface RunPosition {

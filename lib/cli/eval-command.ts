@@ -1,11 +1,9 @@
 // `clamp-native eval`: kNN and the linear probe of a checkpoint's backbone on its run's dataset (or
 // another folder), with --json for one summary line on stdout.
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { evaluateCheckpoint } from '../eval/evaluate.js';
-import { CHECKPOINT_FILE } from '../train/train.js';
-import { TrainUsageError } from './train-command.js';
+import { CHECKPOINT_FILE } from '../checkpoint/checkpoint.js';
+import { percent, TrainUsageError } from './train-command.js';
 
 export const EVAL_USAGE = `clamp-native eval --checkpoint PATH [options]
   --checkpoint PATH    a checkpoint file, or a run folder holding ${CHECKPOINT_FILE}
@@ -36,17 +34,14 @@ export async function runEval(args: string[]): Promise<number> {
     return 0;
   }
   if (values.checkpoint === undefined) throw new TrainUsageError('eval needs --checkpoint');
-  const isFolder = (await fs.stat(values.checkpoint).catch(() => null))?.isDirectory() ?? false;
-  const file = isFolder ? path.join(values.checkpoint, CHECKPOINT_FILE) : values.checkpoint;
   const data = {
     ...(values.data === undefined ? {} : { path: values.data }),
     ...(values.limit === undefined ? {} : { limit: count('limit', values.limit) }),
     ...(values['test-limit'] === undefined ? {} : { testLimit: count('test-limit', values['test-limit']) }),
   };
-  process.stderr.write(`evaluating ${file}...\n`);
+  process.stderr.write(`evaluating ${values.checkpoint}...\n`);
   const started = performance.now();
-  const result = await evaluateCheckpoint(file, { data });
-  const percent = (fraction: number) => `${(100 * fraction).toFixed(2)}%`;
+  const result = await evaluateCheckpoint(values.checkpoint, { data });
   const probe = result.linearProbe ? `; linear probe top-1 ${percent(result.linearProbe.top1)}, top-5 ${percent(result.linearProbe.top5)} (lr ${result.linearProbe.learningRate})` : '';
   process.stderr.write(`${result.config.data.dataset}, ${result.trainImages} training / ${result.testImages} test images: kNN (k=${result.knn.k}) top-1 ${percent(result.knn.top1)}, top-5 ${percent(result.knn.top5)}${probe}\n`);
   const worst = result.perClass.linearProbe ?? result.perClass.knn;

@@ -47,7 +47,7 @@ export function parseSetting(setting: string): Record<string, unknown> {
   return keys.reduceRight<Record<string, unknown>>((inner, key) => ({ [key]: inner }), value as Record<string, unknown>);
 }
 
-const percent = (fraction: number) => `${(100 * fraction).toFixed(2)}%`;
+export const percent = (fraction: number) => `${(100 * fraction).toFixed(2)}%`;
 
 function duration(seconds: number): string {
   if (!Number.isFinite(seconds)) return '?';

@@ -7,6 +7,13 @@ import type { TrainConfigInput } from './train-config.js';
 
 // torchvision's ImageNet statistics; CIFAR-10's and Fashion-MNIST's own below.
 const IMAGENET_NORMALIZE = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+const IMAGENET_JITTER = { p: 0.8, brightness: 0.4, contrast: 0.4, saturation: 0.2, hue: 0.1 };
+
+// The paper's asymmetric pair (BYOL's): blur always on one pipeline, solarize sometimes on the other.
+const IMAGENET_PIPELINES = [
+  { size: 224, crop: { scale: [0.08, 1] }, colorJitter: IMAGENET_JITTER, grayscale: 0.2, blur: { p: 1 }, normalize: IMAGENET_NORMALIZE },
+  { size: 224, crop: { scale: [0.08, 1] }, colorJitter: IMAGENET_JITTER, grayscale: 0.2, blur: { p: 0.1 }, solarize: { p: 0.2 }, normalize: IMAGENET_NORMALIZE },
+] satisfies TrainConfigInput['augment'];
 
 export const PRESETS = {
   'fashion-mnist': {
@@ -48,11 +55,7 @@ export const PRESETS = {
   },
   imagenet100: {
     data: { dataset: 'image-folder', imageSize: 256, channels: 3 },
-    // The paper's asymmetric pair (BYOL's): blur always on one pipeline, solarize sometimes on the other.
-    augment: [
-      { size: 224, crop: { scale: [0.08, 1] }, colorJitter: { p: 0.8, brightness: 0.4, contrast: 0.4, saturation: 0.2, hue: 0.1 }, grayscale: 0.2, blur: { p: 1 }, normalize: IMAGENET_NORMALIZE },
-      { size: 224, crop: { scale: [0.08, 1] }, colorJitter: { p: 0.8, brightness: 0.4, contrast: 0.4, saturation: 0.2, hue: 0.1 }, grayscale: 0.2, blur: { p: 0.1 }, solarize: { p: 0.2 }, normalize: IMAGENET_NORMALIZE },
-    ],
+    augment: IMAGENET_PIPELINES,
     model: { backbone: 'resnet50', projectorHidden: [8192, 8192], projectorOut: 512 },
     loss: { rs: 8.5 },
     optimiser: { name: 'lars', weightDecay: 1e-5, eta: 1e-3 },
@@ -62,10 +65,7 @@ export const PRESETS = {
   },
   imagenet1k: {
     data: { dataset: 'image-folder', imageSize: 256, channels: 3 },
-    augment: [
-      { size: 224, crop: { scale: [0.08, 1] }, colorJitter: { p: 0.8, brightness: 0.4, contrast: 0.4, saturation: 0.2, hue: 0.1 }, grayscale: 0.2, blur: { p: 1 }, normalize: IMAGENET_NORMALIZE },
-      { size: 224, crop: { scale: [0.08, 1] }, colorJitter: { p: 0.8, brightness: 0.4, contrast: 0.4, saturation: 0.2, hue: 0.1 }, grayscale: 0.2, blur: { p: 0.1 }, solarize: { p: 0.2 }, normalize: IMAGENET_NORMALIZE },
-    ],
+    augment: IMAGENET_PIPELINES,
     model: { backbone: 'resnet50', projectorHidden: [8192, 8192], projectorOut: 512 },
     loss: { rs: 8.5 },
     optimiser: { name: 'lars', weightDecay: 1e-6, eta: 1e-3 },

@@ -1,7 +1,7 @@
 // Evaluation of a backbone on a dataset's test split: kNN and the linear probe on features of
 // un-augmented images, computed once for both. `train` runs it at the end of a run; `evaluateCheckpoint`
 // (the `eval` command) on a saved run.
-import { readCheckpoint } from '../checkpoint/checkpoint.js';
+import { checkpointPath, readCheckpoint } from '../checkpoint/checkpoint.js';
 import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
 import { dataSchema, loadDataset, type DataOptions } from '../data/datasets.js';
 import type { ImageDataset } from '../data/idx.js';
@@ -68,10 +68,11 @@ export interface CheckpointEvaluation extends Evaluation {
 }
 
 /**
- * Evaluates the backbone of a clamp-native checkpoint on the run's dataset, or on `data` overrides (another
+ * Evaluates the backbone of a clamp-native checkpoint (a file, or the run folder holding it) on the run's dataset, or on `data` overrides (another
  * folder, limits), with the run's evaluation settings.
  */
-export async function evaluateCheckpoint(file: string, options: { data?: DataOptions; signal?: AbortSignal } = {}): Promise<CheckpointEvaluation> {
+export async function evaluateCheckpoint(checkpointOrRunDir: string, options: { data?: DataOptions; signal?: AbortSignal } = {}): Promise<CheckpointEvaluation> {
+  const file = await checkpointPath(checkpointOrRunDir);
   const checkpoint = await readCheckpoint(file);
   const saved = parseTrainConfig(checkpoint.config, `${file} config`);
   const data = dataSchema.safeParse({ ...saved.data, ...options.data }, { reportInput: true });

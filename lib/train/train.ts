@@ -3,7 +3,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { MultiViewLoader } from '../augment/loader.js';
-import { readCheckpoint, saveCheckpoint, type RunPosition } from '../checkpoint/checkpoint.js';
+import { CHECKPOINT_FILE, checkpointPath, readCheckpoint, saveCheckpoint, type RunPosition } from '../checkpoint/checkpoint.js';
 import { writeFileAtomically } from '../checkpoint/safetensors.js';
 import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from '../config/train-config.js';
 import { loadDataset } from '../data/datasets.js';
@@ -13,7 +13,6 @@ import { setNumThreads } from '../runtime/native.js';
 import { trainerFor } from './from-config.js';
 import type { TrainingStepResult } from './trainer.js';
 
-export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 export const METRICS_FILE = 'metrics.jsonl';
 export const CONFIG_FILE = 'config.json';
 
@@ -81,8 +80,7 @@ export async function train(config: TrainConfigInput | TrainConfig, options: Tra
 
 /** Continues the run of a checkpoint (a file, or the run folder holding checkpoint.safetensors) exactly where it stopped. */
 export async function resumeTraining(checkpointOrRunDir: string, options: ResumeOptions = {}): Promise<TrainSummary> {
-  const isDirectory = (await fs.stat(checkpointOrRunDir).catch(() => null))?.isDirectory() ?? false;
-  const file = isDirectory ? path.join(checkpointOrRunDir, CHECKPOINT_FILE) : checkpointOrRunDir;
+  const file = await checkpointPath(checkpointOrRunDir);
   const checkpoint = await readCheckpoint(file);
   const saved = parseTrainConfig(checkpoint.config, `${file} config`);
   const config = parseTrainConfig({ ...saved, run: { ...saved.run, ...options.overrides?.run }, eval: { ...saved.eval, ...options.overrides?.eval } });

@@ -98,21 +98,30 @@ class CreateTrainerJob : public ComputeJob {
   std::unique_ptr<TrainingStep> trainer_;
 };
 
-// A job on one trainer and one batch: it keeps both alive, and the batch's memory under the tensor
-// that reads it in place, until it settles.
-class TrainerBatchJob : public ComputeJob {
+// A job on one trainer alone (state, loadState; the base of the batch jobs): it keeps the trainer's JavaScript object alive.
+class TrainerJob : public ComputeJob {
  public:
-  TrainerBatchJob(TrainerWrap* wrap, const Napi::Object& self, const Napi::TypedArray& images, std::vector<int64_t> shape)
-      : wrap_(wrap), self_(Napi::Persistent(self)), images_reference_(Napi::Persistent(images)),
-        images_(tensor_over(images, shape)) {}
+  TrainerJob(TrainerWrap* wrap, const Napi::Object& self) : wrap_(wrap), self_(Napi::Persistent(self)) {}
 
  protected:
   TrainingStep& trainer() { return wrap_->trainer(); }
-  const at::Tensor& images() const { return images_; }
 
  private:
   TrainerWrap* wrap_;
   Napi::ObjectReference self_;
+};
+
+// A job on one trainer and one batch: it keeps both alive, and the batch's memory under the tensor
+// that reads it in place, until it settles.
+class TrainerBatchJob : public TrainerJob {
+ public:
+  TrainerBatchJob(TrainerWrap* wrap, const Napi::Object& self, const Napi::TypedArray& images, std::vector<int64_t> shape)
+      : TrainerJob(wrap, self), images_reference_(Napi::Persistent(images)), images_(tensor_over(images, shape)) {}
+
+ protected:
+  const at::Tensor& images() const { return images_; }
+
+ private:
   Napi::Reference<Napi::TypedArray> images_reference_;
   at::Tensor images_;
 };
@@ -153,19 +162,6 @@ class FeaturesJob : public TrainerBatchJob {
 
  private:
   at::Tensor features_;
-};
-
-// A job on one trainer alone (state, loadState): it keeps the trainer's JavaScript object alive.
-class TrainerJob : public ComputeJob {
- public:
-  TrainerJob(TrainerWrap* wrap, const Napi::Object& self) : wrap_(wrap), self_(Napi::Persistent(self)) {}
-
- protected:
-  TrainingStep& trainer() { return wrap_->trainer(); }
-
- private:
-  TrainerWrap* wrap_;
-  Napi::ObjectReference self_;
 };
 
 const char* dtype_name(at::ScalarType dtype) {
