@@ -23,13 +23,13 @@ export {
 } from './data/idx.js';
 export { loadCifarDataset, type CifarOptions } from './data/cifar.js';
 export { loadStl10Dataset, STL10_NO_LABEL } from './data/stl10.js';
-export { imageFolderOptionsSchema, loadImageFolder, type ImageFolderOptions } from './data/image-folder.js';
+export { decodeImage, imageFolderOptionsSchema, loadImageFolder, type ImageFolderOptions } from './data/image-folder.js';
 export { Trainer, trainerOptionsSchema, type TrainerOptions, type TrainingStepResult } from './train/trainer.js';
 export { augment, augmentationSchema, multiViewBatch, type Augmentation, type AugmentationOptions } from './augment/pipeline.js';
 export * as transforms from './augment/transforms.js';
 export { Random } from './random.js';
 export { MultiViewLoader, type Batch, type MultiViewLoaderOptions } from './augment/loader.js';
-export { loadDataset, dataSchema, firstImages, DATASETS, type DataConfig, type DataOptions, type DatasetName } from './data/datasets.js';
+export { loadDataset, dataSchema, datasetImageSide, firstImages, DATASETS, type DataConfig, type DataOptions, type DatasetName } from './data/datasets.js';
 export { optimiserSchema, type OptimiserOptions } from './config/optimiser.js';
 export {
   mergeConfig,
@@ -50,3 +50,7 @@ export { datasetFeatures, type DatasetFeatures } from './eval/features.js';
 export { linearProbe, linearProbeOptionsSchema, type LinearProbeOptions, type LinearProbeResult } from './eval/linear-probe.js';
 export { evaluate, evaluateCheckpoint, type CheckpointEvaluation, type Evaluation, type KnnSummary, type LinearProbeSummary } from './eval/evaluate.js';
 export { argmaxRows, classManifolds, confusionMatrix, perClassAccuracy, type ClassManifolds } from './eval/diagnostics.js';
+export { Encoder, EncoderError, encoderLoadOptionsSchema, type EmbedInput, type Embeddings, type EncoderLoadOptions, type PixelInput } from './encode/encoder.js';
+export { EmbeddingIndex, type Neighbour } from './encode/embedding-index.js';
+export { effectiveRank } from './eval/diagnostics.js';
+export { decodeNpy, encodeNpy, NpyError } from './encode/npy.js';

@@ -1,6 +1,6 @@
 // Class-manifold diagnostics and per-class scores on hand-built embeddings whose answers are known.
 import { describe, expect, it } from 'vitest';
-import { argmaxRows, classManifolds, confusionMatrix, perClassAccuracy } from '../lib/eval/diagnostics.js';
+import { argmaxRows, classManifolds, confusionMatrix, effectiveRank, perClassAccuracy } from '../lib/eval/diagnostics.js';
 
 describe('class manifolds', () => {
   it('radius, centre distance and overlap of hand-built classes', () => {
@@ -44,5 +44,16 @@ describe('per-class scores', () => {
     expect(perClassAccuracy(predictions, labels, 4)).toEqual([0.5, 2 / 3, 1, Number.NaN]);
     expect(confusionMatrix(predictions, labels, 3)).toEqual([[1, 1, 0], [1, 2, 0], [0, 0, 1]]);
     expect(Array.from(argmaxRows(Float32Array.from([0.1, 0.9, 0.5, 0.7, 0.2, 0.1]), 3))).toEqual([1, 0]);
+  });
+});
+
+describe('effective rank (RankMe)', () => {
+  it('is r for r orthogonal rows of equal length, near 1 for collinear rows, and refuses a ragged array', async () => {
+    // Rows e0, 2e1, e0 + ... : three orthogonal directions with equal singular values 2.
+    const orthogonal = Float32Array.from([2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 2, 0]);
+    expect(await effectiveRank(orthogonal, 4)).toBeCloseTo(3, 4);
+    const collinear = Float32Array.from([1, 2, 3, 2, 4, 6, -1, -2, -3]);
+    expect(await effectiveRank(collinear, 3)).toBeCloseTo(1, 3);
+    await expect(effectiveRank(Float32Array.from([1, 2, 3]), 2)).rejects.toThrow(/whole number .* rows of dim 2/);
   });
 });

@@ -93,6 +93,13 @@ describe('train', () => {
     expect(again.manifolds.meanRadius).toBeGreaterThan(0);
     expect(again.manifolds.overlap).toBeGreaterThanOrEqual(0);
     expect(again.manifolds.overlap).toBeLessThanOrEqual(1);
+    // Confusion rows sum to the class sizes, and the diagonal over 500 is the accuracy.
+    expect(again.confusion.knn.map((row) => row.reduce((a, b) => a + b, 0))).toEqual(sizes);
+    expect(again.confusion.knn.reduce((sum, row, c) => sum + row[c]!, 0) / 500).toBeCloseTo(again.knn.top1, 10);
+    expect(again.confusion.linearProbe!.reduce((sum, row, c) => sum + row[c]!, 0) / 500).toBeCloseTo(again.linearProbe!.top1, 10);
+    // RankMe lies between 1 and the feature dimension (64 for the small backbone).
+    expect(again.rankMe).toBeGreaterThan(1);
+    expect(again.rankMe).toBeLessThanOrEqual(64);
     const cli = spawnSync(process.execPath, [path.resolve('dist/cli/main.js'), 'eval', '--checkpoint', summary.runDir, '--test-limit', '200', '--json'], { encoding: 'utf8' });
     expect(cli.status, cli.stderr).toBe(0);
     const printed = JSON.parse(cli.stdout.trim()) as { knn: { top1: number }; linearProbe: { top1: number }; testImages: number };

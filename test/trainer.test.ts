@@ -112,7 +112,7 @@ describe('Trainer', () => {
     await trainer.step(batchViews, shape);
     expect(byName.get('conv1.weight')!.data).toEqual(before);
     const other = await Trainer.create({ ...options, projectorOut: 16 });
-    await expect(other.loadState(state)).rejects.toThrow(/projector.layers.2.weight has shape \[32, 128\], the model needs \[16, 128\]/);
+    await expect(other.loadState(state)).rejects.toThrow(/projector.layers.2.weight has shape \[32, 128\], this model needs \[16, 128\]/);
   });
 
   it('refuses bad options and batches with the reason', async () => {

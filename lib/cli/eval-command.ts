@@ -46,7 +46,7 @@ export async function runEval(args: string[]): Promise<number> {
   process.stderr.write(`${result.config.data.dataset}, ${result.trainImages} training / ${result.testImages} test images: kNN (k=${result.knn.k}) top-1 ${percent(result.knn.top1)}, top-5 ${percent(result.knn.top5)}${probe}\n`);
   const worst = result.perClass.linearProbe ?? result.perClass.knn;
   const hardest = worst.map((accuracy, c) => ({ accuracy, c })).filter((x) => !Number.isNaN(x.accuracy)).sort((a, b) => a.accuracy - b.accuracy).slice(0, 3);
-  process.stderr.write(`class manifolds: mean radius ${result.manifolds.meanRadius.toFixed(3)}, mean centre distance ${result.manifolds.meanCentreDistance.toFixed(3)}, overlapping pairs ${percent(result.manifolds.overlap)}; hardest classes ${hardest.map((x) => `${x.c} (${percent(x.accuracy)})`).join(', ')}\n`);
+  process.stderr.write(`class manifolds: mean radius ${result.manifolds.meanRadius.toFixed(3)}, mean centre distance ${result.manifolds.meanCentreDistance.toFixed(3)}, overlapping pairs ${percent(result.manifolds.overlap)}; effective rank (RankMe) ${result.rankMe.toFixed(1)}; hardest classes ${hardest.map((x) => `${x.c} (${percent(x.accuracy)})`).join(', ')}\n`);
   if (values.json) {
     const { config: _config, ...summary } = result;
     process.stdout.write(`${JSON.stringify({ ...summary, dataset: result.config.data.dataset, seconds: (performance.now() - started) / 1000 })}\n`);

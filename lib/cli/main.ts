@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { runPackingDynamics, type PackingDynamicsOptions, type PackingDynamicsStep } from '../loss/packing-dynamics.js';
 import { doctor, formatDoctorReport } from '../runtime/doctor.js';
 import { packageRoot } from '../runtime/native.js';
+import { EMBED_USAGE, runEmbed } from './embed-command.js';
 import { EVAL_USAGE, runEval } from './eval-command.js';
 import { runTrain, TRAIN_USAGE, TrainUsageError } from './train-command.js';
 
@@ -14,13 +15,15 @@ const USAGE = `Usage: clamp-native <command> [options]
 Commands:
   train [options]    train an encoder with CLAMP (default: the fashion-mnist preset on CPU), then evaluate
   eval [options]     kNN and the linear probe of a checkpoint's backbone
+  embed [options]    features of image files with a trained encoder, as .npy or JSON lines
   doctor [--json]    LibTorch version and origin, CUDA, threads, BLAS, addon path and build flags
   build [--gyp]      (re)build the native addon (needed when npm skipped this package's install script)
   demo [options]     packing dynamics of free embeddings under the CLAMP loss
                      --views 4 --batch 64 --dim 16 --steps 100 --lr 1 --noise 1.5 --rs 7 --seed 1 [--json]
 
 ${TRAIN_USAGE}
-${EVAL_USAGE}`;
+${EVAL_USAGE}
+${EMBED_USAGE}`;
 
 class UsageError extends Error {}
 
@@ -97,6 +100,7 @@ async function main(argv: string[]): Promise<number> {
     case 'demo': return runDemo(rest);
     case 'train': return runTrain(rest);
     case 'eval': return runEval(rest);
+    case 'embed': return runEmbed(rest);
     case undefined: case '-h': case '--help': case 'help':
       process.stdout.write(USAGE);
       return command === undefined ? 1 : 0;

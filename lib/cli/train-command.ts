@@ -85,10 +85,10 @@ function progressReporter(stream: NodeJS.WriteStream): (event: TrainEvent) => vo
         stream.write(`${event.what}...\n`);
         break;
       case 'evaluation': {
-        const { knn, linearProbe } = event.evaluation;
+        const { knn, linearProbe, rankMe } = event.evaluation;
         const when = event.epoch < 0 ? 'before training' : `after epoch ${event.epoch + 1}`;
         const probe = linearProbe ? `; linear probe top-1 ${percent(linearProbe.top1)}, top-5 ${percent(linearProbe.top5)} (lr ${linearProbe.learningRate})` : '';
-        stream.write(`${when}: kNN (k=${knn.k}) top-1 ${percent(knn.top1)}, top-5 ${percent(knn.top5)}${probe}\n`);
+        stream.write(`${when}: kNN (k=${knn.k}) top-1 ${percent(knn.top1)}, top-5 ${percent(knn.top5)}${probe}; RankMe ${rankMe.toFixed(1)}\n`);
         break;
       }
       case 'checkpoint':

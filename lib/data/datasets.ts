@@ -33,6 +33,22 @@ export const dataSchema = z
 export type DataOptions = z.input<typeof dataSchema>;
 export type DataConfig = z.output<typeof dataSchema>;
 
+/** The side of the dataset's square images: fixed by the format, or data.imageSize for an image folder. */
+export function datasetImageSide(data: DataConfig): number {
+  switch (data.dataset) {
+    case 'fashion-mnist':
+    case 'mnist':
+      return 28;
+    case 'cifar10':
+    case 'cifar100':
+      return 32;
+    case 'stl10':
+      return 96;
+    case 'image-folder':
+      return data.imageSize;
+  }
+}
+
 function requirePath(data: DataConfig): string {
   if (data.path) return data.path;
   throw new DatasetError(`the ${data.dataset} dataset has no default location: pass --data with its folder (or set data.path in the config)`);

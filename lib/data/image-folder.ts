@@ -34,7 +34,8 @@ function expectedLayout(folder: string): string {
   return `Expected layout: ${path.join(folder, '<class name>', '<image>')}.{jpg,jpeg,png,webp}, one sub-folder per class.`;
 }
 
-function isImageFile(name: string): boolean {
+/** Whether a file name has an image extension the readers decode (jpg, jpeg, png, webp). */
+export function isImageFile(name: string): boolean {
   return IMAGE_EXTENSIONS.has(path.extname(name).toLowerCase());
 }
 
@@ -86,21 +87,25 @@ async function listLabelledFiles(folder: string): Promise<{ classNames: string[]
   return { classNames, files };
 }
 
-/** Decodes `file` to size x size interleaved (HWC) bytes with exactly `channels` channels. */
-async function decodeSquare(file: string, size: number, channels: 1 | 3): Promise<Uint8Array> {
+/**
+ * Decodes an image file or encoded bytes (JPEG, PNG, WebP, ...) to size x size interleaved (HWC) bytes
+ * with exactly `channels` channels: cropped to fill the square, alpha dropped. `name` labels errors.
+ * The dataset reader and the Encoder both decode through here, so served images match training ones.
+ */
+export async function decodeImage(source: string | Buffer, size: number, channels: 1 | 3, name = typeof source === 'string' ? source : 'the encoded image'): Promise<Uint8Array> {
   // autoOrient: phone photos store their rotation in EXIF; without it they would train sideways.
-  let pipeline = sharp(file).autoOrient().resize(size, size, { fit: 'cover' }).removeAlpha();
+  let pipeline = sharp(source).autoOrient().resize(size, size, { fit: 'cover' }).removeAlpha();
   // toColourspace('srgb') also turns greyscale and CMYK sources into three channels.
   pipeline = channels === 1 ? pipeline.grayscale() : pipeline.toColourspace('srgb');
   let decoded: { data: Buffer; info: sharp.OutputInfo };
   try {
     decoded = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (error) {
-    throw new DatasetError(`${file} could not be decoded: ${(error as Error).message}. The file is corrupt or not an image; replace or delete it.`);
+    throw new DatasetError(`${name} could not be decoded: ${(error as Error).message}. The file is corrupt or not an image; replace or delete it.`);
   }
   const { data, info } = decoded;
   if (info.width !== size || info.height !== size || info.channels !== channels || data.length !== size * size * channels) {
-    throw new DatasetError(`${file} decoded to ${info.width}x${info.height}x${info.channels}, not the ${size}x${size}x${channels} asked for`);
+    throw new DatasetError(`${name} decoded to ${info.width}x${info.height}x${info.channels}, not the ${size}x${size}x${channels} asked for`);
   }
   return data;
 }
@@ -137,7 +142,7 @@ export async function loadImageFolder(folder: string, options: ImageFolderOption
     while (firstFailure === undefined && nextIndex < count) {
       const index = nextIndex++;
       try {
-        const interleaved = await decodeSquare(files[index]!.file, size, channels);
+        const interleaved = await decodeImage(files[index]!.file, size, channels);
         const planes = images.subarray(index * imageBytes, (index + 1) * imageBytes);
         for (let channel = 0; channel < channels; channel++) {
           const plane = channel * pixels;

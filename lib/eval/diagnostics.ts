@@ -1,7 +1,9 @@
 // Class-level diagnostics of embeddings, in the paper's "neural manifold" terms: each class's test
 // embeddings (L2-normalised, as the packing loss sees its views) form a manifold with a centre and a
 // radius; class manifolds that overlap (centre distance below the sum of radii) are the ones a linear
-// read-out struggles to separate. Plus per-class accuracy of any classifier's predictions.
+// read-out struggles to separate. Plus the embeddings' effective rank (RankMe) and per-class accuracy
+// and confusion of any classifier's predictions.
+import { native } from '../runtime/native.js';
 
 export interface ClassManifolds {
   /** Root-mean-square distance of a class's unit embeddings from their centre, per class. */
@@ -93,4 +95,15 @@ export function argmaxRows(scores: Float32Array, classes: number): Int32Array {
     out[i] = best;
   }
   return out;
+}
+
+/**
+ * RankMe (Garrido et al., 2023): exp of the entropy of the normalised singular values of [n, dim]
+ * features, from 1 (collapsed onto a line) to min(n, dim) (spread evenly). Computed natively in float64.
+ */
+export async function effectiveRank(features: Float32Array, dim: number): Promise<number> {
+  if (!Number.isInteger(dim) || dim < 1 || features.length === 0 || features.length % dim !== 0) {
+    throw new RangeError(`features must hold a whole number (>= 1) of rows of dim ${dim}, got ${features.length} values`);
+  }
+  return native().effectiveRank(features, dim);
 }

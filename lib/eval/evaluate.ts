@@ -8,7 +8,7 @@ import type { ImageDataset } from '../data/idx.js';
 import { trainerFor } from '../train/from-config.js';
 import type { Trainer } from '../train/trainer.js';
 import { validationError } from '../config/errors.js';
-import { argmaxRows, classManifolds, perClassAccuracy } from './diagnostics.js';
+import { argmaxRows, classManifolds, confusionMatrix, effectiveRank, perClassAccuracy } from './diagnostics.js';
 import { datasetFeatures } from './features.js';
 import { knnAccuracy } from './knn.js';
 import { linearProbe } from './linear-probe.js';
@@ -31,8 +31,12 @@ export interface Evaluation {
   linearProbe: LinearProbeSummary | null;
   /** Accuracy within each test class, for kNN and (when run) the linear probe. */
   perClass: { knn: number[]; linearProbe: number[] | null };
+  /** [true class][predicted class] counts over the test set, for kNN and (when run) the linear probe. */
+  confusion: { knn: number[][]; linearProbe: number[][] | null };
   /** The test classes' manifolds in backbone-feature space (see lib/eval/diagnostics.ts). */
   manifolds: { meanRadius: number; meanCentreDistance: number; overlap: number; radius: number[] };
+  /** Effective rank (RankMe) of the test set's backbone features: 1 is total collapse, the feature dimension the most. */
+  rankMe: number;
 }
 
 /** kNN (and, unless `monitor` or eval.linearProbe is false, the linear probe) of test-split features against training-split features. */
@@ -44,18 +48,26 @@ export async function evaluate(trainer: Trainer, train: ImageDataset, test: Imag
   const classes = Math.max(train.classes, test.classes);
   const knn = await knnAccuracy(bank, queries, bank.dim, classes, config.eval.knn);
   let probe: LinearProbeSummary | null = null;
-  let probePerClass: number[] | null = null;
+  let probePredictions: Int32Array | null = null;
   if (!monitor && config.eval.linearProbe !== false) {
     const result = await linearProbe(bank, queries, bank.dim, classes, config.eval.linearProbe);
     probe = { top1: result.top1, top5: result.top5, learningRate: result.learningRate };
-    probePerClass = perClassAccuracy(argmaxRows(result.testLogits, classes), queries.labels, classes);
+    probePredictions = argmaxRows(result.testLogits, classes);
   }
   const { meanRadius, meanCentreDistance, overlap, radius } = classManifolds(queries.features, queries.labels, queries.dim, classes);
   return {
     knn: { top1: knn.top1, top5: knn.top5, k: config.eval.knn.k },
     linearProbe: probe,
-    perClass: { knn: perClassAccuracy(knn.predictions, queries.labels, classes), linearProbe: probePerClass },
+    perClass: {
+      knn: perClassAccuracy(knn.predictions, queries.labels, classes),
+      linearProbe: probePredictions && perClassAccuracy(probePredictions, queries.labels, classes),
+    },
+    confusion: {
+      knn: confusionMatrix(knn.predictions, queries.labels, classes),
+      linearProbe: probePredictions && confusionMatrix(probePredictions, queries.labels, classes),
+    },
     manifolds: { meanRadius, meanCentreDistance, overlap, radius },
+    rankMe: await effectiveRank(queries.features, queries.dim),
   };
 }
 

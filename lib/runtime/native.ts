@@ -55,6 +55,15 @@ export interface NativeTrainer {
   readonly featureDim: number;
 }
 
+/** A serving encoder the addon built (see lib/encode/encoder.ts for the checked API over it). */
+export interface NativeEncoder {
+  /** uint8 [n, H, W, C] or float32 [n, C, H, W] in [0, 1] -> features [n, featureDim], over the result's own memory. */
+  embed(images: Uint8Array | Float32Array, shape: number[]): Promise<Float32Array>;
+  /** Frees the network now, or when the embeddings already queued have run; later calls throw. */
+  dispose(): void;
+  readonly featureDim: number;
+}
+
 /** The addon's surface: argument checks happen again in C++, but lib/ validates first. */
 export interface NativeAddon {
   runtimeInfo(): NativeRuntimeInfo;
@@ -78,6 +87,12 @@ export interface NativeAddon {
     dim: number,
     options: object,
   ): Promise<{ learningRate: number; validationAccuracy: number[]; top1: number; top5: number; testLogits: Float32Array }>;
+  /** Options as lib/encode/encoder.ts resolves them from a checkpoint's config; state as the checkpoint holds it. */
+  createEncoder(options: object, state: StateEntry[]): Promise<NativeEncoder>;
+  /** The k most cosine-similar bank rows of each query, best first: similarity and row index [queries, k]. */
+  cosineTopK(bank: Float32Array, queries: Float32Array, dim: number, k: number): Promise<{ similarity: Float32Array; index: Int32Array; k: number }>;
+  /** RankMe of [n, dim] features. */
+  effectiveRank(features: Float32Array, dim: number): Promise<number>;
   /** Vote totals [queries, classes] of weighted kNN (lib/eval/knn.ts). */
   knnVotes(
     train: Float32Array,

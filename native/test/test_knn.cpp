@@ -63,9 +63,27 @@ void test_bad_arguments() {
   check_throws([&] { clamp::knn_votes(train, torch::zeros({5}), torch::randn({2, 4}), options); }, "integers", "float labels");
 }
 
+void test_cosine_top_k() {
+  torch::manual_seed(8);
+  const at::Tensor bank = torch::randn({30, 5}), queries = torch::randn({4, 5});
+  const clamp::CosineTopK nearest = clamp::cosine_top_k(bank, queries, 3, /*query_chunk=*/3);
+  const at::Tensor cosine = at::mm(queries / queries.norm(2, {1}, true), (bank / bank.norm(2, {1}, true)).t());
+  for (int64_t i = 0; i < 4; ++i) {
+    const at::Tensor order = cosine[i].argsort(0, /*descending=*/true);
+    for (int64_t j = 0; j < 3; ++j) {
+      check(nearest.index[i][j].item<int64_t>() == order[j].item<int64_t>(), "cosine_top_k finds the most similar rows, best first");
+      check(std::abs(nearest.similarity[i][j].item<double>() - cosine[i][order[j]].item<double>()) < 1e-5, "cosine_top_k reports the similarity");
+    }
+  }
+  check(clamp::cosine_top_k(bank, queries, 100).index.size(1) == 30, "k is clamped to the bank's size");
+  check_throws([&] { clamp::cosine_top_k(bank, torch::randn({2, 4}), 3); }, "dim 4", "queries of another width");
+  check_throws([&] { clamp::cosine_top_k(bank, queries, 0); }, "k must be at least 1", "k = 0");
+}
+
 }  // namespace
 
 int main() {
+  test_cosine_top_k();
   test_matches_brute_force();
   test_bad_arguments();
   return clamp::testing::summary();

@@ -120,7 +120,7 @@ void test_load_state_refuses_mismatches() {
   check_throws([&] { trainer.load_state(missing); }, "trainer.steps is missing", "a missing tensor");
   auto wrong_dtype = saved;
   wrong_dtype[0].tensor = wrong_dtype[0].tensor.to(at::kDouble);
-  check_throws([&] { trainer.load_state(wrong_dtype); }, "is Double, the model needs Float", "a tensor of another dtype");
+  check_throws([&] { trainer.load_state(wrong_dtype); }, "is Double, this model needs Float", "a tensor of another dtype");
 }
 
 void test_device_is_checked() {

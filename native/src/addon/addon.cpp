@@ -8,6 +8,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   clamp::addon::register_packing_loss(env, exports);
   clamp::addon::register_trainer(env, exports);
   clamp::addon::register_eval(env, exports);
+  clamp::addon::register_encoder(env, exports);
   return exports;
 }
 

@@ -8,8 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "addon/buffers.h"
 #include "addon/errors.h"
+#include "core/models/resnet.h"
 #include "core/packing_loss.h"
+#include "core/state.h"
 
 namespace clamp::addon {
 
@@ -44,6 +47,50 @@ inline std::vector<int64_t> integer_array(const Napi::Value& value, const char* 
     const Napi::Value item = array.Get(k);
     if (!item.IsNumber()) throw_type_error(value.Env(), std::string(name) + " must be an array of numbers");
     out.push_back(static_cast<int64_t>(item.As<Napi::Number>().Int64Value()));
+  }
+  return out;
+}
+
+inline std::vector<double> number_array(const Napi::Value& value, const char* name) {
+  if (!value.IsArray()) throw_type_error(value.Env(), std::string(name) + " must be an array of numbers");
+  const auto array = value.As<Napi::Array>();
+  std::vector<double> out;
+  for (uint32_t k = 0; k < array.Length(); ++k) {
+    if (!array.Get(k).IsNumber()) throw_type_error(value.Env(), std::string(name) + " must be an array of numbers");
+    out.push_back(array.Get(k).As<Napi::Number>().DoubleValue());
+  }
+  return out;
+}
+
+// The backbone fields (backbone, stem, inChannels, optional widths and blocks) of the trainer's and the
+// encoder's options, as lib/ resolves them.
+inline ResNetOptions read_backbone_options(const Napi::Object& o) {
+  ResNetOptions options = ResNetOptions::named(string_field(o, "backbone"));
+  const std::string stem = string_field(o, "stem");
+  if (stem == "imagenet") options.stem = ResNetStem::imagenet;
+  else if (stem == "cifar") options.stem = ResNetStem::cifar;
+  else if (stem == "small") options.stem = ResNetStem::small;
+  else throw std::invalid_argument("stem must be imagenet, cifar or small, got " + stem);
+  options.in_channels = static_cast<int64_t>(number_field(o, "inChannels"));
+  // Optional overrides of the named backbone's stages (a narrower or shallower network).
+  if (!o.Get("widths").IsUndefined()) options.widths = integer_array(o.Get("widths"), "widths");
+  if (!o.Get("blocks").IsUndefined()) options.blocks = integer_array(o.Get("blocks"), "blocks");
+  return options;
+}
+
+// State entries { name, shape, data: typed array } as tensors over the arrays, in place; the arrays are
+// referenced in keep_alive, which the caller holds while the tensors are used.
+inline std::vector<NamedTensor> read_state_entries(const Napi::Value& value, std::vector<Napi::Reference<Napi::TypedArray>>& keep_alive) {
+  if (!value.IsArray()) throw_type_error(value.Env(), "state must be an array of { name, shape, data }");
+  const auto entries = value.As<Napi::Array>();
+  std::vector<NamedTensor> out;
+  for (uint32_t k = 0; k < entries.Length(); ++k) {
+    const Napi::Object entry = object_value(entries.Get(k), "each state entry");
+    const Napi::Value data = entry.Get("data");
+    if (!data.IsTypedArray()) throw_type_error(entries.Env(), "state entry " + string_field(entry, "name") + ": data must be a typed array");
+    const auto array = data.As<Napi::TypedArray>();
+    keep_alive.push_back(Napi::Persistent(array));
+    out.push_back({string_field(entry, "name"), tensor_over(array, integer_array(entry.Get("shape"), "shape"))});
   }
   return out;
 }

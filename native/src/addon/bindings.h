@@ -8,8 +8,10 @@ namespace clamp::addon {
 // Per-environment state (each worker thread loads its own copy of the exports).
 struct AddonData {
   Napi::FunctionReference trainer_class;
+  Napi::FunctionReference encoder_class;
 };
 
+void register_encoder(Napi::Env env, Napi::Object exports);
 void register_eval(Napi::Env env, Napi::Object exports);
 void register_packing_loss(Napi::Env env, Napi::Object exports);
 void register_runtime(Napi::Env env, Napi::Object exports);

@@ -38,8 +38,8 @@ inline Napi::Value typed_array_over(Napi::Env env, const at::Tensor& source) {
   const at::Tensor tensor = source.contiguous();
   const size_t bytes = tensor.numel() * tensor.element_size();
   const at::ScalarType dtype = tensor.scalar_type();
-  if (dtype != at::kDouble && dtype != at::kFloat && dtype != at::kLong)
-    throw Napi::TypeError::New(env, "only float32, float64 and int64 tensors cross into JavaScript");
+  if (dtype != at::kDouble && dtype != at::kFloat && dtype != at::kLong && dtype != at::kInt)
+    throw Napi::TypeError::New(env, "only float32, float64, int32 and int64 tensors cross into JavaScript");
 
   auto* owner = new at::Tensor(tensor);
   napi_value buffer;
@@ -57,6 +57,7 @@ inline Napi::Value typed_array_over(Napi::Env env, const at::Tensor& source) {
   }
   const Napi::ArrayBuffer array_buffer(env, buffer);
   if (dtype == at::kDouble) return Napi::Float64Array::New(env, tensor.numel(), array_buffer, 0);
+  if (dtype == at::kInt) return Napi::Int32Array::New(env, tensor.numel(), array_buffer, 0);
   if (dtype == at::kLong) return Napi::TypedArrayOf<int64_t>::New(env, tensor.numel(), array_buffer, 0, napi_bigint64_array);
   return Napi::Float32Array::New(env, tensor.numel(), array_buffer, 0);
 }

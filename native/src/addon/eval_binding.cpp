@@ -1,5 +1,7 @@
 // Evaluation on the compute thread, reading features and labels in place:
 // knnVotes(train, labels, queries, dim, options) -> Promise<Float32Array> [queries, classes] vote totals;
+// cosineTopK(bank, queries, dim, k) -> Promise<{ similarity, index, k }>;
+// effectiveRank(features, dim) -> Promise<number> (RankMe);
 // linearProbe(train, trainLabels, test, testLabels, dim, options) -> Promise<{ learningRate,
 // validationAccuracy, top1, top5, testLogits }>.
 #include "addon/arguments.h"
@@ -7,6 +9,7 @@
 #include "addon/buffers.h"
 #include "addon/compute_thread.h"
 #include "addon/errors.h"
+#include "core/eval/effective_rank.h"
 #include "core/eval/knn.h"
 #include "core/eval/linear_probe.h"
 
@@ -81,17 +84,6 @@ class LinearProbeJob : public ComputeJob {
   LinearProbeResult result_;
 };
 
-std::vector<double> number_array(const Napi::Value& value, const char* name) {
-  if (!value.IsArray()) throw_type_error(value.Env(), std::string(name) + " must be an array of numbers");
-  const auto array = value.As<Napi::Array>();
-  std::vector<double> out;
-  for (uint32_t k = 0; k < array.Length(); ++k) {
-    if (!array.Get(k).IsNumber()) throw_type_error(value.Env(), std::string(name) + " must be an array of numbers");
-    out.push_back(array.Get(k).As<Napi::Number>().DoubleValue());
-  }
-  return out;
-}
-
 Napi::Value linear_probe_async(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() != 6) throw_type_error(env, "linearProbe(train, trainLabels, test, testLabels, dim, options)");
@@ -116,6 +108,72 @@ Napi::Value linear_probe_async(const Napi::CallbackInfo& info) {
   return ComputeJob::Queue(env, new LinearProbeJob(train, train_labels, test, test_labels, dim, options));
 }
 
+class EffectiveRankJob : public ComputeJob {
+ public:
+  EffectiveRankJob(const Napi::TypedArray& features, int64_t dim)
+      : reference_(Napi::Persistent(features)), features_(tensor_over(features, {int64_t(features.ElementLength()) / dim, dim})) {}
+
+ protected:
+  void Execute() override { rank_ = effective_rank(features_); }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, rank_); }
+
+ private:
+  Napi::Reference<Napi::TypedArray> reference_;
+  at::Tensor features_;
+  double rank_ = 0;
+};
+
+Napi::Value effective_rank_async(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 2) throw_type_error(env, "effectiveRank(features: Float32Array, dim: number)");
+  const auto features = float32_argument(info[0], "features");
+  if (!info[1].IsNumber()) throw_type_error(env, "dim must be a number");
+  const int64_t dim = info[1].As<Napi::Number>().Int64Value();
+  if (dim < 1 || features.ElementLength() == 0 || features.ElementLength() % dim != 0)
+    throw Napi::RangeError::New(env, "features.length must be a non-zero multiple of dim " + std::to_string(dim));
+  return ComputeJob::Queue(env, new EffectiveRankJob(features, dim));
+}
+
+class CosineTopKJob : public ComputeJob {
+ public:
+  CosineTopKJob(const Napi::TypedArray& bank, const Napi::TypedArray& queries, int64_t dim, int64_t k)
+      : references_{Napi::Persistent(bank), Napi::Persistent(queries)},
+        bank_(tensor_over(bank, {int64_t(bank.ElementLength()) / dim, dim})),
+        queries_(tensor_over(queries, {int64_t(queries.ElementLength()) / dim, dim})),
+        k_(k) {}
+
+ protected:
+  void Execute() override {
+    nearest_ = cosine_top_k(bank_, queries_, k_);
+    nearest_.index = nearest_.index.to(at::kInt);  // row numbers fit in an Int32Array
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("similarity", typed_array_over(env, nearest_.similarity));
+    out.Set("index", typed_array_over(env, nearest_.index));
+    out.Set("k", double(nearest_.index.size(1)));
+    return out;
+  }
+
+ private:
+  Napi::Reference<Napi::TypedArray> references_[2];
+  at::Tensor bank_, queries_;
+  int64_t k_;
+  CosineTopK nearest_;
+};
+
+Napi::Value cosine_top_k_async(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 4) throw_type_error(env, "cosineTopK(bank: Float32Array, queries: Float32Array, dim: number, k: number)");
+  const auto bank = float32_argument(info[0], "bank");
+  const auto queries = float32_argument(info[1], "queries");
+  if (!info[2].IsNumber() || !info[3].IsNumber()) throw_type_error(env, "dim and k must be numbers");
+  const int64_t dim = info[2].As<Napi::Number>().Int64Value(), k = info[3].As<Napi::Number>().Int64Value();
+  if (dim < 1 || bank.ElementLength() % dim != 0 || queries.ElementLength() % dim != 0)
+    throw Napi::RangeError::New(env, "bank.length and queries.length must be multiples of dim " + std::to_string(dim));
+  return ComputeJob::Queue(env, new CosineTopKJob(bank, queries, dim, k));
+}
+
 Napi::Value knn_votes_async(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() != 5) throw_type_error(env, "knnVotes(train, labels, queries, dim, { k, temperature, classes })");
@@ -138,6 +196,8 @@ Napi::Value knn_votes_async(const Napi::CallbackInfo& info) {
 
 void register_eval(Napi::Env env, Napi::Object exports) {
   exports.Set("knnVotes", guarded<knn_votes_async>(env));
+  exports.Set("cosineTopK", guarded<cosine_top_k_async>(env));
+  exports.Set("effectiveRank", guarded<effective_rank_async>(env));
   exports.Set("linearProbe", guarded<linear_probe_async>(env));
 }
 

@@ -20,16 +20,7 @@ namespace {
 // The options object as lib/train/trainer.ts's schema produces it: every field present.
 TrainingStepOptions read_training_options(const Napi::Object& o) {
   TrainingStepOptions options;
-  options.backbone = ResNetOptions::named(string_field(o, "backbone"));
-  const std::string stem = string_field(o, "stem");
-  if (stem == "imagenet") options.backbone.stem = ResNetStem::imagenet;
-  else if (stem == "cifar") options.backbone.stem = ResNetStem::cifar;
-  else if (stem == "small") options.backbone.stem = ResNetStem::small;
-  else throw std::invalid_argument("stem must be imagenet, cifar or small, got " + stem);
-  options.backbone.in_channels = static_cast<int64_t>(number_field(o, "inChannels"));
-  // Optional overrides of the named backbone's stages (a narrower or shallower network).
-  if (!o.Get("widths").IsUndefined()) options.backbone.widths = integer_array(o.Get("widths"), "widths");
-  if (!o.Get("blocks").IsUndefined()) options.backbone.blocks = integer_array(o.Get("blocks"), "blocks");
+  options.backbone = read_backbone_options(o);
   options.projector_hidden = integer_array(o.Get("projectorHidden"), "projectorHidden");
   options.projector_out = static_cast<int64_t>(number_field(o, "projectorOut"));
   options.views = static_cast<int64_t>(number_field(o, "views"));
@@ -204,16 +195,8 @@ class StateJob : public TrainerJob {
 
 class LoadStateJob : public TrainerJob {
  public:
-  LoadStateJob(TrainerWrap* wrap, const Napi::Object& self, const Napi::Array& entries) : TrainerJob(wrap, self) {
-    for (uint32_t k = 0; k < entries.Length(); ++k) {
-      const Napi::Object entry = object_value(entries.Get(k), "each state entry");
-      const Napi::Value data = entry.Get("data");
-      if (!data.IsTypedArray()) throw_type_error(entries.Env(), "state entry " + string_field(entry, "name") + ": data must be a typed array");
-      const auto array = data.As<Napi::TypedArray>();
-      references_.push_back(Napi::Persistent(array));
-      saved_.push_back({string_field(entry, "name"), tensor_over(array, integer_array(entry.Get("shape"), "shape"))});
-    }
-  }
+  LoadStateJob(TrainerWrap* wrap, const Napi::Object& self, const Napi::Array& entries)
+      : TrainerJob(wrap, self), saved_(read_state_entries(entries, references_)) {}
 
  protected:
   void Execute() override { trainer().load_state(saved_); }

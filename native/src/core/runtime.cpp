@@ -31,4 +31,22 @@ RuntimeInfo runtime_info() {
   return info;
 }
 
+at::Device device_named(const std::string& name) {
+  at::Device device(at::kCPU);
+  try {
+    device = at::Device(name);
+  } catch (const c10::Error&) {
+    throw std::invalid_argument("device must be cpu, cuda or cuda:<index>, got " + name);
+  }
+  if (device.is_cuda()) {
+    const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+    if (count == 0) throw std::invalid_argument("device " + name + " was asked for, but this LibTorch sees no CUDA device; use --device cpu, or a CUDA build of LibTorch on a machine with a GPU");
+    if (device.has_index() && device.index() >= count)
+      throw std::invalid_argument("device " + name + " does not exist: " + std::to_string(count) + " CUDA device(s)");
+  } else if (!device.is_cpu()) {
+    throw std::invalid_argument("device must be cpu, cuda or cuda:<index>, got " + name);
+  }
+  return device;
+}
+
 }  // namespace clamp

@@ -1,6 +1,8 @@
 // Process-wide LibTorch settings and facts the addon and `doctor` report.
 #pragma once
 
+#include <ATen/ATen.h>
+
 #include <string>
 
 namespace clamp {
@@ -23,5 +25,9 @@ struct RuntimeInfo {
   int num_threads = 0;
 };
 RuntimeInfo runtime_info();
+
+// "cpu", "cuda" or "cuda:<index>", checked against the devices this LibTorch sees; throws
+// std::invalid_argument saying what to use instead.
+at::Device device_named(const std::string& name);
 
 }  // namespace clamp

@@ -15,12 +15,9 @@
 #include <utility>
 #include <vector>
 
-namespace clamp {
+#include "state.h"
 
-struct NamedTensor {
-  std::string name;
-  torch::Tensor tensor;
-};
+namespace clamp {
 
 struct ParameterSet {
   std::vector<NamedTensor> decayed;   // weight matrices and kernels

@@ -1,14 +1,12 @@
 #include "train/training_step.h"
 
+#include "runtime.h"
+
 #include <torch/torch.h>
 
 #include <cmath>
-#include <map>
-#include <sstream>
 #include <stdexcept>
 #include <string>
-
-#include <torch/cuda.h>
 
 namespace clamp {
 namespace {
@@ -20,35 +18,11 @@ ResNet seeded_backbone(const TrainingStepOptions& options) {
   return ResNet(options.backbone);
 }
 
-at::Device training_device(const std::string& name) {
-  at::Device device(at::kCPU);
-  try {
-    device = at::Device(name);
-  } catch (const c10::Error&) {
-    throw std::invalid_argument("device must be cpu, cuda or cuda:<index>, got " + name);
-  }
-  if (device.is_cuda()) {
-    const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
-    if (count == 0) throw std::invalid_argument("device " + name + " was asked for, but this LibTorch sees no CUDA device; use --device cpu, or a CUDA build of LibTorch on a machine with a GPU");
-    if (device.has_index() && device.index() >= count)
-      throw std::invalid_argument("device " + name + " does not exist: " + std::to_string(count) + " CUDA device(s)");
-  } else if (!device.is_cpu()) {
-    throw std::invalid_argument("device must be cpu, cuda or cuda:<index>, got " + name);
-  }
-  return device;
-}
-
-std::string shape_of(const at::Tensor& t) {
-  std::ostringstream out;
-  out << t.sizes();
-  return out.str();
-}
-
 }  // namespace
 
 TrainingStep::TrainingStep(const TrainingStepOptions& options)
     : options_(options),
-      device_(training_device(options.device)),
+      device_(device_named(options.device)),
       backbone_(seeded_backbone(options)),
       projector_(ProjectorOptions{backbone_->feature_dim(), options.projector_hidden, options.projector_out}),
       steps_tensor_(torch::zeros({}, torch::kLong)) {
@@ -105,12 +79,8 @@ StepResult TrainingStep::run(const at::Tensor& images) {
 
 std::vector<NamedTensor> TrainingStep::state() {
   std::vector<NamedTensor> out;
-  const auto add_module = [&out](const std::string& prefix, torch::nn::Module& module) {
-    for (const auto& item : module.named_parameters(true)) out.push_back({prefix + item.key(), item.value()});
-    for (const auto& item : module.named_buffers(true)) out.push_back({prefix + item.key(), item.value()});
-  };
-  add_module("", *backbone_);
-  add_module("projector.", *projector_);
+  append_module_state("", *backbone_, out);
+  append_module_state("projector.", *projector_, out);
   for (const auto& item : optimiser_->state()) out.push_back({"optimizer." + item.name, item.tensor});
   steps_tensor_.fill_(steps_);
   out.push_back({"trainer.steps", steps_tensor_});
@@ -118,29 +88,7 @@ std::vector<NamedTensor> TrainingStep::state() {
 }
 
 void TrainingStep::load_state(const std::vector<NamedTensor>& saved) {
-  std::map<std::string, at::Tensor> by_name;
-  for (const auto& item : saved) by_name[item.name] = item.tensor;
-  std::vector<std::string> problems;
-  const std::vector<NamedTensor> live = state();
-  for (const auto& item : live) {
-    const auto found = by_name.find(item.name);
-    if (found == by_name.end()) {
-      problems.push_back(item.name + " is missing");
-    } else if (found->second.sizes() != item.tensor.sizes()) {
-      problems.push_back(item.name + " has shape " + shape_of(found->second) + ", the model needs " + shape_of(item.tensor));
-    } else if (found->second.scalar_type() != item.tensor.scalar_type()) {
-      problems.push_back(item.name + " is " + std::string(c10::toString(found->second.scalar_type())) + ", the model needs " +
-                         c10::toString(item.tensor.scalar_type()));
-    }
-  }
-  if (!problems.empty()) {
-    std::string message = "the saved state does not fit this model (" + std::to_string(problems.size()) + " problem(s)): ";
-    for (size_t k = 0; k < problems.size() && k < 5; ++k) message += (k ? "; " : "") + problems[k];
-    if (problems.size() > 5) message += "; ...";
-    throw std::invalid_argument(message);
-  }
-  torch::NoGradGuard no_grad;
-  for (const auto& item : live) item.tensor.copy_(by_name[item.name]);
+  copy_named_state(state(), saved, "this model");
   steps_ = steps_tensor_.item<int64_t>();
 }
 

@@ -1,0 +1,97 @@
+// `clamp-native embed`: backbone features of image files (or every image under folders) with a trained
+// encoder, written as .npy (rows in the order of a .paths.txt list beside it) or JSON lines.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { CHECKPOINT_FILE } from '../checkpoint/checkpoint.js';
+import { writeFileAtomically } from '../checkpoint/safetensors.js';
+import { isImageFile } from '../data/image-folder.js';
+import { Encoder } from '../encode/encoder.js';
+import { encodeNpy } from '../encode/npy.js';
+import { TrainUsageError } from './train-command.js';
+
+export const EMBED_USAGE = `clamp-native embed --checkpoint PATH [options] FILE_OR_FOLDER...
+  --checkpoint PATH    a checkpoint file, or a run folder holding ${CHECKPOINT_FILE}
+  --out FILE           FILE.npy: float32 [n, dim], rows in the order of FILE.paths.txt beside it;
+                       FILE.jsonl: one {"file", "embedding"} per line (default: JSON lines on stdout)
+  --device D           cpu (default), cuda or cuda:<index>
+  --threads N          LibTorch threads
+  --batch N            images per forward pass (default 128)
+  Folders are searched recursively for .jpg, .jpeg, .png and .webp files, in name order.
+`;
+
+/** The image files named, with folders expanded recursively in name order. */
+async function imageFiles(inputs: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const input of inputs) {
+    const stat = await fs.stat(input).catch(() => null);
+    if (stat === null) throw new TrainUsageError(`${input} does not exist`);
+    if (stat.isDirectory()) {
+      const entries = (await fs.readdir(input, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      const nested = await imageFiles(entries.filter((e) => e.isDirectory() || (e.isFile() && isImageFile(e.name))).map((e) => path.join(input, e.name)));
+      out.push(...nested);
+    } else {
+      out.push(input);
+    }
+  }
+  return out;
+}
+
+function count(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 1) throw new TrainUsageError(`--${name} must be a whole number >= 1, got '${value}'`);
+  return number;
+}
+
+export async function runEmbed(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      checkpoint: { type: 'string' }, out: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, batch: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(EMBED_USAGE);
+    return 0;
+  }
+  if (values.checkpoint === undefined) throw new TrainUsageError('embed needs --checkpoint');
+  if (positionals.length === 0) throw new TrainUsageError('embed needs at least one image file or folder');
+  const format = values.out === undefined ? 'jsonl' : path.extname(values.out).toLowerCase();
+  if (format !== '.npy' && format !== '.jsonl' && format !== 'jsonl') throw new TrainUsageError(`--out must end in .npy or .jsonl, got '${values.out}'`);
+  const files = await imageFiles(positionals);
+  if (files.length === 0) throw new TrainUsageError(`no .jpg, .jpeg, .png or .webp files under ${positionals.join(', ')}`);
+
+  const threads = count('threads', values.threads);
+  const maxBatch = count('batch', values.batch) ?? 128;
+  const encoder = await Encoder.load(values.checkpoint, { ...(values.device ? { device: values.device } : {}), ...(threads ? { threads } : {}), maxBatch });
+  try {
+    const embeddings = new Float32Array(files.length * encoder.dim);
+    const started = performance.now();
+    for (let start = 0; start < files.length; start += maxBatch) {
+      const chunk = files.slice(start, start + maxBatch);
+      embeddings.set((await encoder.embed(chunk)).data, start * encoder.dim);
+      process.stderr.write(`\rembedded ${start + chunk.length}/${files.length} images`);
+    }
+    const seconds = (performance.now() - started) / 1000;
+    process.stderr.write(`\rembedded ${files.length} images (dim ${encoder.dim}) in ${seconds.toFixed(1)} s, ${(files.length / seconds).toFixed(0)} images/s\n`);
+    const lines = () => files.map((file, i) => `${JSON.stringify({ file, embedding: Array.from(embeddings.subarray(i * encoder.dim, (i + 1) * encoder.dim)) })}\n`);
+    if (values.out === undefined) {
+      for (const line of lines()) process.stdout.write(line);
+    } else if (format === '.npy') {
+      await writeFileAtomically(values.out, encodeNpy(embeddings, [files.length, encoder.dim]));
+      const list = `${values.out.slice(0, -'.npy'.length)}.paths.txt`;
+      await writeFileAtomically(list, [Buffer.from(files.map((f) => `${f}\n`).join(''))]);
+      process.stderr.write(`wrote ${values.out} [${files.length}, ${encoder.dim}] and ${list}\n`);
+    } else {
+      await writeFileAtomically(values.out, [Buffer.from(lines().join(''))]);
+      process.stderr.write(`wrote ${values.out}\n`);
+    }
+  } finally {
+    encoder.dispose();
+  }
+  return 0;
+}
