@@ -32,12 +32,14 @@ Encoder::Encoder(const EncoderOptions& options)
   backbone_->to(device_);
   backbone_->eval();
   for (auto& p : backbone_->parameters()) p.set_requires_grad(false);
+  folded_.emplace(*backbone_);
 }
 
 void Encoder::load_state(const std::vector<NamedTensor>& saved) {
   std::vector<NamedTensor> live;
   append_module_state("", *backbone_, live);
   copy_named_state(live, saved, "this encoder's backbone");
+  folded_.emplace(*backbone_);
 }
 
 at::Tensor Encoder::preprocess(const at::Tensor& images, PixelLayout layout) const {
@@ -69,11 +71,11 @@ at::Tensor Encoder::embed(const at::Tensor& images, PixelLayout layout) {
   c10::InferenceMode inference;
   const int64_t n = images.dim() > 0 ? images.size(0) : 0;
   const int64_t chunk = options_.max_batch > 0 ? options_.max_batch : n;
-  if (n <= chunk) return backbone_->forward(preprocess(images, layout)).to(at::kCPU).contiguous();
+  if (n <= chunk) return folded_->forward(preprocess(images, layout)).to(at::kCPU).contiguous();
   at::Tensor out = at::empty({n, feature_dim()}, at::kFloat);
   for (int64_t start = 0; start < n; start += chunk) {
     const int64_t end = std::min(start + chunk, n);
-    out.slice(0, start, end).copy_(backbone_->forward(preprocess(images.slice(0, start, end), layout)));
+    out.slice(0, start, end).copy_(folded_->forward(preprocess(images.slice(0, start, end), layout)));
   }
   return out;
 }

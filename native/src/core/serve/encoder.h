@@ -1,16 +1,19 @@
 // A trained backbone for serving: frozen, in evaluation mode, with the evaluation view built in —
 // pixels scaled to [0, 1], the whole image resized (bilinear, half-pixel centres: lib/augment's
 // cropAndResize) to the side the backbone was trained at, then normalised per channel — so a service's
-// raw images give the vectors evaluation computes. No projector, optimiser or autograd state.
+// raw images give the vectors evaluation computes (to float rounding: BatchNorm is folded into the
+// convolutions, see folded_resnet.h). No projector, optimiser or autograd state.
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "models/resnet.h"
+#include "serve/folded_resnet.h"
 #include "state.h"
 
 namespace clamp {
@@ -53,7 +56,8 @@ class Encoder {
  private:
   EncoderOptions options_;
   at::Device device_;
-  ResNet backbone_{nullptr};
+  ResNet backbone_{nullptr};     // holds the loaded weights under their checkpoint names
+  std::optional<FoldedResNet> folded_;  // what embed() runs: the backbone with BatchNorm folded in
   at::Tensor mean_, std_;  // [1, C, 1, 1] on the device, or undefined
 };
 
