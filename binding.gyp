@@ -17,6 +17,7 @@
       "defines": [
         "NAPI_VERSION=8",
         "NAPI_CPP_EXCEPTIONS",
+        "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS",
         "CLAMP_BUILD_SYSTEM=\"node-gyp\"",
         "CLAMP_CXX_COMPILER=\"GNU (node-gyp)\""
       ],

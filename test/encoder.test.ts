@@ -145,25 +145,53 @@ describe('Encoder', () => {
     expect(encoder.isDisposed).toBe(true);
   });
 
+  /** A worker running `body` (an ES module's text) with the library and the checkpoint as workerData. */
+  const workerRunning = (body: string, data: Record<string, unknown> = {}) =>
+    new Worker(new URL(`data:text/javascript,${encodeURIComponent(`import { parentPort, workerData } from 'node:worker_threads';\n${body}`)}`), {
+      workerData: { library: new URL('../dist/index.js', import.meta.url).href, checkpoint, ...data },
+    });
+
   it('works inside a worker thread', async () => {
     const encoder = await Encoder.load(checkpoint);
     const expected = (await encoder.embed({ data: imageBytes(5), shape: [SIDE, SIDE, 1] })).data;
     encoder.dispose();
-    const script = `
-      import { parentPort, workerData } from 'node:worker_threads';
-      const { Encoder } = await import(workerData.library);
-      const encoder = await Encoder.load(workerData.checkpoint);
-      const out = await encoder.embed({ data: workerData.image, shape: [28, 28, 1] });
-      parentPort.postMessage(Array.from(out.data));
-      encoder.dispose();`;
-    const library = new URL('../dist/index.js', import.meta.url).href;
-    const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(script)}`), { workerData: { library, checkpoint, image: imageBytes(5).slice() } });
+    const worker = workerRunning(
+      `const { Encoder } = await import(workerData.library);
+       const encoder = await Encoder.load(workerData.checkpoint);
+       const out = await encoder.embed({ data: workerData.image, shape: [28, 28, 1] });
+       parentPort.postMessage(Array.from(out.data));
+       encoder.dispose();`,
+      { image: imageBytes(5).slice() },
+    );
     const fromWorker = await new Promise<number[]>((resolve, reject) => {
       worker.once('message', resolve);
       worker.once('error', reject);
     });
     await worker.terminate();
     expect(maxDifference(fromWorker, expected)).toBeLessThan(1e-6);
+  });
+
+  it('survives a worker terminated while its embeddings run: the process and other encoders carry on', async () => {
+    // The native job reads the worker's memory in place; terminating the worker must wait for it, not
+    // crash the process (it did: a freed typed array, then a destroyed thread-safe function).
+    for (let round = 0; round < 3; round++) {
+      const worker = workerRunning(
+        `const { Encoder } = await import(workerData.library);
+         const encoder = await Encoder.load(workerData.checkpoint);
+         const images = new Uint8Array(1000 * 28 * 28).fill(7);
+         parentPort.postMessage('embedding');
+         for (;;) await encoder.embed({ data: images, shape: [1000, 28, 28, 1] });`,
+      );
+      await new Promise((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+      await new Promise((resolve) => setTimeout(resolve, 50 * round));
+      expect(await worker.terminate()).toBe(1);
+    }
+    const encoder = await Encoder.load(checkpoint);
+    expect((await encoder.embed({ data: imageBytes(0), shape: [SIDE, SIDE, 1] })).shape).toEqual([1, encoder.dim]);
+    encoder.dispose();
   });
 
   it('indexes embeddings: each image finds itself first, as a brute-force search ranks them', async () => {

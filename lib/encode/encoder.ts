@@ -105,6 +105,10 @@ export class Encoder {
     const parsed = encoderLoadOptionsSchema.safeParse(options, { reportInput: true });
     if (!parsed.success) throw validationError(parsed.error, 'options');
     const { device, threads, maxBatch } = parsed.data;
+    // Load the addon now, before any await: a missing build fails fast, and inside a worker thread the
+    // addon is then registered while the worker's start-up task runs (registering it later, from an
+    // fs continuation, aborted the process now and then: seen with Node 20, see test/encoder.test.ts).
+    const addon = native();
     const file = await checkpointPath(checkpointOrRunDir);
     const checkpoint = await readCheckpoint(file);
     const config = parseTrainConfig(checkpoint.config, `${file} config`);
@@ -112,7 +116,7 @@ export class Encoder {
     if (threads !== undefined) setNumThreads(threads);
     let handle: NativeEncoder;
     try {
-      handle = await native().createEncoder({ ...settings, device, maxBatch }, checkpoint.state);
+      handle = await addon.createEncoder({ ...settings, device, maxBatch }, checkpoint.state);
     } catch (error) {
       const message = (error as Error).message;
       throw new CheckpointError(

@@ -50,12 +50,28 @@ class ComputeThread {
 
 }  // namespace
 
+void ComputeJob::EnvironmentGone(void* arg) {
+  std::unique_ptr<std::shared_ptr<Liveness>> liveness(static_cast<std::shared_ptr<Liveness>*>(arg));
+  std::lock_guard<std::mutex> lock((*liveness)->mutex);
+  (*liveness)->alive = false;
+}
+
 Napi::Promise ComputeJob::Queue(Napi::Env env, ComputeJob* job) {
   job->deferred_ = std::make_unique<Napi::Promise::Deferred>(Napi::Promise::Deferred::New(env));
   // The thread-safe function also keeps the event loop alive until the job is settled.
   job->completion_ = Completion::New(env, "clamp-native:compute", 0, 1);
+  // Registered after the thread-safe function, so it runs before the function's own teardown (cleanup
+  // hooks run last-in, first-out).
+  job->liveness_ = std::make_shared<Liveness>();
+  job->cleanup_hook_arg_ = new std::shared_ptr<Liveness>(job->liveness_);
+  NAPI_THROW_IF_FAILED(env, napi_add_env_cleanup_hook(env, &ComputeJob::EnvironmentGone, job->cleanup_hook_arg_), Napi::Promise());
   Napi::Promise promise = job->deferred_->Promise();
-  ComputeThread::instance().post([job] {
+  ComputeThread::instance().post([job, liveness = job->liveness_] {
+    // Held while the job reads and writes JavaScript memory and calls into its environment: a worker
+    // thread being terminated waits in its cleanup hook until the running job is done, and jobs that
+    // have not started when it goes are skipped (and leaked rather than touched from this thread).
+    std::lock_guard<std::mutex> lock(liveness->mutex);
+    if (!liveness->alive) return;
     job->failed_ = !catch_all(
         [job] {
           prepare_worker_thread();  // adopt the current intra-op thread count
@@ -64,8 +80,6 @@ Napi::Promise ComputeJob::Queue(Napi::Env env, ComputeJob* job) {
         job->caught_);
     // Settle() deletes the job on the JS thread, possibly before BlockingCall returns here: use a copy
     // of the handle, which stays valid until this thread releases it.
-    // If the environment is already gone (a worker thread terminated mid-job), the call fails and the
-    // job is leaked rather than touching JavaScript handles from this thread.
     Completion completion = job->completion_;
     completion.BlockingCall(job);
     completion.Release();
@@ -76,6 +90,8 @@ Napi::Promise ComputeJob::Queue(Napi::Env env, ComputeJob* job) {
 void ComputeJob::Settle(Napi::Env env, Napi::Function, std::nullptr_t*, ComputeJob* job) {
   if (env == nullptr) return;  // environment shutting down
   std::unique_ptr<ComputeJob> owned(job);
+  napi_remove_env_cleanup_hook(env, &ComputeJob::EnvironmentGone, job->cleanup_hook_arg_);
+  delete job->cleanup_hook_arg_;
   Napi::HandleScope scope(env);
   if (job->failed_) {
     job->deferred_->Reject(to_js_error(env, job->caught_).Value());

@@ -10,6 +10,8 @@
 #include <napi.h>
 
 #include <functional>
+#include <memory>
+#include <mutex>
 
 #include "addon/errors.h"
 
@@ -30,11 +32,24 @@ class ComputeJob {
   virtual Napi::Value Result(Napi::Env env) = 0;
 
  private:
+  // Whether the job's environment still exists. A worker thread terminated mid-job tears its
+  // environment down while the job runs: the typed arrays the job reads in place are freed and its
+  // thread-safe function destroyed (touching either crashes the process). The compute thread holds
+  // the mutex while it runs the job; the environment's cleanup hook takes it (waiting for a running
+  // job) and clears `alive`, so that a job not yet started is skipped.
+  struct Liveness {
+    std::mutex mutex;
+    bool alive = true;
+  };
+  static void EnvironmentGone(void* liveness);
+
   static void Settle(Napi::Env env, Napi::Function, std::nullptr_t*, ComputeJob* job);
   using Completion = Napi::TypedThreadSafeFunction<std::nullptr_t, ComputeJob, &ComputeJob::Settle>;
 
   std::unique_ptr<Napi::Promise::Deferred> deferred_;
   Completion completion_;
+  std::shared_ptr<Liveness> liveness_;
+  std::shared_ptr<Liveness>* cleanup_hook_arg_ = nullptr;  // owned by the cleanup hook while registered
   bool failed_ = false;
   CaughtError caught_;
 };
