@@ -90,6 +90,11 @@ Napi::Promise ComputeJob::Queue(Napi::Env env, ComputeJob* job) {
 void ComputeJob::Settle(Napi::Env env, Napi::Function, std::nullptr_t*, ComputeJob* job) {
   if (env == nullptr) return;  // environment shutting down
   std::unique_ptr<ComputeJob> owned(job);
+  {
+    // The compute thread may still be releasing the thread-safe function: wait for it (it does not
+    // wait for this thread) before the environment may go without waiting for this job.
+    std::lock_guard<std::mutex> released(job->liveness_->mutex);
+  }
   napi_remove_env_cleanup_hook(env, &ComputeJob::EnvironmentGone, job->cleanup_hook_arg_);
   delete job->cleanup_hook_arg_;
   Napi::HandleScope scope(env);
