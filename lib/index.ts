@@ -54,3 +54,5 @@ export { Encoder, EncoderError, encoderLoadOptionsSchema, type EmbedInput, type 
 export { EmbeddingIndex, type Neighbour } from './encode/embedding-index.js';
 export { effectiveRank } from './eval/diagnostics.js';
 export { decodeNpy, encodeNpy, NpyError } from './encode/npy.js';
+export { buildReport, DEFAULT_MAP_IMAGES, REPORT_FILE, REPORT_FOLDER, RunFolderError, type ReportOptions, type ReportResult } from './report/report.js';
+export { pca, type PcaOptions, type PcaResult } from './report/pca.js';

@@ -124,7 +124,8 @@ describe('train', () => {
     const result = spawnSync(process.execPath, [cli, 'train', '--limit', '256', '--epochs', '1', '--batch-size', '64', '--views', '2', '--set', 'eval.atEnd=false', '--out', out, '--json'], { encoding: 'utf8' });
     expect(result.status, result.stderr).toBe(0);
     const summary = JSON.parse(result.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
-    expect(summary).toMatchObject({ runDir: out, checkpoint: path.join(out, 'checkpoint.safetensors'), epochs: 1, steps: 4, stopped: false });
+    expect(summary).toMatchObject({ runDir: out, checkpoint: path.join(out, 'checkpoint.safetensors'), epochs: 1, steps: 4, stopped: false, report: path.join(out, 'report.html') });
+    expect((await fs.stat(path.join(out, 'report.html'))).size).toBeGreaterThan(10_000);
     expect(summary.seconds).toBeGreaterThan(0);
     expect((summary.throughput as { viewImagesPerSecond: number }).viewImagesPerSecond).toBeGreaterThan(0);
     expect(Number.isFinite(summary.finalLoss)).toBe(true);

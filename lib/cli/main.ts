@@ -8,6 +8,7 @@ import { doctor, formatDoctorReport } from '../runtime/doctor.js';
 import { packageRoot } from '../runtime/native.js';
 import { EMBED_USAGE, runEmbed } from './embed-command.js';
 import { EVAL_USAGE, runEval } from './eval-command.js';
+import { REPORT_USAGE, runReport } from './report-command.js';
 import { runTrain, TRAIN_USAGE, TrainUsageError } from './train-command.js';
 
 const USAGE = `Usage: clamp-native <command> [options]
@@ -16,6 +17,7 @@ Commands:
   train [options]    train an encoder with CLAMP (default: the fashion-mnist preset on CPU), then evaluate
   eval [options]     kNN and the linear probe of a checkpoint's backbone
   embed [options]    features of image files with a trained encoder, as .npy or JSON lines
+  report RUN_DIR     a self-contained report.html: training curves, accuracy, embedding map, augmented views
   doctor [--json]    LibTorch version and origin, CUDA, threads, BLAS, addon path and build flags
   build [--gyp]      (re)build the native addon (needed when npm skipped this package's install script)
   demo [options]     packing dynamics of free embeddings under the CLAMP loss
@@ -23,7 +25,8 @@ Commands:
 
 ${TRAIN_USAGE}
 ${EVAL_USAGE}
-${EMBED_USAGE}`;
+${EMBED_USAGE}
+${REPORT_USAGE}`;
 
 class UsageError extends Error {}
 
@@ -101,6 +104,7 @@ async function main(argv: string[]): Promise<number> {
     case 'train': return runTrain(rest);
     case 'eval': return runEval(rest);
     case 'embed': return runEmbed(rest);
+    case 'report': return runReport(rest);
     case undefined: case '-h': case '--help': case 'help':
       process.stdout.write(USAGE);
       return command === undefined ? 1 : 0;

@@ -2,6 +2,7 @@
 // --json one summary line on stdout. Ctrl-C stops after the current step and writes a checkpoint; a
 // second Ctrl-C exits at once.
 import { parseArgs } from 'node:util';
+import { buildReport } from '../report/report.js';
 import { mergeConfig, readConfigFile, resolveTrainConfig, type ConfigOverrides } from '../config/train-config.js';
 import { resumeTraining, train, type ResumeOptions, type TrainEvent, type TrainSummary } from '../train/train.js';
 
@@ -20,6 +21,7 @@ export const TRAIN_USAGE = `clamp-native train [options]
   --threads N          LibTorch intra-op threads
   --set KEY=VALUE      any config field, e.g. --set loss.rs=3 --set optimiser.name=sgd (repeatable)
   --resume PATH        continue the run in a run folder (or a checkpoint file) where it stopped
+  --no-report          skip report.html (charts, embedding map, augmented views) at the end
   --json               print one JSON summary line on stdout at the end
 `;
 
@@ -106,6 +108,7 @@ export async function runTrain(args: string[]): Promise<number> {
       epochs: { type: 'string' }, 'batch-size': { type: 'string' }, views: { type: 'string' }, limit: { type: 'string' },
       device: { type: 'string' }, seed: { type: 'string' }, workers: { type: 'string' }, threads: { type: 'string' },
       set: { type: 'string', multiple: true }, resume: { type: 'string' }, json: { type: 'boolean', default: false },
+      'no-report': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -156,6 +159,16 @@ export async function runTrain(args: string[]): Promise<number> {
   const knn = summary.knn ? `, kNN top-1 ${percent(summary.knn.top1)}` : '';
   const probe = summary.linearProbe ? `, linear probe top-1 ${percent(summary.linearProbe.top1)}` : '';
   process.stderr.write(`${summary.stopped ? 'stopped' : 'done'}: ${summary.steps} steps in ${duration(summary.seconds)}, final loss ${summary.finalLoss.toFixed(4)}${knn}${probe}; checkpoint ${summary.checkpoint}${summary.stopped ? ` (continue with: clamp-native train --resume ${summary.runDir})` : ''}\n`);
-  if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+  // The report reads what the run wrote; a failure to draw it does not fail the run.
+  let report: string | null = null;
+  if (!summary.stopped && !values['no-report']) {
+    try {
+      report = (await buildReport(summary.runDir)).html;
+      process.stderr.write(`report: ${report}\n`);
+    } catch (error) {
+      process.stderr.write(`report skipped: ${(error as Error).message} (retry with: clamp-native report ${summary.runDir})\n`);
+    }
+  }
+  if (values.json) process.stdout.write(`${JSON.stringify({ ...summary, report })}\n`);
   return summary.stopped ? 130 : 0;
 }

@@ -1,0 +1,89 @@
+// The report's 2-D map of the test split: backbone features of up to N test images (computed as
+// evaluation computes them: the un-augmented evaluation view of the run's first pipeline), L2-normalised
+// (the geometry kNN and the class-manifold diagnostics use), projected on their first two principal axes.
+import fs from 'node:fs/promises';
+import { readCheckpoint } from '../checkpoint/checkpoint.js';
+import { parseTrainConfig } from '../config/train-config.js';
+import { loadDataset } from '../data/datasets.js';
+import type { ImageDataset } from '../data/idx.js';
+import { datasetFeatures } from '../eval/features.js';
+import { trainerFor } from '../train/from-config.js';
+import type { MapPoint } from './charts.js';
+import { pca } from './pca.js';
+
+export type EmbeddingMap =
+  | { points: MapPoint[]; explained: [number, number]; dim: number; images: number; testImages: number; seconds: { features: number; pca: number } }
+  | { skipped: string };
+
+/** `count` images spread evenly over the dataset (an image folder lists its test images class by class, so the first N would be a few classes only). */
+export function spreadSubset(dataset: ImageDataset, count: number): ImageDataset {
+  if (count >= dataset.count) return dataset;
+  const pixels = dataset.channels * dataset.height * dataset.width;
+  const images = new Uint8Array(count * pixels);
+  const labels = new Uint8Array(count);
+  for (let i = 0; i < count; i++) {
+    const source = Math.floor((i * dataset.count) / count);
+    images.set(dataset.images.subarray(source * pixels, (source + 1) * pixels), i * pixels);
+    labels[i] = dataset.labels[source]!;
+  }
+  return { ...dataset, images, labels, count };
+}
+
+/** Rows of `features` ([n, dim]) scaled to unit length (zero rows stay zero). */
+export function normaliseRows(features: Float32Array, dim: number): Float64Array {
+  const out = new Float64Array(features.length);
+  for (let start = 0; start < features.length; start += dim) {
+    let norm = 0;
+    for (let k = 0; k < dim; k++) norm += features[start + k]! ** 2;
+    norm = Math.sqrt(norm) || 1;
+    for (let k = 0; k < dim; k++) out[start + k] = features[start + k]! / norm;
+  }
+  return out;
+}
+
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+/** The map, or why there is none (no checkpoint, no test split, a dataset or device missing on this machine). */
+export async function embeddingMap(checkpointFile: string, maxImages: number, signal?: AbortSignal): Promise<EmbeddingMap> {
+  if (!(await fs.stat(checkpointFile).catch(() => null))?.isFile()) return { skipped: `the run folder has no checkpoint (${checkpointFile})` };
+  let checkpoint, config;
+  try {
+    checkpoint = await readCheckpoint(checkpointFile);
+    config = parseTrainConfig(checkpoint.config, `${checkpointFile} config`);
+  } catch (error) {
+    return { skipped: `the checkpoint could not be read: ${message(error)}` };
+  }
+  let test: ImageDataset | null;
+  try {
+    test = await loadDataset(config.data, 'test');
+  } catch (error) {
+    return { skipped: `the test split could not be read: ${message(error)}` };
+  }
+  if (!test || test.count === 0) return { skipped: 'the run has no test split (an image folder needs data.testPath)' };
+  const subset = spreadSubset(test, Math.min(maxImages, test.count));
+  signal?.throwIfAborted();
+  const featuresStarted = performance.now();
+  let trainer;
+  try {
+    trainer = await trainerFor(config, test.channels, 1);
+  } catch (error) {
+    return { skipped: `the backbone could not be built here: ${message(error)}` };
+  }
+  await trainer.loadState(checkpoint.state);
+  const features = await datasetFeatures(trainer, subset, config.augment[0]!, { workers: config.run.workers, signal });
+  const pcaStarted = performance.now();
+  const result = pca(normaliseRows(features.features, features.dim), subset.count, features.dim, { components: 2 });
+  const points: MapPoint[] = Array.from({ length: subset.count }, (_, i) => ({
+    x: result.projections[2 * i] ?? 0,
+    y: result.projections[2 * i + 1] ?? 0,
+    label: subset.labels[i]!,
+  }));
+  return {
+    points,
+    explained: [result.explained[0] ?? 0, result.explained[1] ?? 0],
+    dim: features.dim,
+    images: subset.count,
+    testImages: test.count,
+    seconds: { features: (pcaStarted - featuresStarted) / 1000, pca: (performance.now() - pcaStarted) / 1000 },
+  };
+}

@@ -1,0 +1,95 @@
+// The pieces of report.html: escaping, number formats, tables, figures as PNG data URIs, and the page
+// with its inline style sheet. No scripts, no external resources: the file opens offline as it is.
+
+const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+/** Text made safe for HTML content and quoted attribute values. */
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
+}
+
+/** 0.8312 -> "83.12%" (the format the CLI prints); "n/a" for missing values. */
+export function percent(fraction: number | null | undefined): string {
+  return fraction === null || fraction === undefined || !Number.isFinite(fraction) ? 'n/a' : `${(100 * fraction).toFixed(2)}%`;
+}
+
+/** A number to `digits` significant digits, "n/a" when missing. */
+export function number(value: number | null | undefined, digits = 4): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return 'n/a';
+  if (value !== 0 && (Math.abs(value) >= 1e6 || Math.abs(value) < 1e-3)) return value.toExponential(digits - 1);
+  return String(Number(value.toPrecision(digits)));
+}
+
+export function duration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return 'n/a';
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} min ${Math.round(seconds - 60 * minutes)} s`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+/** A table of already-escaped cells (use escapeHtml on text). */
+export function table(headers: readonly string[], rows: readonly (readonly string[])[], className = ''): string {
+  const head = headers.map((h) => `<th>${h}</th>`).join('');
+  const body = rows.map((row) => `<tr>${row.map((cell) => `<td>${cell}</td>`).join('')}</tr>`).join('\n');
+  return `<table${className ? ` class="${escapeHtml(className)}"` : ''}><thead><tr>${head}</tr></thead><tbody>\n${body}\n</tbody></table>`;
+}
+
+/** A PNG inlined as a data URI, shown at its CSS size (charts are rendered at twice that). */
+export function figure(png: Buffer, width: number, height: number, alt: string, caption?: string): string {
+  const img = `<img src="data:image/png;base64,${png.toString('base64')}" width="${width}" height="${height}" alt="${escapeHtml(alt)}">`;
+  return `<figure>${img}${caption ? `<figcaption>${caption}</figcaption>` : ''}</figure>`;
+}
+
+/** A note in place of a missing figure or section (already-escaped HTML). */
+export function note(html: string): string {
+  return `<p class="note">${html}</p>`;
+}
+
+const STYLE = `
+:root { color-scheme: light; --ink: #1d232b; --muted: #5b6573; --rule: #dde2e8; --accent: #1f77b4; --panel: #f6f8fa; }
+* { box-sizing: border-box; }
+body { margin: 0 auto; max-width: 1180px; padding: 24px 28px 64px; font: 15px/1.5 "DejaVu Sans", "Segoe UI", Helvetica, Arial, sans-serif; color: var(--ink); background: white; }
+h1 { font-size: 26px; margin: 0 0 4px; }
+h2 { font-size: 20px; margin: 36px 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--rule); }
+.sub, .note, figcaption { color: var(--muted); }
+.sub { margin: 0 0 18px; font-size: 13px; word-break: break-all; }
+.note { font-style: italic; }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 10px; margin: 14px 0; }
+.card { background: var(--panel); border: 1px solid var(--rule); border-radius: 6px; padding: 10px 12px; }
+.card .label { font-size: 12px; color: var(--muted); text-transform: uppercase; letter-spacing: 0.03em; }
+.card .value { font-size: 19px; font-weight: bold; margin-top: 2px; }
+.card .detail { font-size: 12px; color: var(--muted); }
+.charts { display: flex; flex-wrap: wrap; gap: 12px 20px; }
+figure { margin: 8px 0; max-width: 100%; overflow-x: auto; }
+figure img { display: block; max-width: 100%; height: auto; image-rendering: auto; }
+figure.pixels img { image-rendering: pixelated; }
+figcaption { font-size: 13px; margin-top: 4px; max-width: 760px; }
+table { border-collapse: collapse; margin: 10px 0; font-size: 13px; }
+th, td { padding: 4px 10px; border-bottom: 1px solid var(--rule); text-align: right; white-space: nowrap; }
+th { background: var(--panel); font-weight: bold; }
+td:first-child, th:first-child, td.text { text-align: left; }
+table.classes td:nth-child(2) { text-align: left; }
+.bar { display: inline-block; height: 9px; background: var(--accent); vertical-align: middle; margin-left: 6px; border-radius: 2px; }
+details { margin-top: 10px; }
+summary { cursor: pointer; font-weight: bold; }
+pre { background: var(--panel); border: 1px solid var(--rule); border-radius: 6px; padding: 12px; overflow-x: auto; font: 12px/1.45 "DejaVu Sans Mono", Menlo, Consolas, monospace; }
+`;
+
+/** The whole page around `body` (already-escaped HTML). */
+export function page(title: string, body: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="clamp-native report">
+<title>${escapeHtml(title)}</title>
+<style>${STYLE}</style>
+</head>
+<body>
+${body}
+</body>
+</html>
+`;
+}
