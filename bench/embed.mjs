@@ -1,0 +1,398 @@
+#!/usr/bin/env node
+// Benchmark of inference: clamp-native's Encoder (embed() on raw uint8 pixels, preprocessing included)
+// against onnxruntime-node running the same backbone exported to ONNX by bench/export_onnx.py (Debian's
+// /usr/bin/python3 with torch 1.13), fed the already-normalised float32 batch. Same CPU, same number of
+// intra-op threads, measured in the same process, the two sides alternated. For each network: the
+// features' agreement, images per second and per-call latency at each batch size, event-loop lag while
+// embedding and the RSS growth over a long run of one-image calls.
+//
+//   node --expose-gc bench/embed.mjs [--threads N] [--batches 1,64] [--seconds 10] [--calls N]
+//                                    [--checkpoint FILE] [--cifar-checkpoint FILE] [--networks fashion-mnist,cifar10]
+//                                    [--rss-calls 5000] [--lag-seconds 3] [--quick] [--json] [--ort-only] [--keep]
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import ort from 'onnxruntime-node';
+import * as clamp from '../dist/index.js';
+import { trainerFor } from '../dist/train/from-config.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const PYTHON = '/usr/bin/python3'; // Debian's, with torch; a pyenv python3 on PATH has none
+
+const { values } = parseArgs({
+  options: {
+    threads: { type: 'string' },
+    batches: { type: 'string' },
+    seconds: { type: 'string' },
+    calls: { type: 'string' },
+    checkpoint: { type: 'string' },
+    'cifar-checkpoint': { type: 'string' },
+    networks: { type: 'string', default: 'fashion-mnist,cifar10' },
+    'rss-calls': { type: 'string' },
+    'lag-seconds': { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+    'ort-only': { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
+  },
+});
+const quick = values.quick;
+const threads = Number(values.threads ?? os.availableParallelism());
+const batches = (values.batches ?? '1,64').split(',').map(Number);
+const secondsPerSide = Number(values.seconds ?? (quick ? 0.3 : 10)); // timed seconds per side, per network and batch size
+const fixedCalls = values.calls === undefined ? undefined : Number(values.calls);
+const minCalls = quick ? 2 : 20;
+const maxCalls = quick ? 20 : 2000;
+const rssCalls = Number(values['rss-calls'] ?? (quick ? 50 : 5000));
+const lagSeconds = Number(values['lag-seconds'] ?? (quick ? 0.5 : 3));
+const TOLERANCE = 1e-3; // max |a - b| / max |b| over the features
+if (![threads, ...batches, secondsPerSide, rssCalls, lagSeconds, fixedCalls ?? 1].every((n) => Number.isFinite(n) && n > 0) || ![threads, ...batches, fixedCalls ?? 1].every(Number.isInteger)) {
+  throw new RangeError('--threads, --batches, --seconds, --calls, --rss-calls and --lag-seconds must be positive numbers (threads, batches and calls whole)');
+}
+
+// With --json the figures go to stdout as one object and the commentary to stderr.
+const say = values.json ? (...args) => console.error(...args) : (...args) => console.log(...args);
+const gc = globalThis.gc ?? (() => {
+  v8.setFlagsFromString('--expose-gc');
+  return vm.runInNewContext('gc');
+})();
+
+clamp.setNumThreads(threads);
+const Encoder = clamp.Encoder;
+if (!Encoder && !values['ort-only']) {
+  console.error('clamp-native has no Encoder export in dist/ (run `npm run compile`?); pass --ort-only to check the ONNX side alone');
+  process.exit(2);
+}
+const encoderSide = Encoder && !values['ort-only'];
+
+const NETWORKS = {
+  'fashion-mnist': { title: 'fashion-mnist preset: small ResNet 16-32-64, 28x28x1', preset: 'fashion-mnist', checkpoint: values.checkpoint },
+  cifar10: { title: 'cifar10 preset: ResNet-18, CIFAR stem, 32x32x3', preset: 'cifar10', checkpoint: values['cifar-checkpoint'] },
+};
+
+const networks = values.networks.split(',');
+for (const key of networks) {
+  if (!(key in NETWORKS)) throw new RangeError(`--networks: unknown network ${key}; choose from ${Object.keys(NETWORKS).join(', ')}`);
+}
+
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// A checkpoint of the preset's network with its random initialisation (run.seed), the BatchNorm
+// statistics and affine parameters then set to seeded random values so that evaluation-mode BatchNorm
+// is not the identity and the agreement check means something. Returns the trainer too (the reference).
+async function makeCheckpoint(preset, file) {
+  const config = clamp.resolveTrainConfig({ preset });
+  const channels = config.augment[0].normalize?.mean?.length ?? config.data.channels ?? 3;
+  const trainer = await trainerFor(config, channels, 100);
+  const random = new clamp.Random(1234);
+  const state = await trainer.state();
+  const byName = new Map(state.map((t) => [t.name, t]));
+  for (const entry of state) {
+    if (entry.name.startsWith('projector.') || !entry.name.endsWith('.running_mean')) continue;
+    const bn = entry.name.slice(0, -'.running_mean'.length);
+    const fill = (name, draw) => {
+      const t = byName.get(`${bn}.${name}`);
+      if (t) for (let i = 0; i < t.data.length; i++) t.data[i] = draw();
+    };
+    fill('running_mean', () => 0.2 * random.normal());
+    fill('running_var', () => random.uniform(0.5, 2));
+    fill('weight', () => random.uniform(0.5, 1.5));
+    fill('bias', () => 0.1 * random.normal());
+  }
+  await trainer.loadState(state);
+  await clamp.saveCheckpoint(file, trainer, { config, position: { epoch: 0, batch: 0, step: 0 }, metrics: {} });
+  return trainer;
+}
+
+// The trainer a given checkpoint describes, with its weights: the library's own evaluation-mode forward.
+async function trainerOf(file) {
+  const checkpoint = await clamp.readCheckpoint(file);
+  const config = clamp.parseTrainConfig(checkpoint.config, file);
+  const conv1 = checkpoint.state.find((t) => t.name === 'conv1.weight');
+  const trainer = await trainerFor(config, conv1.shape[1], 100);
+  await trainer.loadState(checkpoint.state);
+  return trainer;
+}
+
+function exportOnnx(checkpoint, out) {
+  const run = spawnSync(PYTHON, [path.join(here, 'export_onnx.py'), checkpoint, out], { encoding: 'utf8', env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } });
+  if (run.status !== 0) throw new Error(`export_onnx.py failed: ${(run.stderr || run.error?.message || 'no output').trim().split('\n').slice(-3).join(' | ')}`);
+  return JSON.parse(run.stdout.trim().split('\n').pop());
+}
+
+// n seeded random images as the Encoder takes them (uint8 [n, H, W, C]) and as ORT takes them
+// (float32 [n, C, H, W], scaled by 1/255 and normalised with the config's mean and std).
+function images(n, info, seed) {
+  const { size, inChannels: c } = info;
+  const mean = info.mean ?? Array(c).fill(0);
+  const std = info.std ?? Array(c).fill(1);
+  const random = new clamp.Random(seed);
+  const pixels = new Uint8Array(n * size * size * c);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = random.integer(0, 255);
+  const floats = new Float32Array(pixels.length);
+  for (let k = 0; k < n; k++) {
+    for (let y = 0; y < size; y++) {
+      for (let x = 0; x < size; x++) {
+        for (let ch = 0; ch < c; ch++) {
+          const value = pixels[((k * size + y) * size + x) * c + ch] / 255;
+          floats[((k * c + ch) * size + y) * size + x] = (value - mean[ch]) / std[ch];
+        }
+      }
+    }
+  }
+  return { n, pixels, pixelShape: [n, size, size, c], floats, floatShape: [n, c, size, size] };
+}
+
+function compare(a, b) {
+  if (a.length !== b.length) return { maxAbsDiff: Infinity, relative: Infinity, note: `lengths ${a.length} vs ${b.length}` };
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  if (Number.isNaN(diff) || a.some(Number.isNaN)) diff = Infinity;
+  return { maxAbsDiff: diff, maxAbs: scale, relative: diff / (scale || 1) };
+}
+
+// The two sides, each a function: open() -> { embed(batch) -> Promise<Float32Array>, input(batch), close() }.
+async function openEncoder(file, maxBatch) {
+  const enc = await Encoder.load(file, { device: 'cpu', threads, maxBatch });
+  return {
+    name: 'encoder',
+    run: (batch) => enc.embed({ data: batch.pixels, shape: batch.pixelShape }),
+    features: async (batch) => {
+      const result = await enc.embed({ data: batch.pixels, shape: batch.pixelShape });
+      if (!(result.data instanceof Float32Array) || result.shape?.[0] !== batch.n) {
+        throw new Error(`Encoder.embed returned ${result.data?.constructor?.name} of shape [${result.shape}], expected Float32Array [${batch.n}, dim]`);
+      }
+      return result.data;
+    },
+    close: () => enc.dispose(),
+  };
+}
+
+async function openOrt(onnxPath) {
+  const session = await ort.InferenceSession.create(onnxPath, {
+    executionProviders: ['cpu'],
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  });
+  const tensors = new WeakMap(); // the input tensor is made once per batch: ORT pays no preprocessing
+  const tensorOf = (batch) => {
+    if (!tensors.has(batch)) tensors.set(batch, new ort.Tensor('float32', batch.floats, batch.floatShape));
+    return tensors.get(batch);
+  };
+  return {
+    name: 'ort',
+    run: (batch) => session.run({ images: tensorOf(batch) }),
+    features: async (batch) => (await session.run({ images: tensorOf(batch) })).features.data,
+    close: () => session.release(),
+  };
+}
+
+// Timed calls of each side on the same batch, alternated in rounds (the order swapped every round)
+// so that noise from the VM and the other engineer's jobs hits both.
+async function throughput(sides, batch) {
+  const warm = {};
+  for (const side of sides) {
+    for (let i = 0; i < (quick ? 1 : 3); i++) {
+      const start = performance.now();
+      await side.run(batch);
+      warm[side.name] = performance.now() - start;
+    }
+  }
+  const perCall = Object.values(warm).reduce((a, b) => a + b, 0) / sides.length;
+  const calls = fixedCalls ?? Math.min(maxCalls, Math.max(minCalls, Math.round((secondsPerSide * 1000) / perCall)));
+  const rounds = Math.min(calls, 10);
+  const times = Object.fromEntries(sides.map((s) => [s.name, []]));
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? sides : [...sides].reverse();
+    const share = Math.floor(calls / rounds) + (round < calls % rounds ? 1 : 0);
+    for (const side of order) {
+      for (let i = 0; i < share; i++) {
+        const start = performance.now();
+        await side.run(batch);
+        times[side.name].push(performance.now() - start);
+      }
+    }
+  }
+  const out = {};
+  for (const [name, list] of Object.entries(times)) {
+    const total = list.reduce((a, b) => a + b, 0);
+    const sorted = [...list].sort((a, b) => a - b);
+    out[name] = { calls: list.length, imagesPerSecond: (batch.n * list.length) / (total / 1000), p50Ms: percentile(sorted, 0.5), p99Ms: percentile(sorted, 0.99) };
+  }
+  return out;
+}
+
+// Event-loop lag while a stream of calls runs back to back (each awaited before the next starts): how
+// late a 10 ms setInterval fires, and perf_hooks' monitorEventLoopDelay (10 ms resolution) alongside.
+async function loopLag(side, batch) {
+  const lags = [];
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    lags.push(Math.max(0, now - last - 10));
+    last = now;
+  }, 10);
+  const histogram = monitorEventLoopDelay({ resolution: 10 });
+  histogram.enable();
+  let calls = 0;
+  const end = performance.now() + lagSeconds * 1000;
+  while (performance.now() < end) {
+    await side.run(batch);
+    calls++;
+  }
+  await sleep(20); // a tick the last call held up fires now and is counted
+  histogram.disable();
+  clearInterval(timer);
+  const sorted = lags.sort((a, b) => a - b);
+  return {
+    batch: batch.n,
+    calls,
+    samples: sorted.length,
+    p99Ms: percentile(sorted, 0.99),
+    maxMs: sorted[sorted.length - 1],
+    // The histogram records the whole interval between its ticks: less its 10 ms period, the lag.
+    monitorP99Ms: Math.max(0, histogram.percentile(99) / 1e6 - 10),
+  };
+}
+
+// RSS before and after `rssCalls` one-image calls, after a warm-up and a full collection each time.
+async function rssGrowth(side, batch) {
+  for (let i = 0; i < Math.min(200, Math.max(5, Math.ceil(rssCalls / 10))); i++) await side.run(batch);
+  const settle = async () => {
+    gc();
+    await sleep(50);
+    gc();
+    return process.memoryUsage();
+  };
+  const before = await settle();
+  for (let i = 0; i < rssCalls; i++) await side.run(batch);
+  const after = await settle();
+  return {
+    calls: rssCalls,
+    rssBeforeMiB: before.rss / 2 ** 20,
+    rssAfterMiB: after.rss / 2 ** 20,
+    growthPercent: (100 * (after.rss - before.rss)) / before.rss,
+    heapGrowthMiB: (after.heapUsed - before.heapUsed) / 2 ** 20,
+    externalGrowthMiB: (after.external - before.external) / 2 ** 20,
+  };
+}
+
+async function bench(key, dir) {
+  const network = NETWORKS[key];
+  let checkpoint = network.checkpoint;
+  let reference;
+  if (checkpoint) {
+    reference = await trainerOf(checkpoint);
+  } else {
+    checkpoint = path.join(dir, `${key}.safetensors`);
+    reference = await makeCheckpoint(network.preset, checkpoint);
+  }
+  const onnxPath = path.join(dir, `${key}.onnx`);
+  const info = exportOnnx(checkpoint, onnxPath);
+  const result = { network: key, title: checkpoint === network.checkpoint ? `${checkpoint} (${info.backbone}, ${info.stem} stem, ${info.size}x${info.size}x${info.inChannels})` : network.title, checkpoint: network.checkpoint ?? null, export: info };
+  say(`\n${result.title}: feature dim ${info.featureDim}, ONNX opset ${info.opset}`);
+
+  // Correctness first, on a batch of 8 (or the largest batch if smaller): ORT against the library's own
+  // evaluation-mode forward (Trainer.features on the same normalised floats: checks the export), then
+  // the Encoder on the raw pixels against ORT.
+  const check = images(Math.min(8, Math.max(...batches)), info, 7);
+  const sides = [];
+  const ortSide = await openOrt(onnxPath);
+  const ortFeatures = await ortSide.features(check);
+  result.exportCheck = compare(ortFeatures, await reference.features(check.floats, check.floatShape));
+  reference = undefined;
+  say(`  ONNX (onnxruntime-node) vs clamp-native Trainer.features: max |diff| ${result.exportCheck.maxAbsDiff.toExponential(2)} (relative ${result.exportCheck.relative.toExponential(2)})`);
+  let ok = result.exportCheck.relative < TOLERANCE;
+  if (encoderSide) {
+    const encoder = await openEncoder(checkpoint, Math.max(...batches));
+    sides.push(encoder);
+    result.encoderCheck = compare(await encoder.features(check), ortFeatures);
+    say(`  Encoder.embed (uint8 pixels) vs ONNX (normalised floats): max |diff| ${result.encoderCheck.maxAbsDiff.toExponential(2)} (relative ${result.encoderCheck.relative.toExponential(2)})`);
+    ok &&= result.encoderCheck.relative < TOLERANCE;
+  }
+  sides.push(ortSide);
+  result.agree = ok;
+  if (!ok) {
+    say(`  DISAGREE (tolerance ${TOLERANCE} relative): no timing for this network`);
+    for (const side of sides) side.close();
+    return result;
+  }
+
+  result.throughput = [];
+  for (const n of batches) {
+    const row = { batch: n, ...(await throughput(sides, images(n, info, 100 + n))) };
+    if (row.encoder) {
+      row.throughputRatio = row.encoder.imagesPerSecond / row.ort.imagesPerSecond;
+      row.p50Ratio = row.ort.p50Ms / row.encoder.p50Ms;
+      row.p99Ratio = row.ort.p99Ms / row.encoder.p99Ms;
+    }
+    result.throughput.push(row);
+  }
+  say('  batch | calls/side | encoder img/s | ort img/s | encoder/ort | encoder p50 / p99 ms | ort p50 / p99 ms | ort_p50/enc_p50 | ort_p99/enc_p99');
+  for (const row of result.throughput) {
+    const e = row.encoder;
+    const o = row.ort;
+    const f = (x, d = 1) => (x === undefined ? '-' : x.toFixed(d));
+    say(`  ${row.batch} | ${o.calls} | ${f(e?.imagesPerSecond, 0)} | ${f(o.imagesPerSecond, 0)} | ${row.throughputRatio ? `${f(row.throughputRatio, 2)}x` : '-'} | ${e ? `${f(e.p50Ms, 2)} / ${f(e.p99Ms, 2)}` : '-'} | ${f(o.p50Ms, 2)} / ${f(o.p99Ms, 2)} | ${f(row.p50Ratio, 2)} | ${f(row.p99Ratio, 2)}`);
+  }
+
+  const lagBatch = images(Math.max(...batches), info, 3);
+  result.eventLoopLag = {};
+  for (const side of sides) result.eventLoopLag[side.name] = await loopLag(side, lagBatch);
+  for (const [name, lag] of Object.entries(result.eventLoopLag)) {
+    say(`  event-loop lag, ${name} stream of batch ${lag.batch} (${lag.calls} calls, ${lagSeconds} s): p99 ${lag.p99Ms.toFixed(1)} ms, max ${lag.maxMs.toFixed(1)} ms${name === 'encoder' ? `; target < 50 ms: ${lag.p99Ms < 50 ? 'met' : 'MISSED'}` : ''}`);
+  }
+
+  if (encoderSide) {
+    result.rss = await rssGrowth(sides[0], images(1, info, 5));
+    const r = result.rss;
+    say(`  RSS over ${r.calls} one-image embed() calls: ${r.rssBeforeMiB.toFixed(1)} -> ${r.rssAfterMiB.toFixed(1)} MiB (${r.growthPercent >= 0 ? '+' : ''}${r.growthPercent.toFixed(2)}%; target < 2%: ${r.growthPercent < 2 ? 'met' : 'MISSED'}), JS heap ${r.heapGrowthMiB >= 0 ? '+' : ''}${r.heapGrowthMiB.toFixed(2)} MiB`);
+  }
+  for (const side of sides) await side.close();
+  return result;
+}
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clamp-embed-'));
+const report = {
+  threads,
+  cpu: os.cpus()[0]?.model ?? 'unknown CPU',
+  node: process.version,
+  onnxruntime: ort.env.versions?.node ?? ort.env.versions?.common ?? null,
+  quick,
+  batches,
+  tolerance: TOLERANCE,
+  encoder: Boolean(encoderSide),
+  networks: [],
+};
+say(`Inference: clamp-native Encoder vs onnxruntime-node (CPU provider), ${threads} intra-op thread(s) each, ${report.cpu}${quick ? ', --quick' : ''}`);
+say('The Encoder is fed raw uint8 HWC pixels and pays its preprocessing (scale, normalise, HWC->CHW); ORT is fed the');
+say('already-normalised float32 NCHW batch and pays none. Ratios >= 1.0 mean clamp-native is faster.');
+let failed = false;
+try {
+  for (const key of networks) {
+    const result = await bench(key, dir);
+    failed ||= !result.agree;
+    report.networks.push(result);
+  }
+} finally {
+  if (values.keep) say(`\nkept ${dir}`);
+  else fs.rmSync(dir, { recursive: true, force: true });
+}
+if (!encoderSide) say('\n--ort-only: the Encoder side was not run');
+if (values.json) console.log(JSON.stringify(report, null, 2));
+if (failed) {
+  console.error('the features disagree: see above');
+  process.exit(1);
+}
