@@ -67,6 +67,22 @@ void test_matches_training_features() {
   check(from_bytes.is_contiguous() && from_bytes.device().is_cpu(), "features come back contiguous on the CPU");
 }
 
+void test_onednn_and_plain_paths_agree() {
+  clamp::TrainingStep trainer(trainer_options());
+  for (int k = 0; k < 3; ++k) trainer.run(at::randn({2 * 8, 1, 16, 16}));
+  c10::InferenceMode inference;
+  // Enough images for the oneDNN path (smaller batches take the plain one).
+  const at::Tensor images = at::randn({clamp::FoldedResNet::kOneDnnMinBatch, 1, 16, 16});
+  const at::Tensor expected = trainer.features(images);
+  for (const bool onednn : {false, true}) {
+    const clamp::FoldedResNet folded(*trainer.backbone(), onednn);
+    const double error = (folded.forward(images) - expected).abs().max().item<double>();
+    std::cout << "folded" << (folded.onednn() ? " (oneDNN)" : " (plain)") << ": largest difference " << error << "\n";
+    check(error < 1e-5, std::string("the folded backbone gives the module's evaluation features") + (folded.onednn() ? " through oneDNN" : ""));
+  }
+  check(clamp::FoldedResNet(*trainer.backbone(), true).onednn() == at::hasMKLDNN(), "oneDNN is used where LibTorch has it");
+}
+
 void test_resizes_whole_image() {
   clamp::TrainingStep trainer(trainer_options());
   clamp::Encoder encoder = encoder_for(trainer);
@@ -109,6 +125,7 @@ void test_refuses_foreign_state_and_bad_batches() {
 int main() {
   torch::set_num_threads(1);
   test_matches_training_features();
+  test_onednn_and_plain_paths_agree();
   test_resizes_whole_image();
   test_refuses_foreign_state_and_bad_batches();
   return clamp::testing::summary();

@@ -22,9 +22,12 @@ Impl& module_named(const ModuleMap& modules, const std::string& name) {
 
 }  // namespace
 
-at::Tensor FoldedResNet::Conv::operator()(const at::Tensor& x) const { return at::conv2d(x, weight, bias, stride, padding); }
+at::Tensor FoldedResNet::Conv::operator()(const at::Tensor& x) const {
+  if (packed.defined()) return at::mkldnn_convolution(x, packed, bias, padding, stride, /*dilation=*/{1, 1}, /*groups=*/1);
+  return at::conv2d(x, weight, bias, stride, padding);
+}
 
-FoldedResNet::FoldedResNet(ResNetImpl& net) {
+FoldedResNet::FoldedResNet(ResNetImpl& net, bool use_onednn) {
   ModuleMap modules;
   for (const auto& item : net.named_modules("", /*include_self=*/false)) modules[item.key()] = item.value();
   // conv then BatchNorm: y = gamma (conv(x) - mean) / sqrt(var + eps) + beta = conv'(x) + b'. In float64.
@@ -56,20 +59,32 @@ FoldedResNet::FoldedResNet(ResNetImpl& net) {
       blocks_.push_back(std::move(block));
     }
   }
+  onednn_ = use_onednn && at::hasMKLDNN() && stem_.weight.device().is_cpu() && stem_.weight.scalar_type() == at::kFloat;
+  if (onednn_) {
+    const auto pack = [](Conv& conv) { conv.packed = at::mkldnn_reorder_conv2d_weight(conv.weight.to_mkldnn(), conv.padding, conv.stride, {1, 1}, 1); };
+    pack(stem_);
+    for (Block& block : blocks_) {
+      for (Conv& conv : block.path) pack(conv);
+      if (block.downsample) pack(*block.downsample);
+    }
+  }
 }
 
 at::Tensor FoldedResNet::forward(const at::Tensor& images) const {
-  at::Tensor x = stem_(images).relu_();
+  const bool onednn = onednn_ && images.size(0) >= kOneDnnMinBatch;
+  const auto conv = [onednn](const Conv& c, const at::Tensor& x) { return onednn ? c(x) : at::conv2d(x, c.weight, c.bias, c.stride, c.padding); };
+  at::Tensor x = conv(stem_, onednn ? images.to_mkldnn() : images).relu_();
   if (max_pool_) x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
   for (const Block& block : blocks_) {
     at::Tensor y = x;
     for (size_t k = 0; k < block.path.size(); ++k) {
-      y = block.path[k](y);
+      y = conv(block.path[k], y);
       if (k + 1 < block.path.size()) y.relu_();
     }
-    y.add_(block.downsample ? (*block.downsample)(x) : x).relu_();
+    y.add_(block.downsample ? conv(*block.downsample, x) : x).relu_();
     x = y;
   }
+  if (onednn) return at::adaptive_avg_pool2d(x, {1, 1}).to_dense().flatten(1);
   return x.mean({2, 3});
 }
 
