@@ -8,7 +8,7 @@ import { writeFileAtomically } from '../checkpoint/safetensors.js';
 import { isImageFile } from '../data/image-folder.js';
 import { Encoder } from '../encode/encoder.js';
 import { encodeNpy } from '../encode/npy.js';
-import { TrainUsageError } from './train-command.js';
+import { TrainUsageError, wholeNumberFlag } from './flags.js';
 
 export const EMBED_USAGE = `clamp-native embed --checkpoint PATH [options] FILE_OR_FOLDER...
   --checkpoint PATH    a checkpoint file, or a run folder holding ${CHECKPOINT_FILE}
@@ -37,12 +37,7 @@ async function imageFiles(inputs: readonly string[]): Promise<string[]> {
   return out;
 }
 
-function count(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 1) throw new TrainUsageError(`--${name} must be a whole number >= 1, got '${value}'`);
-  return number;
-}
+const count = (name: string, value: string | undefined) => wholeNumberFlag(name, value, 1);
 
 export async function runEmbed(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({

@@ -3,7 +3,8 @@
 import { parseArgs } from 'node:util';
 import { evaluateCheckpoint } from '../eval/evaluate.js';
 import { CHECKPOINT_FILE } from '../checkpoint/checkpoint.js';
-import { percent, TrainUsageError } from './train-command.js';
+import { percent } from '../format.js';
+import { TrainUsageError, wholeNumberFlag } from './flags.js';
 
 export const EVAL_USAGE = `clamp-native eval --checkpoint PATH [options]
   --checkpoint PATH    a checkpoint file, or a run folder holding ${CHECKPOINT_FILE}
@@ -13,12 +14,7 @@ export const EVAL_USAGE = `clamp-native eval --checkpoint PATH [options]
   --json               print one JSON summary line on stdout
 `;
 
-function count(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 1) throw new TrainUsageError(`--${name} must be a whole number >= 1, got '${value}'`);
-  return number;
-}
+const count = (name: string, value: string | undefined) => wholeNumberFlag(name, value, 1);
 
 export async function runEval(args: string[]): Promise<number> {
   const { values } = parseArgs({

@@ -2,7 +2,7 @@
 // augmented views) and report/*.png for a training run's folder, with --json for one line naming them.
 import { parseArgs } from 'node:util';
 import { buildReport, DEFAULT_MAP_IMAGES, REPORT_FILE, REPORT_FOLDER } from '../report/report.js';
-import { TrainUsageError } from './train-command.js';
+import { TrainUsageError, wholeNumberFlag } from './flags.js';
 
 export const REPORT_USAGE = `clamp-native report RUN_DIR [options]
   RUN_DIR              a run folder (the --out of \`clamp-native train\`): config.json, metrics.jsonl, checkpoint
@@ -11,12 +11,6 @@ export const REPORT_USAGE = `clamp-native report RUN_DIR [options]
   --json               print one JSON line with the written paths on stdout
 `;
 
-function wholeNumber(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const number = Number(value);
-  if (value.trim() === '' || !Number.isInteger(number) || number < 0) throw new TrainUsageError(`--${name} must be a whole number >= 0, got '${value}'`);
-  return number;
-}
 
 export async function runReport(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -32,7 +26,7 @@ export async function runReport(args: string[]): Promise<number> {
   if (positionals.length === 0) throw new TrainUsageError('report needs the run folder: clamp-native report RUN_DIR');
   if (positionals.length > 1) throw new TrainUsageError(`report takes one run folder, got ${positionals.length}: ${positionals.join(' ')}`);
   const runDir = positionals[0]!;
-  const mapImages = wholeNumber('map-images', values['map-images']);
+  const mapImages = wholeNumberFlag('map-images', values['map-images']);
   const controller = new AbortController();
   const onInterrupt = () => {
     process.stderr.write('\nstopping the report...\n');

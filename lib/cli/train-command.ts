@@ -3,6 +3,8 @@
 // second Ctrl-C exits at once.
 import { parseArgs } from 'node:util';
 import { buildReport } from '../report/report.js';
+import { duration, evaluatedWhen, percent } from '../format.js';
+import { TrainUsageError, wholeNumberFlag } from './flags.js';
 import { mergeConfig, readConfigFile, resolveTrainConfig, type ConfigOverrides } from '../config/train-config.js';
 import { resumeTraining, train, type ResumeOptions, type TrainEvent, type TrainSummary } from '../train/train.js';
 
@@ -25,14 +27,8 @@ export const TRAIN_USAGE = `clamp-native train [options]
   --json               print one JSON summary line on stdout at the end
 `;
 
-export class TrainUsageError extends Error {}
+export { TrainUsageError };
 
-function integerFlag(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 0) throw new TrainUsageError(`--${name} must be a whole number, got '${value}'`);
-  return number;
-}
 
 /** `a.b.c=value`: value read as JSON when it parses (numbers, booleans, arrays), as a string otherwise. */
 export function parseSetting(setting: string): Record<string, unknown> {
@@ -49,13 +45,6 @@ export function parseSetting(setting: string): Record<string, unknown> {
   return keys.reduceRight<Record<string, unknown>>((inner, key) => ({ [key]: inner }), value as Record<string, unknown>);
 }
 
-export const percent = (fraction: number) => `${(100 * fraction).toFixed(2)}%`;
-
-function duration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return '?';
-  const s = Math.round(seconds);
-  return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
-}
 
 /** Renders progress: a rewritten line on a terminal, a line per epoch otherwise. */
 function progressReporter(stream: NodeJS.WriteStream): (event: TrainEvent) => void {
@@ -88,7 +77,7 @@ function progressReporter(stream: NodeJS.WriteStream): (event: TrainEvent) => vo
         break;
       case 'evaluation': {
         const { knn, linearProbe, rankMe } = event.evaluation;
-        const when = event.epoch < 0 ? 'before training' : `after epoch ${event.epoch + 1}`;
+        const when = evaluatedWhen(event.epoch);
         const probe = linearProbe ? `; linear probe top-1 ${percent(linearProbe.top1)}, top-5 ${percent(linearProbe.top5)} (lr ${linearProbe.learningRate})` : '';
         stream.write(`${when}: kNN (k=${knn.k}) top-1 ${percent(knn.top1)}, top-5 ${percent(knn.top5)}${probe}; RankMe ${rankMe.toFixed(1)}\n`);
         break;
@@ -130,8 +119,8 @@ export async function runTrain(args: string[]): Promise<number> {
   try {
     const run = {
       ...(values.device === undefined ? {} : { device: values.device }),
-      ...(values.workers === undefined ? {} : { workers: integerFlag('workers', values.workers) }),
-      ...(values.threads === undefined ? {} : { threads: integerFlag('threads', values.threads) }),
+      ...(values.workers === undefined ? {} : { workers: wholeNumberFlag('workers', values.workers) }),
+      ...(values.threads === undefined ? {} : { threads: wholeNumberFlag('threads', values.threads) }),
     };
     if (values.resume !== undefined) {
       const ignored = (['preset', 'config', 'data', 'out', 'epochs', 'batch-size', 'views', 'limit', 'seed', 'set'] as const).filter((name) => values[name] !== undefined);
@@ -140,13 +129,13 @@ export async function runTrain(args: string[]): Promise<number> {
     } else {
       const file: ConfigOverrides | undefined = values.config === undefined ? undefined : await readConfigFile(values.config);
       let overrides: unknown = {
-        data: { ...(values.data === undefined ? {} : { path: values.data }), ...(values.limit === undefined ? {} : { limit: integerFlag('limit', values.limit) }) },
-        schedule: values.epochs === undefined ? {} : { epochs: integerFlag('epochs', values.epochs) },
+        data: { ...(values.data === undefined ? {} : { path: values.data }), ...(values.limit === undefined ? {} : { limit: wholeNumberFlag('limit', values.limit) }) },
+        schedule: values.epochs === undefined ? {} : { epochs: wholeNumberFlag('epochs', values.epochs) },
         run: {
           ...run,
-          ...(values['batch-size'] === undefined ? {} : { batchSize: integerFlag('batch-size', values['batch-size']) }),
-          ...(values.views === undefined ? {} : { views: integerFlag('views', values.views) }),
-          ...(values.seed === undefined ? {} : { seed: integerFlag('seed', values.seed) }),
+          ...(values['batch-size'] === undefined ? {} : { batchSize: wholeNumberFlag('batch-size', values['batch-size']) }),
+          ...(values.views === undefined ? {} : { views: wholeNumberFlag('views', values.views) }),
+          ...(values.seed === undefined ? {} : { seed: wholeNumberFlag('seed', values.seed) }),
         },
       };
       for (const setting of values.set ?? []) overrides = mergeConfig(overrides, parseSetting(setting));

@@ -105,10 +105,7 @@ export class Encoder {
     const parsed = encoderLoadOptionsSchema.safeParse(options, { reportInput: true });
     if (!parsed.success) throw validationError(parsed.error, 'options');
     const { device, threads, maxBatch } = parsed.data;
-    // Load the addon now, before any await: a missing build fails fast, and inside a worker thread the
-    // addon is then registered while the worker's start-up task runs (registering it later, from an
-    // fs continuation, aborted the process now and then: seen with Node 20, see test/encoder.test.ts).
-    const addon = native();
+    const addon = native(); // first: a missing build says so before the checkpoint is read
     const file = await checkpointPath(checkpointOrRunDir);
     const checkpoint = await readCheckpoint(file);
     const config = parseTrainConfig(checkpoint.config, `${file} config`);
@@ -171,9 +168,10 @@ export class Encoder {
     const group = [first];
     let rows = first.batch.shape[0];
     const kind = (b: PixelBatch) => `${b.data.constructor.name}:${b.shape.slice(1).join('x')}`;
+    const firstKind = kind(first.batch);
     for (let i = 0; i < this.queue.length && rows < this.maxBatch; ) {
       const next = this.queue[i]!;
-      if (kind(next.batch) === kind(first.batch) && rows + next.batch.shape[0] <= this.maxBatch) {
+      if (kind(next.batch) === firstKind && rows + next.batch.shape[0] <= this.maxBatch) {
         group.push(next);
         rows += next.batch.shape[0];
         this.queue.splice(i, 1);

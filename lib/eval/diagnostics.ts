@@ -16,6 +16,14 @@ export interface ClassManifolds {
   meanCentreDistance: number;
 }
 
+/** Row i of [n, dim] features scaled to unit length, written into `out` (a zero row stays zero). */
+export function unitRow(features: Float32Array, dim: number, i: number, out: Float64Array): void {
+  let norm = 0;
+  for (let k = 0; k < dim; k++) norm += features[i * dim + k]! ** 2;
+  norm = Math.sqrt(norm) || 1;
+  for (let k = 0; k < dim; k++) out[k] = features[i * dim + k]! / norm;
+}
+
 /** features: [n, dim] row-major; classes without members get radius NaN and are left out of the means. */
 export function classManifolds(features: Float32Array, labels: ArrayLike<number>, dim: number, classes: number): ClassManifolds {
   const n = labels.length;
@@ -23,12 +31,7 @@ export function classManifolds(features: Float32Array, labels: ArrayLike<number>
   const centres = Array.from({ length: classes }, () => new Float64Array(dim));
   const counts = new Float64Array(classes);
   const unit = new Float64Array(dim);
-  const normalise = (i: number) => {
-    let norm = 0;
-    for (let k = 0; k < dim; k++) norm += features[i * dim + k]! ** 2;
-    norm = Math.sqrt(norm) || 1;
-    for (let k = 0; k < dim; k++) unit[k] = features[i * dim + k]! / norm;
-  };
+  const normalise = (i: number) => unitRow(features, dim, i, unit);
   const classOf = (i: number) => {
     const label = labels[i]!;
     if (!Number.isInteger(label) || label < 0 || label >= classes) throw new RangeError(`label ${label} of row ${i} is outside [0, ${classes})`);

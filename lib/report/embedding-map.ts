@@ -2,12 +2,10 @@
 // evaluation computes them: the un-augmented evaluation view of the run's first pipeline), L2-normalised
 // (the geometry kNN and the class-manifold diagnostics use), projected on their first two principal axes.
 import fs from 'node:fs/promises';
-import { readCheckpoint } from '../checkpoint/checkpoint.js';
-import { parseTrainConfig } from '../config/train-config.js';
 import { loadDataset } from '../data/datasets.js';
 import type { ImageDataset } from '../data/idx.js';
-import { datasetFeatures } from '../eval/features.js';
-import { trainerFor } from '../train/from-config.js';
+import { Encoder } from '../encode/encoder.js';
+import { unitRow } from '../eval/diagnostics.js';
 import type { MapPoint } from './charts.js';
 import { pca } from './pca.js';
 
@@ -32,12 +30,7 @@ export function spreadSubset(dataset: ImageDataset, count: number): ImageDataset
 /** Rows of `features` ([n, dim]) scaled to unit length (zero rows stay zero). */
 export function normaliseRows(features: Float32Array, dim: number): Float64Array {
   const out = new Float64Array(features.length);
-  for (let start = 0; start < features.length; start += dim) {
-    let norm = 0;
-    for (let k = 0; k < dim; k++) norm += features[start + k]! ** 2;
-    norm = Math.sqrt(norm) || 1;
-    for (let k = 0; k < dim; k++) out[start + k] = features[start + k]! / norm;
-  }
+  for (let i = 0; i < features.length / dim; i++) unitRow(features, dim, i, out.subarray(i * dim, (i + 1) * dim));
   return out;
 }
 
@@ -46,44 +39,48 @@ const message = (error: unknown) => (error instanceof Error ? error.message : St
 /** The map, or why there is none (no checkpoint, no test split, a dataset or device missing on this machine). */
 export async function embeddingMap(checkpointFile: string, maxImages: number, signal?: AbortSignal): Promise<EmbeddingMap> {
   if (!(await fs.stat(checkpointFile).catch(() => null))?.isFile()) return { skipped: `the run folder has no checkpoint (${checkpointFile})` };
-  let checkpoint, config;
+  // The serving encoder computes what evaluation computes (its preprocessing is the evaluation view),
+  // without building the projector and optimiser state a trainer carries, and on this machine's CPU
+  // whatever device the run trained on.
+  let encoder: Encoder;
   try {
-    checkpoint = await readCheckpoint(checkpointFile);
-    config = parseTrainConfig(checkpoint.config, `${checkpointFile} config`);
+    encoder = await Encoder.load(checkpointFile);
   } catch (error) {
-    return { skipped: `the checkpoint could not be read: ${message(error)}` };
+    return { skipped: `the checkpoint could not be loaded: ${message(error)}` };
   }
-  let test: ImageDataset | null;
   try {
-    test = await loadDataset(config.data, 'test');
-  } catch (error) {
-    return { skipped: `the test split could not be read: ${message(error)}` };
+    let test: ImageDataset | null;
+    try {
+      test = await loadDataset(encoder.config.data, 'test');
+    } catch (error) {
+      return { skipped: `the test split could not be read: ${message(error)}` };
+    }
+    if (!test || test.count === 0) return { skipped: 'the run has no test split (an image folder needs data.testPath)' };
+    const subset = spreadSubset(test, Math.min(maxImages, test.count));
+    signal?.throwIfAborted();
+    const featuresStarted = performance.now();
+    // Datasets hold channel-planar bytes: as [0, 1] floats they are the encoder's NCHW input.
+    const { data: features, shape: [, dim] } = await encoder.embed({
+      data: Float32Array.from(subset.images, (x) => x / 255),
+      shape: [subset.count, subset.channels, subset.height, subset.width],
+    });
+    signal?.throwIfAborted();
+    const pcaStarted = performance.now();
+    const result = pca(normaliseRows(features, dim), subset.count, dim, { components: 2 });
+    const points: MapPoint[] = Array.from({ length: subset.count }, (_, i) => ({
+      x: result.projections[2 * i] ?? 0,
+      y: result.projections[2 * i + 1] ?? 0,
+      label: subset.labels[i]!,
+    }));
+    return {
+      points,
+      explained: [result.explained[0] ?? 0, result.explained[1] ?? 0],
+      dim,
+      images: subset.count,
+      testImages: test.count,
+      seconds: { features: (pcaStarted - featuresStarted) / 1000, pca: (performance.now() - pcaStarted) / 1000 },
+    };
+  } finally {
+    encoder.dispose();
   }
-  if (!test || test.count === 0) return { skipped: 'the run has no test split (an image folder needs data.testPath)' };
-  const subset = spreadSubset(test, Math.min(maxImages, test.count));
-  signal?.throwIfAborted();
-  const featuresStarted = performance.now();
-  let trainer;
-  try {
-    trainer = await trainerFor(config, test.channels, 1);
-  } catch (error) {
-    return { skipped: `the backbone could not be built here: ${message(error)}` };
-  }
-  await trainer.loadState(checkpoint.state);
-  const features = await datasetFeatures(trainer, subset, config.augment[0]!, { workers: config.run.workers, signal });
-  const pcaStarted = performance.now();
-  const result = pca(normaliseRows(features.features, features.dim), subset.count, features.dim, { components: 2 });
-  const points: MapPoint[] = Array.from({ length: subset.count }, (_, i) => ({
-    x: result.projections[2 * i] ?? 0,
-    y: result.projections[2 * i + 1] ?? 0,
-    label: subset.labels[i]!,
-  }));
-  return {
-    points,
-    explained: [result.explained[0] ?? 0, result.explained[1] ?? 0],
-    dim: features.dim,
-    images: subset.count,
-    testImages: test.count,
-    seconds: { features: (pcaStarted - featuresStarted) / 1000, pca: (performance.now() - pcaStarted) / 1000 },
-  };
 }

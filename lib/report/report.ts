@@ -21,7 +21,8 @@ import {
 } from './charts.js';
 import { classNames as classNamesOf } from './class-names.js';
 import { embeddingMap } from './embedding-map.js';
-import { duration, escapeHtml, figure, note, number, page, percent, table } from './html.js';
+import { duration, evaluatedWhen, percent } from '../format.js';
+import { escapeHtml, figure, note, number, page, table } from './html.js';
 import { downsample, readMetrics, type EvaluationLine, type RunMetrics, type StepMetric } from './metrics.js';
 
 export const REPORT_FILE = 'report.html';
@@ -85,10 +86,7 @@ async function readConfig(runDir: string): Promise<{ config: TrainConfig; raw: u
   return { config: parseTrainConfig(raw, file), raw };
 }
 
-/** "before training", "after epoch 3". */
-function when(evaluation: EvaluationLine): string {
-  return evaluation.epoch < 0 ? 'before training' : `after epoch ${evaluation.epoch + 1}`;
-}
+const when = (evaluation: EvaluationLine) => evaluatedWhen(evaluation.epoch);
 
 function card(label: string, value: string, detail = ''): string {
   return `<div class="card"><div class="label">${escapeHtml(label)}</div><div class="value">${value}</div>${detail ? `<div class="detail">${detail}</div>` : ''}</div>`;

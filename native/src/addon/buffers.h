@@ -31,6 +31,11 @@ inline at::Tensor tensor_over(const Napi::TypedArray& array, const std::vector<i
   return at::from_blob(data, shape, at::TensorOptions().dtype(dtype));
 }
 
+// A [length / dim, dim] matrix over a typed array in place (the caller checked that dim divides the length).
+inline at::Tensor rows_over(const Napi::TypedArray& array, int64_t dim) {
+  return tensor_over(array, {static_cast<int64_t>(array.ElementLength()) / dim, dim});
+}
+
 // A typed array over the tensor's own memory: the ArrayBuffer holds a reference to the tensor and
 // releases it when garbage-collected. Runtimes that forbid external buffers (some Electron builds)
 // get a copy instead.

@@ -29,9 +29,9 @@ class KnnJob : public ComputeJob {
  public:
   KnnJob(const Napi::TypedArray& train, const Napi::TypedArray& labels, const Napi::TypedArray& queries, int64_t dim, const KnnOptions& options)
       : references_{Napi::Persistent(train), Napi::Persistent(labels), Napi::Persistent(queries)},
-        train_(tensor_over(train, {int64_t(train.ElementLength()) / dim, dim})),
+        train_(rows_over(train, dim)),
         labels_(tensor_over(labels, {int64_t(labels.ElementLength())})),
-        queries_(tensor_over(queries, {int64_t(queries.ElementLength()) / dim, dim})),
+        queries_(rows_over(queries, dim)),
         options_(options) {}
 
  protected:
@@ -57,9 +57,9 @@ class LinearProbeJob : public ComputeJob {
   LinearProbeJob(const Napi::TypedArray& train, const Napi::TypedArray& train_labels, const Napi::TypedArray& test,
                  const Napi::TypedArray& test_labels, int64_t dim, const LinearProbeOptions& options)
       : references_{Napi::Persistent(train), Napi::Persistent(train_labels), Napi::Persistent(test), Napi::Persistent(test_labels)},
-        train_(tensor_over(train, {int64_t(train.ElementLength()) / dim, dim})),
+        train_(rows_over(train, dim)),
         train_labels_(tensor_over(train_labels, {int64_t(train_labels.ElementLength())})),
-        test_(tensor_over(test, {int64_t(test.ElementLength()) / dim, dim})),
+        test_(rows_over(test, dim)),
         test_labels_(tensor_over(test_labels, {int64_t(test_labels.ElementLength())})),
         options_(options) {}
 
@@ -111,7 +111,7 @@ Napi::Value linear_probe_async(const Napi::CallbackInfo& info) {
 class EffectiveRankJob : public ComputeJob {
  public:
   EffectiveRankJob(const Napi::TypedArray& features, int64_t dim)
-      : reference_(Napi::Persistent(features)), features_(tensor_over(features, {int64_t(features.ElementLength()) / dim, dim})) {}
+      : reference_(Napi::Persistent(features)), features_(rows_over(features, dim)) {}
 
  protected:
   void Execute() override { rank_ = effective_rank(features_); }
@@ -138,8 +138,8 @@ class CosineTopKJob : public ComputeJob {
  public:
   CosineTopKJob(const Napi::TypedArray& bank, const Napi::TypedArray& queries, int64_t dim, int64_t k)
       : references_{Napi::Persistent(bank), Napi::Persistent(queries)},
-        bank_(tensor_over(bank, {int64_t(bank.ElementLength()) / dim, dim})),
-        queries_(tensor_over(queries, {int64_t(queries.ElementLength()) / dim, dim})),
+        bank_(rows_over(bank, dim)),
+        queries_(rows_over(queries, dim)),
         k_(k) {}
 
  protected:

@@ -38,7 +38,7 @@ class PackingLossJob : public ComputeJob {
  public:
   PackingLossJob(const Napi::TypedArray& z, int64_t views, int64_t dim, const PackingLossOptions& options, Mode mode)
       : z_reference_(Napi::Persistent(z)),
-        z_(tensor_over(z, {static_cast<int64_t>(z.ElementLength()) / dim, dim})),
+        z_(rows_over(z, dim)),
         views_(views),
         options_(options),
         mode_(mode) {}

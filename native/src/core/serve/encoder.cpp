@@ -32,14 +32,13 @@ Encoder::Encoder(const EncoderOptions& options)
   backbone_->to(device_);
   backbone_->eval();
   for (auto& p : backbone_->parameters()) p.set_requires_grad(false);
-  folded_.emplace(*backbone_);
 }
 
 void Encoder::load_state(const std::vector<NamedTensor>& saved) {
   std::vector<NamedTensor> live;
   append_module_state("", *backbone_, live);
   copy_named_state(live, saved, "this encoder's backbone");
-  folded_.emplace(*backbone_);
+  folded_.reset();  // folded again, from these weights, by the next embed()
 }
 
 at::Tensor Encoder::preprocess(const at::Tensor& images, PixelLayout layout) const {
@@ -69,6 +68,7 @@ at::Tensor Encoder::preprocess(const at::Tensor& images, PixelLayout layout) con
 
 at::Tensor Encoder::embed(const at::Tensor& images, PixelLayout layout) {
   c10::InferenceMode inference;
+  if (!folded_) folded_.emplace(*backbone_);
   const int64_t n = images.dim() > 0 ? images.size(0) : 0;
   const int64_t chunk = options_.max_batch > 0 ? options_.max_batch : n;
   if (n <= chunk) return folded_->forward(preprocess(images, layout)).to(at::kCPU).contiguous();

@@ -57,7 +57,7 @@ class Encoder {
   EncoderOptions options_;
   at::Device device_;
   ResNet backbone_{nullptr};     // holds the loaded weights under their checkpoint names
-  std::optional<FoldedResNet> folded_;  // what embed() runs: the backbone with BatchNorm folded in
+  std::optional<FoldedResNet> folded_;  // what embed() runs: the backbone with BatchNorm folded in (built by the first embed() after a load)
   at::Tensor mean_, std_;  // [1, C, 1, 1] on the device, or undefined
 };
 

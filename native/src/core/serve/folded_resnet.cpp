@@ -22,8 +22,8 @@ Impl& module_named(const ModuleMap& modules, const std::string& name) {
 
 }  // namespace
 
-at::Tensor FoldedResNet::Conv::operator()(const at::Tensor& x) const {
-  if (packed.defined()) return at::mkldnn_convolution(x, packed, bias, padding, stride, /*dilation=*/{1, 1}, /*groups=*/1);
+at::Tensor FoldedResNet::Conv::operator()(const at::Tensor& x, bool onednn) const {
+  if (onednn) return at::mkldnn_convolution(x, packed, bias, padding, stride, /*dilation=*/{1, 1}, /*groups=*/1);
   return at::conv2d(x, weight, bias, stride, padding);
 }
 
@@ -72,16 +72,15 @@ FoldedResNet::FoldedResNet(ResNetImpl& net, bool use_onednn) {
 
 at::Tensor FoldedResNet::forward(const at::Tensor& images) const {
   const bool onednn = onednn_ && images.size(0) >= kOneDnnMinBatch;
-  const auto conv = [onednn](const Conv& c, const at::Tensor& x) { return onednn ? c(x) : at::conv2d(x, c.weight, c.bias, c.stride, c.padding); };
-  at::Tensor x = conv(stem_, onednn ? images.to_mkldnn() : images).relu_();
+  at::Tensor x = stem_(onednn ? images.to_mkldnn() : images, onednn).relu_();
   if (max_pool_) x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
   for (const Block& block : blocks_) {
     at::Tensor y = x;
     for (size_t k = 0; k < block.path.size(); ++k) {
-      y = conv(block.path[k], y);
+      y = block.path[k](y, onednn);
       if (k + 1 < block.path.size()) y.relu_();
     }
-    y.add_(block.downsample ? conv(*block.downsample, x) : x).relu_();
+    y.add_(block.downsample ? (*block.downsample)(x, onednn) : x).relu_();
     x = y;
   }
   if (onednn) return at::adaptive_avg_pool2d(x, {1, 1}).to_dense().flatten(1);

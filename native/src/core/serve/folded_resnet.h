@@ -36,7 +36,8 @@ class FoldedResNet {
     at::Tensor weight, bias;
     at::Tensor packed;  // weight in oneDNN's layout, when onednn_
     std::vector<int64_t> stride, padding;
-    at::Tensor operator()(const at::Tensor& x) const;
+    // x dense, or in oneDNN's layout when onednn (then the result is too).
+    at::Tensor operator()(const at::Tensor& x, bool onednn) const;
   };
   struct Block {
     std::vector<Conv> path;  // conv1, conv2[, conv3]: ReLU after every one but the last

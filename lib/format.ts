@@ -1,0 +1,18 @@
+// How figures read wherever clamp-native prints them (the CLI's lines, report.html), in one place.
+
+/** 0.8312 -> "83.12%"; "n/a" for a missing or non-finite value. */
+export function percent(fraction: number | null | undefined): string {
+  return fraction === null || fraction === undefined || !Number.isFinite(fraction) ? 'n/a' : `${(100 * fraction).toFixed(2)}%`;
+}
+
+/** 1722 -> "28m42s", 45 -> "45s", 4000 -> "1h06m"; "?" when unknown. */
+export function duration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  const s = Math.round(seconds);
+  return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+}
+
+/** When an evaluation ran, from its 0-based epoch (-1: before training): "before training", "after epoch 3". */
+export function evaluatedWhen(epoch: number): string {
+  return epoch < 0 ? 'before training' : `after epoch ${epoch + 1}`;
+}
