@@ -1,8 +1,14 @@
 // How figures read wherever clamp-native prints them (the CLI's lines, report.html), in one place.
+import type { LinearProbeSummary } from './eval/evaluate.js';
 
 /** 0.8312 -> "83.12%"; "n/a" for a missing or non-finite value. */
 export function percent(fraction: number | null | undefined): string {
   return fraction === null || fraction === undefined || !Number.isFinite(fraction) ? 'n/a' : `${(100 * fraction).toFixed(2)}%`;
+}
+
+/** A share without trailing zeros: 0.01 -> "1%", 0.025 -> "2.5%". */
+export function share(fraction: number): string {
+  return `${Number((100 * fraction).toPrecision(4))}%`;
 }
 
 /** 1722 -> "28m42s", 45 -> "45s", 4000 -> "1h06m"; "?" when unknown. */
@@ -15,4 +21,11 @@ export function duration(seconds: number): string {
 /** When an evaluation ran, from its 0-based epoch (-1: before training): "before training", "after epoch 3". */
 export function evaluatedWhen(epoch: number): string {
   return epoch < 0 ? 'before training' : `after epoch ${epoch + 1}`;
+}
+
+/** "; linear probe top-1 …, top-5 … (lr …)[; with crops and flips (N epochs) top-1 …, top-5 …]", or "" when the probe did not run. */
+export function linearProbeClause(probe: LinearProbeSummary | null | undefined): string {
+  if (!probe) return '';
+  const augmented = probe.augmented ? `; probe with crops and flips (${probe.augmented.epochs} epochs) top-1 ${percent(probe.augmented.top1)}, top-5 ${percent(probe.augmented.top5)}` : '';
+  return `; linear probe top-1 ${percent(probe.top1)}, top-5 ${percent(probe.top5)} (lr ${probe.learningRate})${augmented}`;
 }

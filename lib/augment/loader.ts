@@ -1,4 +1,4 @@
-// Multi-view batches for training, made in a worker_threads pool and prefetched ahead of the training
+// Multi-view batches for training (one view for fine-tuning), made in a worker_threads pool and prefetched ahead of the training
 // step, so augmentation never runs on the JS thread. Deterministic: the epoch order and every batch's
 // augmentations follow from (seed, epoch, batch index), whatever the number of workers.
 import os from 'node:os';
@@ -58,7 +58,7 @@ export class MultiViewLoader {
     const { dataset, batchSize, views } = options;
     if (!Number.isInteger(batchSize) || batchSize < 2) throw new RangeError(`batchSize must be a whole number >= 2, got ${batchSize}`);
     if (batchSize > dataset.count) throw new RangeError(`batchSize ${batchSize} exceeds the dataset's ${dataset.count} images`);
-    if (!Number.isInteger(views) || views < 2) throw new RangeError(`views must be a whole number >= 2, got ${views}`);
+    if (!Number.isInteger(views) || views < 1) throw new RangeError(`views must be a whole number >= 1, got ${views}`);
     const count = options.workers ?? Math.min(4, os.availableParallelism());
     const { images, labels, ...meta } = dataset;
     const workerData: LoaderWorkerData = { images: shared(images), labels: shared(labels), meta, views, pipelines: options.pipelines };

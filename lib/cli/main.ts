@@ -8,6 +8,7 @@ import { doctor, formatDoctorReport } from '../runtime/doctor.js';
 import { packageRoot } from '../runtime/native.js';
 import { EMBED_USAGE, runEmbed } from './embed-command.js';
 import { EVAL_USAGE, runEval } from './eval-command.js';
+import { FINETUNE_USAGE, runFineTune } from './finetune-command.js';
 import { REPORT_USAGE, runReport } from './report-command.js';
 import { runTrain, TRAIN_USAGE, TrainUsageError } from './train-command.js';
 
@@ -16,6 +17,7 @@ const USAGE = `Usage: clamp-native <command> [options]
 Commands:
   train [options]    train an encoder with CLAMP (default: the fashion-mnist preset on CPU), then evaluate
   eval [options]     kNN and the linear probe of a checkpoint's backbone
+  finetune [options] semi-supervised fine-tuning on 1% / 10% of the labels, scored on the test set
   embed [options]    features of image files with a trained encoder, as .npy or JSON lines
   report RUN_DIR     a self-contained report.html: training curves, accuracy, embedding map, augmented views
   doctor [--json]    LibTorch version and origin, CUDA, threads, BLAS, addon path and build flags
@@ -25,6 +27,7 @@ Commands:
 
 ${TRAIN_USAGE}
 ${EVAL_USAGE}
+${FINETUNE_USAGE}
 ${EMBED_USAGE}
 ${REPORT_USAGE}`;
 
@@ -103,6 +106,7 @@ async function main(argv: string[]): Promise<number> {
     case 'demo': return runDemo(rest);
     case 'train': return runTrain(rest);
     case 'eval': return runEval(rest);
+    case 'finetune': return runFineTune(rest);
     case 'embed': return runEmbed(rest);
     case 'report': return runReport(rest);
     case undefined: case '-h': case '--help': case 'help':

@@ -3,7 +3,7 @@
 // second Ctrl-C exits at once.
 import { parseArgs } from 'node:util';
 import { buildReport } from '../report/report.js';
-import { duration, evaluatedWhen, percent } from '../format.js';
+import { duration, evaluatedWhen, linearProbeClause, percent } from '../format.js';
 import { TrainUsageError, wholeNumberFlag } from './flags.js';
 import { mergeConfig, readConfigFile, resolveTrainConfig, type ConfigOverrides } from '../config/train-config.js';
 import { resumeTraining, train, type ResumeOptions, type TrainEvent, type TrainSummary } from '../train/train.js';
@@ -78,8 +78,7 @@ function progressReporter(stream: NodeJS.WriteStream): (event: TrainEvent) => vo
       case 'evaluation': {
         const { knn, linearProbe, rankMe } = event.evaluation;
         const when = evaluatedWhen(event.epoch);
-        const probe = linearProbe ? `; linear probe top-1 ${percent(linearProbe.top1)}, top-5 ${percent(linearProbe.top5)} (lr ${linearProbe.learningRate})` : '';
-        stream.write(`${when}: kNN (k=${knn.k}) top-1 ${percent(knn.top1)}, top-5 ${percent(knn.top5)}${probe}; RankMe ${rankMe.toFixed(1)}\n`);
+        stream.write(`${when}: kNN (k=${knn.k}) top-1 ${percent(knn.top1)}, top-5 ${percent(knn.top5)}${linearProbeClause(linearProbe)}; RankMe ${rankMe.toFixed(1)}\n`);
         break;
       }
       case 'checkpoint':

@@ -12,7 +12,7 @@ import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
 import { datasetImageSide } from '../data/datasets.js';
 import { decodeImage } from '../data/image-folder.js';
 import { native, setNumThreads, type NativeEncoder } from '../runtime/native.js';
-import { deviceSchema } from '../train/trainer.js';
+import { deviceSchema, resolvedStem } from '../train/trainer.js';
 import { EmbeddingIndex } from './embedding-index.js';
 
 export const encoderLoadOptionsSchema = z
@@ -68,7 +68,7 @@ function encoderSettings(config: TrainConfig, conv1Shape: readonly number[] | un
   const pipeline = config.augment[0]!;
   return {
     backbone: config.model.backbone,
-    stem: config.model.stem ?? (config.model.backbone === 'small' ? 'small' : 'imagenet'),
+    stem: resolvedStem(config.model),
     inChannels: conv1Shape[1]!,
     ...(config.model.widths ? { widths: config.model.widths } : {}),
     ...(config.model.blocks ? { blocks: config.model.blocks } : {}),

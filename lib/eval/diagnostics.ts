@@ -110,3 +110,15 @@ export async function effectiveRank(features: Float32Array, dim: number): Promis
   }
   return native().effectiveRank(features, dim);
 }
+
+/** The share of rows of [n, classes] scores whose true label is among the k highest (ties counted in the label's favour). */
+export function topKAccuracy(scores: Float32Array, labels: ArrayLike<number>, classes: number, k: number): number {
+  let right = 0;
+  for (let i = 0; i < labels.length; i++) {
+    const own = scores[i * classes + labels[i]!]!;
+    let higher = 0;
+    for (let c = 0; c < classes; c++) if (scores[i * classes + c]! > own) higher++;
+    if (higher < k) right++;
+  }
+  return labels.length > 0 ? right / labels.length : Number.NaN;
+}

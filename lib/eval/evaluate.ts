@@ -1,13 +1,13 @@
 // Evaluation of a backbone on a dataset's test split: kNN and the linear probe on features of
 // un-augmented images, computed once for both. `train` runs it at the end of a run; `evaluateCheckpoint`
 // (the `eval` command) on a saved run.
-import { checkpointPath, readCheckpoint } from '../checkpoint/checkpoint.js';
-import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
-import { dataSchema, loadDataset, type DataOptions } from '../data/datasets.js';
+import type { TrainConfig } from '../config/train-config.js';
+import type { DataOptions } from '../data/datasets.js';
 import type { ImageDataset } from '../data/idx.js';
 import { trainerFor } from '../train/from-config.js';
+import { loadRun } from '../train/saved-run.js';
 import type { Trainer } from '../train/trainer.js';
-import { validationError } from '../config/errors.js';
+import { augmentedLinearProbe, type AugmentedProbeSummary } from './augmented-probe.js';
 import { argmaxRows, classManifolds, confusionMatrix, effectiveRank, perClassAccuracy } from './diagnostics.js';
 import { datasetFeatures } from './features.js';
 import { knnAccuracy } from './knn.js';
@@ -24,6 +24,8 @@ export interface LinearProbeSummary {
   top5: number;
   /** Chosen on a held-out slice of the training set. */
   learningRate: number;
+  /** The probe trained through crops and flips (eval.linearProbe.augmentEpochs > 0), else absent. */
+  augmented?: AugmentedProbeSummary;
 }
 
 export interface Evaluation {
@@ -50,8 +52,15 @@ export async function evaluate(trainer: Trainer, train: ImageDataset, test: Imag
   let probe: LinearProbeSummary | null = null;
   let probePredictions: Int32Array | null = null;
   if (!monitor && config.eval.linearProbe !== false) {
-    const result = await linearProbe(bank, queries, bank.dim, classes, config.eval.linearProbe);
+    const options = config.eval.linearProbe;
+    const result = await linearProbe(bank, queries, bank.dim, classes, options);
     probe = { top1: result.top1, top5: result.top5, learningRate: result.learningRate };
+    if (options.augmentEpochs > 0) {
+      const { top1, top5, epochs, learningRate } = await augmentedLinearProbe(await trainer.state(), config, train, test, {
+        ...options, learningRate: result.learningRate, epochs: options.augmentEpochs, trainFeatures: bank.features, workers, signal,
+      });
+      probe.augmented = { top1, top5, epochs, learningRate };
+    }
     probePredictions = argmaxRows(result.testLogits, classes);
   }
   const { meanRadius, meanCentreDistance, overlap, radius } = classManifolds(queries.features, queries.labels, queries.dim, classes);
@@ -83,15 +92,14 @@ export interface CheckpointEvaluation extends Evaluation {
  * Evaluates the backbone of a clamp-native checkpoint (a file, or the run folder holding it) on the run's dataset, or on `data` overrides (another
  * folder, limits), with the run's evaluation settings.
  */
-export async function evaluateCheckpoint(checkpointOrRunDir: string, options: { data?: DataOptions; signal?: AbortSignal } = {}): Promise<CheckpointEvaluation> {
-  const file = await checkpointPath(checkpointOrRunDir);
-  const checkpoint = await readCheckpoint(file);
-  const saved = parseTrainConfig(checkpoint.config, `${file} config`);
-  const data = dataSchema.safeParse({ ...saved.data, ...options.data }, { reportInput: true });
-  if (!data.success) throw validationError(data.error, 'data');
-  const config = { ...saved, data: data.data };
-  const [train, test] = await Promise.all([loadDataset(config.data, 'train'), loadDataset(config.data, 'test')]);
-  if (!train || !test) throw new RangeError(`evaluation needs a test split: set data.testPath for an image folder`);
+export async function evaluateCheckpoint(
+  checkpointOrRunDir: string,
+  options: { data?: DataOptions; signal?: AbortSignal; /** Overrides eval.linearProbe.augmentEpochs. */ augmentEpochs?: number } = {},
+): Promise<CheckpointEvaluation> {
+  const run = await loadRun(checkpointOrRunDir, options.data);
+  const { file, checkpoint, train, test } = run;
+  const saved = run.config.eval.linearProbe;
+  const config = options.augmentEpochs === undefined || saved === false ? run.config : { ...run.config, eval: { ...run.config.eval, linearProbe: { ...saved, augmentEpochs: options.augmentEpochs } } };
   const trainer = await trainerFor(config, train.channels, Math.max(1, Math.floor(train.count / config.run.batchSize)));
   await trainer.loadState(checkpoint.state);
   const evaluation = await evaluate(trainer, train, test, config, false, options.signal);

@@ -3,7 +3,6 @@
 import type { Augmentation } from '../augment/pipeline.js';
 import { MultiViewLoader } from '../augment/loader.js';
 import type { ImageDataset } from '../data/idx.js';
-import type { Trainer } from '../train/trainer.js';
 
 export interface DatasetFeatures {
   /** [count, dim] row-major. */
@@ -12,25 +11,46 @@ export interface DatasetFeatures {
   dim: number;
 }
 
-export async function datasetFeatures(
-  trainer: Trainer,
+/** Anything with a backbone to read features from: a Trainer, a FineTuner. */
+export interface FeatureSource {
+  readonly featureDim: number;
+  features(images: Float32Array, shape: readonly [number, number, number, number]): Promise<Float32Array>;
+}
+
+/**
+ * Every image of the dataset once, as un-augmented evaluation views in batches, through `rows` (a
+ * network's features or logits, `width` values per image), gathered into one [count, width] matrix.
+ */
+export async function evaluationRows(
   dataset: ImageDataset,
   pipeline: Augmentation,
+  width: number,
+  rows: (images: Float32Array, shape: [number, number, number, number]) => Promise<Float32Array>,
   options: { batchSize?: number; workers?: number | undefined; signal?: AbortSignal | undefined } = {},
-): Promise<DatasetFeatures> {
-  const batchSize = Math.min(options.batchSize ?? 512, dataset.count);
-  const dim = trainer.featureDim;
-  const features = new Float32Array(dataset.count * dim);
-  const loader = new MultiViewLoader({ dataset, batchSize: Math.max(2, batchSize), views: 2, pipelines: [pipeline], workers: options.workers });
+): Promise<Float32Array> {
+  const out = new Float32Array(dataset.count * width);
+  const batchSize = Math.max(2, Math.min(options.batchSize ?? 512, dataset.count));
+  const loader = new MultiViewLoader({ dataset, batchSize, views: 1, pipelines: [pipeline], workers: options.workers });
   try {
     let row = 0;
     for await (const batch of loader.evaluationBatches()) {
       options.signal?.throwIfAborted();
-      features.set(await trainer.features(batch.data, batch.shape), row * dim);
+      out.set(await rows(batch.data, batch.shape), row * width);
       row += batch.shape[0];
     }
   } finally {
     await loader.close();
   }
+  return out;
+}
+
+export async function datasetFeatures(
+  trainer: FeatureSource,
+  dataset: ImageDataset,
+  pipeline: Augmentation,
+  options: { batchSize?: number; workers?: number | undefined; signal?: AbortSignal | undefined } = {},
+): Promise<DatasetFeatures> {
+  const dim = trainer.featureDim;
+  const features = await evaluationRows(dataset, pipeline, dim, (images, shape) => trainer.features(images, shape), options);
   return { features, labels: dataset.labels, dim };
 }

@@ -17,6 +17,11 @@ export const linearProbeOptionsSchema = z
     /** The share of the training features held out to choose the learning rate. */
     validationFraction: z.number().gt(0).lt(1).default(0.1),
     seed: z.number().int().min(0).default(0),
+    /**
+     * Epochs of a second probe trained through random crops and flips of the training images (features
+     * recomputed every batch, the backbone frozen) at the learning rate the sweep chose; 0 skips it.
+     */
+    augmentEpochs: z.number().int().min(0).default(0),
   })
   .strict();
 
@@ -42,5 +47,6 @@ export async function linearProbe(train: LabelledFeatures, test: LabelledFeature
       throw new RangeError(`${name}.features holds ${set.features.length / dim} rows of dim ${dim}, but there are ${set.labels.length} labels`);
     }
   }
-  return native().linearProbe(train.features, train.labels, test.features, test.labels, dim, { ...parsed.data, classes });
+  const { augmentEpochs: _augmented, ...probe } = parsed.data;  // run by lib/eval/augmented-probe.ts, not natively here
+  return native().linearProbe(train.features, train.labels, test.features, test.labels, dim, { ...probe, classes });
 }

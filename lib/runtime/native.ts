@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PackingStats } from '../loss/packing-loss.js';
+import type { FineTuneStepResult } from '../train/fine-tuner.js';
 import type { StateEntry, TrainingStepResult } from '../train/trainer.js';
 
 /** The package's root folder (holds package.json, build/, scripts/). */
@@ -55,6 +56,18 @@ export interface NativeTrainer {
   readonly featureDim: number;
 }
 
+/** A fine-tuner the addon built (see lib/train/fine-tuner.ts for the checked API over it). */
+export interface NativeFineTuner {
+  loadBackbone(entries: StateEntry[]): Promise<void>;
+  features(images: Float32Array, shape: number[]): Promise<Float32Array>;
+  standardise(features: Float32Array, dim: number): Promise<void>;
+  step(images: Float32Array, shape: number[], labels: Uint8Array | Int32Array): Promise<FineTuneStepResult>;
+  logits(images: Float32Array, shape: number[]): Promise<Float32Array>;
+  state(): Promise<StateEntry[]>;
+  readonly stepsTaken: number;
+  readonly featureDim: number;
+}
+
 /** A serving encoder the addon built (see lib/encode/encoder.ts for the checked API over it). */
 export interface NativeEncoder {
   /** uint8 [n, H, W, C] or float32 [n, C, H, W] in [0, 1] -> features [n, featureDim], over the result's own memory. */
@@ -78,6 +91,8 @@ export interface NativeAddon {
   ): Promise<{ loss: number; grad: T; stats: PackingStats | null }>;
   /** Options as trainerOptionsSchema resolves them, with the stem filled in and the optimiser flattened. */
   createTrainer(options: object): Promise<NativeTrainer>;
+  /** Options as fineTunerOptionsSchema resolves them, with the stem filled in and the optimiser flattened. */
+  createFineTuner(options: object): Promise<NativeFineTuner>;
   /** lib/eval/linear-probe.ts's protocol, options resolved. */
   linearProbe(
     train: Float32Array,

@@ -11,42 +11,66 @@ import { native, type NativeTrainer } from '../runtime/native.js';
 const positiveInteger = z.number().int().positive();
 export const deviceSchema = z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'device must be cpu, cuda or cuda:<index>');
 
+/** The backbone fields every network built from a checkpoint's config shares (trainer, fine-tuner). */
+export const backboneOptionsShape = {
+  /** Backbone: ResNet-18/34/50 (torchvision layout) or `small` (32-64-128, for 28x28 on CPU). */
+  backbone: z.enum(['small', 'resnet18', 'resnet34', 'resnet50']).default('small'),
+  /** Stem; defaults to the backbone's own (`small` for small, `imagenet` for the ResNets). */
+  stem: z.enum(['imagenet', 'cifar', 'small']).optional(),
+  inChannels: positiveInteger.default(3),
+  /** Channels of each stage, overriding the backbone's (small: [32, 64, 128]; ResNet-18: [64, 128, 256, 512]). */
+  widths: z.array(positiveInteger).min(1).optional(),
+  /** Residual blocks per stage, overriding the backbone's (small: [2, 2, 2]; ResNet-18: [2, 2, 2, 2]). */
+  blocks: z.array(positiveInteger).min(1).optional(),
+};
+
+export const scheduleSchema = z
+  .object({
+    /** Learning rate at the end of warmup (for the trainer, already scaled for the batch: lr x batch / 256). */
+    peakLr: z.number().finite().min(0),
+    warmupSteps: z.number().int().min(0).default(0),
+    totalSteps: positiveInteger,
+    startLr: z.number().finite().min(0).default(0),
+    finalLr: z.number().finite().min(0).default(0),
+  })
+  .strict()
+  .refine((s) => s.warmupSteps < s.totalSteps, { message: 'warmupSteps must be less than totalSteps', path: ['warmupSteps'] });
+
+/** The refinement both backbone schemas carry: overridden widths and blocks describe the same stages. */
+export function stagesAgree(o: { widths?: number[] | undefined; blocks?: number[] | undefined }): boolean {
+  return o.widths === undefined || o.blocks === undefined || o.widths.length === o.blocks.length;
+}
+export const stagesDisagree = { message: 'widths and blocks need one entry per stage each', path: ['blocks'] };
+
+/** The stem the backbone takes when none is given. */
+export function resolvedStem(o: { backbone: string; stem?: 'imagenet' | 'cifar' | 'small' | undefined }): 'imagenet' | 'cifar' | 'small' {
+  return o.stem ?? (o.backbone === 'small' ? 'small' : 'imagenet');
+}
+
+/** Checks a [n, C, H, W] float32 batch against its shape and the backbone's input channels. */
+export function checkImageBatch(images: Float32Array, shape: readonly [number, number, number, number], inChannels: number): void {
+  if (!(images instanceof Float32Array)) throw new TypeError('images must be a Float32Array');
+  const [n, c, h, w] = shape;
+  if (!shape.every((d) => Number.isInteger(d) && d > 0)) throw new RangeError(`shape must be four whole numbers > 0, got [${shape.join(', ')}]`);
+  if (n * c * h * w !== images.length) throw new RangeError(`images.length is ${images.length}, but the shape [${shape.join(', ')}] holds ${n * c * h * w}`);
+  if (c !== inChannels) throw new RangeError(`images have ${c} channels; the backbone takes ${inChannels}`);
+}
+
 export const trainerOptionsSchema = z
   .object({
-    /** Backbone: ResNet-18/34/50 (torchvision layout) or `small` (32-64-128, for 28x28 on CPU). */
-    backbone: z.enum(['small', 'resnet18', 'resnet34', 'resnet50']).default('small'),
-    /** Stem; defaults to the backbone's own (`small` for small, `imagenet` for the ResNets). */
-    stem: z.enum(['imagenet', 'cifar', 'small']).optional(),
-    inChannels: positiveInteger.default(3),
-    /** Channels of each stage, overriding the backbone's (small: [32, 64, 128]; ResNet-18: [64, 128, 256, 512]). */
-    widths: z.array(positiveInteger).min(1).optional(),
-    /** Residual blocks per stage, overriding the backbone's (small: [2, 2, 2]; ResNet-18: [2, 2, 2, 2]). */
-    blocks: z.array(positiveInteger).min(1).optional(),
+    ...backboneOptionsShape,
     projectorHidden: z.array(positiveInteger).default([2048]),
     projectorOut: positiveInteger.default(256),
     views: z.number().int().min(2).default(2),
     loss: packingLossOptionsSchema.prefault({}),
     optimiser: optimiserSchema.prefault({ name: 'lars' }),
-    schedule: z
-      .object({
-        /** Learning rate at the end of warmup, already scaled for the batch (lr x batch / 256). */
-        peakLr: z.number().finite().min(0),
-        warmupSteps: z.number().int().min(0).default(0),
-        totalSteps: positiveInteger,
-        startLr: z.number().finite().min(0).default(0),
-        finalLr: z.number().finite().min(0).default(0),
-      })
-      .strict()
-      .refine((s) => s.warmupSteps < s.totalSteps, { message: 'warmupSteps must be less than totalSteps', path: ['warmupSteps'] }),
+    schedule: scheduleSchema,
     /** `cpu`, `cuda` or `cuda:<index>`. */
     device: deviceSchema.default('cpu'),
     seed: z.number().int().min(0).default(0),
   })
   .strict()
-  .refine((o) => o.widths === undefined || o.blocks === undefined || o.widths.length === o.blocks.length, {
-    message: 'widths and blocks need one entry per stage each',
-    path: ['blocks'],
-  });
+  .refine(stagesAgree, stagesDisagree);
 
 export type TrainerOptions = z.input<typeof trainerOptionsSchema>;
 
@@ -75,8 +99,7 @@ export class Trainer {
     const parsed = trainerOptionsSchema.safeParse(options, { reportInput: true });
     if (!parsed.success) throw validationError(parsed.error, 'options');
     const resolved = parsed.data;
-    const stem = resolved.stem ?? (resolved.backbone === 'small' ? 'small' : 'imagenet');
-    return new Trainer(await native().createTrainer({ ...resolved, stem, optimiser: nativeOptimiserOptions(resolved.optimiser) }), resolved);
+    return new Trainer(await native().createTrainer({ ...resolved, stem: resolvedStem(resolved), optimiser: nativeOptimiserOptions(resolved.optimiser) }), resolved);
   }
 
   /**
@@ -99,11 +122,7 @@ export class Trainer {
   }
 
   private checkImages(images: Float32Array, shape: readonly [number, number, number, number]): void {
-    if (!(images instanceof Float32Array)) throw new TypeError('images must be a Float32Array');
-    const [n, c, h, w] = shape;
-    if (!shape.every((d) => Number.isInteger(d) && d > 0)) throw new RangeError(`shape must be four whole numbers > 0, got [${shape.join(', ')}]`);
-    if (n * c * h * w !== images.length) throw new RangeError(`images.length is ${images.length}, but the shape [${shape.join(', ')}] holds ${n * c * h * w}`);
-    if (c !== this.options.inChannels) throw new RangeError(`images have ${c} channels; the backbone takes ${this.options.inChannels}`);
+    checkImageBatch(images, shape, this.options.inChannels);
   }
 
   /**

@@ -7,6 +7,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   clamp::addon::register_runtime(env, exports);
   clamp::addon::register_packing_loss(env, exports);
   clamp::addon::register_trainer(env, exports);
+  clamp::addon::register_fine_tuner(env, exports);
   clamp::addon::register_eval(env, exports);
   clamp::addon::register_encoder(env, exports);
   return exports;

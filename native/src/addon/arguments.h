@@ -11,6 +11,8 @@
 #include "addon/buffers.h"
 #include "addon/errors.h"
 #include "core/models/resnet.h"
+#include "core/optim/optimiser.h"
+#include "core/optim/schedule.h"
 #include "core/packing_loss.h"
 #include "core/state.h"
 
@@ -76,6 +78,34 @@ inline ResNetOptions read_backbone_options(const Napi::Object& o) {
   if (!o.Get("widths").IsUndefined()) options.widths = integer_array(o.Get("widths"), "widths");
   if (!o.Get("blocks").IsUndefined()) options.blocks = integer_array(o.Get("blocks"), "blocks");
   return options;
+}
+
+// The optimiser object of lib/config/optimiser.ts's nativeOptimiserOptions: every field present. The
+// learning rate is the schedule's to set.
+inline OptimiserOptions read_optimiser_options(const Napi::Value& value) {
+  const Napi::Object optimiser = object_value(value, "optimiser");
+  OptimiserOptions options;
+  options.kind = optimiser_kind_named(string_field(optimiser, "name"));
+  options.weight_decay = number_field(optimiser, "weightDecay");
+  options.momentum = number_field(optimiser, "momentum");
+  options.eta = number_field(optimiser, "eta");
+  options.nesterov = boolean_field(optimiser, "nesterov");
+  options.beta1 = number_field(optimiser, "beta1");
+  options.beta2 = number_field(optimiser, "beta2");
+  options.eps = number_field(optimiser, "eps");
+  return options;
+}
+
+// A warmup-cosine schedule { peakLr, warmupSteps, totalSteps, startLr, finalLr }.
+inline WarmupCosineSchedule read_schedule(const Napi::Value& value) {
+  const Napi::Object schedule = object_value(value, "schedule");
+  WarmupCosineSchedule out;
+  out.peak_lr = number_field(schedule, "peakLr");
+  out.warmup_steps = static_cast<int64_t>(number_field(schedule, "warmupSteps"));
+  out.total_steps = static_cast<int64_t>(number_field(schedule, "totalSteps"));
+  out.start_lr = number_field(schedule, "startLr");
+  out.final_lr = number_field(schedule, "finalLr");
+  return out;
 }
 
 // State entries { name, shape, data: typed array } as tensors over the arrays, in place; the arrays are
