@@ -24,7 +24,10 @@ export {
 export { loadCifarDataset, type CifarOptions } from './data/cifar.js';
 export { loadStl10Dataset, STL10_NO_LABEL } from './data/stl10.js';
 export { decodeImage, imageFolderOptionsSchema, loadImageFolder, type ImageFolderOptions } from './data/image-folder.js';
-export { Trainer, trainerOptionsSchema, type TrainerOptions, type TrainingStepResult } from './train/trainer.js';
+export { distributedOptionsSchema, Trainer, trainerOptionsSchema, type DistributedOptions, type TrainerOptions, type TrainingStepResult } from './train/trainer.js';
+export { FineTuner, fineTunerOptionsSchema, type FineTunerOptions, type FineTuneStepResult } from './train/fine-tuner.js';
+export { fineTune, fineTuneCheckpoint, fineTuneOptionsSchema, type FineTuneOptions, type FineTuneResult } from './train/finetune.js';
+export { balancedLabelSubset, datasetSubset } from './data/label-subset.js';
 export { augment, augmentationSchema, multiViewBatch, type Augmentation, type AugmentationOptions } from './augment/pipeline.js';
 export * as transforms from './augment/transforms.js';
 export { Random } from './random.js';
@@ -49,7 +52,7 @@ export { knnAccuracy, knnOptionsSchema, knnVotes, scoreVotes, type KnnOptions, t
 export { datasetFeatures, type DatasetFeatures } from './eval/features.js';
 export { linearProbe, linearProbeOptionsSchema, type LinearProbeOptions, type LinearProbeResult } from './eval/linear-probe.js';
 export { evaluate, evaluateCheckpoint, type CheckpointEvaluation, type Evaluation, type KnnSummary, type LinearProbeSummary } from './eval/evaluate.js';
-export { argmaxRows, classManifolds, confusionMatrix, perClassAccuracy, type ClassManifolds } from './eval/diagnostics.js';
+export { argmaxRows, classManifolds, confusionMatrix, perClassAccuracy, topKAccuracy, type ClassManifolds } from './eval/diagnostics.js';
 export { Encoder, EncoderError, encoderLoadOptionsSchema, type EmbedInput, type Embeddings, type EncoderLoadOptions, type PixelInput } from './encode/encoder.js';
 export { EmbeddingIndex, type Neighbour } from './encode/embedding-index.js';
 export { effectiveRank } from './eval/diagnostics.js';

@@ -58,9 +58,32 @@ describe('MultiViewLoader', () => {
     expect(batch!.data).toEqual(multiViewBatch(dataset, batch!.indices, 3, [plain], new Random(0)).data);
   });
 
+  it("shards split every global batch: the ranks' shares, in rank order, are the unsharded batch's images", async () => {
+    const whole = new MultiViewLoader({ dataset, batchSize: 8, views: 2, pipelines, seed: 3, workers: 1 });
+    const shares = [0, 1].map((rank) => new MultiViewLoader({ dataset, batchSize: 8, views: 2, pipelines, seed: 3, workers: 1, shard: { rank, count: 2 } }));
+    try {
+      const all: number[][] = [];
+      for await (const batch of whole.epoch(1)) all.push(batch.indices);
+      const parts = await Promise.all(shares.map(async (loader) => {
+        const out: { indices: number[]; shape: number[] }[] = [];
+        for await (const batch of loader.epoch(1)) out.push({ indices: batch.indices, shape: batch.shape });
+        return out;
+      }));
+      expect(parts[0]).toHaveLength(all.length);
+      all.forEach((indices, k) => {
+        expect([...parts[0]![k]!.indices, ...parts[1]![k]!.indices]).toEqual(indices);
+        expect(parts[0]![k]!.shape[0]).toBe(2 * 4);  // 2 views of 4 images
+      });
+    } finally {
+      await Promise.all([whole, ...shares].map((loader) => loader.close()));
+    }
+  });
+
   it('refuses impossible settings', () => {
     expect(() => new MultiViewLoader({ dataset, batchSize: 1, views: 2, pipelines })).toThrow(/batchSize must be a whole number >= 2/);
     expect(() => new MultiViewLoader({ dataset, batchSize: 64, views: 2, pipelines })).toThrow(/exceeds the dataset's 50 images/);
-    expect(() => new MultiViewLoader({ dataset, batchSize: 8, views: 1, pipelines })).toThrow(/views must be/);
+    expect(() => new MultiViewLoader({ dataset, batchSize: 8, views: 0, pipelines })).toThrow(/views must be a whole number >= 1, got 0/);
+    expect(() => new MultiViewLoader({ dataset, batchSize: 8, views: 2, pipelines, shard: { rank: 2, count: 2 } })).toThrow(/0 <= rank < count/);
+    expect(() => new MultiViewLoader({ dataset, batchSize: 9, views: 2, pipelines, shard: { rank: 0, count: 2 } })).toThrow(/batch of 9 does not split into 2 shares/);
   });
 });

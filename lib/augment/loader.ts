@@ -18,6 +18,12 @@ export interface MultiViewLoaderOptions {
   workers?: number | undefined;
   /** Batches made ahead of the consumer (default 2). */
   prefetch?: number;
+  /**
+   * Data-parallel training: this rank's share of every global batch of batchSize images (images
+   * [rank x batchSize / count, (rank + 1) x batchSize / count) of it), so the ranks together cover the
+   * batch one process would take. batchSize must divide evenly.
+   */
+  shard?: { rank: number; count: number } | undefined;
 }
 
 export interface Batch {
@@ -59,6 +65,13 @@ export class MultiViewLoader {
     if (!Number.isInteger(batchSize) || batchSize < 2) throw new RangeError(`batchSize must be a whole number >= 2, got ${batchSize}`);
     if (batchSize > dataset.count) throw new RangeError(`batchSize ${batchSize} exceeds the dataset's ${dataset.count} images`);
     if (!Number.isInteger(views) || views < 1) throw new RangeError(`views must be a whole number >= 1, got ${views}`);
+    const shard = options.shard;
+    if (shard && (!Number.isInteger(shard.count) || shard.count < 1 || !Number.isInteger(shard.rank) || shard.rank < 0 || shard.rank >= shard.count)) {
+      throw new RangeError(`shard must be { rank, count } with 0 <= rank < count, got ${JSON.stringify(shard)}`);
+    }
+    if (shard && (batchSize % shard.count !== 0 || batchSize / shard.count < 2)) {
+      throw new RangeError(`the global batch of ${batchSize} does not split into ${shard.count} shares of at least 2 images`);
+    }
     const count = options.workers ?? Math.min(4, os.availableParallelism());
     const { images, labels, ...meta } = dataset;
     const workerData: LoaderWorkerData = { images: shared(images), labels: shared(labels), meta, views, pipelines: options.pipelines };
@@ -105,8 +118,15 @@ export class MultiViewLoader {
     const { batchSize } = this.options;
     yield* this.prefetched(this.batchesPerEpoch - fromBatch, (k) => {
       const index = fromBatch + k;
-      const indices = order.slice(index * batchSize, (index + 1) * batchSize);
-      return { indices, reply: this.request(indices, batchSeed(this.options.seed ?? 0, epoch, index)) };
+      let indices = order.slice(index * batchSize, (index + 1) * batchSize);
+      let seed = batchSeed(this.options.seed ?? 0, epoch, index);
+      const shard = this.options.shard;
+      if (shard && shard.count > 1) {
+        const share = batchSize / shard.count;
+        indices = indices.slice(shard.rank * share, (shard.rank + 1) * share);
+        seed = batchSeed(seed, shard.rank, -2);  // each rank's augmentations its own
+      }
+      return { indices, reply: this.request(indices, seed) };
     });
   }
 

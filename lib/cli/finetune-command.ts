@@ -10,7 +10,7 @@ export const FINETUNE_USAGE = `clamp-native finetune --checkpoint PATH [options]
   --checkpoint PATH        a checkpoint file, or a run folder holding ${CHECKPOINT_FILE}
   --labels LIST            shares of each class's training labels, e.g. 1%,10% (the default) or 0.05
   --epochs N               epochs over the labelled images (default: 60 below 10%, else 30)
-  --lr X                   the head's peak learning rate, cosine-decayed (default 0.1)
+  --lr X                   the head's peak learning rate, cosine-decayed (default 0.3)
   --backbone-lr-scale X    the backbone's rate as a fraction of the head's (default 0.1; 0 freezes it)
   --batch-size N           (default 128, at most the labelled images)
   --weight-decay X         (default 0)

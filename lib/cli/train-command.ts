@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { buildReport } from '../report/report.js';
 import { duration, evaluatedWhen, linearProbeClause, percent } from '../format.js';
 import { TrainUsageError, wholeNumberFlag } from './flags.js';
+import { distributedFromEnvironment, launchWorkers } from './launcher.js';
 import { mergeConfig, readConfigFile, resolveTrainConfig, type ConfigOverrides } from '../config/train-config.js';
 import { resumeTraining, train, type ResumeOptions, type TrainEvent, type TrainSummary } from '../train/train.js';
 
@@ -25,6 +26,12 @@ export const TRAIN_USAGE = `clamp-native train [options]
   --resume PATH        continue the run in a run folder (or a checkpoint file) where it stopped
   --no-report          skip report.html (charts, embedding map, augmented views) at the end
   --json               print one JSON summary line on stdout at the end
+  --nproc N            data-parallel over N local worker processes (c10d Gloo on CPU); run.batchSize is the global batch
+  --nnodes N           machines taking part (default 1); each runs the same command with its --node-rank
+  --node-rank N        this machine's index (default 0)
+  --master-addr HOST   where rank 0 listens (default 127.0.0.1)
+  --master-port PORT   (default: a free port on one machine, 29500 across machines)
+  --dist-timeout S     seconds before a dead or hung peer fails the run (default 60)
 `;
 
 export { TrainUsageError };
@@ -97,6 +104,8 @@ export async function runTrain(args: string[]): Promise<number> {
       device: { type: 'string' }, seed: { type: 'string' }, workers: { type: 'string' }, threads: { type: 'string' },
       set: { type: 'string', multiple: true }, resume: { type: 'string' }, json: { type: 'boolean', default: false },
       'no-report': { type: 'boolean', default: false },
+      nproc: { type: 'string' }, nnodes: { type: 'string' }, 'node-rank': { type: 'string' }, 'master-addr': { type: 'string' },
+      'master-port': { type: 'string' }, 'dist-timeout': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -104,6 +113,32 @@ export async function runTrain(args: string[]): Promise<number> {
     process.stdout.write(TRAIN_USAGE);
     return 0;
   }
+  const launcherFlags = ['nproc', 'nnodes', 'node-rank', 'master-addr', 'master-port', 'dist-timeout'] as const;
+  if (values.nproc !== undefined) {
+    const nproc = wholeNumberFlag('nproc', values.nproc, 1)!;
+    const nnodes = wholeNumberFlag('nnodes', values.nnodes, 1) ?? 1;
+    const nodeRank = wholeNumberFlag('node-rank', values['node-rank']) ?? 0;
+    if (nodeRank >= nnodes) throw new TrainUsageError(`--node-rank must be less than --nnodes (${nnodes}), got ${nodeRank}`);
+    const masterPort = wholeNumberFlag('master-port', values['master-port'], 1);
+    if (masterPort !== undefined && masterPort > 65535) throw new TrainUsageError(`--master-port must be at most 65535, got ${masterPort}`);
+    const timeout = wholeNumberFlag('dist-timeout', values['dist-timeout'], 1) ?? 60;
+    // The workers get every flag but the launcher's own.
+    const own = new Set(launcherFlags.map((name) => `--${name}`));
+    const forwarded: string[] = [];
+    for (let k = 0; k < args.length; k++) {
+      const [name] = args[k]!.split('=');
+      if (own.has(name!)) {
+        if (!args[k]!.includes('=')) k++;
+        continue;
+      }
+      forwarded.push(args[k]!);
+    }
+    return launchWorkers(forwarded, { nproc, nnodes, nodeRank, masterAddr: values['master-addr'] ?? '127.0.0.1', masterPort, timeoutMs: timeout * 1000 });
+  }
+  const used = launcherFlags.filter((name) => values[name] !== undefined);
+  if (used.length > 0) throw new TrainUsageError(`--${used.join(', --')} ${used.length > 1 ? 'need' : 'needs'} --nproc`);
+  const group = distributedFromEnvironment();
+  const quiet = group !== null && group.rank !== 0;  // rank 0 reports for the run
   const controller = new AbortController();
   let interrupts = 0;
   const onInterrupt = () => {
@@ -113,7 +148,10 @@ export async function runTrain(args: string[]): Promise<number> {
     controller.abort();
   };
   process.on('SIGINT', onInterrupt);
-  const onProgress = progressReporter(process.stderr);
+  // The launcher stops a group's workers with SIGTERM when one of them dies.
+  const onTerminate = () => process.exit(143);
+  if (group) process.on('SIGTERM', onTerminate);
+  const onProgress = quiet ? undefined : progressReporter(process.stderr);
   let summary: TrainSummary;
   try {
     const run = {
@@ -124,7 +162,7 @@ export async function runTrain(args: string[]): Promise<number> {
     if (values.resume !== undefined) {
       const ignored = (['preset', 'config', 'data', 'out', 'epochs', 'batch-size', 'views', 'limit', 'seed', 'set'] as const).filter((name) => values[name] !== undefined);
       if (ignored.length > 0) throw new TrainUsageError(`--resume continues a run with its own config; it cannot be combined with --${ignored.join(', --')}`);
-      summary = await resumeTraining(values.resume, { onProgress, signal: controller.signal, overrides: { run } as NonNullable<ResumeOptions['overrides']> });
+      summary = await resumeTraining(values.resume, { onProgress, signal: controller.signal, distributed: group ?? undefined, overrides: { run } as NonNullable<ResumeOptions['overrides']> });
     } else {
       const file: ConfigOverrides | undefined = values.config === undefined ? undefined : await readConfigFile(values.config);
       let overrides: unknown = {
@@ -139,11 +177,13 @@ export async function runTrain(args: string[]): Promise<number> {
       };
       for (const setting of values.set ?? []) overrides = mergeConfig(overrides, parseSetting(setting));
       const config = resolveTrainConfig({ ...(values.preset === undefined ? {} : { preset: values.preset }), ...(file ? { file } : {}), overrides });
-      summary = await train(config, { onProgress, signal: controller.signal, ...(values.out === undefined ? {} : { runDir: values.out }) });
+      summary = await train(config, { onProgress, signal: controller.signal, distributed: group ?? undefined, ...(values.out === undefined ? {} : { runDir: values.out }) });
     }
   } finally {
     process.off('SIGINT', onInterrupt);
+    process.off('SIGTERM', onTerminate);
   }
+  if (quiet) return summary.stopped ? 130 : 0;
   const knn = summary.knn ? `, kNN top-1 ${percent(summary.knn.top1)}` : '';
   const probe = summary.linearProbe ? `, linear probe top-1 ${percent(summary.linearProbe.top1)}` : '';
   process.stderr.write(`${summary.stopped ? 'stopped' : 'done'}: ${summary.steps} steps in ${duration(summary.seconds)}, final loss ${summary.finalLoss.toFixed(4)}${knn}${probe}; checkpoint ${summary.checkpoint}${summary.stopped ? ` (continue with: clamp-native train --resume ${summary.runDir})` : ''}\n`);

@@ -155,6 +155,7 @@ export function formatDoctorReport(report: DoctorReport): string {
     `libraries    ${origin?.libDir ?? 'unknown'}`,
     `CUDA         ${report.cuda.available ? `available, ${report.cuda.deviceCount} device(s)` : 'not available (CPU only)'}`,
     `threads      ${report.threads.intraOp} intra-op (${report.threads.source}), OpenMP wait policy ${report.threads.openMPWaitPolicy}`,
+    `distributed  ${report.build.distributed === 'gloo' ? 'c10d Gloo (data-parallel training on CPU)' : 'not in this build (LibTorch without Gloo headers, or node-gyp)'}`,
     `BLAS         ${report.blas.kind}${report.blas.library ? ` (${report.blas.library})` : ''}`,
     `build        ${report.build.buildSystem}, ${report.build.compiler}, ${report.build.buildType}, C++${String(report.build.cxxStandard).slice(2, 4)}, ` +
       `CXX11 ABI ${report.build.cxx11Abi === null ? 'n/a' : report.build.cxx11Abi ? 'on' : 'off'}, N-API ${report.build.napiVersion}`,

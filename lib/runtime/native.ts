@@ -26,6 +26,8 @@ export interface NativeRuntimeInfo {
     /** libstdc++'s dual ABI; null with another standard library. */
     cxx11Abi: boolean | null;
     napiVersion: number;
+    /** Data-parallel training: 'gloo' when the build has c10d's Gloo process group. */
+    distributed: 'gloo' | 'none';
   };
 }
 
@@ -52,6 +54,8 @@ export interface NativeTrainer {
   features(images: Float32Array, shape: number[]): Promise<Float32Array>;
   state(): Promise<StateEntry[]>;
   loadState(entries: StateEntry[]): Promise<void>;
+  distribute(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number }): Promise<void>;
+  anyRank(flag: boolean): Promise<boolean>;
   readonly stepsTaken: number;
   readonly featureDim: number;
 }

@@ -29,7 +29,7 @@ export const fineTuneOptionsSchema = z
     epochs: z.number().int().positive().optional(),
     batchSize: z.number().int().min(2).default(128),
     /** The head's peak learning rate (cosine-decayed to 0 over the run). */
-    lr: z.number().finite().positive().default(0.1),
+    lr: z.number().finite().positive().default(0.3),
     /** The backbone's learning rate as a fraction of the head's (0 freezes it). */
     backboneLrScale: z.number().finite().min(0).default(0.1),
     weightDecay: z.number().finite().min(0).default(0),

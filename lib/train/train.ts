@@ -11,7 +11,8 @@ import type { ImageDataset } from '../data/idx.js';
 import { evaluate, type Evaluation, type KnnSummary, type LinearProbeSummary } from '../eval/evaluate.js';
 import { setNumThreads } from '../runtime/native.js';
 import { trainerFor } from './from-config.js';
-import type { TrainingStepResult } from './trainer.js';
+import { distributedOptionsSchema, type DistributedOptions, type TrainingStepResult } from './trainer.js';
+import { validationError } from '../config/errors.js';
 
 export const METRICS_FILE = 'metrics.jsonl';
 export const CONFIG_FILE = 'config.json';
@@ -36,11 +37,17 @@ export type TrainEvent =
 
 export interface TrainOptions {
   /** Progress: every step, epoch, evaluation and checkpoint. */
-  onProgress?: (event: TrainEvent) => void;
+  onProgress?: ((event: TrainEvent) => void) | undefined;
   /** Stops after the current step, writes a checkpoint, and resolves with `stopped: true`. */
   signal?: AbortSignal;
   /** The run folder (default runs/<dataset>-<date>-<time>). */
   runDir?: string;
+  /**
+   * Data-parallel training: this process is one rank of a group (see Trainer.distribute). Every rank
+   * runs train() with the same config; each takes its share of every global batch of run.batchSize;
+   * only rank 0 writes the run folder (config, metrics, checkpoints) and evaluates.
+   */
+  distributed?: DistributedOptions | undefined;
 }
 
 export interface ResumeOptions extends Omit<TrainOptions, 'runDir'> {
@@ -103,6 +110,23 @@ async function trimMetrics(file: string, position: RunPosition): Promise<void> {
   await writeFileAtomically(file, [Buffer.from(kept.map((line) => `${line}\n`).join(''))]);
 }
 
+/** The validated group of a data-parallel run (null for one process), with what it cannot do yet refused. */
+function parseDistributed(options: DistributedOptions | undefined, config: TrainConfig) {
+  if (!options) return null;
+  const parsed = distributedOptionsSchema.safeParse(options, { reportInput: true });
+  if (!parsed.success) throw validationError(parsed.error, 'distributed');
+  const group = parsed.data;
+  if (group.worldSize === 1) return null;
+  if (config.run.batchSize % group.worldSize !== 0) {
+    throw new RangeError(`run.batchSize ${config.run.batchSize} must split evenly over ${group.worldSize} processes`);
+  }
+  // Rank 0 alone evaluates: mid-run, the other ranks would wait for it past the collectives' timeout.
+  if (config.eval.every > 0 || config.eval.atStart) {
+    throw new RangeError('eval.every and eval.atStart do not run data-parallel yet: set them to 0 / false (the final evaluation runs on rank 0)');
+  }
+  return group;
+}
+
 async function runTraining(
   config: TrainConfig,
   runDir: string,
@@ -122,21 +146,30 @@ async function runTraining(
   if (stepsPerEpoch < 1) throw new RangeError(`run.batchSize ${batchSize} exceeds the ${trainSet.count} training images`);
   const totalSteps = config.schedule.epochs * stepsPerEpoch;
 
+  const group = parseDistributed(options.distributed, config);
+  // Rank 0 writes the run folder and evaluates; the other ranks only train.
+  const writer = !group || group.rank === 0;
+
   const trainer = await trainerFor(config, pipelineChannels, stepsPerEpoch);
   let position: RunPosition = { epoch: 0, batch: 0, step: 0 };
-  await fs.mkdir(runDir, { recursive: true });
   const metricsFile = path.join(runDir, METRICS_FILE);
   const checkpointFile = path.join(runDir, CHECKPOINT_FILE);
   if (checkpoint) {
     await trainer.loadState(checkpoint.state);
     position = checkpoint.position;
-    await trimMetrics(metricsFile, position);
-  } else {
-    await fs.rm(metricsFile, { force: true });
   }
-  await writeFileAtomically(path.join(runDir, CONFIG_FILE), [Buffer.from(`${JSON.stringify(config, null, 2)}\n`)]);
-  const metrics = await fs.open(metricsFile, 'a');
-  const log = (entry: Record<string, unknown>) => metrics.write(`${JSON.stringify(entry)}\n`);
+  if (group) await trainer.distribute(group);
+  let metrics: fs.FileHandle | null = null;
+  if (writer) {
+    await fs.mkdir(runDir, { recursive: true });
+    if (checkpoint) await trimMetrics(metricsFile, position);
+    else await fs.rm(metricsFile, { force: true });
+    await writeFileAtomically(path.join(runDir, CONFIG_FILE), [Buffer.from(`${JSON.stringify(config, null, 2)}\n`)]);
+    metrics = await fs.open(metricsFile, 'a');
+  }
+  const log = async (entry: Record<string, unknown>) => {
+    await metrics?.write(`${JSON.stringify(entry)}\n`);
+  };
 
   let lastLoss = Number.NaN;
   let final: Evaluation | null = null;
@@ -144,11 +177,12 @@ async function runTraining(
   let viewImages = 0, trainingSeconds = 0;
   const latest: Record<string, unknown> = {};
   const writeCheckpoint = async () => {
+    if (!writer) return;
     await saveCheckpoint(checkpointFile, trainer, { config, position, metrics: latest });
     emit({ kind: 'checkpoint', file: checkpointFile, position });
   };
   const runEvaluation = async (epoch: number, monitor: boolean) => {
-    if (!testSet) return null;
+    if (!testSet || !writer) return null;
     emit({ kind: 'evaluating', what: monitor || config.eval.linearProbe === false ? 'kNN' : 'kNN and the linear probe' });
     const result = await evaluate(trainer, trainSet, testSet, config, monitor, options.signal);
     await log({ kind: 'evaluation', epoch, step: position.step, ...result });
@@ -156,7 +190,10 @@ async function runTraining(
     return result;
   };
 
-  const loader = new MultiViewLoader({ dataset: trainSet, batchSize, views, pipelines: config.augment, seed: config.run.seed, workers: config.run.workers });
+  const loader = new MultiViewLoader({
+    dataset: trainSet, batchSize, views, pipelines: config.augment, seed: config.run.seed, workers: config.run.workers,
+    shard: group ? { rank: group.rank, count: group.worldSize } : undefined,
+  });
   let stopped = false;
   try {
     emit({ kind: 'start', runDir, totalSteps, stepsPerEpoch, epochs: config.schedule.epochs, resumedAt: checkpoint ? position : null, trainImages: trainSet.count });
@@ -181,13 +218,16 @@ async function runTraining(
         sums.gradNorm += result.gradNorm;
         lastLearningRate = result.learningRate;
         epochSteps++;
-        epochViewImages += batch.shape[0];
-        const viewImagesPerSecond = batch.shape[0] / seconds;
+        const globalViewImages = batch.shape[0] * (group?.worldSize ?? 1);
+        epochViewImages += globalViewImages;
+        const viewImagesPerSecond = globalViewImages / seconds;
         if (result.step % config.run.logEvery === 0) {
           await log({ kind: 'step', epoch, step: result.step, loss: result.loss, ...result.stats, lr: result.learningRate, gradNorm: result.gradNorm, viewImagesPerSecond });
         }
         emit({ kind: 'step', epoch, batch: position.batch - 1, stepsPerEpoch, totalSteps, result, viewImagesPerSecond, etaSeconds: secondsPerStep * (totalSteps - position.step) });
-        if (options.signal?.aborted) {
+        // Every rank must stop after the same step, or the others would wait in the next one.
+        const stopping = group ? await trainer.anyRank(options.signal?.aborted ?? false) : options.signal?.aborted;
+        if (stopping) {
           stopped = position.step < totalSteps;
           break;
         }
@@ -216,7 +256,7 @@ async function runTraining(
     }
   } finally {
     await loader.close();
-    await metrics.close();
+    await metrics?.close();
   }
   return {
     runDir,

@@ -74,6 +74,21 @@ export const trainerOptionsSchema = z
 
 export type TrainerOptions = z.input<typeof trainerOptionsSchema>;
 
+/** Where and how a rank joins a data-parallel group (torchrun's MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE). */
+export const distributedOptionsSchema = z
+  .object({
+    rank: z.number().int().min(0),
+    worldSize: z.number().int().min(1),
+    masterAddr: z.string().min(1).default('127.0.0.1'),
+    masterPort: z.number().int().min(1).max(65535).default(29500),
+    /** The rendezvous and every collective give up after this, with an error naming the rank. */
+    timeoutMs: z.number().int().positive().default(60_000),
+  })
+  .strict()
+  .refine((o) => o.rank < o.worldSize, { message: 'rank must be less than worldSize', path: ['rank'] });
+
+export type DistributedOptions = z.input<typeof distributedOptionsSchema>;
+
 export interface TrainingStepResult {
   step: number;
   loss: number;
@@ -136,6 +151,25 @@ export class Trainer {
   /** Restores a state() snapshot (same architecture and optimiser); the arrays are read in place. */
   async loadState(entries: readonly StateEntry[]): Promise<void> {
     return this.handle.loadState([...entries]);
+  }
+
+  /**
+   * Joins a data-parallel group over c10d/Gloo (waits for every rank): rank 0's weights are copied to
+   * every rank, and from then on each step() takes this rank's share of the global batch (views x
+   * batch / worldSize images per view, view-major), computes the loss on the gathered global batch and
+   * sums the gradients over the ranks, so every rank takes the step one process would take on the
+   * global batch (BatchNorm statistics stay per rank). A peer that dies or hangs makes the next step
+   * reject within timeoutMs.
+   */
+  async distribute(options: DistributedOptions): Promise<void> {
+    const parsed = distributedOptionsSchema.safeParse(options, { reportInput: true });
+    if (!parsed.success) throw validationError(parsed.error, 'distributed');
+    return this.handle.distribute(parsed.data);
+  }
+
+  /** Whether `flag` is true on any rank of the group (this rank's flag alone without one): how ranks agree to stop after the same step. */
+  async anyRank(flag: boolean): Promise<boolean> {
+    return this.handle.anyRank(flag);
   }
 
   get stepsTaken(): number {

@@ -2,6 +2,7 @@
 // backward pass that reaches every parameter.
 #include "models/projector.h"
 #include "models/resnet.h"
+#include "serve/folded_resnet.h"
 
 #include <torch/torch.h>
 
@@ -109,11 +110,30 @@ void test_bad_arguments() {
 
 }  // namespace
 
+// The BatchNorm-free test model: no BatchNorm state at all, the same convolutions, and an output that
+// does not depend on the other images of the batch; serving refuses it.
+void test_batch_norm_free() {
+  clamp::ResNetOptions options = clamp::ResNetOptions::small();
+  options.in_channels = 1;
+  options.batch_norm = false;
+  clamp::ResNet net(options);
+  bool any_norm = false;
+  for (const auto& item : net->named_parameters()) any_norm = any_norm || item.key().find("bn") != std::string::npos;
+  for (const auto& item : net->named_buffers()) any_norm = any_norm || item.key().find("bn") != std::string::npos;
+  check(!any_norm && net->named_buffers().size() == 0, "a BatchNorm-free ResNet holds no BatchNorm parameters or buffers");
+  check(net->named_parameters().contains("layer2.0.downsample.0.weight"), "its convolutions keep torchvision's names");
+  const at::Tensor images = at::randn({4, 1, 28, 28});
+  const at::Tensor together = net->forward(images), alone = net->forward(images.slice(0, 0, 2));
+  check(at::allclose(together.slice(0, 0, 2), alone, 1e-5, 1e-6), "in training mode an image's features do not depend on its batch");
+  check_throws([&] { clamp::FoldedResNet folded(*net); }, "serving needs a backbone with BatchNorm", "the serving graph refuses it");
+}
+
 int main() {
   torch::manual_seed(0);
   test_torchvision_counts_and_names();
   test_stems_and_shapes();
   test_backward_reaches_everything();
   test_bad_arguments();
+  test_batch_norm_free();
   return clamp::testing::summary();
 }

@@ -1,6 +1,7 @@
 // runtimeInfo(), setNumThreads(n), numThreads(): what `doctor` reports and the thread setting.
 #include "addon/bindings.h"
 #include "addon/errors.h"
+#include "core/distributed/collective.h"
 #include "core/runtime.h"
 
 #ifndef CLAMP_BUILD_SYSTEM
@@ -37,6 +38,7 @@ Napi::Value runtime_info_binding(const Napi::CallbackInfo& info) {
   build.Set("cxx11Abi", env.Null());  // not libstdc++: the question does not apply
 #endif
   build.Set("napiVersion", NAPI_VERSION);
+  build.Set("distributed", clamp::distributed_available() ? "gloo" : "none");
   result.Set("build", build);
   return result;
 }

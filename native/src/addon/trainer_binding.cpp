@@ -39,7 +39,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Trainer",
                        {InstanceMethod<&TrainerWrap::Step>("step"), InstanceMethod<&TrainerWrap::Features>("features"),
-                        InstanceMethod<&TrainerWrap::State>("state"), InstanceMethod<&TrainerWrap::LoadState>("loadState"),
+                        InstanceMethod<&TrainerWrap::State>("state"), InstanceMethod<&TrainerWrap::LoadState>("loadState"), InstanceMethod<&TrainerWrap::Distribute>("distribute"), InstanceMethod<&TrainerWrap::AnyRank>("anyRank"),
                         InstanceAccessor<&TrainerWrap::StepsTaken>("stepsTaken"), InstanceAccessor<&TrainerWrap::FeatureDim>("featureDim")});
   }
 
@@ -56,6 +56,8 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
   Napi::Value Features(const Napi::CallbackInfo& info);
   Napi::Value State(const Napi::CallbackInfo& info);
   Napi::Value LoadState(const Napi::CallbackInfo& info);
+  Napi::Value Distribute(const Napi::CallbackInfo& info);
+  Napi::Value AnyRank(const Napi::CallbackInfo& info);
   Napi::Value StepsTaken(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(trainer_->steps_taken())); }
   Napi::Value FeatureDim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(trainer_->backbone()->feature_dim())); }
 
@@ -100,6 +102,53 @@ Napi::Value TrainerWrap::LoadState(const Napi::CallbackInfo& info) {
     return ComputeJob::Queue(info.Env(), load_state_job(this, Value(), info[0], [](TrainingStep& trainer, const std::vector<NamedTensor>& saved) {
       trainer.load_state(saved);
     }));
+  });
+}
+
+// Joins the process group on the compute thread (the rendezvous waits for every rank) and hands it
+// to the trainer, which broadcasts rank 0's weights.
+class DistributeJob : public ObjectJob<TrainerWrap> {
+ public:
+  DistributeJob(TrainerWrap* wrap, const Napi::Object& self, CollectiveOptions options) : ObjectJob<TrainerWrap>(wrap, self), options_(std::move(options)) {}
+
+ protected:
+  void Execute() override { target().distribute(std::make_shared<Collective>(options_)); }
+  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
+
+ private:
+  CollectiveOptions options_;
+};
+
+Napi::Value TrainerWrap::Distribute(const Napi::CallbackInfo& info) {
+  return call_guarded(info, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+    if (info.Length() != 1 || !info[0].IsObject()) throw_type_error(info.Env(), "distribute({ masterAddr, masterPort, rank, worldSize, timeoutMs })");
+    const Napi::Object o = info[0].As<Napi::Object>();
+    CollectiveOptions options;
+    options.master_addr = string_field(o, "masterAddr");
+    options.master_port = static_cast<int64_t>(number_field(o, "masterPort"));
+    options.rank = static_cast<int64_t>(number_field(o, "rank"));
+    options.world_size = static_cast<int64_t>(number_field(o, "worldSize"));
+    options.timeout_ms = static_cast<int64_t>(number_field(o, "timeoutMs"));
+    return ComputeJob::Queue(info.Env(), new DistributeJob(this, Value(), std::move(options)));
+  });
+}
+
+class AnyRankJob : public ObjectJob<TrainerWrap> {
+ public:
+  AnyRankJob(TrainerWrap* wrap, const Napi::Object& self, bool flag) : ObjectJob<TrainerWrap>(wrap, self), flag_(flag) {}
+
+ protected:
+  void Execute() override { flag_ = target().any_rank(flag_); }
+  Napi::Value Result(Napi::Env env) override { return Napi::Boolean::New(env, flag_); }
+
+ private:
+  bool flag_;
+};
+
+Napi::Value TrainerWrap::AnyRank(const Napi::CallbackInfo& info) {
+  return call_guarded(info, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+    if (info.Length() != 1 || !info[0].IsBoolean()) throw_type_error(info.Env(), "anyRank(flag: boolean)");
+    return ComputeJob::Queue(info.Env(), new AnyRankJob(this, Value(), info[0].As<Napi::Boolean>().Value()));
   });
 }
 

@@ -5,6 +5,7 @@
 #include <torch/nn/init.h>
 
 #include <stdexcept>
+#include <string>
 
 namespace clamp {
 namespace {
@@ -15,37 +16,46 @@ torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) 
   return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false));
 }
 
+// A BatchNorm registered under `name`, or none (an empty holder) for a BatchNorm-free network.
+torch::nn::BatchNorm2d norm(torch::nn::Module& owner, const std::string& name, int64_t channels, bool batch_norm) {
+  return batch_norm ? owner.register_module(name, torch::nn::BatchNorm2d(channels)) : torch::nn::BatchNorm2d(nullptr);
+}
+
+torch::Tensor normed(torch::nn::BatchNorm2d& bn, const torch::Tensor& x) { return bn.is_empty() ? x : bn(x); }
+
 // torchvision's BasicBlock (expansion 1) and Bottleneck (expansion 4, stride on the 3x3 conv), with
 // the same submodule names: conv1, bn1, conv2, bn2[, conv3, bn3], downsample.{0,1}.
 class BlockImpl : public torch::nn::Module {
  public:
-  BlockImpl(int64_t in, int64_t width, int64_t stride, bool bottleneck) : bottleneck_(bottleneck) {
+  BlockImpl(int64_t in, int64_t width, int64_t stride, bool bottleneck, bool batch_norm) : bottleneck_(bottleneck) {
     const int64_t out = bottleneck ? width * 4 : width;
     if (bottleneck) {
       conv1_ = register_module("conv1", conv(in, width, 1, 1));
-      bn1_ = register_module("bn1", torch::nn::BatchNorm2d(width));
+      bn1_ = norm(*this, "bn1", width, batch_norm);
       conv2_ = register_module("conv2", conv(width, width, 3, stride));
-      bn2_ = register_module("bn2", torch::nn::BatchNorm2d(width));
+      bn2_ = norm(*this, "bn2", width, batch_norm);
       conv3_ = register_module("conv3", conv(width, out, 1, 1));
-      bn3_ = register_module("bn3", torch::nn::BatchNorm2d(out));
+      bn3_ = norm(*this, "bn3", out, batch_norm);
     } else {
       conv1_ = register_module("conv1", conv(in, width, 3, stride));
-      bn1_ = register_module("bn1", torch::nn::BatchNorm2d(width));
+      bn1_ = norm(*this, "bn1", width, batch_norm);
       conv2_ = register_module("conv2", conv(width, out, 3, 1));
-      bn2_ = register_module("bn2", torch::nn::BatchNorm2d(out));
+      bn2_ = norm(*this, "bn2", out, batch_norm);
     }
     if (stride != 1 || in != out) {
-      downsample_ = register_module("downsample", torch::nn::Sequential(conv(in, out, 1, stride), torch::nn::BatchNorm2d(out)));
+      torch::nn::Sequential downsample(conv(in, out, 1, stride));
+      if (batch_norm) downsample->push_back(torch::nn::BatchNorm2d(out));
+      downsample_ = register_module("downsample", downsample);
     }
   }
 
   torch::Tensor forward(const torch::Tensor& x) {
-    torch::Tensor y = F::relu(bn1_(conv1_(x)));
+    torch::Tensor y = F::relu(normed(bn1_, conv1_(x)));
     if (bottleneck_) {
-      y = F::relu(bn2_(conv2_(y)));
-      y = bn3_(conv3_(y));
+      y = F::relu(normed(bn2_, conv2_(y)));
+      y = normed(bn3_, conv3_(y));
     } else {
-      y = bn2_(conv2_(y));
+      y = normed(bn2_, conv2_(y));
     }
     return F::relu(y + (downsample_ ? downsample_->forward(x) : x));
   }
@@ -76,14 +86,14 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
   conv1 = register_module("conv1", options.stem == ResNetStem::imagenet ? conv(options.in_channels, stem_width, 7, 2)
                                                                          : conv(options.in_channels, stem_width, 3,
                                                                                 options.stem == ResNetStem::small ? 2 : 1));
-  bn1 = register_module("bn1", torch::nn::BatchNorm2d(stem_width));
+  bn1 = norm(*this, "bn1", stem_width, options.batch_norm);
   const int64_t expansion = options.bottleneck ? 4 : 1;
   int64_t channels = stem_width;
   for (size_t stage = 0; stage < options.blocks.size(); ++stage) {
     torch::nn::Sequential blocks;
     for (int64_t k = 0; k < options.blocks[stage]; ++k) {
       const int64_t stride = (stage > 0 && k == 0) ? 2 : 1;
-      blocks->push_back(Block(channels, options.widths[stage], stride, options.bottleneck));
+      blocks->push_back(Block(channels, options.widths[stage], stride, options.bottleneck, options.batch_norm));
       channels = options.widths[stage] * expansion;
     }
     stages_.push_back(register_module("layer" + std::to_string(stage + 1), blocks));
@@ -106,7 +116,7 @@ torch::Tensor ResNetImpl::forward(const torch::Tensor& images) {
                                 std::to_string(images.dim()) + "-D input" +
                                 (images.dim() == 4 ? " with " + std::to_string(images.size(1)) + " channels" : ""));
   }
-  torch::Tensor x = F::relu(bn1(conv1(images)));
+  torch::Tensor x = F::relu(normed(bn1, conv1(images)));
   if (options_.stem == ResNetStem::imagenet) x = F::max_pool2d(x, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
   for (auto& stage : stages_) x = stage->forward(x);
   return x.mean({2, 3});

@@ -28,6 +28,9 @@ struct ResNetOptions {
   bool bottleneck = false;                          // Bottleneck (1x1-3x3-1x1) instead of BasicBlock
   ResNetStem stem = ResNetStem::imagenet;
   int64_t in_channels = 3;
+  // false drops every BatchNorm (the modules and their state): a test model whose output does not
+  // depend on how a batch is split, for exact data-parallel parity checks. Serving refuses it.
+  bool batch_norm = true;
 
   ResNetOptions& set_stem(ResNetStem value) { stem = value; return *this; }
   ResNetOptions& set_in_channels(int64_t value) { in_channels = value; return *this; }

@@ -28,6 +28,7 @@ at::Tensor FoldedResNet::Conv::operator()(const at::Tensor& x, bool onednn) cons
 }
 
 FoldedResNet::FoldedResNet(ResNetImpl& net, bool use_onednn) {
+  if (!net.options().batch_norm) throw std::invalid_argument("serving needs a backbone with BatchNorm; a BatchNorm-free ResNet is a test model");
   ModuleMap modules;
   for (const auto& item : net.named_modules("", /*include_self=*/false)) modules[item.key()] = item.value();
   // conv then BatchNorm: y = gamma (conv(x) - mean) / sqrt(var + eps) + beta = conv'(x) + b'. In float64.

@@ -59,16 +59,18 @@ StepResult TrainingStep::run(const at::Tensor& images) {
   backbone_->train();
   projector_->train();
 
-  const at::Tensor embeddings = projector_->forward(backbone_->forward(images.to(device_, /*non_blocking=*/true)));
+  at::Tensor embeddings = projector_->forward(backbone_->forward(images.to(device_, /*non_blocking=*/true)));
+  if (collective_) embeddings = collective_->gather_views(embeddings, m);
   const at::Tensor loss = packing_loss(embeddings, m, options_.loss, &result.stats, Diagnostics::pair_pass);
   optimiser_->zero_grad();
   loss.backward();
+  std::vector<at::Tensor> parameters = backbone_->parameters();
+  for (const auto& p : projector_->parameters()) parameters.push_back(p);
+  if (collective_) collective_->sum_gradients(parameters);
   // One reduction and one read of the result, rather than a device sync per parameter.
   std::vector<at::Tensor> norms;
-  for (auto* module : {static_cast<torch::nn::Module*>(backbone_.ptr().get()), static_cast<torch::nn::Module*>(projector_.ptr().get())}) {
-    for (const auto& p : module->parameters()) {
-      if (p.grad().defined()) norms.push_back(p.grad().norm());
-    }
+  for (const auto& p : parameters) {
+    if (p.grad().defined()) norms.push_back(p.grad().norm());
   }
   result.grad_norm = norms.empty() ? 0.0 : at::stack(norms).norm().item<double>();
   optimiser_->step();
@@ -76,6 +78,20 @@ StepResult TrainingStep::run(const at::Tensor& images) {
   ++steps_;
   return result;
 }
+
+void TrainingStep::distribute(std::shared_ptr<Collective> collective) {
+  collective_ = std::move(collective);
+  if (!collective_) return;
+  std::vector<NamedTensor> live;
+  append_module_state("", *backbone_, live);
+  append_module_state("projector.", *projector_, live);
+  std::vector<at::Tensor> tensors;
+  for (const auto& item : live) tensors.push_back(item.tensor);
+  torch::NoGradGuard no_grad;
+  collective_->broadcast_from_first(tensors);
+}
+
+bool TrainingStep::any_rank(bool flag) { return collective_ ? collective_->sum(flag ? 1.0 : 0.0) > 0 : flag; }
 
 std::vector<NamedTensor> TrainingStep::state() {
   std::vector<NamedTensor> out;

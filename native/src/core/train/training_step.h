@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "distributed/collective.h"
 #include "models/projector.h"
 #include "models/resnet.h"
 #include "optim/optimiser.h"
@@ -46,6 +47,15 @@ class TrainingStep {
   // the problem for a wrong shape or dtype.
   StepResult run(const at::Tensor& images);
 
+  // Trains data-parallel from now on: rank 0's weights and buffers are copied to every rank, each
+  // run() takes this rank's share of the global batch (views * b / world_size images per view), the
+  // loss is computed on the gathered global batch and gradients are summed over the ranks. Every rank
+  // then takes the same steps as one process on the global batch would.
+  void distribute(std::shared_ptr<Collective> collective);
+  // Whether flag is true on any rank (this rank's flag when not distributed): a collective, so every
+  // rank must call it at the same point, e.g. to agree on stopping after the same step.
+  bool any_rank(bool flag);
+
   // Backbone features [n, feature_dim] on the CPU, in evaluation mode (BatchNorm running statistics),
   // without gradients: what kNN monitors and the linear probe read.
   at::Tensor features(const at::Tensor& images);
@@ -69,6 +79,7 @@ class TrainingStep {
   ResNet backbone_{nullptr};
   Projector projector_{nullptr};
   std::unique_ptr<Optimiser> optimiser_;
+  std::shared_ptr<Collective> collective_;  // null: one process
   at::Tensor steps_tensor_;  // int64 scalar mirror of steps_ for state()
   int64_t steps_ = 0;
 };
