@@ -6,8 +6,12 @@ The same network as clamp-native's (a torchvision-style ResNet with a `small` (3
 packing_loss_eager.py, backward, and LARS written out like clamp-native's (weight decay and trust
 ratio on weights only). Prints one JSON line: seconds per step over the timed reps.
 
+With --world N (bench/ddp.mjs's peer) it runs N processes over torch.distributed's Gloo backend, each
+with its share of the global batch: embeddings all-gathered with autograd (the local rows keep their
+gradient), the loss on the global batch, gradients summed by all_reduce; rank 0 prints the line.
+
     /usr/bin/python3 bench/training_step_eager.py --widths 16,32,64 --blocks 2,2,2 --stem small \
-        --channels 1 --size 28 --views 4 --batch 128 --threads 2 --reps 5
+        --channels 1 --size 28 --views 4 --batch 128 --threads 2 --reps 5 [--world 2]
 """
 import argparse
 import json
@@ -82,25 +86,59 @@ def main():
     parser.add_argument("--out", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--world", type=int, default=1)
+    parser.add_argument("--port", type=int, default=29511)
     a = parser.parse_args()
+    if a.world > 1:
+        import torch.multiprocessing as mp
+        mp.spawn(run, args=(a,), nprocs=a.world, join=True)
+    else:
+        run(0, a)
+
+
+def gathered(z, views, world):
+    """The global [views * world * b, d] batch, view-major, ranks in order within each view; gradient to the local rows."""
+    import torch.distributed.nn.functional as dist_fn
+    b = z.shape[0] // views
+    parts = dist_fn.all_gather(z.contiguous())
+    return torch.cat([p.view(views, b, -1) for p in parts], 1).reshape(views * world * b, -1)
+
+
+def run(rank, a):
+    import torch.distributed as dist
+    if a.world > 1:
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{a.port}", rank=rank, world_size=a.world)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     net = network([int(w) for w in a.widths.split(",")], [int(b) for b in a.blocks.split(",")], a.stem, a.channels,
                   [int(h) for h in a.hidden.split(",") if h], a.out)
     params = [p for p in net.parameters()]
     buffers = [torch.zeros_like(p) for p in params]
-    x = torch.rand(a.views * a.batch, a.channels, a.size, a.size)
+    x = torch.rand(a.views * a.batch // a.world, a.channels, a.size, a.size)
     times = []
     for rep in range(a.reps + 1):  # the first is the warm-up
         start = time.perf_counter()
-        loss = packing_loss(net(x), a.views)
+        z = net(x)
+        if a.world > 1:
+            z = gathered(z, a.views, a.world)
+        loss = packing_loss(z, a.views)
         net.zero_grad()
         loss.backward()
+        if a.world > 1:
+            flat = torch.cat([p.grad.reshape(-1) for p in params])
+            dist.all_reduce(flat)
+            offset = 0
+            for p in params:
+                p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
+                offset += p.numel()
         lars_step(params, buffers, 0.1)
         loss.item()
         if rep > 0:
             times.append(time.perf_counter() - start)
-    print(json.dumps({"secondsPerStep": sorted(times)[len(times) // 2], "torch": torch.__version__}))
+    if rank == 0:
+        print(json.dumps({"secondsPerStep": sorted(times)[len(times) // 2], "torch": torch.__version__, "world": a.world}), flush=True)
+    if a.world > 1:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ const RANK_SCRIPT = `
 import { Trainer } from ${JSON.stringify(path.resolve('dist/train/trainer.js'))};
 const rank = Number(process.env.RANK), worldSize = Number(process.env.WORLD_SIZE);
 const trainer = await Trainer.create({ backbone: 'small', widths: [8, 16], blocks: [1, 1], inChannels: 1, projectorHidden: [32], projectorOut: 16,
-  views: 2, loss: { rs: 2 }, schedule: { peakLr: 0.5, totalSteps: 10 }, seed: 10 + rank });
+  views: 2, loss: { rs: 2 }, schedule: { peakLr: 0.5, totalSteps: 10 }, seed: 10 + rank, syncBatchNorm: process.env.SYNC_BN === '1' });
 await trainer.distribute({ rank, worldSize, masterPort: Number(process.env.MASTER_PORT), timeoutMs: Number(process.env.TIMEOUT_MS) });
 const losses = [];
 for (let step = 0; step < 3; step++) {
@@ -35,7 +35,8 @@ for (let step = 0; step < 3; step++) {
   }
 }
 const parameters = (await trainer.state()).filter((e) => !e.name.startsWith('optimizer.') && !e.name.includes('running_') && !e.name.includes('num_batches') && e.name !== 'trainer.steps');
-console.log(JSON.stringify({ rank, losses, parameters: parameters.map((e) => [e.name, Array.from(e.data)]) }));
+const statistics = (await trainer.state()).filter((e) => e.name.includes('running_'));
+console.log(JSON.stringify({ rank, losses, parameters: parameters.map((e) => [e.name, Array.from(e.data)]), statistics: statistics.map((e) => Array.from(e.data)) }));
 `;
 
 let script: string;
@@ -54,7 +55,7 @@ function freePort(): Promise<number> {
 interface RankOutput {
   code: number | null;
   seconds: number;
-  result: { rank: number; losses?: number[]; parameters?: [string, number[]][]; error?: string } | null;
+  result: { rank: number; losses?: number[]; parameters?: [string, number[]][]; statistics?: number[][]; error?: string } | null;
 }
 
 async function runRanks(env: Record<string, string>): Promise<RankOutput[]> {
@@ -86,6 +87,17 @@ describe.runIf(distributed)('data-parallel training over Gloo', () => {
     expect(one!.result!.losses).toEqual(zero!.result!.losses);
     expect(new Set(zero!.result!.losses).size).toBe(3);  // the weights moved between steps
     expect(one!.result!.parameters).toEqual(zero!.result!.parameters);
+    // Per-rank BatchNorm: each rank's running statistics come from its own share.
+    expect(one!.result!.statistics).not.toEqual(zero!.result!.statistics);
+  }, 60_000);
+
+  it('with syncBatchNorm the ranks also share their BatchNorm statistics', async () => {
+    const [zero, one] = await runRanks({ SYNC_BN: '1' });
+    expect(zero!.code).toBe(0);
+    expect(one!.code).toBe(0);
+    expect(one!.result!.losses).toEqual(zero!.result!.losses);
+    expect(one!.result!.parameters).toEqual(zero!.result!.parameters);
+    expect(one!.result!.statistics).toEqual(zero!.result!.statistics);
   }, 60_000);
 
   it("a rank that dies makes the other's next step fail, naming the rank, within the timeout", async () => {
@@ -137,6 +149,34 @@ describe.runIf(distributed)('clamp-native train --nproc', () => {
     expect(stderr).toMatch(/rank 1 of 2 was killed by SIGKILL; the other workers were stopped/);
     expect((performance.now() - started) / 1000).toBeLessThan(120);
   }, 180_000);
+
+  it('Ctrl-C stops both workers after the same step; one process resumes the run on the same schedule', async () => {
+    const root = await fs.mkdtemp(path.join(os.tmpdir(), 'clamp-ddp-resume-'));
+    const flags = ['--limit', '1024', '--epochs', '3', '--batch-size', '64', '--views', '2', '--set', 'eval.atEnd=false', '--set', 'run.checkpointEvery=1', '--no-report'];
+    const out = path.join(root, 'run');
+    const launcher = spawn(process.execPath, [cli, 'train', '--nproc', '2', ...flags, '--out', out]);
+    let stderr = '';
+    launcher.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    // Interrupt once the first epoch's checkpoint is on disk.
+    const poll = setInterval(() => {
+      fs.stat(path.join(out, 'checkpoint.safetensors')).then(() => { clearInterval(poll); launcher.kill('SIGINT'); }, () => {});
+    }, 100);
+    const code = await new Promise<number | null>((resolve) => launcher.on('exit', resolve));
+    clearInterval(poll);
+    expect(code, stderr).toBe(130);
+    const resumed = spawnSync(process.execPath, [cli, 'train', '--resume', out, '--json'], { encoding: 'utf8', timeout: 240_000 });
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect(JSON.parse(resumed.stdout.trim().split('\n').pop()!)).toMatchObject({ steps: 48, epochs: 3, stopped: false });
+    // The reference: one process all the way.
+    const reference = path.join(root, 'reference');
+    const single = spawnSync(process.execPath, [cli, 'train', ...flags, '--out', reference], { encoding: 'utf8', timeout: 240_000 });
+    expect(single.status, single.stderr).toBe(0);
+    const stepLines = async (dir: string) => (await fs.readFile(path.join(dir, 'metrics.jsonl'), 'utf8')).trim().split('\n')
+      .map((line) => JSON.parse(line) as { kind: string; step: number; lr: number }).filter((line) => line.kind === 'step');
+    const [mine, theirs] = [await stepLines(out), await stepLines(reference)];
+    expect(mine.map((line) => line.step)).toEqual(Array.from({ length: 48 }, (_, k) => k));
+    expect(mine.map((line) => line.lr)).toEqual(theirs.map((line) => line.lr));
+  }, 300_000);
 
   it('launcher flags without --nproc are refused', () => {
     const result = spawnSync(process.execPath, [cli, 'train', '--master-port', '1234'], { encoding: 'utf8' });

@@ -32,6 +32,7 @@ export const TRAIN_USAGE = `clamp-native train [options]
   --master-addr HOST   where rank 0 listens (default 127.0.0.1)
   --master-port PORT   (default: a free port on one machine, 29500 across machines)
   --dist-timeout S     seconds before a dead or hung peer fails the run (default 60)
+  --sync-bn            with --nproc: SyncBatchNorm, statistics over the global batch (run.syncBatchNorm)
 `;
 
 export { TrainUsageError };
@@ -105,7 +106,7 @@ export async function runTrain(args: string[]): Promise<number> {
       set: { type: 'string', multiple: true }, resume: { type: 'string' }, json: { type: 'boolean', default: false },
       'no-report': { type: 'boolean', default: false },
       nproc: { type: 'string' }, nnodes: { type: 'string' }, 'node-rank': { type: 'string' }, 'master-addr': { type: 'string' },
-      'master-port': { type: 'string' }, 'dist-timeout': { type: 'string' },
+      'master-port': { type: 'string' }, 'dist-timeout': { type: 'string' }, 'sync-bn': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -160,7 +161,8 @@ export async function runTrain(args: string[]): Promise<number> {
       ...(values.threads === undefined ? {} : { threads: wholeNumberFlag('threads', values.threads) }),
     };
     if (values.resume !== undefined) {
-      const ignored = (['preset', 'config', 'data', 'out', 'epochs', 'batch-size', 'views', 'limit', 'seed', 'set'] as const).filter((name) => values[name] !== undefined);
+      const ignored: string[] = (['preset', 'config', 'data', 'out', 'epochs', 'batch-size', 'views', 'limit', 'seed', 'set'] as const).filter((name) => values[name] !== undefined);
+      if (values['sync-bn']) ignored.push('sync-bn');
       if (ignored.length > 0) throw new TrainUsageError(`--resume continues a run with its own config; it cannot be combined with --${ignored.join(', --')}`);
       summary = await resumeTraining(values.resume, { onProgress, signal: controller.signal, distributed: group ?? undefined, overrides: { run } as NonNullable<ResumeOptions['overrides']> });
     } else {
@@ -173,6 +175,7 @@ export async function runTrain(args: string[]): Promise<number> {
           ...(values['batch-size'] === undefined ? {} : { batchSize: wholeNumberFlag('batch-size', values['batch-size']) }),
           ...(values.views === undefined ? {} : { views: wholeNumberFlag('views', values.views) }),
           ...(values.seed === undefined ? {} : { seed: wholeNumberFlag('seed', values.seed) }),
+          ...(values['sync-bn'] ? { syncBatchNorm: true } : {}),
         },
       };
       for (const setting of values.set ?? []) overrides = mergeConfig(overrides, parseSetting(setting));

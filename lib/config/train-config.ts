@@ -60,6 +60,8 @@ export const trainConfigSchema = z
         workers: positiveInteger.optional(),
         /** LibTorch intra-op threads (default: CLAMP_NUM_THREADS or the available cores). */
         threads: positiveInteger.optional(),
+        /** Data-parallel runs: BatchNorm over the whole global batch (SyncBatchNorm, the paper's) instead of each process's share. */
+        syncBatchNorm: z.boolean().default(false),
       })
       .strict(),
     eval: z

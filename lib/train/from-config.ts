@@ -29,5 +29,6 @@ export async function trainerFor(config: TrainConfig, channels: number, stepsPer
     },
     device: config.run.device,
     seed: config.run.seed,
+    syncBatchNorm: config.run.syncBatchNorm,
   });
 }

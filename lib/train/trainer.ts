@@ -68,6 +68,8 @@ export const trainerOptionsSchema = z
     /** `cpu`, `cuda` or `cuda:<index>`. */
     device: deviceSchema.default('cpu'),
     seed: z.number().int().min(0).default(0),
+    /** Once distributed: BatchNorm statistics over the whole data-parallel batch (SyncBatchNorm), not each rank's share. */
+    syncBatchNorm: z.boolean().default(false),
   })
   .strict()
   .refine(stagesAgree, stagesDisagree);

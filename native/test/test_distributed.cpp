@@ -76,17 +76,20 @@ at::Tensor share_of(const at::Tensor& batch, int64_t rank) {
   return batch.view({2, 2, 4, 1, 12, 12}).select(1, rank).reshape({8, 1, 12, 12}).contiguous();
 }
 
+// Parameters and buffers (BatchNorm's running statistics included), as floats.
 std::vector<at::Tensor> parameters_of(clamp::TrainingStep& step) {
   std::vector<at::Tensor> out;
   for (const auto& item : step.state()) {
-    if (item.name.rfind("optimizer.", 0) != 0 && item.name != "trainer.steps") out.push_back(item.tensor.detach().clone());
+    if (item.name.rfind("optimizer.", 0) != 0 && item.name != "trainer.steps") out.push_back(item.tensor.detach().to(at::kDouble).clone());
   }
   return out;
 }
 
-void test_matches_one_process() {
+// Two ranks with half the batch each against one process with all of it, for a network described by
+// `options` (BatchNorm-free, or with SyncBatchNorm: both make the split invisible).
+void check_matches_one_process(const clamp::TrainingStepOptions& base, const std::string& what) {
   constexpr int kSteps = 4;
-  clamp::TrainingStep single(bn_free_options());
+  clamp::TrainingStep single(base);
   std::vector<double> expected;
   for (int k = 0; k < kSteps; ++k) expected.push_back(single.run(batch_for(k)).loss);
   const auto expected_parameters = parameters_of(single);
@@ -98,7 +101,7 @@ void test_matches_one_process() {
   // Built here, one after the other: weight initialisation draws from LibTorch's global generator.
   std::unique_ptr<clamp::TrainingStep> steps[2];
   for (int64_t rank = 0; rank < 2; ++rank) {
-    auto options = bn_free_options();
+    auto options = base;
     if (rank == 1) options.seed = 51;  // different initial weights: rank 0's must reach every rank
     steps[rank] = std::make_unique<clamp::TrainingStep>(options);
   }
@@ -123,11 +126,20 @@ void test_matches_one_process() {
       worst_parameter = std::max(worst_parameter, (parameters[rank][k] - expected_parameters[k]).abs().max().item<double>());
     }
   }
-  for (int k = 0; k < kSteps; ++k) std::cout << "step " << k << ": " << expected[k] << " vs " << losses[0][k] << " / " << losses[1][k] << "\n";
-  std::cout << "2 ranks vs 1 process over " << kSteps << " steps: worst relative loss difference " << worst_loss << ", worst parameter difference " << worst_parameter << "\n";
-  check(worst_loss < 1e-5, "the ranks' losses are the single process's: " + std::to_string(worst_loss));
-  check(worst_parameter < 5e-5, "the ranks' weights are the single process's: " + std::to_string(worst_parameter));
-  check(at::equal(parameters[0][0], parameters[1][0]), "both ranks hold the same weights");
+  for (int k = 0; k < kSteps; ++k) std::cout << what << " step " << k << ": " << expected[k] << " vs " << losses[0][k] << " / " << losses[1][k] << "\n";
+  std::cout << what << ": 2 ranks vs 1 process over " << kSteps << " steps: worst relative loss difference " << worst_loss << ", worst parameter or statistic difference " << worst_parameter << "\n";
+  check(worst_loss < 1e-5, what + ": the ranks' losses are the single process's: " + std::to_string(worst_loss));
+  check(worst_parameter < 5e-5, what + ": the ranks' weights and statistics are the single process's: " + std::to_string(worst_parameter));
+  check(at::equal(parameters[0][0], parameters[1][0]), what + ": both ranks hold the same weights");
+}
+
+void test_matches_one_process() { check_matches_one_process(bn_free_options(), "BatchNorm-free"); }
+
+void test_sync_batch_norm_matches_one_process() {
+  auto options = bn_free_options();
+  options.backbone.batch_norm = true;
+  options.sync_batch_norm = true;
+  check_matches_one_process(options, "SyncBatchNorm");
 }
 
 void test_gather_layout_and_gradient() {
@@ -219,6 +231,7 @@ int main() {
   }
   test_gather_layout_and_gradient();
   test_matches_one_process();
+  test_sync_batch_norm_matches_one_process();
   test_missing_peer_times_out();
   test_peer_leaving_is_an_error();
   return clamp::testing::summary();

@@ -31,6 +31,7 @@ TrainingStepOptions read_training_options(const Napi::Object& o) {
   options.schedule = read_schedule(o.Get("schedule"));
   options.optimiser.lr = options.schedule.peak_lr;
   options.device = string_field(o, "device");
+  options.sync_batch_norm = boolean_field(o, "syncBatchNorm");
   return options;
 }
 

@@ -128,10 +128,15 @@ void Collective::broadcast_from_first(const std::vector<at::Tensor>& tensors) {
 }
 
 double Collective::sum(double value) {
-  if (options_.world_size == 1) return value;
-  std::vector<at::Tensor> one{at::full({1}, value, at::kDouble)};
-  complete("an all-reduce", options_, [&] { return group_->group->allreduce(one); });
-  return one[0].item<double>();
+  at::Tensor one = at::full({1}, value, at::kDouble);
+  sum_in_place(one);
+  return one.item<double>();
+}
+
+void Collective::sum_in_place(at::Tensor& values) {
+  if (options_.world_size == 1) return;
+  std::vector<at::Tensor> tensors{values};
+  complete("an all-reduce", options_, [&] { return group_->group->allreduce(tensors); });
 }
 
 #else  // no Gloo in this build
@@ -150,6 +155,7 @@ at::Tensor Collective::gather_views(const at::Tensor& local, int64_t) { return l
 void Collective::sum_gradients(const std::vector<at::Tensor>&) {}
 void Collective::broadcast_from_first(const std::vector<at::Tensor>&) {}
 double Collective::sum(double value) { return value; }
+void Collective::sum_in_place(at::Tensor&) {}
 
 #endif
 

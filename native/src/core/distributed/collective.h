@@ -51,6 +51,8 @@ class Collective {
   void broadcast_from_first(const std::vector<at::Tensor>& tensors);
   // The sum over the ranks of one number per rank.
   double sum(double value);
+  // Replaces the values of a contiguous CPU tensor by their sums over the ranks.
+  void sum_in_place(at::Tensor& values);
 
  private:
   struct Group;

@@ -1,5 +1,7 @@
 #include "models/resnet.h"
 
+#include "distributed/sync_batch_norm.h"
+
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/pooling.h>
 #include <torch/nn/init.h>
@@ -21,13 +23,19 @@ torch::nn::BatchNorm2d norm(torch::nn::Module& owner, const std::string& name, i
   return batch_norm ? owner.register_module(name, torch::nn::BatchNorm2d(channels)) : torch::nn::BatchNorm2d(nullptr);
 }
 
-torch::Tensor normed(torch::nn::BatchNorm2d& bn, const torch::Tensor& x) { return bn.is_empty() ? x : bn(x); }
+// bn(x); with a sync collective and in training mode, over the whole data-parallel batch; x when there is no BatchNorm.
+torch::Tensor normed(torch::nn::BatchNorm2d& bn, const torch::Tensor& x, const BatchNormSync& sync) {
+  if (bn.is_empty()) return x;
+  if (sync.collective != nullptr && bn->is_training()) return sync_batch_norm(x, *bn, *sync.collective);
+  return bn(x);
+}
 
 // torchvision's BasicBlock (expansion 1) and Bottleneck (expansion 4, stride on the 3x3 conv), with
 // the same submodule names: conv1, bn1, conv2, bn2[, conv3, bn3], downsample.{0,1}.
 class BlockImpl : public torch::nn::Module {
  public:
-  BlockImpl(int64_t in, int64_t width, int64_t stride, bool bottleneck, bool batch_norm) : bottleneck_(bottleneck) {
+  BlockImpl(int64_t in, int64_t width, int64_t stride, bool bottleneck, bool batch_norm, std::shared_ptr<BatchNormSync> sync)
+      : bottleneck_(bottleneck), sync_(std::move(sync)) {
     const int64_t out = bottleneck ? width * 4 : width;
     if (bottleneck) {
       conv1_ = register_module("conv1", conv(in, width, 1, 1));
@@ -43,21 +51,27 @@ class BlockImpl : public torch::nn::Module {
       bn2_ = norm(*this, "bn2", out, batch_norm);
     }
     if (stride != 1 || in != out) {
-      torch::nn::Sequential downsample(conv(in, out, 1, stride));
-      if (batch_norm) downsample->push_back(torch::nn::BatchNorm2d(out));
+      // Registered as torchvision's downsample.{0,1}; run piecewise so its BatchNorm can synchronise.
+      downsample_conv_ = conv(in, out, 1, stride);
+      torch::nn::Sequential downsample(downsample_conv_);
+      if (batch_norm) {
+        downsample_bn_ = torch::nn::BatchNorm2d(out);
+        downsample->push_back(downsample_bn_);
+      }
       downsample_ = register_module("downsample", downsample);
     }
   }
 
   torch::Tensor forward(const torch::Tensor& x) {
-    torch::Tensor y = F::relu(normed(bn1_, conv1_(x)));
+    const BatchNormSync& sync = *sync_;
+    torch::Tensor y = F::relu(normed(bn1_, conv1_(x), sync));
     if (bottleneck_) {
-      y = F::relu(normed(bn2_, conv2_(y)));
-      y = normed(bn3_, conv3_(y));
+      y = F::relu(normed(bn2_, conv2_(y), sync));
+      y = normed(bn3_, conv3_(y), sync);
     } else {
-      y = normed(bn2_, conv2_(y));
+      y = normed(bn2_, conv2_(y), sync);
     }
-    return F::relu(y + (downsample_ ? downsample_->forward(x) : x));
+    return F::relu(y + (downsample_ ? normed(downsample_bn_, downsample_conv_(x), sync) : x));
   }
 
  private:
@@ -65,6 +79,9 @@ class BlockImpl : public torch::nn::Module {
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, bn3_{nullptr};
   torch::nn::Sequential downsample_{nullptr};
+  torch::nn::Conv2d downsample_conv_{nullptr};
+  torch::nn::BatchNorm2d downsample_bn_{nullptr};
+  std::shared_ptr<BatchNormSync> sync_;
 };
 TORCH_MODULE(Block);
 
@@ -93,7 +110,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
     torch::nn::Sequential blocks;
     for (int64_t k = 0; k < options.blocks[stage]; ++k) {
       const int64_t stride = (stage > 0 && k == 0) ? 2 : 1;
-      blocks->push_back(Block(channels, options.widths[stage], stride, options.bottleneck, options.batch_norm));
+      blocks->push_back(Block(channels, options.widths[stage], stride, options.bottleneck, options.batch_norm, sync_));
       channels = options.widths[stage] * expansion;
     }
     stages_.push_back(register_module("layer" + std::to_string(stage + 1), blocks));
@@ -116,7 +133,7 @@ torch::Tensor ResNetImpl::forward(const torch::Tensor& images) {
                                 std::to_string(images.dim()) + "-D input" +
                                 (images.dim() == 4 ? " with " + std::to_string(images.size(1)) + " channels" : ""));
   }
-  torch::Tensor x = F::relu(normed(bn1, conv1(images)));
+  torch::Tensor x = F::relu(normed(bn1, conv1(images), *sync_));
   if (options_.stem == ResNetStem::imagenet) x = F::max_pool2d(x, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
   for (auto& stage : stages_) x = stage->forward(x);
   return x.mean({2, 3});

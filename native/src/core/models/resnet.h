@@ -11,10 +11,19 @@
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace clamp {
+
+class Collective;
+
+// Where a ResNet's BatchNorms take their training-mode statistics: their own batch, or the whole
+// data-parallel batch through a collective (SyncBatchNorm). Shared by the network and its blocks.
+struct BatchNormSync {
+  Collective* collective = nullptr;
+};
 
 enum class ResNetStem {
   imagenet,  // 7x7 conv stride 2, BN, ReLU, 3x3 max-pool stride 2 (torchvision)
@@ -52,9 +61,13 @@ class ResNetImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& images);
   int64_t feature_dim() const { return feature_dim_; }
   const ResNetOptions& options() const { return options_; }
+  // Training-mode BatchNorm over every rank's batch from now on (null: each rank's own); the
+  // collective must outlive the network's use of it.
+  void synchronise_batch_norm(Collective* collective) { sync_->collective = collective; }
 
  private:
   ResNetOptions options_;
+  std::shared_ptr<BatchNormSync> sync_ = std::make_shared<BatchNormSync>();
   int64_t feature_dim_ = 0;
   torch::nn::Conv2d conv1{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr};

@@ -81,6 +81,7 @@ StepResult TrainingStep::run(const at::Tensor& images) {
 
 void TrainingStep::distribute(std::shared_ptr<Collective> collective) {
   collective_ = std::move(collective);
+  backbone_->synchronise_batch_norm(collective_ && options_.sync_batch_norm ? collective_.get() : nullptr);
   if (!collective_) return;
   std::vector<NamedTensor> live;
   append_module_state("", *backbone_, live);

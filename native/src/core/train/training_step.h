@@ -28,6 +28,7 @@ struct TrainingStepOptions {
   WarmupCosineSchedule schedule;
   std::string device = "cpu";  // "cpu", "cuda" or "cuda:<index>"
   uint64_t seed = 0;  // initialises the weights: same seed, same threads, same losses (on CPU)
+  bool sync_batch_norm = false;  // when distributed: BatchNorm statistics over every rank's batch
 };
 
 struct StepResult {
