@@ -10,6 +10,8 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { native } from '../lib/runtime/native.js';
 import { Trainer } from '../lib/train/trainer.js';
+import { resolveTrainConfig } from '../lib/config/train-config.js';
+import { train } from '../lib/train/train.js';
 
 const distributed = native().runtimeInfo().build.distributed === 'gloo';
 
@@ -101,7 +103,7 @@ describe.runIf(distributed)('data-parallel training over Gloo', () => {
   }, 60_000);
 
   it("a rank that dies makes the other's next step fail, naming the rank, within the timeout", async () => {
-    const [zero, one] = await runRanks({ DIE_RANK: '1', TIMEOUT_MS: '5000' });
+    const [zero, one] = await runRanks({ DIE_RANK: '1', TIMEOUT_MS: '15000' });
     expect(one!.code).toBe(3);
     expect(zero!.code).toBe(1);
     expect(zero!.result!.error).toMatch(/rank 0 of 2: .* failed/);
@@ -189,6 +191,13 @@ describe('distribute options', () => {
   it('this build has Gloo wherever Debian\'s libgloo-dev is installed', async () => {
     const glooHeaders = await fs.stat('/usr/include/gloo/config.h').then(() => true, () => false);
     if (glooHeaders) expect(native().runtimeInfo().build.distributed).toBe('gloo');
+  });
+
+  it('train() refuses what a data-parallel run cannot do yet, before any rendezvous', async () => {
+    const config = resolveTrainConfig({ overrides: { data: { limit: 256 }, schedule: { epochs: 1, warmupEpochs: 0 }, run: { batchSize: 64, views: 2 }, eval: { every: 1 } } });
+    await expect(train(config, { runDir: path.join(os.tmpdir(), 'never'), distributed: { rank: 0, worldSize: 2 } })).rejects.toThrow(/eval.every and eval.atStart do not run data-parallel yet/);
+    const odd = { ...config, run: { ...config.run, batchSize: 63 }, eval: { ...config.eval, every: 0 } };
+    await expect(train(odd, { runDir: path.join(os.tmpdir(), 'never'), distributed: { rank: 0, worldSize: 2 } })).rejects.toThrow(/run.batchSize 63 must split evenly over 2 processes/);
   });
 
   it('are checked before any rendezvous', async () => {
