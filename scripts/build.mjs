@@ -4,6 +4,9 @@
 // both land here. Writes build/libtorch.json so that `doctor` can say where LibTorch came from.
 //
 //   node scripts/build.mjs [--gyp] [--tests] [--debug]
+//
+// CLAMP_BUILD_TESTS=1 in the environment acts as --tests: CI sets it for `npm ci`, so that the install
+// build already has the core's tests and `npm test`'s own build finds nothing left to do.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -30,7 +33,7 @@ function localNodeDir() {
 
 async function main(args) {
   const gyp = args.includes('--gyp');
-  const tests = args.includes('--tests');
+  const tests = args.includes('--tests') || process.env.CLAMP_BUILD_TESTS === '1';
   const debug = args.includes('--debug');
   const libtorch = await resolveLibTorch();
   process.stderr.write(`clamp-native: building against ${describe(libtorch)}\n`);
