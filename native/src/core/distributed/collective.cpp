@@ -69,8 +69,11 @@ Collective::Collective(const CollectiveOptions& o) : options_(o), group_(std::ma
     store.timeout = timeout;
     group_->store = c10::make_intrusive<c10d::TCPStore>(o.master_addr, store);
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-    // The interface that reaches the master address is the one peers reach us on (loopback when local).
-    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(o.master_addr == "localhost" ? "127.0.0.1" : o.master_addr));
+    // Gloo binds this rank's own interface: loopback when the group lives on this machine, else the
+    // address this machine's hostname resolves to (binding the master's address would fail on every
+    // other machine).
+    const bool local = o.master_addr == "localhost" || o.master_addr.rfind("127.", 0) == 0;
+    options->devices.push_back(local ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1") : c10d::ProcessGroupGloo::createDefaultDevice());
     options->threads = 2;
     group_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(group_->store, static_cast<int>(o.rank), static_cast<int>(o.world_size), options);
   } catch (const std::exception& error) {
