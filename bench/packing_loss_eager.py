@@ -37,7 +37,7 @@ def packing_loss(z, m):
     diff = c.unsqueeze(1) - c.unsqueeze(0)                            # [b, b, d]
     dist = torch.sqrt((diff ** 2).sum(-1) + 1e-12)                    # 6. centre distances [b, b]
     s = (r.unsqueeze(1) + r.unsqueeze(0) + 1e-6).clamp_max(MAX_RANGE)  # 7. contact range
-    not_self = ~torch.eye(b, dtype=torch.bool)
+    not_self = ~torch.eye(b, dtype=torch.bool, device=z.device)
     mask = (dist > MIN_MARGIN) & (dist < s) & not_self                # 8. contact set
     # where() before the power: non-contact pairs contribute exactly 0 (and a zero gradient).
     overlap = torch.where(mask, 1 - dist / s, torch.zeros_like(dist))

@@ -4,7 +4,13 @@
 The same network as clamp-native's (a torchvision-style ResNet with a `small` (3x3 stride 2) or `cifar`
 (3x3 stride 1) stem, then a Linear-ReLU projector), all views as one batch, the packing loss of
 packing_loss_eager.py, backward, and LARS written out like clamp-native's (weight decay and trust
-ratio on weights only). Prints one JSON line: seconds per step over the timed reps.
+ratio on weights only). Prints one JSON line: the median seconds per step over the timed reps (after one
+warm-up step), and views*batch/that as imagesPerSecond.
+
+--device cuda runs it on a GPU (input made on the CPU, moved once, outside the timed loop; the device is
+synchronised before every timer read). --bf16 runs the forward (network and projector) under
+torch.autocast(device_type, bfloat16); the loss is computed in float32 on the float() of the embeddings.
+--channels-last puts the model and the input in torch.channels_last.
 
 With --world N (bench/ddp.mjs's peer) it runs N processes over torch.distributed's Gloo backend, each
 with its share of the global batch: embeddings all-gathered with autograd (the local rows keep their
@@ -12,6 +18,12 @@ gradient), the loss on the global batch, gradients summed by all_reduce; rank 0 
 
     /usr/bin/python3 bench/training_step_eager.py --widths 16,32,64 --blocks 2,2,2 --stem small \
         --channels 1 --size 28 --views 4 --batch 128 --threads 2 --reps 5 [--world 2]
+
+ResNet-18 (CIFAR) with the paper's projector, on a GPU:
+
+    python3 bench/training_step_eager.py --widths 64,128,256,512 --blocks 2,2,2,2 --stem cifar \
+        --channels 3 --size 32 --hidden 2048 --out 256 --views 4 --batch 256 --reps 20 \
+        --device cuda [--bf16] [--channels-last]
 """
 import argparse
 import json
@@ -88,7 +100,14 @@ def main():
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--world", type=int, default=1)
     parser.add_argument("--port", type=int, default=29511)
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--bf16", action="store_true", help="forward under torch.autocast(bfloat16); loss in float32")
+    parser.add_argument("--channels-last", action="store_true", help="model and input in torch.channels_last")
     a = parser.parse_args()
+    if a.stem not in ("small", "cifar"):
+        parser.error("--stem takes small (3x3 stride 2) or cifar (3x3 stride 1)")
+    if torch.device(a.device).type != "cpu" and a.world > 1:
+        parser.error("--world > 1 runs on the CPU only (Gloo, one process per share of the cores)")
     if a.world > 1:
         import torch.multiprocessing as mp
         mp.spawn(run, args=(a,), nprocs=a.world, join=True)
@@ -109,16 +128,33 @@ def run(rank, a):
     if a.world > 1:
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{a.port}", rank=rank, world_size=a.world)
     torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        torch.cuda.set_device(device)
+    memory_format = torch.channels_last if a.channels_last else torch.contiguous_format
     torch.manual_seed(0)
     net = network([int(w) for w in a.widths.split(",")], [int(b) for b in a.blocks.split(",")], a.stem, a.channels,
                   [int(h) for h in a.hidden.split(",") if h], a.out)
+    net = net.to(device=device, memory_format=memory_format)
     params = [p for p in net.parameters()]
     buffers = [torch.zeros_like(p) for p in params]
+    # Made on the CPU (the same numbers on every device), moved once, outside the timed loop.
     x = torch.rand(a.views * a.batch // a.world, a.channels, a.size, a.size)
+    x = x.to(device).contiguous(memory_format=memory_format)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     times = []
     for rep in range(a.reps + 1):  # the first is the warm-up
+        sync()
         start = time.perf_counter()
-        z = net(x)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=a.bf16):
+            emb = net(x)
+        z = emb.float()  # the loss (and the all-gather) in float32
         if a.world > 1:
             z = gathered(z, a.views, a.world)
         loss = packing_loss(z, a.views)
@@ -133,10 +169,21 @@ def run(rank, a):
                 offset += p.numel()
         lars_step(params, buffers, 0.1)
         loss.item()
+        sync()
         if rep > 0:
             times.append(time.perf_counter() - start)
     if rank == 0:
-        print(json.dumps({"secondsPerStep": sorted(times)[len(times) // 2], "torch": torch.__version__, "world": a.world}), flush=True)
+        seconds = sorted(times)[len(times) // 2]
+        print(json.dumps({
+            "secondsPerStep": seconds,
+            "imagesPerSecond": a.views * a.batch / seconds,  # view-images per second, global batch
+            "torch": torch.__version__,
+            "world": a.world,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "bf16": a.bf16,
+            "channelsLast": a.channels_last,
+            "loss": loss.item(),
+        }), flush=True)
     if a.world > 1:
         dist.destroy_process_group()
 

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "check.h"
+#include "loss_batches.h"
 
 #include <cmath>
 #include <functional>
@@ -17,34 +18,9 @@ namespace {
 
 using clamp::testing::check;
 using clamp::testing::check_throws;
-
-double relative_l2(const at::Tensor& a, const at::Tensor& b) {
-  const double denominator = std::max(b.norm().item<double>(), 1e-30);
-  return (a.to(at::kDouble) - b.to(at::kDouble)).norm().item<double>() / denominator;
-}
-
-// Views scattered around b random centres: `spread` sets how far apart the images are, `noise` how
-// wide each sub-manifold is.
-at::Tensor make_batch(int64_t m, int64_t b, int64_t d, double spread, double noise, at::ScalarType dtype,
-                      uint64_t seed) {
-  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
-  const auto options = at::TensorOptions().dtype(at::kDouble);
-  const at::Tensor centres = at::randn({1, b, d}, generator, options) * spread;
-  const at::Tensor views = centres + at::randn({m, b, d}, generator, options) * noise;
-  return views.reshape({m * b, d}).to(dtype);
-}
-
-struct LossAndGrad {
-  double loss;
-  at::Tensor grad;
-};
-
-LossAndGrad evaluate(const std::function<at::Tensor(const at::Tensor&)>& loss_fn, const at::Tensor& z) {
-  const at::Tensor input = z.detach().clone().requires_grad_(true);
-  const at::Tensor loss = loss_fn(input);
-  loss.backward();
-  return {loss.item<double>(), input.grad()};
-}
+using clamp::testing::evaluate;
+using clamp::testing::make_batch;
+using clamp::testing::relative_l2;
 
 void test_matches_reference() {
   struct Case {
@@ -111,12 +87,27 @@ void test_thread_count_does_not_change_result() {
   check(at::equal(one.grad, two.grad), "threads: the gradient is bitwise the same with 1 and 2 threads");
 }
 
+// Mixed-precision training hands the loss bfloat16 (or float16) embeddings: it computes in float32 on
+// the values it was given and returns the gradient in the input's dtype.
+void test_reduced_precision_input() {
+  const at::Tensor z = make_batch(4, 32, 16, 0.4, 0.4, at::kFloat, 5);
+  for (const at::ScalarType type : {at::kBFloat16, at::kHalf}) {
+    const std::string name = c10::toString(type);
+    const at::Tensor reduced = z.to(type);
+    const auto expected = evaluate([](const at::Tensor& x) { return clamp::packing_loss(x, 4); }, reduced.to(at::kFloat));
+    const auto got = evaluate([](const at::Tensor& x) { return clamp::packing_loss(x, 4); }, reduced);
+    check(got.loss == expected.loss, name + ": the loss is the float32 loss of the same values");
+    check(got.grad.scalar_type() == type, name + ": the gradient comes back in the input's dtype");
+    check(at::equal(got.grad, expected.grad.to(type)), name + ": the gradient is the float32 gradient, rounded");
+  }
+}
+
 void test_bad_arguments() {
   const at::Tensor good = at::randn({8, 3});
   check_throws([&] { clamp::packing_loss(good, 1); }, "views", "one view");
   check_throws([&] { clamp::packing_loss(good, 3); }, "multiple of views", "rows not divisible");
   check_throws([&] { clamp::packing_loss(good, 8); }, "batch", "one image");
-  check_throws([&] { clamp::packing_loss(good.to(at::kInt), 2); }, "float32 or float64", "integer dtype");
+  check_throws([&] { clamp::packing_loss(good.to(at::kInt), 2); }, "float32, float64, bfloat16 or float16", "integer dtype");
   check_throws([&] { clamp::packing_loss(good.view({8, 3, 1}), 2); }, "2-D", "3-D input");
   check_throws([&] { clamp::packing_loss(good, 2, clamp::PackingLossOptions().set_rs(-1)); }, "rs", "negative rs");
   at::Tensor nan = good.clone();
@@ -130,6 +121,7 @@ int main() {
   test_matches_reference();
   test_finite_differences();
   test_thread_count_does_not_change_result();
+  test_reduced_precision_input();
   test_bad_arguments();
   return clamp::testing::summary();
 }

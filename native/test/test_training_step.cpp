@@ -133,9 +133,53 @@ void test_device_is_checked() {
   }
 }
 
+// Mixed precision runs on the CPU too (oneDNN's bfloat16 kernels), so the path a GPU takes by default is
+// tested here: autocast reaches the network, the loss still falls, and nothing leaks past the step.
+void test_mixed_precision() {
+  const at::Tensor batch = views_of_random_images(2, 16);
+  auto options = tiny_options();
+  const double fp32_first = clamp::TrainingStep(options).run(batch).loss;
+  check(!clamp::TrainingStep(options).compute_settings().bf16_autocast, "precision auto on the CPU is float32");
+
+  options.precision = "bf16";
+  clamp::TrainingStep trainer(options);
+  check(trainer.compute_settings().bf16_autocast && !trainer.compute_settings().channels_last,
+        "precision bf16 on the CPU: autocast on, channels_last only where asked");
+  std::vector<double> run;
+  for (int k = 0; k < 30; ++k) run.push_back(trainer.run(batch).loss);
+  check(run[0] != fp32_first && std::abs(run[0] - fp32_first) < 0.05 * std::abs(fp32_first),
+        "bf16 autocast changes the first loss a little: " + std::to_string(run[0]) + " vs float32 " + std::to_string(fp32_first));
+  double first = 0, last = 0;
+  for (int k = 0; k < 5; ++k) first += run[k] / 5;
+  for (int k = 25; k < 30; ++k) last += run[k] / 5;
+  check(last < first - 0.5, "bf16: the loss falls on a fixed batch: first 5 steps " + std::to_string(first) + ", last 5 " + std::to_string(last));
+  const at::Tensor a = at::randn({4, 4});
+  check(a.mm(a).scalar_type() == at::kFloat, "autocast is off again after the step");
+  check(trainer.features(batch).scalar_type() == at::kFloat, "features are float32");
+
+  options.precision = "fp32";
+  options.memory_format = "channels_last";
+  clamp::TrainingStep nhwc(options);
+  bool weights_nhwc = true;
+  for (const auto& p : nhwc.backbone()->parameters()) {
+    if (p.dim() == 4) weights_nhwc &= p.is_contiguous(at::MemoryFormat::ChannelsLast);
+  }
+  check(weights_nhwc, "memoryFormat channels_last: the convolution weights are NHWC");
+  const double nhwc_first = nhwc.run(batch).loss;
+  check(std::abs(nhwc_first - fp32_first) < 1e-4 * std::abs(fp32_first),
+        "channels_last computes the same loss: " + std::to_string(nhwc_first) + " vs " + std::to_string(fp32_first));
+
+  options.precision = "half";
+  check_throws([&] { clamp::TrainingStep bad(options); }, "precision must be auto, bf16 or fp32", "an unknown precision");
+  options.precision = "auto";
+  options.memory_format = "nchw";
+  check_throws([&] { clamp::TrainingStep bad(options); }, "memoryFormat must be", "an unknown memory format");
+}
+
 }  // namespace
 
 int main() {
+  test_mixed_precision();
   test_state_round_trip();
   test_load_state_refuses_mismatches();
   test_device_is_checked();

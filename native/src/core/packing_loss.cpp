@@ -1,7 +1,18 @@
 #include "packing_loss.h"
 
+#include "packing_loss_math.h"
+#include "runtime.h"
+
 #include <ATen/Parallel.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/autograd/custom_function.h>
+
+#if defined(CLAMP_WITH_CUDA)  // the ATen glue of the CUDA kernels: only in a CUDA build
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "cuda/packing_loss_kernels.h"
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -13,10 +24,8 @@
 namespace clamp {
 namespace {
 
-constexpr double kNormFloor = 1e-12;    // spec step 2
-constexpr double kSqrtEpsilon = 1e-12;  // spec steps 5 and 6
-constexpr double kRangeEpsilon = 1e-6;  // spec step 7
-constexpr double kLogEpsilon = 1e-6;    // spec step 10
+using loss_math::kLogEpsilon;
+using loss_math::kNormFloor;
 
 std::string format_number(double value) {
   std::ostringstream out;
@@ -47,7 +56,6 @@ int64_t grain_for(int64_t values_per_item) {
 template <typename scalar_t>
 void normalise_and_group(const scalar_t* z, const scalar_t* mean, int64_t m, int64_t b, int64_t d, double rs,
                          scalar_t* unit, scalar_t* norms, scalar_t* centres, scalar_t* radii) {
-  const double radius_dims = double(std::min(d, m));
   at::parallel_for(0, b, grain_for(m * d), [&](int64_t begin, int64_t end) {
     std::vector<double> centre(d);
     for (int64_t i = begin; i < end; ++i) {
@@ -79,10 +87,16 @@ void normalise_and_group(const scalar_t* z, const scalar_t* mean, int64_t m, int
           spread += deviation * deviation;
         }
       }
-      spread /= double(m - 1);
-      radii[i] = static_cast<scalar_t>(rs * std::sqrt(spread / radius_dims + kSqrtEpsilon));
+      radii[i] = static_cast<scalar_t>(loss_math::radius_from_spread(spread, m, d, rs));
     }
   });
+}
+
+// Per-pair arithmetic runs in the input's precision (float32 for training); sums are in double.
+template <typename scalar_t>
+loss_math::PairConstants<scalar_t> pair_constants(const PackingLossOptions& o) {
+  return {static_cast<scalar_t>(o.max_range), static_cast<scalar_t>(o.min_margin),
+          static_cast<scalar_t>(o.lw1 * o.pot_pow), o.pot_pow, o.pot_pow == 2.0};
 }
 
 struct PairPassTotals {
@@ -96,8 +110,8 @@ struct PairPassTotals {
 // the Gram matrix of the (mean-shifted) centres. Each row writes only its own entries, so no atomics are
 // needed and the row totals are summed in a fixed order: the result does not depend on the thread count.
 template <typename scalar_t>
-PairPassTotals pair_pass(const at::Tensor& gram, const at::Tensor& radii, const PackingLossOptions& o,
-                         at::Tensor& pair_weights, at::Tensor& radius_grads) {
+void pair_pass(const at::Tensor& gram, const at::Tensor& radii, const PackingLossOptions& o, at::Tensor& pair_weights,
+               at::Tensor& radius_grads, at::Tensor& row_totals) {
   const int64_t b = gram.size(0);
   const scalar_t* g = gram.data_ptr<scalar_t>();
   const scalar_t* r = radii.data_ptr<scalar_t>();
@@ -105,13 +119,10 @@ PairPassTotals pair_pass(const at::Tensor& gram, const at::Tensor& radii, const 
   scalar_t* rgrad = radius_grads.data_ptr<scalar_t>();
   std::vector<scalar_t> squared_norms(b);  // the Gram diagonal, contiguous: it is read for every pair
   for (int64_t j = 0; j < b; ++j) squared_norms[j] = g[j * b + j];
-  // Per-pair arithmetic runs in the input's precision (float32 for training); sums are in double.
-  const scalar_t max_range = static_cast<scalar_t>(o.max_range), min_margin = static_cast<scalar_t>(o.min_margin);
-  const scalar_t lw1_p = static_cast<scalar_t>(o.lw1 * o.pot_pow);
-  std::vector<double> row_energy(b, 0.0), row_distance(b, 0.0);
-  std::vector<int64_t> row_contacts(b, 0);
-  const double p = o.pot_pow;
-  const bool square_potential = p == 2.0;  // the paper's default: no pow() in the inner loop
+  const loss_math::PairConstants<scalar_t> constants = pair_constants<scalar_t>(o);
+  double* row_energy = row_totals.data_ptr<double>();
+  double* row_distance = row_energy + b;
+  double* row_contacts = row_energy + 2 * b;
 
   at::parallel_for(0, b, grain_for(b), [&](int64_t begin, int64_t end) {
     std::vector<scalar_t> distances(b), ranges(b);
@@ -121,43 +132,42 @@ PairPassTotals pair_pass(const at::Tensor& gram, const at::Tensor& radii, const 
       const scalar_t sqi = squared_norms[i], ri = r[i];
       // Distances and ranges for the whole row first: a branch-free loop the compiler vectorises.
       for (int64_t j = 0; j < b; ++j) {
-        const scalar_t squared = std::max<scalar_t>(sqi + squared_norms[j] - scalar_t(2) * gi[j], scalar_t(0));
-        distances[j] = std::sqrt(squared + scalar_t(kSqrtEpsilon));
-        ranges[j] = ri + r[j] + scalar_t(kRangeEpsilon);
+        distances[j] = loss_math::centre_distance(sqi, squared_norms[j], gi[j]);
+        ranges[j] = loss_math::contact_range(ri, r[j]);
       }
       double energy = 0, distance = 0, dr = 0;
       int64_t contacts = 0;
       for (int64_t j = 0; j < b; ++j) {
         wi[j] = 0;
         if (j == i) continue;
-        const scalar_t dij = distances[j];
-        distance += dij;
-        const bool clamped = ranges[j] > max_range;  // at equality the gradient flows, as with torch.clamp
-        const scalar_t s = clamped ? max_range : ranges[j];
-        if (!(dij > min_margin && dij < s)) continue;
+        distance += distances[j];
+        const loss_math::PairTerm<scalar_t> term = loss_math::pair_term(distances[j], ranges[j], constants);
+        if (!term.contact) continue;
         ++contacts;
-        const scalar_t inverse_s = scalar_t(1) / s;
-        const scalar_t x = scalar_t(1) - dij * inverse_s;
-        const scalar_t x_pow_minus_1 = square_potential ? x : static_cast<scalar_t>(std::pow(x, p - 1.0));
-        energy += double(x) * double(x_pow_minus_1);
-        // Unordered pair energy lw1 x^p: dE/dd = -w / s, dE/ds = w d / s^2, with w = lw1 p x^(p-1).
-        const scalar_t w = lw1_p * x_pow_minus_1;
-        wi[j] = -w * inverse_s / dij;
-        if (!clamped) dr += double(w * dij * inverse_s * inverse_s);
+        energy += term.energy;
+        wi[j] = term.weight;
+        dr += term.radius_grad;
       }
       row_energy[i] = o.lw1 * energy;
       row_distance[i] = distance;
-      row_contacts[i] = contacts;
+      row_contacts[i] = double(contacts);
       rgrad[i] = static_cast<scalar_t>(dr + o.lw0);
     }
   });
+}
 
+// The pair pass's per-row totals ([3, b] float64 on the CPU: energy, distance sum, contacts) summed in
+// row order, the same on every device and for every thread count.
+PairPassTotals sum_row_totals(const at::Tensor& row_totals) {
+  const int64_t b = row_totals.size(1);
+  const double* energy = row_totals.data_ptr<double>();
   PairPassTotals totals;
   for (int64_t i = 0; i < b; ++i) {
-    totals.pair_energy += row_energy[i];
-    totals.distance_sum += row_distance[i];
-    totals.contacts += row_contacts[i];
-    totals.active_images += row_contacts[i] > 0 ? 1 : 0;
+    totals.pair_energy += energy[i];
+    totals.distance_sum += energy[b + i];
+    const auto contacts = static_cast<int64_t>(energy[2 * b + i]);
+    totals.contacts += contacts;
+    totals.active_images += contacts > 0 ? 1 : 0;
   }
   return totals;
 }
@@ -179,7 +189,7 @@ void backward_rows(const scalar_t* unit, const scalar_t* norms, const scalar_t* 
         const scalar_t* u = unit + row * d;
         double radial = 0;
         for (int64_t c = 0; c < d; ++c) {
-          grad_unit[c] = double(gci[c]) / double(m) + spread_coefficient[i] * (double(u[c]) - double(ci[c]));
+          grad_unit[c] = loss_math::unit_gradient(double(gci[c]), m, spread_coefficient[i], double(u[c]), double(ci[c]));
           radial += double(u[c]) * grad_unit[c];
         }
         const double norm = norms[row];
@@ -192,9 +202,48 @@ void backward_rows(const scalar_t* unit, const scalar_t* norms, const scalar_t* 
   });
 }
 
+// The precision the loss computes in: float64 input stays float64; float32, and the bfloat16 or float16
+// embeddings of mixed-precision training, run in float32.
+at::ScalarType compute_type(at::ScalarType input) { return input == at::kDouble ? at::kDouble : at::kFloat; }
+
+// Shifting every centre by their mean leaves each c_i - c_j unchanged but shrinks the Gram entries,
+// which keeps ||c_i||^2 + ||c_j||^2 - 2 c_i.c_j from cancelling badly in float32.
+at::Tensor shifted_centres(const at::Tensor& centres) { return centres - centres.mean(0, /*keepdim=*/true); }
+
+#if defined(CLAMP_WITH_CUDA)
+void* current_stream(const at::Tensor& on) { return c10::cuda::getCurrentCUDAStream(on.device().index()).stream(); }
+
+// Steps 1-9 on the GPU: two kernels around one cuBLAS product; fills saved and returns the row totals.
+at::Tensor cuda_forward(const at::Tensor& z, const at::Tensor& mean, const PackingLossOptions& o, SavedForward& saved) {
+  const c10::cuda::CUDAGuard guard(z.device());
+  const int64_t m = saved.views, d = z.size(1), b = z.size(0) / m;
+  at::Tensor row_totals = at::empty({3, b}, z.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "clamp_packing_loss_forward_cuda", [&] {
+    cuda::normalise_and_group<scalar_t>(z.data_ptr<scalar_t>(), mean.data_ptr<scalar_t>(), m, b, d, o.rs,
+                                        saved.unit.data_ptr<scalar_t>(), saved.norms.data_ptr<scalar_t>(),
+                                        saved.centres.data_ptr<scalar_t>(), saved.radii.data_ptr<scalar_t>(),
+                                        current_stream(z));
+    const at::Tensor shifted = shifted_centres(saved.centres);
+    const at::Tensor gram = shifted.mm(shifted.t()).contiguous();
+    const at::Tensor squared_norms = gram.diagonal().contiguous();
+    cuda::pair_pass<scalar_t>(gram.data_ptr<scalar_t>(), squared_norms.data_ptr<scalar_t>(),
+                              saved.radii.data_ptr<scalar_t>(), b, pair_constants<scalar_t>(o), o.lw1, o.lw0,
+                              saved.pair_weights.data_ptr<scalar_t>(), saved.radius_grads.data_ptr<scalar_t>(),
+                              row_totals.data_ptr<double>(), current_stream(z));
+  });
+  return row_totals;
+}
+#endif
+
+#if !defined(CLAMP_WITH_CUDA)
+[[noreturn]] void no_cuda_kernels() {
+  throw std::invalid_argument(no_cuda_kernels_message("the packing loss on a CUDA tensor"));
+}
+#endif
+
 SavedForward forward(const at::Tensor& z_in, int64_t views, const PackingLossOptions& o, PackingStats* stats,
                      Diagnostics diagnostics) {
-  const at::Tensor z = z_in.contiguous();
+  const at::Tensor z = z_in.to(compute_type(z_in.scalar_type())).contiguous();
   const int64_t m = views, rows = z.size(0), d = z.size(1), b = rows / m;
   SavedForward saved;
   saved.views = m;
@@ -205,17 +254,25 @@ SavedForward forward(const at::Tensor& z_in, int64_t views, const PackingLossOpt
   saved.pair_weights = at::empty({b, b}, z.options());
   saved.radius_grads = at::empty({b}, z.options());
   const at::Tensor mean = z.mean(0).contiguous();  // step 1's d-vector
-  PairPassTotals totals;
-  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "clamp_packing_loss_forward", [&] {
-    normalise_and_group<scalar_t>(z.data_ptr<scalar_t>(), mean.data_ptr<scalar_t>(), m, b, d, o.rs,
-                                  saved.unit.data_ptr<scalar_t>(), saved.norms.data_ptr<scalar_t>(),
-                                  saved.centres.data_ptr<scalar_t>(), saved.radii.data_ptr<scalar_t>());
-    // Shifting every centre by their mean leaves each c_i - c_j unchanged but shrinks the Gram entries,
-    // which keeps ||c_i||^2 + ||c_j||^2 - 2 c_i.c_j from cancelling badly in float32.
-    const at::Tensor shifted = saved.centres - saved.centres.mean(0, /*keepdim=*/true);
-    const at::Tensor gram = shifted.mm(shifted.t()).contiguous();
-    totals = pair_pass<scalar_t>(gram, saved.radii, o, saved.pair_weights, saved.radius_grads);
-  });
+  at::Tensor row_totals;
+  if (z.is_cuda()) {
+#if defined(CLAMP_WITH_CUDA)
+    row_totals = cuda_forward(z, mean, o, saved).cpu();
+#else
+    no_cuda_kernels();
+#endif
+  } else {
+    row_totals = at::empty({3, b}, z.options().dtype(at::kDouble));
+    AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "clamp_packing_loss_forward", [&] {
+      normalise_and_group<scalar_t>(z.data_ptr<scalar_t>(), mean.data_ptr<scalar_t>(), m, b, d, o.rs,
+                                    saved.unit.data_ptr<scalar_t>(), saved.norms.data_ptr<scalar_t>(),
+                                    saved.centres.data_ptr<scalar_t>(), saved.radii.data_ptr<scalar_t>());
+      const at::Tensor shifted = shifted_centres(saved.centres);
+      const at::Tensor gram = shifted.mm(shifted.t()).contiguous();
+      pair_pass<scalar_t>(gram, saved.radii, o, saved.pair_weights, saved.radius_grads, row_totals);
+    });
+  }
+  const PairPassTotals totals = sum_row_totals(row_totals);
   saved.energy = 0.5 * totals.pair_energy + o.lw0 * saved.radii.sum().item<double>();  // step 9
 
   if (stats != nullptr) {
@@ -235,13 +292,13 @@ SavedForward forward(const at::Tensor& z_in, int64_t views, const PackingLossOpt
   return saved;
 }
 
-// dL/dz for the scalar upstream gradient grad_loss.
+// dL/dz for the scalar upstream gradient grad_loss, in the compute precision.
 at::Tensor backward(const SavedForward& saved, double grad_loss, const PackingLossOptions& o) {
   const int64_t m = saved.views, b = saved.radii.size(0), d = saved.unit.size(1);
   const double grad_energy = o.log ? grad_loss / (saved.energy + kLogEpsilon) : grad_loss;
 
   // dE/dc_i = sum_j P_ij (c_i - c_j): one [b, b] x [b, d] product (on shifted centres: differences agree).
-  const at::Tensor shifted = saved.centres - saved.centres.mean(0, /*keepdim=*/true);
+  const at::Tensor shifted = shifted_centres(saved.centres);
   const at::Tensor& weights = saved.pair_weights;
   const at::Tensor grad_centres = (weights.sum(1, /*keepdim=*/true) * shifted - weights.mm(shifted)).contiguous();
   // dr_i/dt_i = rs^2 / (2 r_i min(d, m)) and dt_i/du_vi = 2 (u_vi - c_i) / (m - 1); the path through c_i
@@ -250,18 +307,39 @@ at::Tensor backward(const SavedForward& saved, double grad_loss, const PackingLo
       (saved.radius_grads.to(at::kDouble) * (o.rs * o.rs) / (2.0 * double(std::min(d, m))) /
        saved.radii.to(at::kDouble) * (2.0 / double(m - 1))).contiguous();
   at::Tensor grad = at::empty_like(saved.unit);
-  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "clamp_packing_loss_backward", [&] {
-    backward_rows<scalar_t>(saved.unit.data_ptr<scalar_t>(), saved.norms.data_ptr<scalar_t>(),
-                            saved.centres.data_ptr<scalar_t>(), grad_centres.data_ptr<scalar_t>(),
-                            spread_coefficient.data_ptr<double>(), m, b, d, grad_energy, grad.data_ptr<scalar_t>());
-  });
+  if (grad.is_cuda()) {
+#if defined(CLAMP_WITH_CUDA)
+    const c10::cuda::CUDAGuard guard(grad.device());
+    AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "clamp_packing_loss_backward_cuda", [&] {
+      cuda::backward_rows<scalar_t>(saved.unit.data_ptr<scalar_t>(), saved.norms.data_ptr<scalar_t>(),
+                                    saved.centres.data_ptr<scalar_t>(), grad_centres.data_ptr<scalar_t>(),
+                                    spread_coefficient.data_ptr<double>(), m, b, d, grad_energy,
+                                    grad.data_ptr<scalar_t>(), current_stream(grad));
+    });
+#else
+    no_cuda_kernels();
+#endif
+  } else {
+    AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "clamp_packing_loss_backward", [&] {
+      backward_rows<scalar_t>(saved.unit.data_ptr<scalar_t>(), saved.norms.data_ptr<scalar_t>(),
+                              saved.centres.data_ptr<scalar_t>(), grad_centres.data_ptr<scalar_t>(),
+                              spread_coefficient.data_ptr<double>(), m, b, d, grad_energy, grad.data_ptr<scalar_t>());
+    });
+  }
   return grad.sub_(grad.mean(0, /*keepdim=*/true));  // through the global centring
 }
+
+// The loss's own matrix products stay in its compute precision when the caller runs under autocast
+// (mixed-precision training would otherwise turn the Gram matrix into bfloat16).
+struct NoAutocast {
+  c10::impl::ExcludeDispatchKeyGuard guard{c10::autocast_dispatch_keyset};
+};
 
 class PackingLossFunction : public torch::autograd::Function<PackingLossFunction> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& z, int64_t views,
                             const PackingLossOptions& options, PackingStats* stats, Diagnostics diagnostics) {
+    const NoAutocast no_autocast;
     const SavedForward saved = clamp::forward(z, views, options, stats, diagnostics);
     ctx->save_for_backward({saved.unit, saved.norms, saved.centres, saved.radii, saved.pair_weights,
                             saved.radius_grads});
@@ -269,12 +347,14 @@ class PackingLossFunction : public torch::autograd::Function<PackingLossFunction
     ctx->saved_data["views"] = views;
     ctx->saved_data["rs"] = options.rs;
     ctx->saved_data["log"] = options.log;
+    ctx->saved_data["input_type"] = static_cast<int64_t>(z.scalar_type());
     const double loss = options.log ? std::log(saved.energy + kLogEpsilon) : saved.energy;
-    return at::scalar_tensor(loss, z.options());
+    return at::scalar_tensor(loss, z.options().dtype(saved.unit.scalar_type()));
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
+    const NoAutocast no_autocast;
     const auto tensors = ctx->get_saved_variables();
     SavedForward saved{tensors[0], tensors[1], tensors[2], tensors[3], tensors[4], tensors[5],
                        ctx->saved_data["energy"].toDouble(), ctx->saved_data["views"].toInt()};
@@ -282,14 +362,22 @@ class PackingLossFunction : public torch::autograd::Function<PackingLossFunction
     options.rs = ctx->saved_data["rs"].toDouble();
     options.log = ctx->saved_data["log"].toBool();
     const double upstream = grad_outputs[0].defined() ? grad_outputs[0].item<double>() : 0.0;
-    return {clamp::backward(saved, upstream, options), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    const auto input_type = static_cast<at::ScalarType>(ctx->saved_data["input_type"].toInt());
+    return {clamp::backward(saved, upstream, options).to(input_type), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor()};
   }
 };
 
-// The flat index of the first NaN or infinity in z, or -1: one parallel pass with no temporaries
-// (at::isfinite would allocate and fill a [rows, dim] mask first).
+// The flat index of the first NaN or infinity in z, or -1. On the CPU one parallel pass with no
+// temporaries (at::isfinite would allocate and fill a [rows, dim] mask first); on a GPU the mask is
+// cheap and the index is read back only when something is wrong.
 int64_t first_non_finite(const at::Tensor& z_in) {
-  const at::Tensor z = z_in.contiguous();
+  if (z_in.is_cuda()) {
+    const at::Tensor finite = at::isfinite(z_in);
+    if (finite.all().item<bool>()) return -1;
+    return at::logical_not(finite).flatten().nonzero()[0][0].item<int64_t>();
+  }
+  const at::Tensor z = z_in.to(compute_type(z_in.scalar_type())).contiguous();
   const int64_t n = z.numel();
   std::atomic<int64_t> first{n};
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "clamp_first_non_finite", [&] {
@@ -317,8 +405,9 @@ void check_packing_loss_arguments(const at::Tensor& z, int64_t views, const Pack
   auto fail = [](const std::string& message) { throw std::invalid_argument(message); };
   if (!z.defined()) fail("z is an undefined tensor");
   if (z.dim() != 2) fail("z must be 2-D [views * batch, dim], got " + std::to_string(z.dim()) + " dimensions");
-  if (z.scalar_type() != at::kFloat && z.scalar_type() != at::kDouble)
-    fail(std::string("z must be float32 or float64, got ") + c10::toString(z.scalar_type()));
+  const at::ScalarType type = z.scalar_type();
+  if (type != at::kFloat && type != at::kDouble && type != at::kBFloat16 && type != at::kHalf)
+    fail(std::string("z must be float32, float64, bfloat16 or float16, got ") + c10::toString(type));
   if (views < 2) fail("views must be at least 2 (a sub-manifold needs two views), got " + std::to_string(views));
   if (z.size(0) % views != 0)
     fail("z has " + std::to_string(z.size(0)) + " rows, not a multiple of views = " + std::to_string(views));

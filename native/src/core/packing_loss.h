@@ -39,6 +39,8 @@ struct PackingStats {
 
 // Throws std::invalid_argument naming the problem when z, views or an option is unusable:
 // z must be a 2-D floating tensor [views * batch, dim] of finite values, views >= 2, batch >= 2.
+// float64 computes in float64; float32, bfloat16 and float16 compute in float32 (the gradient comes back
+// in z's dtype). On the CPU or, in a CUDA build, on a GPU (the kernels in cuda/).
 void check_packing_loss_arguments(const at::Tensor& z, int64_t views, const PackingLossOptions& options);
 
 // Which diagnostics a call fills in. The pair-pass ones come free with the loss; nearest-centre

@@ -8,6 +8,10 @@
 
 #include <stdexcept>
 
+#if defined(CLAMP_WITH_CUDA)
+#include "cuda/device_query.h"
+#endif
+
 namespace clamp {
 
 void set_num_threads(int threads) {
@@ -28,6 +32,14 @@ RuntimeInfo runtime_info() {
   info.cuda_available = torch::cuda::is_available();
   info.cuda_device_count = static_cast<int>(torch::cuda::device_count());
   info.num_threads = at::get_num_threads();
+#if defined(CLAMP_WITH_CUDA)
+  info.cuda_kernels = true;
+  for (int index = 0; index < cuda::device_count(); ++index) {
+    const cuda::DeviceInfo device = cuda::device_info(index);
+    info.cuda_devices.push_back(
+        {device.index, device.name, device.major, device.minor, device.total_memory, device.multiprocessors});
+  }
+#endif
   return info;
 }
 
@@ -47,6 +59,33 @@ at::Device device_named(const std::string& name) {
     throw std::invalid_argument("device must be cpu, cuda or cuda:<index>, got " + name);
   }
   return device;
+}
+
+std::string no_cuda_kernels_message(const std::string& what) {
+  return what + " needs clamp-native's CUDA kernels, and this build has none (it was built without a CUDA "
+         "compiler, or with -DCLAMP_CUDA=OFF): rebuild with nvcc available (CUDACXX=/path/to/nvcc npx clamp-native "
+         "build), or use --device cpu";
+}
+
+ComputeSettings resolve_compute_settings(const at::Device& device, const std::string& precision,
+                                         const std::string& memory_format) {
+  if (precision != "auto" && precision != "bf16" && precision != "fp32")
+    throw std::invalid_argument("precision must be auto, bf16 or fp32, got " + precision);
+  if (memory_format != "auto" && memory_format != "channels_last" && memory_format != "contiguous")
+    throw std::invalid_argument("memoryFormat must be auto, channels_last or contiguous, got " + memory_format);
+  bool bf16_hardware = false;
+  if (device.is_cuda()) {
+#if defined(CLAMP_WITH_CUDA)
+    const int index = device.has_index() ? device.index() : 0;
+    bf16_hardware = cuda::device_info(index).major >= 8;
+#else
+    throw std::invalid_argument(no_cuda_kernels_message("training on " + device.str()));
+#endif
+  }
+  ComputeSettings settings;
+  settings.bf16_autocast = precision == "bf16" || (precision == "auto" && bf16_hardware);
+  settings.channels_last = memory_format == "channels_last" || (memory_format == "auto" && settings.bf16_autocast && device.is_cuda());
+  return settings;
 }
 
 }  // namespace clamp

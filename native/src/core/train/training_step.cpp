@@ -1,10 +1,12 @@
 #include "train/training_step.h"
 
+#include "compat.h"
 #include "runtime.h"
 
 #include <torch/torch.h>
 
 #include <cmath>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -23,6 +25,7 @@ ResNet seeded_backbone(const TrainingStepOptions& options) {
 TrainingStep::TrainingStep(const TrainingStepOptions& options)
     : options_(options),
       device_(device_named(options.device)),
+      compute_(resolve_compute_settings(device_, options.precision, options.memory_format)),
       backbone_(seeded_backbone(options)),
       projector_(ProjectorOptions{backbone_->feature_dim(), options.projector_hidden, options.projector_out}),
       steps_tensor_(torch::zeros({}, torch::kLong)) {
@@ -30,6 +33,14 @@ TrainingStep::TrainingStep(const TrainingStepOptions& options)
   options.schedule.at(0);  // validates the schedule now rather than at the first step
   backbone_->to(device_);
   projector_->to(device_);
+  if (compute_.channels_last) {
+    // Convolution weights in NHWC like the activations, so cuDNN picks its tensor-core kernels without
+    // transposing; set before the optimiser sees the parameters, so its state takes the same layout.
+    torch::NoGradGuard no_grad;
+    for (auto& p : backbone_->parameters()) {
+      if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+    }
+  }
   optimiser_ = make_optimiser(ParameterSet::of_modules({{"", backbone_.ptr().get()}, {"projector.", projector_.ptr().get()}}),
                               options.optimiser);
 }
@@ -39,9 +50,24 @@ at::Tensor TrainingStep::features(const at::Tensor& images) {
     throw std::invalid_argument("images must be float32 [n, C, H, W]");
   torch::NoGradGuard no_grad;
   backbone_->eval();
-  at::Tensor out = backbone_->forward(images.to(device_, /*non_blocking=*/true)).to(at::kCPU);
+  at::Tensor out = backbone_->forward(to_device(images)).to(at::kCPU, at::kFloat);
   backbone_->train();
   return out;
+}
+
+at::Tensor TrainingStep::to_device(const at::Tensor& images) {
+  at::Tensor on_device = images;
+  if (device_.is_cuda()) {
+    if (!staging_.defined() || staging_.sizes() != images.sizes()) {
+      staging_ = at::empty(images.sizes(), images.options().pinned_memory(true));
+    }
+    // The previous step read its result back (loss.item()), so the last copy out of staging_ is done.
+    staging_.copy_(images);
+    on_device = staging_.to(device_, /*non_blocking=*/true);
+  } else if (!device_.is_cpu()) {
+    on_device = images.to(device_);
+  }
+  return compute_.channels_last ? on_device.contiguous(at::MemoryFormat::ChannelsLast) : on_device;
 }
 
 StepResult TrainingStep::run(const at::Tensor& images) {
@@ -59,7 +85,13 @@ StepResult TrainingStep::run(const at::Tensor& images) {
   backbone_->train();
   projector_->train();
 
-  at::Tensor embeddings = projector_->forward(backbone_->forward(images.to(device_, /*non_blocking=*/true)));
+  at::Tensor embeddings;
+  {
+    // Mixed precision covers the network only: the loss runs in float32 whatever it is handed.
+    std::optional<compat::AutocastGuard> autocast;
+    if (compute_.bf16_autocast) autocast.emplace(device_.type(), at::kBFloat16);
+    embeddings = projector_->forward(backbone_->forward(to_device(images)));
+  }
   if (collective_) embeddings = collective_->gather_views(embeddings, m);
   const at::Tensor loss = packing_loss(embeddings, m, options_.loss, &result.stats, Diagnostics::pair_pass);
   optimiser_->zero_grad();
@@ -80,6 +112,10 @@ StepResult TrainingStep::run(const at::Tensor& images) {
 }
 
 void TrainingStep::distribute(std::shared_ptr<Collective> collective) {
+  if (collective && !device_.is_cpu()) {
+    throw std::invalid_argument("data-parallel training runs on the CPU (c10d Gloo) only: GPU ranks need NCCL, which "
+                                "clamp-native does not build yet; train on one GPU, or use --device cpu");
+  }
   collective_ = std::move(collective);
   backbone_->synchronise_batch_norm(collective_ && options_.sync_batch_norm ? collective_.get() : nullptr);
   if (!collective_) return;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "distributed/collective.h"
+#include "runtime.h"
 #include "models/projector.h"
 #include "models/resnet.h"
 #include "optim/optimiser.h"
@@ -27,6 +28,10 @@ struct TrainingStepOptions {
   OptimiserOptions optimiser;
   WarmupCosineSchedule schedule;
   std::string device = "cpu";  // "cpu", "cuda" or "cuda:<index>"
+  // "auto" (bf16 autocast on Ampere and newer GPUs, float32 elsewhere), "bf16" or "fp32"; the loss
+  // itself always computes in float32 (runtime.h, resolve_compute_settings).
+  std::string precision = "auto";
+  std::string memory_format = "auto";  // "auto" (channels_last with bf16 on a GPU), "channels_last", "contiguous"
   uint64_t seed = 0;  // initialises the weights: same seed, same threads, same losses (on CPU)
   bool sync_batch_norm = false;  // when distributed: BatchNorm statistics over every rank's batch
 };
@@ -73,16 +78,23 @@ class TrainingStep {
   Optimiser& optimiser() { return *optimiser_; }
   int64_t steps_taken() const { return steps_; }
   const at::Device& device() const { return device_; }
+  const ComputeSettings& compute_settings() const { return compute_; }
 
  private:
   TrainingStepOptions options_;
   at::Device device_;
+  ComputeSettings compute_;
   ResNet backbone_{nullptr};
   Projector projector_{nullptr};
   std::unique_ptr<Optimiser> optimiser_;
   std::shared_ptr<Collective> collective_;  // null: one process
   at::Tensor steps_tensor_;  // int64 scalar mirror of steps_ for state()
   int64_t steps_ = 0;
+  at::Tensor staging_;  // page-locked host copy of the batch when training on a GPU, reused every step
+
+  // The batch on the training device in the training memory format: through the page-locked staging
+  // buffer and a non-blocking copy when the device is a GPU.
+  at::Tensor to_device(const at::Tensor& images);
 };
 
 }  // namespace clamp
