@@ -7,6 +7,8 @@
 //
 // CLAMP_BUILD_TESTS=1 in the environment acts as --tests: CI sets it for `npm ci`, so that the install
 // build already has the core's tests and `npm test`'s own build finds nothing left to do.
+// CLAMP_CUDA (AUTO|ON|OFF), CLAMP_CUDA_ARCHS ("80;90") and CLAMP_CUDA_COMPILE_CHECK (ON|REQUIRED|OFF)
+// reach CMake as they are; CI sets CLAMP_CUDA_COMPILE_CHECK=REQUIRED so nvcc must compile the kernels.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -45,7 +47,9 @@ async function main(args) {
     run(process.execPath, [require.resolve('node-gyp/bin/node-gyp.js'), 'rebuild', ...(nodeDir ? [`--nodedir=${nodeDir}`] : []), ...(debug ? ['--debug'] : []), `--jobs=${env.CMAKE_BUILD_PARALLEL_LEVEL}`], env);
   } else {
     const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-    const options = ['--out', 'build', ...(debug ? ['--debug'] : []), `--CDTorch_DIR=${libtorch.cmakeDir}`, `--CDCLAMP_BUILD_TESTS=${tests ? 'ON' : 'OFF'}`];
+    // The CUDA build's settings pass through from the environment (see the README's GPU section).
+    const cuda = ['CLAMP_CUDA', 'CLAMP_CUDA_ARCHS', 'CLAMP_CUDA_COMPILE_CHECK'].filter((name) => process.env[name]).map((name) => `--CD${name}=${process.env[name]}`);
+    const options = ['--out', 'build', ...(debug ? ['--debug'] : []), `--CDTorch_DIR=${libtorch.cmakeDir}`, `--CDCLAMP_BUILD_TESTS=${tests ? 'ON' : 'OFF'}`, ...cuda];
     // Configure every time (cheap when nothing changed) so that an interrupted earlier configure or a
     // new LibTorch never leaves a stale build tree; the compile itself stays incremental.
     run(process.execPath, [cmakeJs, 'configure', ...options], env);

@@ -22,6 +22,8 @@ describe('doctor', () => {
     // The compiled-in version agrees with the resolved package's major.minor.
     expect(report.libtorch.version.split('.').slice(0, 2)).toEqual(resolved.version.split('.').slice(0, 2));
     expect(report.cuda.available).toBe(report.cuda.deviceCount > 0);
+    // Devices are described by a build with the CUDA kernels, every one the runtime sees.
+    expect(report.cuda.devices.length).toBe(report.cuda.kernels ? report.cuda.deviceCount : 0);
     expect(report.threads.intraOp).toBe(os.availableParallelism());
     expect(report.blas.kind).not.toBe('unknown');
     expect(report.build.cxxStandard).toBeGreaterThanOrEqual(201703);

@@ -115,6 +115,26 @@ describe('Trainer', () => {
     await expect(other.loadState(state)).rejects.toThrow(/projector.layers.2.weight has shape \[32, 128\], this model needs \[16, 128\]/);
   });
 
+  it('mixed precision: bf16 autocast runs on the CPU too (the path a GPU takes by default) and the loss still falls', async () => {
+    // A narrow network: oneDNN's bfloat16 kernels are slow on CPUs without native bf16.
+    const narrow: TrainerOptions = { ...options, widths: [8, 16, 16], blocks: [1, 1, 1] };
+    const fp32 = await Trainer.create(narrow);
+    expect(fp32.computeSettings).toEqual({ bf16Autocast: false, channelsLast: false });  // auto on the CPU: float32
+    const fp32First = (await fp32.step(batchViews, shape)).loss;
+    const trainer = await Trainer.create({ ...narrow, precision: 'bf16' });
+    expect(trainer.computeSettings).toEqual({ bf16Autocast: true, channelsLast: false });
+    const losses = [];
+    for (let k = 0; k < 20; k++) losses.push((await trainer.step(batchViews, shape)).loss);
+    expect(losses[0]).not.toBe(fp32First);
+    expect(Math.abs(losses[0]! - fp32First)).toBeLessThan(0.05 * Math.abs(fp32First));
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    expect(mean(losses.slice(15))).toBeLessThan(mean(losses.slice(0, 5)) - 0.5);
+    const nhwc = await Trainer.create({ ...narrow, precision: 'fp32', memoryFormat: 'channels_last' });
+    expect(nhwc.computeSettings).toEqual({ bf16Autocast: false, channelsLast: true });
+    expect(Math.abs((await nhwc.step(batchViews, shape)).loss - fp32First)).toBeLessThan(1e-4 * Math.abs(fp32First));
+    await expect(Trainer.create({ ...options, precision: 'fp16' as 'bf16' })).rejects.toThrow(/options.precision/);
+  });
+
   it('refuses bad options and batches with the reason', async () => {
     await expect(Trainer.create({ ...options, backbone: 'vgg16' as 'small' })).rejects.toThrow(/options.backbone/);
     await expect(Trainer.create({ ...options, views: 1 })).rejects.toThrow(RangeError);

@@ -19,6 +19,8 @@ export const TRAIN_USAGE = `clamp-native train [options]
   --views N            run.views
   --limit N            train on the first N images (data.limit)
   --device D           cpu, cuda or cuda:<index>
+  --precision P        auto (bf16 autocast on Ampere and newer GPUs, float32 elsewhere), bf16 or fp32
+  --memory-format F    auto (channels_last with bf16 on a GPU), channels_last or contiguous
   --seed N             run.seed
   --workers N          augmentation worker threads
   --threads N          LibTorch intra-op threads
@@ -102,7 +104,7 @@ export async function runTrain(args: string[]): Promise<number> {
     options: {
       preset: { type: 'string' }, config: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' },
       epochs: { type: 'string' }, 'batch-size': { type: 'string' }, views: { type: 'string' }, limit: { type: 'string' },
-      device: { type: 'string' }, seed: { type: 'string' }, workers: { type: 'string' }, threads: { type: 'string' },
+      device: { type: 'string' }, precision: { type: 'string' }, 'memory-format': { type: 'string' }, seed: { type: 'string' }, workers: { type: 'string' }, threads: { type: 'string' },
       set: { type: 'string', multiple: true }, resume: { type: 'string' }, json: { type: 'boolean', default: false },
       'no-report': { type: 'boolean', default: false },
       nproc: { type: 'string' }, nnodes: { type: 'string' }, 'node-rank': { type: 'string' }, 'master-addr': { type: 'string' },
@@ -157,6 +159,8 @@ export async function runTrain(args: string[]): Promise<number> {
   try {
     const run = {
       ...(values.device === undefined ? {} : { device: values.device }),
+      ...(values.precision === undefined ? {} : { precision: values.precision }),
+      ...(values['memory-format'] === undefined ? {} : { memoryFormat: values['memory-format'] }),
       ...(values.workers === undefined ? {} : { workers: wholeNumberFlag('workers', values.workers) }),
       ...(values.threads === undefined ? {} : { threads: wholeNumberFlag('threads', values.threads) }),
     };

@@ -7,7 +7,7 @@ import { augmentationSchema } from '../augment/pipeline.js';
 import { dataSchema } from '../data/datasets.js';
 import { knnOptionsSchema } from '../eval/knn.js';
 import { linearProbeOptionsSchema } from '../eval/linear-probe.js';
-import { deviceSchema } from '../train/trainer.js';
+import { deviceSchema, memoryFormatSchema, precisionSchema } from '../train/trainer.js';
 import { validationError } from './errors.js';
 import { optimiserSchema } from './optimiser.js';
 import { packingLossOptionsSchema } from './packing-loss-options.js';
@@ -52,6 +52,10 @@ export const trainConfigSchema = z
         views: z.number().int().min(2),
         seed: z.number().int().min(0).default(0),
         device: deviceSchema.default('cpu'),
+        /** The network's arithmetic: `auto` is bf16 autocast on Ampere and newer GPUs, float32 elsewhere (the loss is float32 always). */
+        precision: precisionSchema.default('auto'),
+        /** `auto` is channels_last wherever bf16 autocast runs on a GPU. */
+        memoryFormat: memoryFormatSchema.default('auto'),
         /** Write a checkpoint every this many epochs (and always at the end and when stopped). */
         checkpointEvery: positiveInteger.default(10),
         /** Append a step line to metrics.jsonl every this many steps. */

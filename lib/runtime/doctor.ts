@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { addonPath, native, numThreadsSource, openMPWaitPolicySource, packageRoot, type NativeRuntimeInfo } from './native.js';
+import { addonPath, native, numThreadsSource, openMPWaitPolicySource, packageRoot, type CudaDeviceInfo, type NativeRuntimeInfo } from './native.js';
 
 export type BlasKind = 'OpenBLAS' | 'reference BLAS' | 'MKL' | 'BLIS' | 'ATLAS' | 'unknown';
 
@@ -35,7 +35,7 @@ export interface DoctorReport {
     /** The Debian/Ubuntu package that owns the library, when dpkg knows it. */
     package: string | null;
   };
-  cuda: { available: boolean; deviceCount: number };
+  cuda: { available: boolean; deviceCount: number; kernels: boolean; devices: CudaDeviceInfo[] };
   threads: { intraOp: number; source: string; openMPWaitPolicy: string };
   blas: BlasInfo;
   build: NativeRuntimeInfo['build'];
@@ -135,7 +135,7 @@ export function doctor(): DoctorReport {
     platform: `${process.platform}-${process.arch}`,
     addon: { path: addonPath() },
     libtorch: { version: info.torchVersion, origin, package: owningPackage(origin?.libDir) },
-    cuda: { available: info.cudaAvailable, deviceCount: info.cudaDeviceCount },
+    cuda: { available: info.cudaAvailable, deviceCount: info.cudaDeviceCount, kernels: info.build.cudaKernels, devices: info.cudaDevices },
     threads: { intraOp: info.numThreads, source: numThreadsSource(), openMPWaitPolicy: openMPWaitPolicySource() },
     blas,
     build: info.build,
@@ -153,7 +153,12 @@ export function formatDoctorReport(report: DoctorReport): string {
       (origin ? ` from ${origin.source} (${origin.cmakeDir})` : '') +
       (report.libtorch.package ? `, package ${report.libtorch.package}` : ''),
     `libraries    ${origin?.libDir ?? 'unknown'}`,
-    `CUDA         ${report.cuda.available ? `available, ${report.cuda.deviceCount} device(s)` : 'not available (CPU only)'}`,
+    `CUDA         ${report.cuda.available ? `available, ${report.cuda.deviceCount} device(s)` : 'not available (CPU only)'}; ` +
+      `fused-loss CUDA kernels ${report.cuda.kernels ? 'built' : 'not in this build'}`,
+    ...report.cuda.devices.map(
+      (d) => `GPU ${String(d.index).padEnd(9)}${d.name}, compute capability ${d.computeCapability}, ${(d.memoryBytes / 2 ** 30).toFixed(1)} GiB, ${d.multiprocessors} SMs` +
+        (Number(d.computeCapability) >= 8 ? ' (bf16 autocast by default)' : ' (float32 by default)'),
+    ),
     `threads      ${report.threads.intraOp} intra-op (${report.threads.source}), OpenMP wait policy ${report.threads.openMPWaitPolicy}`,
     `distributed  ${report.build.distributed === 'gloo' ? 'c10d Gloo (data-parallel training on CPU)' : 'not in this build (LibTorch without Gloo headers, or node-gyp)'}`,
     `BLAS         ${report.blas.kind}${report.blas.library ? ` (${report.blas.library})` : ''}`,

@@ -17,6 +17,8 @@ export interface NativeRuntimeInfo {
   torchConfig: string;
   cudaAvailable: boolean;
   cudaDeviceCount: number;
+  /** Described only by a build with the CUDA kernels (build.cudaKernels). */
+  cudaDevices: CudaDeviceInfo[];
   numThreads: number;
   build: {
     buildSystem: string;
@@ -28,7 +30,24 @@ export interface NativeRuntimeInfo {
     napiVersion: number;
     /** Data-parallel training: 'gloo' when the build has c10d's Gloo process group. */
     distributed: 'gloo' | 'none';
+    /** Built with the fused loss's CUDA kernels (a LibTorch with CUDA and nvcc at build time). */
+    cudaKernels: boolean;
   };
+}
+
+export interface CudaDeviceInfo {
+  index: number;
+  name: string;
+  /** "8.0" Ampere, "9.0" Hopper: bf16 autocast is the default from 8.0. */
+  computeCapability: string;
+  memoryBytes: number;
+  multiprocessors: number;
+}
+
+/** How a trainer computes, resolved from its precision and memoryFormat options on its device. */
+export interface ComputeSettings {
+  bf16Autocast: boolean;
+  channelsLast: boolean;
 }
 
 export interface NativePackingLossOptions {
@@ -58,6 +77,7 @@ export interface NativeTrainer {
   anyRank(flag: boolean): Promise<boolean>;
   readonly stepsTaken: number;
   readonly featureDim: number;
+  readonly computeSettings: ComputeSettings;
 }
 
 /** A fine-tuner the addon built (see lib/train/fine-tuner.ts for the checked API over it). */

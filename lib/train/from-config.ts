@@ -28,6 +28,8 @@ export async function trainerFor(config: TrainConfig, channels: number, stepsPer
       finalLr: config.schedule.finalLr,
     },
     device: config.run.device,
+    precision: config.run.precision,
+    memoryFormat: config.run.memoryFormat,
     seed: config.run.seed,
     syncBatchNorm: config.run.syncBatchNorm,
   });

@@ -51,8 +51,8 @@ export interface TrainOptions {
 }
 
 export interface ResumeOptions extends Omit<TrainOptions, 'runDir'> {
-  /** Settings that do not change the run's mathematics: device, workers, threads, logging, evaluation. */
-  overrides?: { run?: Partial<Pick<TrainConfig['run'], 'device' | 'workers' | 'threads' | 'checkpointEvery' | 'logEvery'>>; eval?: Partial<TrainConfig['eval']> };
+  /** Settings that do not change the run's mathematics (up to rounding): device, precision, memory format, workers, threads, logging, evaluation. */
+  overrides?: { run?: Partial<Pick<TrainConfig['run'], 'device' | 'precision' | 'memoryFormat' | 'workers' | 'threads' | 'checkpointEvery' | 'logEvery'>>; eval?: Partial<TrainConfig['eval']> };
 }
 
 export interface TrainSummary {

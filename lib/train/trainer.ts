@@ -6,10 +6,13 @@ import { validationError } from '../config/errors.js';
 import { nativeOptimiserOptions, optimiserSchema } from '../config/optimiser.js';
 import { packingLossOptionsSchema } from '../config/packing-loss-options.js';
 import type { PackingStats } from '../loss/packing-loss.js';
-import { native, type NativeTrainer } from '../runtime/native.js';
+import { native, type ComputeSettings, type NativeTrainer } from '../runtime/native.js';
 
 const positiveInteger = z.number().int().positive();
 export const deviceSchema = z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'device must be cpu, cuda or cuda:<index>');
+/** Mixed precision of the network (the packing loss always computes in float32). */
+export const precisionSchema = z.enum(['auto', 'bf16', 'fp32']);
+export const memoryFormatSchema = z.enum(['auto', 'channels_last', 'contiguous']);
 
 /** The backbone fields every network built from a checkpoint's config shares (trainer, fine-tuner). */
 export const backboneOptionsShape = {
@@ -67,6 +70,10 @@ export const trainerOptionsSchema = z
     schedule: scheduleSchema,
     /** `cpu`, `cuda` or `cuda:<index>`. */
     device: deviceSchema.default('cpu'),
+    /** `auto`: bf16 autocast on Ampere and newer GPUs, float32 elsewhere. The loss computes in float32 always. */
+    precision: precisionSchema.default('auto'),
+    /** `auto`: channels_last wherever bf16 autocast runs on a GPU. */
+    memoryFormat: memoryFormatSchema.default('auto'),
     seed: z.number().int().min(0).default(0),
     /** Once distributed: BatchNorm statistics over the whole data-parallel batch (SyncBatchNorm), not each rank's share. */
     syncBatchNorm: z.boolean().default(false),
@@ -181,5 +188,10 @@ export class Trainer {
   /** Width of the backbone's features (what evaluation and serving will use). */
   get featureDim(): number {
     return this.handle.featureDim;
+  }
+
+  /** What `precision` and `memoryFormat` resolved to on this trainer's device. */
+  get computeSettings(): ComputeSettings {
+    return this.handle.computeSettings;
   }
 }

@@ -27,6 +27,18 @@ Napi::Value runtime_info_binding(const Napi::CallbackInfo& info) {
   result.Set("cudaAvailable", runtime.cuda_available);
   result.Set("cudaDeviceCount", runtime.cuda_device_count);
   result.Set("numThreads", runtime.num_threads);
+  Napi::Array devices = Napi::Array::New(env, runtime.cuda_devices.size());
+  for (size_t k = 0; k < runtime.cuda_devices.size(); ++k) {
+    const CudaDevice& device = runtime.cuda_devices[k];
+    Napi::Object entry = Napi::Object::New(env);
+    entry.Set("index", device.index);
+    entry.Set("name", device.name);
+    entry.Set("computeCapability", std::to_string(device.major) + "." + std::to_string(device.minor));
+    entry.Set("memoryBytes", static_cast<double>(device.total_memory));
+    entry.Set("multiprocessors", device.multiprocessors);
+    devices[k] = entry;
+  }
+  result.Set("cudaDevices", devices);
   Napi::Object build = Napi::Object::New(env);
   build.Set("buildSystem", CLAMP_BUILD_SYSTEM);
   build.Set("compiler", CLAMP_CXX_COMPILER);
@@ -39,6 +51,7 @@ Napi::Value runtime_info_binding(const Napi::CallbackInfo& info) {
 #endif
   build.Set("napiVersion", NAPI_VERSION);
   build.Set("distributed", clamp::distributed_available() ? "gloo" : "none");
+  build.Set("cudaKernels", runtime.cuda_kernels);
   result.Set("build", build);
   return result;
 }

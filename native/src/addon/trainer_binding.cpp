@@ -31,6 +31,8 @@ TrainingStepOptions read_training_options(const Napi::Object& o) {
   options.schedule = read_schedule(o.Get("schedule"));
   options.optimiser.lr = options.schedule.peak_lr;
   options.device = string_field(o, "device");
+  options.precision = string_field(o, "precision");
+  options.memory_format = string_field(o, "memoryFormat");
   options.sync_batch_norm = boolean_field(o, "syncBatchNorm");
   return options;
 }
@@ -41,7 +43,8 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
     return DefineClass(env, "Trainer",
                        {InstanceMethod<&TrainerWrap::Step>("step"), InstanceMethod<&TrainerWrap::Features>("features"),
                         InstanceMethod<&TrainerWrap::State>("state"), InstanceMethod<&TrainerWrap::LoadState>("loadState"), InstanceMethod<&TrainerWrap::Distribute>("distribute"), InstanceMethod<&TrainerWrap::AnyRank>("anyRank"),
-                        InstanceAccessor<&TrainerWrap::StepsTaken>("stepsTaken"), InstanceAccessor<&TrainerWrap::FeatureDim>("featureDim")});
+                        InstanceAccessor<&TrainerWrap::StepsTaken>("stepsTaken"), InstanceAccessor<&TrainerWrap::FeatureDim>("featureDim"),
+                        InstanceAccessor<&TrainerWrap::ComputeSettingsOf>("computeSettings")});
   }
 
   // Only createTrainer makes these: info[0] is an External holding the trainer built off-thread.
@@ -61,6 +64,12 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
   Napi::Value AnyRank(const Napi::CallbackInfo& info);
   Napi::Value StepsTaken(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(trainer_->steps_taken())); }
   Napi::Value FeatureDim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(trainer_->backbone()->feature_dim())); }
+  Napi::Value ComputeSettingsOf(const Napi::CallbackInfo& info) {
+    Napi::Object settings = Napi::Object::New(info.Env());
+    settings.Set("bf16Autocast", trainer_->compute_settings().bf16_autocast);
+    settings.Set("channelsLast", trainer_->compute_settings().channels_last);
+    return settings;
+  }
 
   std::unique_ptr<TrainingStep> trainer_;
 };
