@@ -2,15 +2,15 @@
 // (scripts/gpu-check.sh runs it there with CLAMP_TEST_DEVICE=cuda); skipped, and says so, elsewhere.
 // The core's own GPU suite (native/test/test_cuda.cpp) checks the kernels against the CPU in detail.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_FASHION_MNIST, doctor, loadIdxDataset, Trainer, type TrainerOptions } from '../lib/index.js';
-import { gaussianSampler } from '../lib/loss/packing-dynamics.js';
+import { doctor, Trainer, type TrainerOptions } from '../lib/index.js';
+import { noisyViews, SIDE as side } from './noisy-views.js';
 
 const device = process.env.CLAMP_TEST_DEVICE ?? 'cuda';
 const report = doctor();
 const gpu = report.cuda.kernels && report.cuda.deviceCount > 0;
 
 describe.skipIf(!gpu)(`on ${device} (${report.cuda.devices[0]?.name ?? 'no GPU'})`, () => {
-  const views = 2, batch = 32, side = 28;
+  const views = 2, batch = 32;
   const shape = [views * batch, 1, side, side] as const;
   let batchViews: Float32Array;
   const options: TrainerOptions = {
@@ -19,13 +19,7 @@ describe.skipIf(!gpu)(`on ${device} (${report.cuda.devices[0]?.name ?? 'no GPU'}
   };
 
   beforeAll(async () => {
-    const data = await loadIdxDataset(DEFAULT_FASHION_MNIST, 'test');
-    const normal = gaussianSampler(11);
-    const pixels = batch * side * side;
-    batchViews = new Float32Array(views * pixels);
-    for (let v = 0; v < views; v++) {
-      for (let k = 0; k < pixels; k++) batchViews[v * pixels + k] = data.images[k]! / 255 + 0.2 * normal();
-    }
+    batchViews = await noisyViews(views, batch);
   });
 
   it('doctor describes every device', () => {

@@ -1,20 +1,13 @@
 // The native training step from TypeScript, on real Fashion-MNIST images.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_FASHION_MNIST, loadIdxDataset, Trainer, type TrainerOptions } from '../lib/index.js';
-import { gaussianSampler } from '../lib/loss/packing-dynamics.js';
+import { Trainer, type TrainerOptions } from '../lib/index.js';
+import { noisyViews, SIDE as side } from './noisy-views.js';
 
-const views = 2, batch = 32, side = 28;
+const views = 2, batch = 32;
 let batchViews: Float32Array;
 
 beforeAll(async () => {
-  // Two views of 32 test images: pixels scaled to [0, 1] plus each view's own fixed Gaussian noise.
-  const data = await loadIdxDataset(DEFAULT_FASHION_MNIST, 'test');
-  const normal = gaussianSampler(11);
-  const pixels = batch * side * side;
-  batchViews = new Float32Array(views * pixels);
-  for (let v = 0; v < views; v++) {
-    for (let k = 0; k < pixels; k++) batchViews[v * pixels + k] = data.images[k]! / 255 + 0.2 * normal();
-  }
+  batchViews = await noisyViews(views, batch);  // two noisy views of 32 test images
 });
 
 const options: TrainerOptions = {

@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include "packing_loss.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <functional>
@@ -24,6 +26,16 @@ inline at::Tensor make_batch(int64_t m, int64_t b, int64_t d, double spread, dou
   const at::Tensor views = centres + at::randn({m, b, d}, generator, options) * noise;
   return views.reshape({m * b, d}).to(dtype);
 }
+
+// One named configuration of the loss and the batch it runs on.
+struct LossCase {
+  const char* name;
+  int64_t m, b, d;
+  double spread, noise;
+  PackingLossOptions options;
+
+  at::Tensor batch(at::ScalarType dtype, uint64_t seed) const { return make_batch(m, b, d, spread, noise, dtype, seed); }
+};
 
 struct LossAndGrad {
   double loss;

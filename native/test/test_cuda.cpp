@@ -21,6 +21,7 @@ namespace {
 using clamp::testing::check;
 using clamp::testing::check_throws;
 using clamp::testing::evaluate;
+using clamp::testing::LossCase;
 using clamp::testing::make_batch;
 using clamp::testing::relative_l2;
 
@@ -50,13 +51,7 @@ at::Tensor loss_with_stats(const at::Tensor& z, int64_t m, const clamp::PackingL
 // Every branch of the formula: the paper's defaults, d < m, a general power with lw0 and no log, the
 // max_range clamp binding for most pairs, a min_margin that excludes close pairs.
 void test_matches_cpu() {
-  struct Case {
-    const char* name;
-    int64_t m, b, d;
-    double spread, noise;
-    clamp::PackingLossOptions options;
-  };
-  const std::vector<Case> cases = {
+  const std::vector<LossCase> cases = {
       {"paper defaults", 4, 64, 32, 0.5, 0.4, clamp::PackingLossOptions()},
       {"d < m", 8, 48, 3, 0.5, 0.3, clamp::PackingLossOptions().set_rs(2.0)},
       {"potPow 2.5, lw0, log off", 3, 40, 16, 0.5, 0.3,
@@ -68,12 +63,14 @@ void test_matches_cpu() {
   for (const auto& c : cases) {
     for (const at::ScalarType dtype : {at::kDouble, at::kFloat}) {
       const std::string name = std::string(c.name) + " (" + c10::toString(dtype) + ")";
-      const at::Tensor z = make_batch(c.m, c.b, c.d, c.spread, c.noise, dtype, 17);
+      const at::Tensor z = c.batch(dtype, 17);
       clamp::PackingStats cpu_stats, gpu_stats;
       const auto cpu = evaluate([&](const at::Tensor& x) { return loss_with_stats(x, c.m, c.options, &cpu_stats); }, z);
       const auto gpu =
           evaluate([&](const at::Tensor& x) { return loss_with_stats(x, c.m, c.options, &gpu_stats); }, z.to(kGpu));
-      const double tolerance = dtype == at::kDouble ? 1e-10 : 2e-5;
+      // float64: the same arithmetic up to summation order. float32: cuBLAS and the CPU's BLAS round the
+      // Gram matrix differently; each is within ~1e-4 (gradient, L2) of float64 (the CPU suites).
+      const double tolerance = dtype == at::kDouble ? 1e-10 : 1e-4;
       const double loss_error = std::abs(gpu.loss - cpu.loss) / std::max(std::abs(cpu.loss), 1e-12);
       check(loss_error < tolerance, name + ": loss " + std::to_string(gpu.loss) + " vs CPU " + std::to_string(cpu.loss));
       const double grad_error = relative_l2(gpu.grad.cpu(), cpu.grad);
@@ -112,7 +109,7 @@ void test_bf16_input() {
   const at::Tensor z = make_batch(4, 256, 128, 0.4, 0.4, at::kBFloat16, 29);
   const auto cpu = evaluate([](const at::Tensor& x) { return clamp::packing_loss(x, 4); }, z.to(at::kFloat));
   const auto gpu = evaluate([](const at::Tensor& x) { return clamp::packing_loss(x, 4); }, z.to(kGpu));
-  check(std::abs(gpu.loss - cpu.loss) < 2e-5 * std::abs(cpu.loss), "bf16 input: the float32 loss of the same values");
+  check(std::abs(gpu.loss - cpu.loss) < 1e-4 * std::abs(cpu.loss), "bf16 input: the float32 loss of the same values");
   check(gpu.grad.scalar_type() == at::kBFloat16, "bf16 input: bf16 gradient");
   check(relative_l2(gpu.grad.cpu(), cpu.grad) < 1e-2, "bf16 input: the float32 gradient, rounded");
 }

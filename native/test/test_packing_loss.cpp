@@ -19,17 +19,12 @@ namespace {
 using clamp::testing::check;
 using clamp::testing::check_throws;
 using clamp::testing::evaluate;
+using clamp::testing::LossCase;
 using clamp::testing::make_batch;
 using clamp::testing::relative_l2;
 
 void test_matches_reference() {
-  struct Case {
-    const char* name;
-    int64_t m, b, d;
-    double spread, noise;
-    clamp::PackingLossOptions options;
-  };
-  const std::vector<Case> cases = {
+  const std::vector<LossCase> cases = {
       {"paper defaults, d > m", 4, 16, 12, 0.5, 0.4, clamp::PackingLossOptions()},
       {"d < m", 8, 12, 3, 0.5, 0.3, clamp::PackingLossOptions().set_rs(2.0)},
       {"potPow 2.5, lw0 > 0, log off", 3, 10, 6, 0.5, 0.3,
@@ -38,7 +33,7 @@ void test_matches_reference() {
   };
   for (const auto& c : cases) {
     for (const auto dtype : {at::kDouble, at::kFloat}) {
-      const at::Tensor z = make_batch(c.m, c.b, c.d, c.spread, c.noise, dtype, 7);
+      const at::Tensor z = c.batch(dtype, 7);
       const auto fused = evaluate([&](const at::Tensor& x) { return clamp::packing_loss(x, c.m, c.options); }, z);
       const auto reference = evaluate(
           [&](const at::Tensor& x) { return clamp::packing_loss_reference(x.to(at::kDouble), c.m, c.options); }, z);
