@@ -97,6 +97,52 @@ void test_reduced_precision_input() {
   }
 }
 
+// The CUDA kernels' block programs, run on the CPU with each block's threads emulated in turn, through
+// the glue a GPU uses: what can be checked of the GPU path without a GPU (indexing, strides, reductions,
+// the order of launches). Several block widths: one thread, fewer threads than columns, more than either.
+void test_gpu_block_programs_emulated() {
+  const std::vector<LossCase> cases = {
+      {"paper defaults", 4, 24, 12, 0.5, 0.4, clamp::PackingLossOptions()},
+      {"d < m", 8, 12, 3, 0.5, 0.3, clamp::PackingLossOptions().set_rs(2.0)},
+      {"potPow 2.5, lw0 > 0, log off", 3, 10, 6, 0.5, 0.3,
+       clamp::PackingLossOptions().set_pot_pow(2.5).set_lw0(0.1).set_log(false)},
+      {"maxRange binding", 4, 10, 5, 0.5, 0.6, clamp::PackingLossOptions().set_rs(20.0).set_max_range(0.8)},
+      {"wide rows", 2, 300, 300, 0.5, 0.4, clamp::PackingLossOptions()},
+  };
+  for (const auto& c : cases) {
+    for (const auto dtype : {at::kDouble, at::kFloat}) {
+      const at::Tensor z = c.batch(dtype, 13);
+      clamp::PackingStats cpu_stats;
+      const auto cpu = evaluate(
+          [&](const at::Tensor& x) { return clamp::packing_loss(x, c.m, c.options, &cpu_stats, clamp::Diagnostics::all); }, z);
+      for (const int64_t threads : {1, 7, 32, 256}) {
+        const std::string name = std::string("emulated GPU, ") + c.name + ", " + std::to_string(threads) + " threads (" +
+                                 c10::toString(dtype) + ")";
+        clamp::PackingStats stats;
+        const auto gpu = evaluate(
+            [&](const at::Tensor& x) { return clamp::testing::packing_loss_emulating_gpu(x, c.m, c.options, &stats, threads); },
+            z);
+        const double tolerance = dtype == at::kDouble ? 1e-12 : 1e-6;
+        check(std::abs(gpu.loss - cpu.loss) <= tolerance * std::max(1.0, std::abs(cpu.loss)),
+              name + ": loss " + std::to_string(gpu.loss) + " vs CPU " + std::to_string(cpu.loss));
+        check(relative_l2(gpu.grad, cpu.grad) <= 100 * tolerance,
+              name + ": gradient relative L2 " + std::to_string(relative_l2(gpu.grad, cpu.grad)));
+        check(stats.contacts_per_image == cpu_stats.contacts_per_image && stats.activity == cpu_stats.activity &&
+                  std::abs(stats.mean_distance - cpu_stats.mean_distance) <= tolerance &&
+                  std::abs(stats.mean_radius - cpu_stats.mean_radius) <= tolerance &&
+                  stats.nearest_centre_accuracy == cpu_stats.nearest_centre_accuracy,
+              name + ": the same diagnostics");
+      }
+    }
+  }
+  const at::Tensor bf16 = make_batch(4, 16, 8, 0.4, 0.4, at::kBFloat16, 19);
+  const auto cpu = evaluate([](const at::Tensor& x) { return clamp::packing_loss(x, 4); }, bf16);
+  const auto gpu = evaluate(
+      [](const at::Tensor& x) { return clamp::testing::packing_loss_emulating_gpu(x, 4, {}, nullptr, 32); }, bf16);
+  check(gpu.grad.scalar_type() == at::kBFloat16 && std::abs(gpu.loss - cpu.loss) <= 1e-6 * std::abs(cpu.loss),
+        "emulated GPU, bf16 input: float32 arithmetic, bf16 gradient");
+}
+
 void test_bad_arguments() {
   const at::Tensor good = at::randn({8, 3});
   check_throws([&] { clamp::packing_loss(good, 1); }, "views", "one view");
@@ -117,6 +163,7 @@ int main() {
   test_finite_differences();
   test_thread_count_does_not_change_result();
   test_reduced_precision_input();
+  test_gpu_block_programs_emulated();
   test_bad_arguments();
   return clamp::testing::summary();
 }

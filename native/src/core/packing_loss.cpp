@@ -7,6 +7,8 @@
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "cuda/packing_loss_blocks.h"
+
 #if defined(CLAMP_WITH_CUDA)  // the ATen glue of the CUDA kernels: only in a CUDA build
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -210,39 +212,88 @@ at::ScalarType compute_type(at::ScalarType input) { return input == at::kDouble 
 // which keeps ||c_i||^2 + ||c_j||^2 - 2 c_i.c_j from cancelling badly in float32.
 at::Tensor shifted_centres(const at::Tensor& centres) { return centres - centres.mean(0, /*keepdim=*/true); }
 
+// Where the block programs of cuda/packing_loss_blocks.h run: CUDA kernels on the tensors' device, or,
+// for the tests, emulated on the CPU (EmulatedLaunch). Both go through the same glue below.
+struct EmulatedLaunch {
+  int64_t threads;  // per emulated block
+
+  template <class Program>
+  void grid(int64_t blocks, Program program) const {
+    // Blocks write disjoint outputs, as on a GPU: they can run in parallel here too.
+    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+      cuda::EmulatedBlock block{threads};
+      for (int64_t k = begin; k < end; ++k) program(block, k);
+    });
+  }
+  template <typename T>
+  void normalise_and_group(const cuda::NormaliseArgs<T>& a) const {
+    grid(a.b, [&](cuda::EmulatedBlock& block, int64_t k) { cuda::normalise_and_group_block(block, a, k); });
+  }
+  template <typename T>
+  void pair_pass(const cuda::PairPassArgs<T>& a) const {
+    grid(a.b, [&](cuda::EmulatedBlock& block, int64_t k) { cuda::pair_pass_block(block, a, k); });
+  }
+  template <typename T>
+  void backward_rows(const cuda::BackwardArgs<T>& a) const {
+    grid(a.m * a.b, [&](cuda::EmulatedBlock& block, int64_t k) { cuda::backward_rows_block(block, a, k); });
+  }
+};
+
 #if defined(CLAMP_WITH_CUDA)
-void* current_stream(const at::Tensor& on) { return c10::cuda::getCurrentCUDAStream(on.device().index()).stream(); }
-
-// Steps 1-9 on the GPU: two kernels around one cuBLAS product; fills saved and returns the row totals.
-at::Tensor cuda_forward(const at::Tensor& z, const at::Tensor& mean, const PackingLossOptions& o, SavedForward& saved) {
-  const c10::cuda::CUDAGuard guard(z.device());
-  const int64_t m = saved.views, d = z.size(1), b = z.size(0) / m;
-  at::Tensor row_totals = at::empty({3, b}, z.options().dtype(at::kDouble));
-  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "clamp_packing_loss_forward_cuda", [&] {
-    cuda::normalise_and_group<scalar_t>(z.data_ptr<scalar_t>(), mean.data_ptr<scalar_t>(), m, b, d, o.rs,
-                                        saved.unit.data_ptr<scalar_t>(), saved.norms.data_ptr<scalar_t>(),
-                                        saved.centres.data_ptr<scalar_t>(), saved.radii.data_ptr<scalar_t>(),
-                                        current_stream(z));
-    const at::Tensor shifted = shifted_centres(saved.centres);
-    const at::Tensor gram = shifted.mm(shifted.t()).contiguous();
-    const at::Tensor squared_norms = gram.diagonal().contiguous();
-    cuda::pair_pass<scalar_t>(gram.data_ptr<scalar_t>(), squared_norms.data_ptr<scalar_t>(),
-                              saved.radii.data_ptr<scalar_t>(), b, pair_constants<scalar_t>(o), o.lw1, o.lw0,
-                              saved.pair_weights.data_ptr<scalar_t>(), saved.radius_grads.data_ptr<scalar_t>(),
-                              row_totals.data_ptr<double>(), current_stream(z));
-  });
-  return row_totals;
-}
-#endif
-
-#if !defined(CLAMP_WITH_CUDA)
+struct CudaLaunch {
+  void* stream;  // the device's current stream, where ATen's own work on these tensors goes
+  explicit CudaLaunch(const at::Tensor& on) : stream(c10::cuda::getCurrentCUDAStream(on.device().index()).stream()) {}
+  template <typename T>
+  void normalise_and_group(const cuda::NormaliseArgs<T>& a) const { cuda::normalise_and_group(a, stream); }
+  template <typename T>
+  void pair_pass(const cuda::PairPassArgs<T>& a) const { cuda::pair_pass(a, stream); }
+  template <typename T>
+  void backward_rows(const cuda::BackwardArgs<T>& a) const { cuda::backward_rows(a, stream); }
+};
+#else
 [[noreturn]] void no_cuda_kernels() {
   throw std::invalid_argument(no_cuda_kernels_message("the packing loss on a CUDA tensor"));
 }
 #endif
 
+// Steps 1-9 through the block programs: two launches around one matrix product (cuBLAS on a GPU).
+// Fills saved and returns the per-row totals, on the tensors' device.
+template <class Launch>
+at::Tensor block_forward(const Launch& launch, const at::Tensor& z, const at::Tensor& mean, const PackingLossOptions& o,
+                         SavedForward& saved) {
+  const int64_t m = saved.views, d = z.size(1), b = z.size(0) / m;
+  at::Tensor row_totals = at::empty({3, b}, z.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "clamp_packing_loss_block_forward", [&] {
+    launch.normalise_and_group(cuda::NormaliseArgs<scalar_t>{
+        z.data_ptr<scalar_t>(), mean.data_ptr<scalar_t>(), m, b, d, o.rs, saved.unit.data_ptr<scalar_t>(),
+        saved.norms.data_ptr<scalar_t>(), saved.centres.data_ptr<scalar_t>(), saved.radii.data_ptr<scalar_t>()});
+    const at::Tensor shifted = shifted_centres(saved.centres);
+    const at::Tensor gram = shifted.mm(shifted.t()).contiguous();
+    const at::Tensor squared_norms = gram.diagonal().contiguous();
+    launch.pair_pass(cuda::PairPassArgs<scalar_t>{
+        gram.data_ptr<scalar_t>(), squared_norms.data_ptr<scalar_t>(), saved.radii.data_ptr<scalar_t>(), b,
+        pair_constants<scalar_t>(o), o.lw1, o.lw0, saved.pair_weights.data_ptr<scalar_t>(),
+        saved.radius_grads.data_ptr<scalar_t>(), row_totals.data_ptr<double>()});
+  });
+  return row_totals;
+}
+
+// Backward of steps 2-5 through the block programs, into grad (before the centring's backward).
+template <class Launch>
+void block_backward_rows(const Launch& launch, const SavedForward& saved, const at::Tensor& grad_centres,
+                         const at::Tensor& spread_coefficient, double scale, at::Tensor& grad) {
+  const int64_t m = saved.views, b = saved.radii.size(0), d = saved.unit.size(1);
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "clamp_packing_loss_block_backward", [&] {
+    launch.backward_rows(cuda::BackwardArgs<scalar_t>{
+        saved.unit.data_ptr<scalar_t>(), saved.norms.data_ptr<scalar_t>(), saved.centres.data_ptr<scalar_t>(),
+        grad_centres.data_ptr<scalar_t>(), spread_coefficient.data_ptr<double>(), m, b, d, scale,
+        grad.data_ptr<scalar_t>()});
+  });
+}
+
+// emulated_threads > 0 runs a CPU tensor through the GPU's block programs, emulated (for the tests).
 SavedForward forward(const at::Tensor& z_in, int64_t views, const PackingLossOptions& o, PackingStats* stats,
-                     Diagnostics diagnostics) {
+                     Diagnostics diagnostics, int64_t emulated_threads) {
   const at::Tensor z = z_in.to(compute_type(z_in.scalar_type())).contiguous();
   const int64_t m = views, rows = z.size(0), d = z.size(1), b = rows / m;
   SavedForward saved;
@@ -257,10 +308,13 @@ SavedForward forward(const at::Tensor& z_in, int64_t views, const PackingLossOpt
   at::Tensor row_totals;
   if (z.is_cuda()) {
 #if defined(CLAMP_WITH_CUDA)
-    row_totals = cuda_forward(z, mean, o, saved).cpu();
+    const c10::cuda::CUDAGuard guard(z.device());
+    row_totals = block_forward(CudaLaunch(z), z, mean, o, saved).cpu();
 #else
     no_cuda_kernels();
 #endif
+  } else if (emulated_threads > 0) {
+    row_totals = block_forward(EmulatedLaunch{emulated_threads}, z, mean, o, saved);
   } else {
     row_totals = at::empty({3, b}, z.options().dtype(at::kDouble));
     AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "clamp_packing_loss_forward", [&] {
@@ -293,7 +347,7 @@ SavedForward forward(const at::Tensor& z_in, int64_t views, const PackingLossOpt
 }
 
 // dL/dz for the scalar upstream gradient grad_loss, in the compute precision.
-at::Tensor backward(const SavedForward& saved, double grad_loss, const PackingLossOptions& o) {
+at::Tensor backward(const SavedForward& saved, double grad_loss, const PackingLossOptions& o, int64_t emulated_threads) {
   const int64_t m = saved.views, b = saved.radii.size(0), d = saved.unit.size(1);
   const double grad_energy = o.log ? grad_loss / (saved.energy + kLogEpsilon) : grad_loss;
 
@@ -310,15 +364,12 @@ at::Tensor backward(const SavedForward& saved, double grad_loss, const PackingLo
   if (grad.is_cuda()) {
 #if defined(CLAMP_WITH_CUDA)
     const c10::cuda::CUDAGuard guard(grad.device());
-    AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "clamp_packing_loss_backward_cuda", [&] {
-      cuda::backward_rows<scalar_t>(saved.unit.data_ptr<scalar_t>(), saved.norms.data_ptr<scalar_t>(),
-                                    saved.centres.data_ptr<scalar_t>(), grad_centres.data_ptr<scalar_t>(),
-                                    spread_coefficient.data_ptr<double>(), m, b, d, grad_energy,
-                                    grad.data_ptr<scalar_t>(), current_stream(grad));
-    });
+    block_backward_rows(CudaLaunch(grad), saved, grad_centres, spread_coefficient, grad_energy, grad);
 #else
     no_cuda_kernels();
 #endif
+  } else if (emulated_threads > 0) {
+    block_backward_rows(EmulatedLaunch{emulated_threads}, saved, grad_centres, spread_coefficient, grad_energy, grad);
   } else {
     AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "clamp_packing_loss_backward", [&] {
       backward_rows<scalar_t>(saved.unit.data_ptr<scalar_t>(), saved.norms.data_ptr<scalar_t>(),
@@ -338,9 +389,10 @@ struct NoAutocast {
 class PackingLossFunction : public torch::autograd::Function<PackingLossFunction> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& z, int64_t views,
-                            const PackingLossOptions& options, PackingStats* stats, Diagnostics diagnostics) {
+                            const PackingLossOptions& options, PackingStats* stats, Diagnostics diagnostics,
+                            int64_t emulated_threads) {
     const NoAutocast no_autocast;
-    const SavedForward saved = clamp::forward(z, views, options, stats, diagnostics);
+    const SavedForward saved = clamp::forward(z, views, options, stats, diagnostics, emulated_threads);
     ctx->save_for_backward({saved.unit, saved.norms, saved.centres, saved.radii, saved.pair_weights,
                             saved.radius_grads});
     ctx->saved_data["energy"] = saved.energy;
@@ -348,6 +400,7 @@ class PackingLossFunction : public torch::autograd::Function<PackingLossFunction
     ctx->saved_data["rs"] = options.rs;
     ctx->saved_data["log"] = options.log;
     ctx->saved_data["input_type"] = static_cast<int64_t>(z.scalar_type());
+    ctx->saved_data["emulated_threads"] = emulated_threads;
     const double loss = options.log ? std::log(saved.energy + kLogEpsilon) : saved.energy;
     return at::scalar_tensor(loss, z.options().dtype(saved.unit.scalar_type()));
   }
@@ -363,8 +416,9 @@ class PackingLossFunction : public torch::autograd::Function<PackingLossFunction
     options.log = ctx->saved_data["log"].toBool();
     const double upstream = grad_outputs[0].defined() ? grad_outputs[0].item<double>() : 0.0;
     const auto input_type = static_cast<at::ScalarType>(ctx->saved_data["input_type"].toInt());
-    return {clamp::backward(saved, upstream, options).to(input_type), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor()};
+    const int64_t emulated_threads = ctx->saved_data["emulated_threads"].toInt();
+    return {clamp::backward(saved, upstream, options, emulated_threads).to(input_type), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -433,7 +487,19 @@ void check_packing_loss_arguments(const at::Tensor& z, int64_t views, const Pack
 at::Tensor packing_loss(const at::Tensor& z, int64_t views, const PackingLossOptions& options, PackingStats* stats,
                         Diagnostics diagnostics) {
   check_packing_loss_arguments(z, views, options);
-  return PackingLossFunction::apply(z, views, options, stats, diagnostics);
+  return PackingLossFunction::apply(z, views, options, stats, diagnostics, int64_t(0));
 }
+
+namespace testing {
+
+at::Tensor packing_loss_emulating_gpu(const at::Tensor& z, int64_t views, const PackingLossOptions& options,
+                                      PackingStats* stats, int64_t threads_per_block) {
+  check_packing_loss_arguments(z, views, options);
+  if (!z.device().is_cpu()) throw std::invalid_argument("the emulated GPU path takes a CPU tensor");
+  if (threads_per_block < 1) throw std::invalid_argument("threads_per_block must be at least 1");
+  return PackingLossFunction::apply(z, views, options, stats, Diagnostics::all, threads_per_block);
+}
+
+}  // namespace testing
 
 }  // namespace clamp

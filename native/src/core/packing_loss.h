@@ -56,4 +56,12 @@ at::Tensor packing_loss(const at::Tensor& z, int64_t views, const PackingLossOpt
 // the unfused yardstick for tests and benchmarks, never used for training.
 at::Tensor packing_loss_reference(const at::Tensor& z, int64_t views, const PackingLossOptions& options = {});
 
+namespace testing {
+// The GPU path's code on the CPU: the CUDA kernels' block programs (cuda/packing_loss_blocks.h), each
+// block's threads emulated one after another (threads_per_block of them), through the same glue as on a
+// GPU. For the tests, which check it against packing_loss on machines without a GPU.
+at::Tensor packing_loss_emulating_gpu(const at::Tensor& z, int64_t views, const PackingLossOptions& options,
+                                      PackingStats* stats, int64_t threads_per_block);
+}  // namespace testing
+
 }  // namespace clamp
