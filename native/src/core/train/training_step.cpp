@@ -92,7 +92,8 @@ StepResult TrainingStep::run(const at::Tensor& images) {
     if (compute_.bf16_autocast) autocast.emplace(device_.type(), at::kBFloat16);
     embeddings = projector_->forward(backbone_->forward(to_device(images)));
   }
-  if (collective_) embeddings = collective_->gather_views(embeddings, m);
+  // The loss computes in float32 whatever it is handed; gathering float32 also spares Gloo bfloat16.
+  if (collective_) embeddings = collective_->gather_views(embeddings.to(at::kFloat), m);
   const at::Tensor loss = packing_loss(embeddings, m, options_.loss, &result.stats, Diagnostics::pair_pass);
   optimiser_->zero_grad();
   loss.backward();
