@@ -67,6 +67,7 @@ function progressReporter(stream: NodeJS.WriteStream): (event: TrainEvent) => vo
       case 'start':
         epochs = event.epochs;
         stream.write(`training in ${event.runDir}: ${event.trainImages} images, ${event.epochs} epochs of ${event.stepsPerEpoch} steps${event.resumedAt ? `, resuming at epoch ${event.resumedAt.epoch + 1} step ${event.resumedAt.step}` : ''}\n`);
+        stream.write(`on ${event.device}, ${event.compute.bf16Autocast ? 'bf16 autocast (the loss in float32)' : 'float32'}${event.compute.channelsLast ? ', channels_last' : ''}\n`);
         break;
       case 'step': {
         const now = performance.now();

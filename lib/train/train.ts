@@ -9,7 +9,7 @@ import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from '../co
 import { loadDataset } from '../data/datasets.js';
 import type { ImageDataset } from '../data/idx.js';
 import { evaluate, type Evaluation, type KnnSummary, type LinearProbeSummary } from '../eval/evaluate.js';
-import { setNumThreads } from '../runtime/native.js';
+import { setNumThreads, type ComputeSettings } from '../runtime/native.js';
 import { trainerFor } from './from-config.js';
 import { distributedOptionsSchema, type DistributedOptions, type TrainingStepResult } from './trainer.js';
 import { validationError } from '../config/errors.js';
@@ -18,7 +18,7 @@ export const METRICS_FILE = 'metrics.jsonl';
 export const CONFIG_FILE = 'config.json';
 
 export type TrainEvent =
-  | { kind: 'start'; runDir: string; totalSteps: number; stepsPerEpoch: number; epochs: number; resumedAt: RunPosition | null; trainImages: number }
+  | { kind: 'start'; runDir: string; totalSteps: number; stepsPerEpoch: number; epochs: number; resumedAt: RunPosition | null; trainImages: number; device: string; compute: ComputeSettings }
   | {
       kind: 'step';
       epoch: number;
@@ -196,7 +196,7 @@ async function runTraining(
   });
   let stopped = false;
   try {
-    emit({ kind: 'start', runDir, totalSteps, stepsPerEpoch, epochs: config.schedule.epochs, resumedAt: checkpoint ? position : null, trainImages: trainSet.count });
+    emit({ kind: 'start', runDir, totalSteps, stepsPerEpoch, epochs: config.schedule.epochs, resumedAt: checkpoint ? position : null, trainImages: trainSet.count, device: config.run.device, compute: trainer.computeSettings });
     if (config.eval.atStart && !checkpoint) atStart = await runEvaluation(-1, false);
     let secondsPerStep = 0;
     for (let epoch = position.epoch; epoch < config.schedule.epochs && !stopped; epoch++) {
