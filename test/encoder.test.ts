@@ -63,6 +63,25 @@ describe('Encoder', () => {
     encoder.dispose();
   });
 
+  it('precision bf16 (the default on Ampere and newer GPUs) gives float32 vectors close to float32 serving', async () => {
+    const images = { data: test.images.subarray(0, 20 * SIDE * SIDE), shape: [20, SIDE, SIDE, 1] };
+    const fp32 = await Encoder.load(checkpoint);  // auto on the CPU: float32
+    const bf16 = await Encoder.load(checkpoint, { precision: 'bf16' });
+    const a = await fp32.embed(images), b = await bf16.embed(images);
+    expect(b.data).toBeInstanceOf(Float32Array);
+    expect(maxDifference(a.data, b.data)).toBeGreaterThan(0);  // bfloat16 really ran
+    const dim = fp32.dim;
+    for (let i = 0; i < 20; i++) {
+      const x = a.data.subarray(i * dim, (i + 1) * dim), y = b.data.subarray(i * dim, (i + 1) * dim);
+      let dot = 0, xx = 0, yy = 0;
+      for (let k = 0; k < dim; k++) { dot += x[k]! * y[k]!; xx += x[k]! ** 2; yy += y[k]! ** 2; }
+      expect(dot / Math.sqrt(xx * yy)).toBeGreaterThan(0.999);
+    }
+    fp32.dispose();
+    bf16.dispose();
+    await expect(Encoder.load(checkpoint, { precision: 'fp16' as 'bf16' })).rejects.toThrow(/options.precision/);
+  });
+
   it('gives one vector for one image through every input form', async () => {
     const encoder = await Encoder.load(checkpoint);
     const bytes = imageBytes(7);

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { CHECKPOINT_FILE } from '../checkpoint/checkpoint.js';
 import { writeFileAtomically } from '../checkpoint/safetensors.js';
 import { isImageFile } from '../data/image-folder.js';
-import { Encoder } from '../encode/encoder.js';
+import { Encoder, type EncoderLoadOptions } from '../encode/encoder.js';
 import { encodeNpy } from '../encode/npy.js';
 import { TrainUsageError, wholeNumberFlag } from './flags.js';
 
@@ -15,6 +15,7 @@ export const EMBED_USAGE = `clamp-native embed --checkpoint PATH [options] FILE_
   --out FILE           FILE.npy: float32 [n, dim], rows in the order of FILE.paths.txt beside it;
                        FILE.jsonl: one {"file", "embedding"} per line (default: JSON lines on stdout)
   --device D           cpu (default), cuda or cuda:<index>
+  --precision P        auto (bf16 on Ampere and newer GPUs, float32 elsewhere), bf16 or fp32
   --threads N          LibTorch threads
   --batch N            images per forward pass (default 128)
   Folders are searched recursively for .jpg, .jpeg, .png and .webp files, in name order.
@@ -45,7 +46,7 @@ export async function runEmbed(args: string[]): Promise<number> {
     strict: true,
     allowPositionals: true,
     options: {
-      checkpoint: { type: 'string' }, out: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, batch: { type: 'string' },
+      checkpoint: { type: 'string' }, out: { type: 'string' }, device: { type: 'string' }, precision: { type: 'string' }, threads: { type: 'string' }, batch: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -62,7 +63,12 @@ export async function runEmbed(args: string[]): Promise<number> {
 
   const threads = count('threads', values.threads);
   const maxBatch = count('batch', values.batch) ?? 128;
-  const encoder = await Encoder.load(values.checkpoint, { ...(values.device ? { device: values.device } : {}), ...(threads ? { threads } : {}), maxBatch });
+  const encoder = await Encoder.load(values.checkpoint, {
+    ...(values.device ? { device: values.device } : {}),
+    ...(values.precision ? { precision: values.precision as EncoderLoadOptions['precision'] } : {}),
+    ...(threads ? { threads } : {}),
+    maxBatch,
+  });
   try {
     const embeddings = new Float32Array(files.length * encoder.dim);
     const started = performance.now();

@@ -12,13 +12,15 @@ import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
 import { datasetImageSide } from '../data/datasets.js';
 import { decodeImage } from '../data/image-folder.js';
 import { native, setNumThreads, type NativeEncoder } from '../runtime/native.js';
-import { deviceSchema, resolvedStem } from '../train/trainer.js';
+import { deviceSchema, precisionSchema, resolvedStem } from '../train/trainer.js';
 import { EmbeddingIndex } from './embedding-index.js';
 
 export const encoderLoadOptionsSchema = z
   .object({
     /** `cpu`, `cuda` or `cuda:<index>`. */
     device: deviceSchema.default('cpu'),
+    /** `auto`: bfloat16 weights and activations (channels_last) on Ampere and newer GPUs, float32 elsewhere. Embeddings are float32 either way. */
+    precision: precisionSchema.default('auto'),
     /** LibTorch intra-op threads. A process-wide setting: it applies to every encoder and trainer. */
     threads: z.number().int().positive().optional(),
     /** The most images one forward pass takes: concurrent calls are coalesced up to it, larger calls split. */
@@ -104,7 +106,7 @@ export class Encoder {
   static async load(checkpointOrRunDir: string, options: EncoderLoadOptions = {}): Promise<Encoder> {
     const parsed = encoderLoadOptionsSchema.safeParse(options, { reportInput: true });
     if (!parsed.success) throw validationError(parsed.error, 'options');
-    const { device, threads, maxBatch } = parsed.data;
+    const { device, precision, threads, maxBatch } = parsed.data;
     const addon = native(); // first: a missing build says so before the checkpoint is read
     const file = await checkpointPath(checkpointOrRunDir);
     const checkpoint = await readCheckpoint(file);
@@ -113,7 +115,7 @@ export class Encoder {
     if (threads !== undefined) setNumThreads(threads);
     let handle: NativeEncoder;
     try {
-      handle = await addon.createEncoder({ ...settings, device, maxBatch }, checkpoint.state);
+      handle = await addon.createEncoder({ ...settings, device, precision, maxBatch }, checkpoint.state);
     } catch (error) {
       const message = (error as Error).message;
       throw new CheckpointError(

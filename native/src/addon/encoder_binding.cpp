@@ -25,6 +25,7 @@ EncoderOptions read_encoder_options(const Napi::Object& o) {
   options.mean = number_array(o.Get("mean"), "mean");
   options.std = number_array(o.Get("std"), "std");
   options.device = string_field(o, "device");
+  options.precision = string_field(o, "precision");
   options.max_batch = static_cast<int64_t>(number_field(o, "maxBatch"));
   return options;
 }

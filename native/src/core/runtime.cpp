@@ -33,7 +33,7 @@ RuntimeInfo runtime_info() {
   info.cuda_device_count = static_cast<int>(torch::cuda::device_count());
   info.num_threads = at::get_num_threads();
 #if defined(CLAMP_WITH_CUDA)
-  info.cuda_kernels = true;
+  info.cuda_kernels = cuda_kernels_built();
   for (int index = 0; index < cuda::device_count(); ++index) {
     const cuda::DeviceInfo device = cuda::device_info(index);
     info.cuda_devices.push_back(
@@ -61,6 +61,14 @@ at::Device device_named(const std::string& name) {
   return device;
 }
 
+bool cuda_kernels_built() {
+#if defined(CLAMP_WITH_CUDA)
+  return true;
+#else
+  return false;
+#endif
+}
+
 std::string no_cuda_kernels_message(const std::string& what) {
   return what + " needs clamp-native's CUDA kernels, and this build has none (it was built without a CUDA "
          "compiler, or with -DCLAMP_CUDA=OFF): rebuild with nvcc available (CUDACXX=/path/to/nvcc npx clamp-native "
@@ -73,15 +81,10 @@ ComputeSettings resolve_compute_settings(const at::Device& device, const std::st
     throw std::invalid_argument("precision must be auto, bf16 or fp32, got " + precision);
   if (memory_format != "auto" && memory_format != "channels_last" && memory_format != "contiguous")
     throw std::invalid_argument("memoryFormat must be auto, channels_last or contiguous, got " + memory_format);
-  bool bf16_hardware = false;
-  if (device.is_cuda()) {
+  bool bf16_hardware = false;  // without the CUDA part of the build the capability is not read: float32
 #if defined(CLAMP_WITH_CUDA)
-    const int index = device.has_index() ? device.index() : 0;
-    bf16_hardware = cuda::device_info(index).major >= 8;
-#else
-    throw std::invalid_argument(no_cuda_kernels_message("training on " + device.str()));
+  if (device.is_cuda()) bf16_hardware = cuda::device_info(device.has_index() ? device.index() : 0).major >= 8;
 #endif
-  }
   ComputeSettings settings;
   settings.bf16_autocast = precision == "bf16" || (precision == "auto" && bf16_hardware);
   settings.channels_last = memory_format == "channels_last" || (memory_format == "auto" && settings.bf16_autocast && device.is_cuda());

@@ -41,13 +41,17 @@ RuntimeInfo runtime_info();
 // std::invalid_argument saying what to use instead.
 at::Device device_named(const std::string& name);
 
+// Whether this build has the fused loss's CUDA kernels (CLAMP_WITH_CUDA).
+bool cuda_kernels_built();
+
 // The error text for CUDA work asked of a build without the CUDA kernels: what was asked, and the fix.
 std::string no_cuda_kernels_message(const std::string& what);
 
 // How a training step computes on a device, from the user's "auto" | "bf16" | "fp32" precision and
 // "auto" | "channels_last" | "contiguous" memory format. "auto" means bfloat16 autocast and channels_last
 // on a CUDA device of compute capability 8.0 or newer (Ampere, Hopper: bf16 tensor cores, NHWC
-// convolutions), float32 and contiguous everywhere else. Throws std::invalid_argument for other names.
+// convolutions), float32 and contiguous everywhere else (and on every GPU in a build without the CUDA
+// part, which cannot read the capability). Throws std::invalid_argument for other names.
 struct ComputeSettings {
   bool bf16_autocast = false;
   bool channels_last = false;

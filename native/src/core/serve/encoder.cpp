@@ -13,7 +13,10 @@
 namespace clamp {
 
 Encoder::Encoder(const EncoderOptions& options)
-    : options_(options), device_(device_named(options.device)), backbone_(ResNet(options.backbone)) {
+    : options_(options),
+      device_(device_named(options.device)),
+      compute_(resolve_compute_settings(device_, options.precision, "auto")),
+      backbone_(ResNet(options.backbone)) {
   if (options.max_batch < 0) throw std::invalid_argument("max_batch must be >= 0, got " + std::to_string(options.max_batch));
   if (options.image_size < 1) throw std::invalid_argument("image_size must be at least 1, got " + std::to_string(options.image_size));
   if (options.mean.size() != options.std.size()) throw std::invalid_argument("mean and std need the same number of entries");
@@ -68,7 +71,10 @@ at::Tensor Encoder::preprocess(const at::Tensor& images, PixelLayout layout) con
 
 at::Tensor Encoder::embed(const at::Tensor& images, PixelLayout layout) {
   c10::InferenceMode inference;
-  if (!folded_) folded_.emplace(*backbone_);
+  if (!folded_) {
+    folded_.emplace(*backbone_, /*use_onednn=*/true, compute_.bf16_autocast ? at::kBFloat16 : at::kFloat,
+                    compute_.channels_last);
+  }
   const int64_t n = images.dim() > 0 ? images.size(0) : 0;
   const int64_t chunk = options_.max_batch > 0 ? options_.max_batch : n;
   if (n <= chunk) return folded_->forward(preprocess(images, layout)).to(at::kCPU).contiguous();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "models/resnet.h"
+#include "runtime.h"
 #include "serve/folded_resnet.h"
 #include "state.h"
 
@@ -24,6 +25,9 @@ struct EncoderOptions {
   std::vector<double> mean;  // per channel, cycled over channels; empty: no normalisation
   std::vector<double> std;
   std::string device = "cpu";  // "cpu", "cuda" or "cuda:<index>"
+  // "auto": bfloat16 weights and activations, channels_last, on GPUs of compute capability 8.0 and newer;
+  // float32 elsewhere. "bf16" or "fp32" to choose. Embeddings come back float32 either way.
+  std::string precision = "auto";
   int64_t max_batch = 0;       // images per forward pass (bounds activation memory); 0: all at once
 };
 
@@ -52,10 +56,12 @@ class Encoder {
   int64_t feature_dim() const { return backbone_->feature_dim(); }
   int64_t in_channels() const { return options_.backbone.in_channels; }
   const EncoderOptions& options() const { return options_; }
+  const ComputeSettings& compute_settings() const { return compute_; }
 
  private:
   EncoderOptions options_;
   at::Device device_;
+  ComputeSettings compute_;
   ResNet backbone_{nullptr};     // holds the loaded weights under their checkpoint names
   std::optional<FoldedResNet> folded_;  // what embed() runs: the backbone with BatchNorm folded in (built by the first embed() after a load)
   at::Tensor mean_, std_;  // [1, C, 1, 1] on the device, or undefined

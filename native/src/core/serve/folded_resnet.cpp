@@ -27,18 +27,20 @@ at::Tensor FoldedResNet::Conv::operator()(const at::Tensor& x, bool onednn) cons
   return at::conv2d(x, weight, bias, stride, padding);
 }
 
-FoldedResNet::FoldedResNet(ResNetImpl& net, bool use_onednn) {
+FoldedResNet::FoldedResNet(ResNetImpl& net, bool use_onednn, at::ScalarType dtype, bool channels_last)
+    : dtype_(dtype), channels_last_(channels_last) {
   if (!net.options().batch_norm) throw std::invalid_argument("serving needs a backbone with BatchNorm; a BatchNorm-free ResNet is a test model");
   ModuleMap modules;
   for (const auto& item : net.named_modules("", /*include_self=*/false)) modules[item.key()] = item.value();
   // conv then BatchNorm: y = gamma (conv(x) - mean) / sqrt(var + eps) + beta = conv'(x) + b'. In float64.
-  const auto fold = [&modules](const std::string& conv_name, const std::string& bn_name) {
+  const auto fold = [&modules, dtype, channels_last](const std::string& conv_name, const std::string& bn_name) {
     const auto& conv = module_named<torch::nn::Conv2dImpl>(modules, conv_name);
     const auto& bn = module_named<torch::nn::BatchNorm2dImpl>(modules, bn_name);
     const at::Tensor scale = bn.weight.to(at::kDouble) / (bn.running_var.to(at::kDouble) + bn.options.eps()).sqrt();
     Conv out;
-    out.weight = (conv.weight.to(at::kDouble) * scale.view({-1, 1, 1, 1})).to(conv.weight.scalar_type()).contiguous();
-    out.bias = (bn.bias.to(at::kDouble) - bn.running_mean.to(at::kDouble) * scale).to(conv.weight.scalar_type());
+    out.weight = (conv.weight.to(at::kDouble) * scale.view({-1, 1, 1, 1})).to(dtype).contiguous(
+        channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+    out.bias = (bn.bias.to(at::kDouble) - bn.running_mean.to(at::kDouble) * scale).to(dtype);
     const auto& stride = conv.options.stride();
     out.stride = {stride->at(0), stride->at(1)};
     // The padding option is a variant whose accessors differ between LibTorch 1.13 and 2.x; the ResNet
@@ -71,8 +73,9 @@ FoldedResNet::FoldedResNet(ResNetImpl& net, bool use_onednn) {
   }
 }
 
-at::Tensor FoldedResNet::forward(const at::Tensor& images) const {
-  const bool onednn = onednn_ && images.size(0) >= kOneDnnMinBatch;
+at::Tensor FoldedResNet::forward(const at::Tensor& images_in) const {
+  const bool onednn = onednn_ && images_in.size(0) >= kOneDnnMinBatch;
+  const at::Tensor images = images_in.to(dtype_).contiguous(channels_last_ ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
   at::Tensor x = stem_(onednn ? images.to_mkldnn() : images, onednn).relu_();
   if (max_pool_) x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
   for (const Block& block : blocks_) {
@@ -85,7 +88,7 @@ at::Tensor FoldedResNet::forward(const at::Tensor& images) const {
     x = y;
   }
   if (onednn) return at::adaptive_avg_pool2d(x, {1, 1}).to_dense().flatten(1);
-  return x.mean({2, 3});
+  return x.mean({2, 3}, /*keepdim=*/false, at::kFloat);  // the pooled features in float32, whatever dtype_ is
 }
 
 }  // namespace clamp

@@ -22,7 +22,11 @@ class FoldedResNet {
  public:
   // Folds the module's current weights and running statistics (later changes to the module are not
   // seen). use_onednn: run through oneDNN when this LibTorch has it and the weights are float32 on the CPU.
-  explicit FoldedResNet(ResNetImpl& net, bool use_onednn = true);
+  // dtype: the folded weights' and activations' type (bfloat16 halves the memory traffic and uses a
+  // GPU's tensor cores; folding itself is in float64); channels_last: NHWC weights and activations.
+  // forward() returns float32 whatever dtype is.
+  explicit FoldedResNet(ResNetImpl& net, bool use_onednn = true, at::ScalarType dtype = at::kFloat,
+                        bool channels_last = false);
 
   // Whether forward() runs batches of kOneDnnMinBatch images or more through oneDNN's blocked layout.
   bool onednn() const { return onednn_; }
@@ -45,6 +49,8 @@ class FoldedResNet {
   };
 
   Conv stem_;
+  at::ScalarType dtype_ = at::kFloat;
+  bool channels_last_ = false;
   bool max_pool_ = false;
   bool onednn_ = false;
   std::vector<Block> blocks_;

@@ -30,6 +30,7 @@ TrainingStep::TrainingStep(const TrainingStepOptions& options)
       projector_(ProjectorOptions{backbone_->feature_dim(), options.projector_hidden, options.projector_out}),
       steps_tensor_(torch::zeros({}, torch::kLong)) {
   if (options.views < 2) throw std::invalid_argument("views must be at least 2, got " + std::to_string(options.views));
+  if (device_.is_cuda() && !cuda_kernels_built()) throw std::invalid_argument(no_cuda_kernels_message("training on " + device_.str()));
   options.schedule.at(0);  // validates the schedule now rather than at the first step
   backbone_->to(device_);
   projector_->to(device_);
