@@ -81,12 +81,13 @@ stage loss-peers 360 "$PYTHON" bench/gpu_loss_peer.py --device cuda --batches 51
 stage step-eager 180 "$PYTHON" bench/training_step_eager.py --widths 64,128,256,512 --blocks 2,2,2,2 --stem cifar \
   --channels 3 --size 32 --views 16 --batch 128 --hidden 2048 --out 256 --device cuda --bf16 --channels-last --reps 10
 
-if command -v node > /dev/null && [ -d node_modules/cmake-js ]; then
+# The JS GPU tests train on Fashion-MNIST where Debian's dataset-fashion-mnist puts it.
+if command -v node > /dev/null && [ -d node_modules/cmake-js ] && [ -d /usr/share/datasets/fashion-mnist ]; then
   LIBTORCH_USE_PYTORCH=1 stage addon-build 420 node scripts/build.mjs \
     && stage addon-compile 120 npx tsc -p tsconfig.json \
     && CLAMP_TEST_DEVICE=cuda stage js-gpu-tests 300 npx vitest run test/cuda.test.ts
 else
-  STATUS+=("js-gpu-tests: not run (no node, or no node_modules: npm ci needs the registry)")
+  STATUS+=("js-gpu-tests: not run (needs node, node_modules (npm ci needs the registry) and Fashion-MNIST)")
 fi
 
 echo
