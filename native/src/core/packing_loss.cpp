@@ -213,7 +213,9 @@ at::ScalarType compute_type(at::ScalarType input) { return input == at::kDouble 
 at::Tensor shifted_centres(const at::Tensor& centres) { return centres - centres.mean(0, /*keepdim=*/true); }
 
 // Where the block programs of cuda/packing_loss_blocks.h run: CUDA kernels on the tensors' device, or,
-// for the tests, emulated on the CPU (EmulatedLaunch). Both go through the same glue below.
+// for the tests, emulated on the CPU (EmulatedLaunch). Both go through the same glue below. CPU training
+// keeps the loops above: they share the arithmetic (packing_loss_math.h) but are laid out for the CPU
+// (a branch-free distance pass the compiler vectorises), which one emulated thread per block is not.
 struct EmulatedLaunch {
   int64_t threads;  // per emulated block
 
@@ -327,11 +329,13 @@ SavedForward forward(const at::Tensor& z_in, int64_t views, const PackingLossOpt
     });
   }
   const PairPassTotals totals = sum_row_totals(row_totals);
-  saved.energy = 0.5 * totals.pair_energy + o.lw0 * saved.radii.sum().item<double>();  // step 9
+  // One read of the radii's sum serves the energy and the diagnostics: on a GPU each read is a sync.
+  const double radius_sum = saved.radii.sum(at::kDouble).item<double>();
+  saved.energy = 0.5 * totals.pair_energy + o.lw0 * radius_sum;  // step 9
 
   if (stats != nullptr) {
     stats->energy = saved.energy;
-    stats->mean_radius = saved.radii.mean().item<double>() / o.rs;
+    stats->mean_radius = radius_sum / double(b) / o.rs;
     stats->mean_distance = totals.distance_sum / double(b * (b - 1));
     stats->contacts_per_image = double(totals.contacts) / double(b);
     stats->activity = double(totals.active_images) / double(b);
