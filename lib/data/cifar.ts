@@ -86,7 +86,8 @@ export async function loadCifarDataset(
   const recordBytes = labelBytes + CIFAR_PIXEL_BYTES;
 
   // Sizes are checked for every file before anything is read, so a bad last batch fails at once, not after minutes.
-  const files = await Promise.all(
+  // The checks run together, but the error reported is the first file's in order, not whichever stat lost the race.
+  const checked = await Promise.allSettled(
     fileNames.map(async (name) => {
       const file = path.join(root, name);
       const size = await sizeOfDatasetFile(file, howToGetIt);
@@ -100,6 +101,9 @@ export async function loadCifarDataset(
       return { file, records: size / recordBytes };
     }),
   );
+  const failed = checked.find((result) => result.status === 'rejected');
+  if (failed) throw failed.reason;
+  const files = checked.map((result) => (result as PromiseFulfilledResult<{ file: string; records: number }>).value);
   const count = files.reduce((total, { records }) => total + records, 0);
   const images = new Uint8Array(count * CIFAR_PIXEL_BYTES);
   const labels = new Uint8Array(count);
