@@ -22,7 +22,7 @@
         "CLAMP_CXX_COMPILER=\"GNU (node-gyp)\""
       ],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "<!@(node scripts/resolve-libtorch.mjs --gyp cflags)"],
+      "cflags_cc": ["<!(node scripts/resolve-libtorch.mjs --gyp std)", "-fexceptions", "-frtti", "<!@(node scripts/resolve-libtorch.mjs --gyp cflags)"],
       "libraries": [
         "-L<!(node scripts/resolve-libtorch.mjs --gyp libdir)",
         "-Wl,-rpath,<!(node scripts/resolve-libtorch.mjs --gyp libdir)",

@@ -13,9 +13,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { PYTHON, pythonTorchVersion } from './peers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const PYTHON = '/usr/bin/python3';
 const { values } = parseArgs({ options: { reps: { type: 'string', default: '5' }, json: { type: 'string' } } });
 const reps = Number(values.reps);
 const cores = os.availableParallelism();
@@ -65,6 +65,7 @@ function bytesPerRank(world, parameters) {
 
 const mib = (bytes) => `${(bytes / 2 ** 20).toFixed(2)} MiB`;
 console.log(`CLAMP step, fashion-mnist preset network, ${VIEWS} views x global batch ${BATCH}, median of ${reps} steps, ${cores} cores (${os.cpus()[0]?.model ?? 'unknown CPU'})`);
+console.log(`peer: PyTorch ${pythonTorchVersion()} under ${PYTHON}, torch.distributed Gloo`);
 console.log('processes x threads | clamp-native s/step | eager PyTorch s/step | clamp-native / eager (speed) | bytes sent per rank per step (embeddings + gradients)');
 const rows = [];
 for (const world of [1, 2]) {

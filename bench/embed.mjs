@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Benchmark of inference: clamp-native's Encoder (embed() on raw uint8 pixels, preprocessing included)
-// against onnxruntime-node running the same backbone exported to ONNX by bench/export_onnx.py (Debian's
-// /usr/bin/python3 with torch 1.13), fed the already-normalised float32 batch. Same CPU, same number of
+// against onnxruntime-node running the same backbone exported to ONNX by bench/export_onnx.py (PYTHON,
+// default python3, with torch and the onnx package), fed the already-normalised float32 batch. The
+// onnxruntime-node peer is installed on first use into bench/peers (bench/peers.mjs). Same CPU, same number of
 // intra-op threads, measured in the same process, the two sides alternated. For each network: the
 // features' agreement, images per second and per-call latency at each batch size, event-loop lag while
 // embedding and the RSS growth over a long run of one-image calls.
@@ -18,12 +19,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import ort from 'onnxruntime-node';
 import * as clamp from '../dist/index.js';
 import { trainerFor } from '../dist/train/from-config.js';
+import { PYTHON, loadOnnxRuntime, pythonTorchVersion } from './peers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const PYTHON = '/usr/bin/python3'; // Debian's, with torch; a pyenv python3 on PATH has none
 
 const { values } = parseArgs({
   options: {
@@ -63,6 +63,8 @@ const gc = globalThis.gc ?? (() => {
   return vm.runInNewContext('gc');
 })();
 
+const peerTorch = pythonTorchVersion(); // fails now, with the fix, when the export's PyTorch is missing
+const ort = await loadOnnxRuntime();
 clamp.setNumThreads(threads);
 const Encoder = clamp.Encoder;
 if (!Encoder && !values['ort-only']) {
@@ -370,6 +372,8 @@ const report = {
   cpu: os.cpus()[0]?.model ?? 'unknown CPU',
   node: process.version,
   onnxruntime: ort.env.versions?.node ?? ort.env.versions?.common ?? null,
+  exportedWith: `PyTorch ${peerTorch} under ${PYTHON}`,
+  libtorch: clamp.doctor().libtorch.version,
   quick,
   batches,
   tolerance: TOLERANCE,
@@ -377,6 +381,7 @@ const report = {
   networks: [],
 };
 say(`Inference: clamp-native Encoder vs onnxruntime-node (CPU provider), ${threads} intra-op thread(s) each, ${report.cpu}${quick ? ', --quick' : ''}`);
+say(`clamp-native on LibTorch ${report.libtorch}; onnxruntime-node ${report.onnxruntime}; ONNX exported by ${report.exportedWith}`);
 say('The Encoder is fed raw uint8 HWC pixels and pays its preprocessing (scale, normalise, HWC->CHW); ORT is fed the');
 say('already-normalised float32 NCHW batch and pays none. Ratios >= 1.0 mean clamp-native is faster.');
 let failed = false;

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Exports a clamp-native checkpoint's backbone to ONNX, for bench/embed.mjs's onnxruntime-node peer.
 
 Reads the safetensors checkpoint by hand (no `safetensors` package needed), rebuilds the backbone its
@@ -8,11 +8,14 @@ average pooling to [n, feature_dim]), loads every backbone tensor strictly and e
 mode: input `images` [n, C, size, size] float32, already normalised with the config's mean and std;
 output `features` [n, feature_dim]; the batch axis dynamic. Prints one JSON line describing the graph.
 
-    /usr/bin/python3 bench/export_onnx.py CHECKPOINT.safetensors OUT.onnx [--opset 17]
+    python3 bench/export_onnx.py CHECKPOINT.safetensors OUT.onnx [--opset 17]
 
-Debian's /usr/bin/python3 with torch 1.13 and numpy; the `onnx` package is not needed.
+Needs torch and numpy; on torch 2.x also the `onnx` package (`python3 -m pip install onnx`), which
+torch's TorchScript-based exporter (used here: it takes the module as it is, with no export tracing of
+its own) imports to write the file. torch 1.13 (Debian's) needs nothing more.
 """
 import argparse
+import inspect
 import json
 import struct
 import sys
@@ -153,6 +156,14 @@ def main():
     net.eval()
 
     example = torch.rand(2, in_channels, size, size)
+    # torch 2.9 and newer default to the torch.export-based exporter, which needs onnxscript too; the
+    # TorchScript one writes the same graph for this plain network.
+    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+    if legacy:
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            sys.exit(f"export_onnx.py: torch {torch.__version__}'s ONNX exporter needs the onnx package: python3 -m pip install onnx")
     with torch.no_grad():
         reference = net(example)
         torch.onnx.export(
@@ -164,6 +175,7 @@ def main():
             dynamic_axes={"images": {0: "n"}, "features": {0: "n"}},
             opset_version=a.opset,
             do_constant_folding=True,
+            **legacy,
         )
     print(json.dumps({
         "onnx": a.out,

@@ -5,12 +5,13 @@
 //   fused+stats - the same plus nearest-centre accuracy (one more [m*b, d] x [d, b] product), which is
 //                 what the public packingLoss() returns,
 //   unfused     - the addon's autograd composition of the same formula (same process, same threads),
-//   eager       - the formula in eager PyTorch with broadcasting (bench/packing_loss_eager.py, Debian's
-//                 /usr/bin/python3 with torch 1.13).
+//   eager       - the formula in eager PyTorch with broadcasting (bench/packing_loss_eager.py, under
+//                 PYTHON, default python3: pip's torch 2.13),
+//   compile     - the same function through torch.compile (Inductor; compile time reported apart).
 // Every (implementation, shape) runs in a fresh child process under a memory limit and a timeout, so
 // that its peak memory is its own. See bench/README.md.
 //
-//   node bench/packing-loss.mjs [--threads N] [--shapes 512x4x512,1024x8x512] [--impl fused,fused+stats,unfused,eager]
+//   node bench/packing-loss.mjs [--threads N] [--shapes 512x4x512,1024x8x512] [--impl fused,fused+stats,unfused,eager,compile]
 //                               [--json out.json] [--quick]
 //   node bench/packing-loss.mjs --child fused|fused+stats|unfused BxMxD --input z.f32 --threads N ...   (internal)
 import { spawn, spawnSync } from 'node:child_process';
@@ -21,19 +22,20 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { gaussianSampler } from '../dist/loss/packing-dynamics.js';
 import { native } from '../dist/runtime/native.js';
+import { PYTHON, pythonTorchVersion } from './peers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const PYTHON = '/usr/bin/python3'; // Debian's, with torch; a pyenv python3 on PATH has none
 const EAGER_SCRIPT = path.join(here, 'packing_loss_eager.py');
 
 const SHAPES = ['128x16x256', '512x4x512', '1024x8x512', '2048x4x512', '4096x4x512'];
-const IMPLS = ['fused', 'fused+stats', 'unfused', 'eager']; // the default selection
+const IMPLS = ['fused', 'fused+stats', 'unfused', 'eager', 'compile']; // the default selection
 // The addon's packingLoss mode per native implementation.
 const NATIVE_MODES = { fused: 'fused-pair-pass', 'fused+stats': 'fused', unfused: 'unfused' };
-const KNOWN_IMPLS = [...Object.keys(NATIVE_MODES), 'eager'];
+const PYTHON_IMPLS = ['eager', 'compile'];
+const KNOWN_IMPLS = [...Object.keys(NATIVE_MODES), ...PYTHON_IMPLS];
 const BBD_IMPLS = ['unfused', 'eager']; // the ones that build [b, b, d] tensors
 // Ratio columns (x / fused) in this order, for the selected implementations.
-const RATIO_ORDER = ['eager', 'unfused', 'fused+stats'];
+const RATIO_ORDER = ['eager', 'compile', 'unfused', 'fused+stats'];
 // The paper's defaults; packing_loss_eager.py hard-codes the same values.
 const OPTIONS = { rs: 7, potPow: 2, minMargin: 1e-3, maxRange: 1.5, lw0: 0, lw1: 1, log: true };
 
@@ -170,8 +172,8 @@ const bbdEstimateBytes = ({ b, d }) => 4 * b * b * d * 4;
 function childCommand(impl, shapeText, input, threads, reps) {
   const common = ['--input', input, '--threads', String(threads), '--target-ms', String(reps.targetMs),
     '--min-reps', String(reps.minReps), '--max-reps', String(reps.maxReps)];
-  return impl === 'eager'
-    ? [PYTHON, EAGER_SCRIPT, '--shape', shapeText, ...common]
+  return PYTHON_IMPLS.includes(impl)
+    ? [PYTHON, EAGER_SCRIPT, '--shape', shapeText, ...common, ...(impl === 'compile' ? ['--compile'] : [])]
     : [process.execPath, fileURLToPath(import.meta.url), '--child', impl, shapeText, ...common];
 }
 
@@ -179,7 +181,9 @@ function childCommand(impl, shapeText, input, threads, reps) {
 function runMeasurement(command) {
   return new Promise((resolve) => {
     const [file, ...args] = ['prlimit', `--as=${MEMORY_LIMIT_BYTES}`, '--', ...command];
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Inductor compiles in this process rather than in a pool of workers, so that the memory limit and
+    // the timeout cover all of it.
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TORCHINDUCTOR_COMPILE_THREADS: '1' } });
     let stdout = '';
     let stderr = '';
     let timedOut = false;
@@ -214,11 +218,6 @@ function runMeasurement(command) {
       resolve({ status: 'oom', message: `out of memory under the ${MEMORY_LIMIT_BYTES / GiB} GiB limit (${detail})` });
     });
   });
-}
-
-function pythonTorchVersion() {
-  const result = spawnSync(PYTHON, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
-  return result.status === 0 ? result.stdout.trim() : `unavailable (${(result.stderr || String(result.error)).trim().split('\n').at(-1)})`;
 }
 
 const fmt = {
@@ -265,7 +264,7 @@ async function runParent(values) {
   const machine = { cpu: cpus[0]?.model ?? 'unknown', cores: cpus.length, memoryGiB: os.totalmem() / GiB };
   const torch = {
     native: native().runtimeInfo().torchVersion,
-    python: impls.includes('eager') ? pythonTorchVersion() : 'not run',
+    python: impls.some((impl) => PYTHON_IMPLS.includes(impl)) ? pythonTorchVersion() : 'not run',
   };
   const lossRelative = (x, y) => Math.abs(x - y) / Math.max(Math.abs(y), 1e-30);
 
@@ -285,7 +284,7 @@ async function runParent(values) {
           ? { status: 'skipped', estimateBytes, message: `out of memory (needs ~${(estimateBytes / GiB).toFixed(0)} GB; not run)` }
           : await runMeasurement(childCommand(impl, shapeText, input, threads, reps)));
         process.stderr.write(r.status === 'ok'
-          ? `${r.medianMs.toFixed(1)} ms (median of ${r.reps}), +${(r.peakExtraBytes / MiB).toFixed(1)} MiB peak\n`
+          ? `${r.medianMs.toFixed(1)} ms (median of ${r.reps}), +${(r.peakExtraBytes / MiB).toFixed(1)} MiB peak${r.compileMs ? `, compiled in ${(r.compileMs / 1000).toFixed(1)} s` : ''}\n`
           : `${r.message}\n`);
         if (r.status === 'ok' && r.threads !== threads) process.stderr.write(`  warning: ${impl} ran with ${r.threads} threads\n`);
         if (r.status === 'ok' && !r.peakReset) process.stderr.write(`  warning: ${impl}: could not reset VmHWM; peak may include start-up\n`);

@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // Benchmark of one CLAMP training step (all views through backbone and projector as one batch, the
-// packing loss, backward, LARS): clamp-native's native step against the same step in eager PyTorch
-// (bench/training_step_eager.py, Debian's /usr/bin/python3 with torch 1.13), same network, same
-// threads, measured in the same run. Prints view-images per second and the ratio.
+// packing loss, backward, LARS): clamp-native's native step against the same step in PyTorch
+// (bench/training_step_eager.py under PYTHON, default python3: pip's torch 2.13), eager and under
+// torch.compile, same network, same threads, measured in the same run. Prints view-images per second
+// and clamp-native's throughput over each peer's.
 //
-//   node bench/training-step.mjs [--threads N] [--reps 5] [--json out.json]
+//   node bench/training-step.mjs [--threads N] [--reps 5] [--peers eager,compile] [--json out.json]
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,22 +13,26 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Trainer } from '../dist/index.js';
-import { setNumThreads } from '../dist/runtime/native.js';
+import { getNumThreads, openMPWaitPolicySource, setNumThreads } from '../dist/runtime/native.js';
+import { PYTHON, pythonTorchVersion } from './peers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const PYTHON = '/usr/bin/python3'; // Debian's, with torch; a pyenv python3 on PATH has none
 
-// The fashion-mnist preset's network (16-32-64), the wider small ResNet, and ResNet-18 with the paper's
-// CIFAR stem at a CPU-sized batch.
+// The fashion-mnist preset's network (small ResNet 16-32-64, projector 64→2048→128, 4 views × 128), and
+// ResNet-18 with the paper's CIFAR stem and projector (512→2048→256) at a CPU-sized batch.
 const CASES = [
-  { name: 'small 16-32-64, 28x28x1', widths: [16, 32, 64], blocks: [2, 2, 2], stem: 'small', channels: 1, size: 28, views: 4, batch: 128, hidden: [512], out: 128 },
-  { name: 'small 32-64-128, 28x28x1', widths: [32, 64, 128], blocks: [2, 2, 2], stem: 'small', channels: 1, size: 28, views: 4, batch: 128, hidden: [512], out: 128 },
+  { name: 'fashion-mnist preset: small 16-32-64, 28x28x1', widths: [16, 32, 64], blocks: [2, 2, 2], stem: 'small', channels: 1, size: 28, views: 4, batch: 128, hidden: [2048], out: 128 },
   { name: 'ResNet-18 CIFAR stem, 32x32x3', widths: [64, 128, 256, 512], blocks: [2, 2, 2, 2], stem: 'cifar', channels: 3, size: 32, views: 2, batch: 64, hidden: [2048], out: 256 },
 ];
+const PEERS = ['eager', 'compile'];
 
-const { values } = parseArgs({ options: { threads: { type: 'string' }, reps: { type: 'string', default: '5' }, json: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { threads: { type: 'string' }, reps: { type: 'string', default: '5' }, peers: { type: 'string', default: PEERS.join(',') }, json: { type: 'string' } },
+});
 const threads = Number(values.threads ?? os.availableParallelism());
 const reps = Number(values.reps);
+const peers = values.peers.split(',').filter(Boolean);
+for (const peer of peers) if (!PEERS.includes(peer)) throw new Error(`--peers takes ${PEERS.join(', ')}, got ${peer}`);
 setNumThreads(threads);
 
 async function ours(c) {
@@ -48,29 +53,33 @@ async function ours(c) {
   return times.sort((a, b) => a - b)[Math.floor(times.length / 2)];
 }
 
-function eager(c) {
+function peer(c, kind) {
   const args = [path.join(here, 'training_step_eager.py'), '--widths', c.widths.join(','), '--blocks', c.blocks.join(','), '--stem', c.stem,
     '--channels', String(c.channels), '--size', String(c.size), '--views', String(c.views), '--batch', String(c.batch),
-    '--hidden', c.hidden.join(','), '--out', String(c.out), '--threads', String(threads), '--reps', String(reps)];
-  const run = spawnSync(PYTHON, args, { encoding: 'utf8', env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } });
+    '--hidden', c.hidden.join(','), '--out', String(c.out), '--threads', String(threads), '--reps', String(reps), ...(kind === 'compile' ? ['--compile'] : [])];
+  // The peer runs with PyTorch's own OpenMP settings; Inductor compiles in-process (no worker pool
+  // competing for the cores while the native side is idle).
+  const run = spawnSync(PYTHON, args, { encoding: 'utf8', env: { ...process.env, TORCHINDUCTOR_COMPILE_THREADS: '1' } });
   if (run.status !== 0) return { error: (run.stderr || run.error?.message || 'failed').trim().split('\n').pop() };
   return JSON.parse(run.stdout.trim().split('\n').pop());
 }
 
-console.log(`CLAMP training step, median of ${reps} steps after a warm-up, ${threads} thread(s), ${os.cpus()[0]?.model ?? 'unknown CPU'}`);
-console.log('case | views x batch | clamp-native | eager PyTorch | clamp-native / eager (throughput)');
+const torchVersion = pythonTorchVersion();
+console.log(`CLAMP training step, median of ${reps} steps after warm-up, ${getNumThreads()} thread(s), ${os.cpus()[0]?.model ?? 'unknown CPU'}`);
+console.log(`clamp-native on its LibTorch (OpenMP wait policy ${openMPWaitPolicySource()}); peers: PyTorch ${torchVersion} under ${PYTHON} (${peers.join(', ')})`);
+console.log(['case', 'views x batch', 'clamp-native', ...peers.map((p) => `PyTorch ${p}`), ...peers.map((p) => `clamp-native / ${p}`)].join(' | '));
 const rows = [];
 for (const c of CASES) {
-  const mine = await ours(c);
-  const peer = eager(c);
   const n = c.views * c.batch;
-  const row = { case: c.name, views: c.views, batch: c.batch, oursSecondsPerStep: mine, oursViewImagesPerSecond: n / mine, eager: peer };
-  if (!('error' in peer)) {
-    row.eagerViewImagesPerSecond = n / peer.secondsPerStep;
-    row.ratio = peer.secondsPerStep / mine;
+  const mine = await ours(c);
+  const row = { case: c.name, views: c.views, batch: c.batch, oursSecondsPerStep: mine, oursViewImagesPerSecond: n / mine, peers: {} };
+  for (const kind of peers) {
+    const result = peer(c, kind);
+    row.peers[kind] = 'error' in result ? result : { ...result, viewImagesPerSecond: n / result.secondsPerStep, ratio: result.secondsPerStep / mine };
   }
   rows.push(row);
-  const peerText = 'error' in peer ? `failed: ${peer.error}` : `${Math.round(row.eagerViewImagesPerSecond)} img/s (${peer.secondsPerStep.toFixed(3)} s)`;
-  console.log(`${c.name} | ${c.views} x ${c.batch} | ${Math.round(n / mine)} img/s (${mine.toFixed(3)} s) | ${peerText} | ${row.ratio ? `${row.ratio.toFixed(2)}x` : '-'}`);
+  const cell = (r) => ('error' in r ? `failed: ${r.error}` : `${Math.round(r.viewImagesPerSecond)} img/s (${r.secondsPerStep.toFixed(3)} s${r.compileSeconds ? `, compiled in ${r.compileSeconds.toFixed(0)} s` : ''})`);
+  const ratio = (r) => ('error' in r ? '-' : `${r.ratio.toFixed(2)}x`);
+  console.log([c.name, `${c.views} x ${c.batch}`, `${Math.round(n / mine)} img/s (${mine.toFixed(3)} s)`, ...peers.map((k) => cell(row.peers[k])), ...peers.map((k) => ratio(row.peers[k]))].join(' | '));
 }
-if (values.json) fs.writeFileSync(values.json, `${JSON.stringify(rows, null, 2)}\n`);
+if (values.json) fs.writeFileSync(values.json, `${JSON.stringify({ threads, reps, torch: torchVersion, rows }, null, 2)}\n`);

@@ -1,5 +1,5 @@
-#!/usr/bin/python3
-"""Eager-PyTorch peer of bench/training-step.mjs: the same CLAMP training step in plain PyTorch.
+#!/usr/bin/env python3
+"""PyTorch peer of bench/training-step.mjs: the same CLAMP training step in plain PyTorch, eager or compiled.
 
 The same network as clamp-native's (a torchvision-style ResNet with a `small` (3x3 stride 2) or `cifar`
 (3x3 stride 1) stem, then a Linear-ReLU projector), all views as one batch, the packing loss of
@@ -11,12 +11,14 @@ warm-up step), and views*batch/that as imagesPerSecond.
 synchronised before every timer read). --bf16 runs the forward (network and projector) under
 torch.autocast(device_type, bfloat16); the loss is computed in float32 on the float() of the embeddings.
 --channels-last puts the model and the input in torch.channels_last.
+--compile runs the network and the loss through torch.compile (Inductor; forward and backward compiled,
+LARS in eager mode): the first two steps compile and are not timed (compileSeconds reports them).
 
 With --world N (bench/ddp.mjs's peer) it runs N processes over torch.distributed's Gloo backend, each
 with its share of the global batch: embeddings all-gathered with autograd (the local rows keep their
 gradient), the loss on the global batch, gradients summed by all_reduce; rank 0 prints the line.
 
-    /usr/bin/python3 bench/training_step_eager.py --widths 16,32,64 --blocks 2,2,2 --stem small \
+    python3 bench/training_step_eager.py --widths 16,32,64 --blocks 2,2,2 --stem small \
         --channels 1 --size 28 --views 4 --batch 128 --threads 2 --reps 5 [--world 2]
 
 ResNet-18 (CIFAR) with the paper's projector, on a GPU:
@@ -103,6 +105,7 @@ def main():
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--bf16", action="store_true", help="forward under torch.autocast(bfloat16); loss in float32")
     parser.add_argument("--channels-last", action="store_true", help="model and input in torch.channels_last")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network and the loss (Inductor)")
     a = parser.parse_args()
     if a.stem not in ("small", "cifar"):
         parser.error("--stem takes small (3x3 stride 2) or cifar (3x3 stride 1)")
@@ -139,6 +142,10 @@ def run(rank, a):
                   [int(h) for h in a.hidden.split(",") if h], a.out)
     net = net.to(device=device, memory_format=memory_format)
     params = [p for p in net.parameters()]
+    forward, loss_fn = net, packing_loss
+    if a.compile:
+        forward, loss_fn = torch.compile(net, dynamic=False), torch.compile(packing_loss, dynamic=False)
+    warmups = 2 if a.compile else 1  # compiling: the first step compiles, the second settles the caches
     buffers = [torch.zeros_like(p) for p in params]
     # Made on the CPU (the same numbers on every device), moved once, outside the timed loop.
     x = torch.rand(a.views * a.batch // a.world, a.channels, a.size, a.size)
@@ -149,15 +156,16 @@ def run(rank, a):
             torch.cuda.synchronize(device)
 
     times = []
-    for rep in range(a.reps + 1):  # the first is the warm-up
+    warmup_seconds = 0.0
+    for rep in range(a.reps + warmups):  # the first ones are the warm-up
         sync()
         start = time.perf_counter()
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=a.bf16):
-            emb = net(x)
+            emb = forward(x)
         z = emb.float()  # the loss (and the all-gather) in float32
         if a.world > 1:
             z = gathered(z, a.views, a.world)
-        loss = packing_loss(z, a.views)
+        loss = loss_fn(z, a.views)
         net.zero_grad()
         loss.backward()
         if a.world > 1:
@@ -170,8 +178,10 @@ def run(rank, a):
         lars_step(params, buffers, 0.1)
         loss.item()
         sync()
-        if rep > 0:
+        if rep >= warmups:
             times.append(time.perf_counter() - start)
+        else:
+            warmup_seconds += time.perf_counter() - start
     if rank == 0:
         seconds = sorted(times)[len(times) // 2]
         print(json.dumps({
@@ -182,6 +192,8 @@ def run(rank, a):
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "bf16": a.bf16,
             "channelsLast": a.channels_last,
+            "compiled": a.compile,
+            "compileSeconds": warmup_seconds if a.compile else None,
             "loss": loss.item(),
         }), flush=True)
     if a.world > 1:

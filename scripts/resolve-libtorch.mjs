@@ -9,19 +9,25 @@
 // Plain JavaScript with no dependencies: it runs at install time, before anything is compiled.
 //
 // CLI: node scripts/resolve-libtorch.mjs            -> the resolution as JSON on stdout
-//      node scripts/resolve-libtorch.mjs --gyp KEY  -> one field for binding.gyp (include, libdir, cflags)
+//      node scripts/resolve-libtorch.mjs --gyp KEY  -> one field for binding.gyp (include, libdir, cflags, std)
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The prebuilt archive used when nothing is installed; its C++11-ABI build links with system g++. */
-export const PREBUILT_VERSION = '2.5.1';
+/**
+ * The prebuilt archive used when nothing is installed: the release the quick start's pip torch is, so
+ * both ways build against the same LibTorch. Since 2.7 every Linux build uses the C++11 ABI, and the
+ * archive's name no longer says so.
+ */
+export const PREBUILT_VERSION = '2.13.0';
+// Newest first; the first one the driver supports wins. cu130 is the CUDA of PyPI's torch 2.13.0 wheel
+// (it requires cuda-toolkit 13.0.3); cu128 and cu126 are the older variants PyTorch's releases have kept.
 const PREBUILT_CUDA_VARIANTS = [
-  { variant: 'cu124', cuda: [12, 4] },
-  { variant: 'cu121', cuda: [12, 1] },
-  { variant: 'cu118', cuda: [11, 8] },
+  { variant: 'cu130', cuda: [13, 0] },
+  { variant: 'cu128', cuda: [12, 8] },
+  { variant: 'cu126', cuda: [12, 6] },
 ];
 
 export class LibTorchNotFoundError extends Error {
@@ -30,9 +36,9 @@ export class LibTorchNotFoundError extends Error {
       [
         'clamp-native could not find LibTorch. It looks, in this order, for:',
         '  1. LIBTORCH=/path/to/libtorch (an unpacked LibTorch; LIBTORCH_INCLUDE / LIBTORCH_LIB override its dirs)',
-        '  2. a Python torch: `python3 -c "import torch"` (LIBTORCH_USE_PYTORCH=1 forces it), e.g. `pip install torch`',
+        `  2. a Python torch: \`python3 -c "import torch"\` (LIBTORCH_USE_PYTORCH=1 forces it), e.g. \`python3 -m pip install torch==${PREBUILT_VERSION}\``,
         '  3. a system LibTorch, e.g. `sudo apt-get install libtorch-dev` on Debian/Ubuntu, or conda\'s libtorch',
-        `  4. the official prebuilt LibTorch ${PREBUILT_VERSION} (CLAMP_LIBTORCH_VARIANT=cpu|cu118|cu121|cu124), downloaded into ${cacheDirectory()}`,
+        `  4. the official prebuilt LibTorch ${PREBUILT_VERSION} (CLAMP_LIBTORCH_VARIANT=cpu|${PREBUILT_CUDA_VARIANTS.map(({ variant }) => variant).join('|')}), downloaded into ${cacheDirectory()}`,
         'What happened:',
         ...reasons.map((reason) => `  - ${reason}`),
       ].join('\n'),
@@ -74,6 +80,17 @@ function readCxxFlags(cmakeDir) {
   }
 }
 
+// The C++ standard LibTorch's headers need (TorchConfig.cmake sets it on its target: 14 for 1.13, 20 for
+// 2.x): at least C++17, which our code is written in.
+function readCxxStandard(cmakeDir) {
+  try {
+    const text = fs.readFileSync(path.join(cmakeDir, 'TorchConfig.cmake'), 'utf8');
+    return Math.max(17, Number(/CXX_STANDARD (\d+)/.exec(text)?.[1] ?? 17));
+  } catch {
+    return 17;
+  }
+}
+
 function findLibDir(candidates) {
   return candidates.find((dir) => fs.existsSync(path.join(dir, 'libtorch.so')) || fs.existsSync(path.join(dir, 'libtorch.dylib')));
 }
@@ -88,9 +105,11 @@ function fromCMakeDir(source, cmakeDir, prefix, overrides = {}) {
   const includeRoot = overrides.includeDir ?? path.join(prefix, 'include');
   return {
     source,
+    root: prefix,
     cmakeDir,
     version: readTorchVersion(cmakeDir),
     cxxFlags: readCxxFlags(cmakeDir),
+    cxxStandard: readCxxStandard(cmakeDir),
     includeDirs: [includeRoot, path.join(includeRoot, 'torch/csrc/api/include')],
     libDir,
     cuda: fs.existsSync(path.join(libDir, 'libtorch_cuda.so')),
@@ -183,7 +202,7 @@ export function prebuiltVariant(env = process.env, cudaVersion = driverCudaVersi
 
 export function prebuiltUrl(variant, env = process.env) {
   if (env.CLAMP_LIBTORCH_URL) return env.CLAMP_LIBTORCH_URL;
-  return `https://download.pytorch.org/libtorch/${variant}/libtorch-cxx11-abi-shared-with-deps-${PREBUILT_VERSION}%2B${variant}.zip`;
+  return `https://download.pytorch.org/libtorch/${variant}/libtorch-shared-with-deps-${PREBUILT_VERSION}%2B${variant}.zip`;
 }
 
 async function fromDownload(env, reasons) {
@@ -261,8 +280,8 @@ async function main(args) {
     const resolution = await resolveLibTorch();
     if (args[0] === '--gyp') {
       // binding.gyp expands these with <!@(...): space-separated, one value per item.
-      const field = { include: resolution.includeDirs.join(' '), libdir: resolution.libDir, cflags: resolution.cxxFlags }[args[1]];
-      if (field === undefined) throw new Error(`--gyp takes include, libdir or cflags, got ${args[1]}`);
+      const field = { include: resolution.includeDirs.join(' '), libdir: resolution.libDir, cflags: resolution.cxxFlags, std: `-std=c++${resolution.cxxStandard}` }[args[1]];
+      if (field === undefined) throw new Error(`--gyp takes include, libdir, cflags or std, got ${args[1]}`);
       process.stdout.write(`${field}\n`);
     } else {
       process.stdout.write(`${JSON.stringify(resolution, null, 2)}\n`);

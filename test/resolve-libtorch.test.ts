@@ -39,7 +39,7 @@ describe('resolveLibTorch', () => {
   it('1. LIBTORCH wins over everything else, with LIBTORCH_INCLUDE / LIBTORCH_LIB overrides', async () => {
     const env = { ...isolated, LIBTORCH: unpacked, CLAMP_LIBTORCH_SEARCH_PREFIXES: path.join(system, 'share/cmake/Torch') };
     const found = await resolveLibTorch(env);
-    expect(found).toMatchObject({ source: 'LIBTORCH', version: '2.5.1', libDir: path.join(unpacked, 'lib'), cxxFlags: '-D_GLIBCXX_USE_CXX11_ABI=0' });
+    expect(found).toMatchObject({ source: 'LIBTORCH', version: '2.5.1', libDir: path.join(unpacked, 'lib'), cxxFlags: '-D_GLIBCXX_USE_CXX11_ABI=0', cxxStandard: 17 });
     const overridden = await resolveLibTorch({ ...env, LIBTORCH_INCLUDE: '/opt/inc', LIBTORCH_LIB: '/opt/lib' });
     expect(overridden.includeDirs[0]).toBe('/opt/inc');
     expect(overridden.libDir).toBe('/opt/lib');
@@ -59,7 +59,8 @@ describe('resolveLibTorch', () => {
     const answer = JSON.stringify({ root: torchRoot, cmake: path.join(torchRoot, 'share/cmake/Torch'), version: '2.11.0+cu130', cuda: '13.0' });
     fs.writeFileSync(fakePython, `#!/bin/sh\necho '${answer}'\n`, { mode: 0o755 });
     const found = await resolveLibTorch({ ...isolated, PYTHON: fakePython, CLAMP_LIBTORCH_SEARCH_PREFIXES: path.join(system, 'share/cmake/Torch') });
-    expect(found).toMatchObject({ source: 'python', version: '2.11.0+cu130', libDir: path.join(torchRoot, 'lib') });
+    // root is the torch package folder, which doctor names ("from python (…/site-packages/torch)").
+    expect(found).toMatchObject({ source: 'python', version: '2.11.0+cu130', root: torchRoot, libDir: path.join(torchRoot, 'lib') });
   });
 
   it('3. a system TorchConfig.cmake is found under the search prefixes', async () => {
@@ -83,7 +84,7 @@ describe('resolveLibTorch', () => {
   });
 
   it('4. downloads the archive once, unpacks it atomically into the cache and reuses it', async () => {
-    const staging = fakeLibTorch(path.join(scratch, 'staging/libtorch'), '2.5.1');
+    const staging = fakeLibTorch(path.join(scratch, 'staging/libtorch'), '2.13.0');
     const archive = path.join(scratch, 'libtorch.zip');
     execFileSync('zip', ['-qr', archive, 'libtorch'], { cwd: path.dirname(staging) });
     let requests = 0;
@@ -96,7 +97,7 @@ describe('resolveLibTorch', () => {
     try {
       const env = { ...isolated, CLAMP_LIBTORCH_DOWNLOAD: '1', CLAMP_LIBTORCH_URL: url, CLAMP_LIBTORCH_VARIANT: 'cpu' };
       const first = await resolveLibTorch(env);
-      expect(first).toMatchObject({ source: 'download', version: '2.5.1', variant: 'cpu' });
+      expect(first).toMatchObject({ source: 'download', version: '2.13.0', variant: 'cpu' });
       expect(first.cmakeDir.startsWith(isolated.CLAMP_CACHE_DIR)).toBe(true);
       expect(fs.readdirSync(isolated.CLAMP_CACHE_DIR).filter((name) => name.includes('partial'))).toEqual([]);
       await resolveLibTorch(env);
@@ -108,10 +109,12 @@ describe('resolveLibTorch', () => {
 
   it('picks the prebuilt variant from the driver\'s CUDA version', () => {
     expect(prebuiltVariant({}, undefined)).toBe('cpu');
-    expect(prebuiltVariant({}, [12, 8])).toBe('cu124');
-    expect(prebuiltVariant({}, [12, 2])).toBe('cu121');
-    expect(prebuiltVariant({}, [11, 4])).toBe('cpu');
-    expect(prebuiltVariant({ CLAMP_LIBTORCH_VARIANT: 'cu118' }, [12, 8])).toBe('cu118');
-    expect(prebuiltUrl('cu121', {})).toMatch(/libtorch\/cu121\/libtorch-cxx11-abi-shared-with-deps-2\.5\.1%2Bcu121\.zip$/);
+    expect(prebuiltVariant({}, [13, 2])).toBe('cu130');
+    expect(prebuiltVariant({}, [12, 9])).toBe('cu128');
+    expect(prebuiltVariant({}, [12, 6])).toBe('cu126');
+    expect(prebuiltVariant({}, [12, 4])).toBe('cpu');
+    expect(prebuiltVariant({ CLAMP_LIBTORCH_VARIANT: 'cu126' }, [13, 0])).toBe('cu126');
+    // Since 2.7 the archives have one (C++11) ABI and drop "cxx11-abi" from their names.
+    expect(prebuiltUrl('cu130', {})).toMatch(/libtorch\/cu130\/libtorch-shared-with-deps-2\.13\.0%2Bcu130\.zip$/);
   });
 });

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { doctor, getNumThreads, setNumThreads } from '../lib/index.js';
-import { classifyBlas, detectBlas } from '../lib/runtime/doctor.js';
+import { classifyBlas, detectBlas, detectOpenMP, formatDoctorReport } from '../lib/runtime/doctor.js';
 import { packageRoot } from '../lib/runtime/native.js';
 import { resolveLibTorch } from '../scripts/resolve-libtorch.mjs';
 
@@ -27,6 +27,17 @@ describe('doctor', () => {
     expect(report.threads.intraOp).toBe(os.availableParallelism());
     expect(report.blas.kind).not.toBe('unknown');
     expect(report.build.cxxStandard).toBeGreaterThanOrEqual(201703);
+    // LibTorch brings its OpenMP runtime, and it is the only one in the process.
+    expect(report.openMP.runtimes.length).toBe(1);
+    expect(report.openMP.warning).toBeNull();
+  });
+
+  it('names where LibTorch came from: the torch package folder for a pip torch', async () => {
+    const report = doctor();
+    const resolved = await resolveLibTorch();
+    const line = formatDoctorReport(report).split('\n').find((l) => l.startsWith('LibTorch'));
+    expect(line).toContain(`${report.libtorch.version} from ${resolved.source} (${resolved.root})`);
+    if (resolved.source === 'python') expect(resolved.root).toMatch(/torch$/);
   });
 
   it('--json prints the same report as the API, and the text form names LibTorch and BLAS', () => {
@@ -87,6 +98,30 @@ describe('BLAS detection', () => {
       '7f20-7f30 r-xp 00000000 fe:01 2 /usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0',
     ].join('\n');
     expect(detectBlas(maps).kind).toBe('reference BLAS');
+  });
+
+  it('reads a BLAS linked into LibTorch (pip\'s MKL) from its build configuration when none is mapped', () => {
+    const config = '  - Intel(R) oneAPI Math Kernel Library Version 2024.2-Product Build 20240605\n  - Build settings: BLAS_INFO=mkl, BUILD_TYPE=Release,';
+    expect(detectBlas('', config)).toEqual({ kind: 'MKL', library: 'linked into LibTorch (MKL 2024.2-Product, BLAS_INFO=mkl)', warning: null });
+    expect(detectBlas('', 'Build settings: BUILD_TYPE=Release').kind).toBe('unknown');
+    // A mapped library wins over the configuration: it is what the calls reach.
+    const maps = '7f00-7f10 r-xp 00000000 fe:01 1 /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3\n';
+    expect(detectBlas(maps, config).kind).toBe('OpenBLAS');
+  });
+});
+
+describe('OpenMP detection', () => {
+  it('names each mapped runtime and warns when there is more than one', () => {
+    const one = detectOpenMP('7f00-7f10 r-xp 00000000 fe:01 1 /opt/site-packages/torch/lib/libgomp.so.1\n');
+    expect(one).toEqual({ runtimes: [{ kind: 'GNU libgomp', library: '/opt/site-packages/torch/lib/libgomp.so.1' }], warning: null });
+    const two = detectOpenMP([
+      '7f00-7f10 r-xp 00000000 fe:01 1 /opt/site-packages/torch/lib/libgomp.so.1',
+      '7f20-7f30 r-xp 00000000 fe:01 2 /opt/other/libiomp5.so',
+      '7f30-7f40 r--p 00000000 fe:01 2 /opt/other/libiomp5.so',
+    ].join('\n'));
+    expect(two.runtimes.map((r) => r.kind)).toEqual(['GNU libgomp', 'Intel libiomp5']);
+    expect(two.warning).toMatch(/2 OpenMP runtimes are loaded/);
+    expect(detectOpenMP('7f00-7f10 r-xp 00000000 fe:01 1 /usr/lib/libgompish-not.so\n').runtimes).toEqual([]);
   });
 });
 

@@ -9,7 +9,7 @@
 #include "core/packing_loss.h"
 #include "core/runtime.h"
 
-#include <ATen/core/grad_mode.h>
+#include <c10/core/GradMode.h>
 
 #include <optional>
 
@@ -45,7 +45,7 @@ class PackingLossJob : public ComputeJob {
 
  protected:
   void Execute() override {
-    at::AutoGradMode enable_grad(true);
+    c10::AutoGradMode enable_grad(true);
     const at::Tensor input = z_.detach().requires_grad_(true);
     PackingStats stats;
     const at::Tensor loss =

@@ -110,7 +110,7 @@ void Collective::sum_gradients(const std::vector<at::Tensor>& parameters) {
   }
   std::vector<at::Tensor> flat{flat_copy(grads)};
   complete("the all-reduce of gradients", options_, [&] { return group_->group->allreduce(flat); });
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   copy_back(flat[0], grads);
 }
 
@@ -125,7 +125,7 @@ void Collective::broadcast_from_first(const std::vector<at::Tensor>& tensors) {
     if (same.empty()) continue;
     std::vector<at::Tensor> flat{flat_copy(same)};
     complete("the broadcast of rank 0's weights", options_, [&] { return group_->group->broadcast(flat); });
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     copy_back(flat[0], same);
   }
 }

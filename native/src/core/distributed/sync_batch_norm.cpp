@@ -27,7 +27,7 @@ struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFun
     const at::Tensor var = (sums.slice(0, channels, 2 * channels) / count - mean * mean).clamp_min(0);
     const at::Tensor invstd = (var + eps).rsqrt();
     {
-      at::NoGradGuard no_grad;
+      c10::NoGradGuard no_grad;
       running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()), momentum);
       running_var.mul_(1 - momentum).add_((var * (count / std::max(1.0, count - 1))).to(running_var.scalar_type()), momentum);
     }

@@ -1,5 +1,7 @@
 #include "eval/knn.h"
 
+#include <c10/core/GradMode.h>
+
 #include <algorithm>
 #include <stdexcept>
 #include <string>
@@ -16,7 +18,7 @@ CosineTopK cosine_top_k(const at::Tensor& bank, const at::Tensor& queries, int64
   if (k < 1) throw std::invalid_argument("k must be at least 1, got " + std::to_string(k));
   if (query_chunk < 1) throw std::invalid_argument("query_chunk must be at least 1");
 
-  at::NoGradGuard no_grad;  // features may come from a module with requires_grad
+  c10::NoGradGuard no_grad;  // features may come from a module with requires_grad
   const auto unit_rows = [](const at::Tensor& x) {
     const at::Tensor rows = x.to(at::kFloat);
     return rows / rows.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);

@@ -1,5 +1,6 @@
 #include "eval/linear_probe.h"
 
+#include <c10/core/GradMode.h>
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
@@ -78,7 +79,7 @@ LinearProbeResult linear_probe(const at::Tensor& train, const at::Tensor& train_
   check_pair(test, test_labels, o.classes, "the probe's test set");
   if (test.size(1) != train.size(1)) throw std::invalid_argument("test features have dim " + std::to_string(test.size(1)) + ", training features " + std::to_string(train.size(1)));
 
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   // Standardised with the training features' statistics: one learning-rate grid then suits features of
   // any scale (raw pixels, ReLU features of any width).
   const at::Tensor x_all = train.to(at::kFloat), mean = x_all.mean(0, true), scale = x_all.std(0, true, true).clamp_min(1e-6);

@@ -1,5 +1,6 @@
 #include "serve/folded_resnet.h"
 
+#include <c10/core/GradMode.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
 
@@ -48,7 +49,7 @@ FoldedResNet::FoldedResNet(ResNetImpl& net, bool use_onednn, at::ScalarType dtyp
     out.padding = {conv.weight.size(2) / 2, conv.weight.size(3) / 2};
     return out;
   };
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   stem_ = fold("conv1", "bn1");
   max_pool_ = net.options().stem == ResNetStem::imagenet;
   for (size_t stage = 0; stage < net.options().blocks.size(); ++stage) {
