@@ -36,7 +36,7 @@ async function ours(world) {
   const threads = Math.max(1, Math.floor(cores / world));
   const outputs = await Promise.all(Array.from({ length: world }, (_, rank) => new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(here, 'ddp-rank.mjs')], {
-      env: { ...process.env, RANK: String(rank), WORLD_SIZE: String(world), MASTER_PORT: String(port), THREADS: String(threads), REPS: String(reps), OMP_WAIT_POLICY: 'PASSIVE' },
+      env: { ...process.env, RANK: String(rank), WORLD_SIZE: String(world), MASTER_PORT: String(port), THREADS: String(threads), REPS: String(reps) },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -50,7 +50,7 @@ function eager(world) {
   const threads = Math.max(1, Math.floor(cores / world));
   const args = [path.join(here, 'training_step_eager.py'), '--widths', '16,32,64', '--blocks', '2,2,2', '--stem', 'small', '--channels', '1', '--size', '28',
     '--views', String(VIEWS), '--batch', String(BATCH), '--hidden', '2048', '--out', String(DIM), '--threads', String(threads), '--reps', String(reps), '--world', String(world)];
-  const run = spawnSync(PYTHON, args, { encoding: 'utf8', env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } });
+  const run = spawnSync(PYTHON, args, { encoding: 'utf8' }); // each side with its own OpenMP defaults
   if (run.status !== 0) return { error: (run.stderr || run.error?.message || 'failed').trim().split('\n').pop() };
   return JSON.parse(run.stdout.trim().split('\n').pop());
 }

@@ -124,7 +124,7 @@ async function trainerOf(file) {
 }
 
 function exportOnnx(checkpoint, out) {
-  const run = spawnSync(PYTHON, [path.join(here, 'export_onnx.py'), checkpoint, out], { encoding: 'utf8', env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } });
+  const run = spawnSync(PYTHON, [path.join(here, 'export_onnx.py'), checkpoint, out], { encoding: 'utf8' });
   if (run.status !== 0) throw new Error(`export_onnx.py failed: ${(run.stderr || run.error?.message || 'no output').trim().split('\n').slice(-3).join(' | ')}`);
   return JSON.parse(run.stdout.trim().split('\n').pop());
 }

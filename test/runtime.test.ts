@@ -58,13 +58,17 @@ describe('doctor', () => {
     expect(bad.stderr).toMatch(/CLAMP_NUM_THREADS must be a whole number >= 1, got 'many'/);
   });
 
-  it('asks OpenMP for a passive wait policy unless the user chose one', () => {
+  it('chooses the OpenMP wait policy by the LibTorch built against, unless the user chose one', async () => {
     const chosen = spawnSync(process.execPath, [cli, 'doctor', '--json'], { encoding: 'utf8', env: { ...process.env, OMP_WAIT_POLICY: 'ACTIVE' } });
     expect((JSON.parse(chosen.stdout) as ReturnType<typeof doctor>).threads.openMPWaitPolicy).toBe('ACTIVE (OMP_WAIT_POLICY)');
     const env = { ...process.env };
     delete env.OMP_WAIT_POLICY;
     const fallback = spawnSync(process.execPath, [cli, 'doctor', '--json'], { encoding: 'utf8', env });
-    expect((JSON.parse(fallback.stdout) as ReturnType<typeof doctor>).threads.openMPWaitPolicy).toBe('PASSIVE (clamp-native default)');
+    const policy = (JSON.parse(fallback.stdout) as ReturnType<typeof doctor>).threads.openMPWaitPolicy;
+    // PASSIVE for LibTorch 1.x (OpenBLAS's own threads need the cores), OpenMP's default for 2.x (pip's
+    // torch: MKL inside, measured faster with its default).
+    const { version } = await resolveLibTorch();
+    expect(policy).toBe(version.startsWith('1.') ? 'PASSIVE (clamp-native default for LibTorch 1.x with OpenBLAS)' : "OpenMP's default (spin, then sleep)");
   });
 
   it('setNumThreads changes the count and rejects nonsense', () => {
@@ -102,7 +106,7 @@ describe('BLAS detection', () => {
 
   it('reads a BLAS linked into LibTorch (pip\'s MKL) from its build configuration when none is mapped', () => {
     const config = '  - Intel(R) oneAPI Math Kernel Library Version 2024.2-Product Build 20240605\n  - Build settings: BLAS_INFO=mkl, BUILD_TYPE=Release,';
-    expect(detectBlas('', config)).toEqual({ kind: 'MKL', library: 'linked into LibTorch (MKL 2024.2-Product, BLAS_INFO=mkl)', warning: null });
+    expect(detectBlas('', config)).toEqual({ kind: 'MKL', library: 'linked into LibTorch (MKL 2024.2, BLAS_INFO=mkl)', warning: null });
     expect(detectBlas('', 'Build settings: BUILD_TYPE=Release').kind).toBe('unknown');
     // A mapped library wins over the configuration: it is what the calls reach.
     const maps = '7f00-7f10 r-xp 00000000 fe:01 1 /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3\n';

@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { addonPath, native, numThreadsSource, openMPWaitPolicySource, packageRoot, type CudaDeviceInfo, type NativeRuntimeInfo } from './native.js';
+import { addonPath, libTorchOrigin, native, numThreadsSource, openMPWaitPolicySource, packageRoot, type CudaDeviceInfo, type LibTorchOrigin, type NativeRuntimeInfo } from './native.js';
 
 export type BlasKind = 'OpenBLAS' | 'reference BLAS' | 'MKL' | 'BLIS' | 'ATLAS' | 'unknown';
 
@@ -24,18 +24,6 @@ export interface OpenMPInfo {
   runtimes: { kind: OpenMPKind; library: string }[];
   /** Set when more than one runtime is mapped: each keeps its own thread pool, and they fight over the cores. */
   warning: string | null;
-}
-
-export interface LibTorchOrigin {
-  source: string;
-  /** The LibTorch folder (a pip torch's package folder, an unpacked archive, a system prefix); older builds lack it. */
-  root?: string;
-  cmakeDir: string;
-  libDir: string;
-  version: string;
-  cuda: boolean;
-  buildSystem: string;
-  builtAt: string;
 }
 
 export interface DoctorReport {
@@ -137,14 +125,6 @@ function realpathOr(file: string): string {
   }
 }
 
-function readOrigin(): LibTorchOrigin | null {
-  try {
-    return JSON.parse(fs.readFileSync(path.join(packageRoot, 'build', 'libtorch.json'), 'utf8')) as LibTorchOrigin;
-  } catch {
-    return null;
-  }
-}
-
 function owningPackage(libDir: string | undefined): string | null {
   if (!libDir) return null;
   try {
@@ -166,7 +146,7 @@ function packageVersion(): string {
 
 export function doctor(): DoctorReport {
   const info = native().runtimeInfo();
-  const origin = readOrigin();
+  const origin = libTorchOrigin();
   const maps = readProcMaps();
   const blas = detectBlas(maps, info.torchConfig);
   const openMP = detectOpenMP(maps);
