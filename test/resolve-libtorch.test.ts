@@ -12,12 +12,14 @@ const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'clamp-resolve-'));
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
 /** A folder laid out like an unpacked LibTorch: include/, lib/libtorch.so, share/cmake/Torch. */
-function fakeLibTorch(root: string, version: string): string {
+function fakeLibTorch(root: string, version: string, cxxStandard?: number): string {
   fs.mkdirSync(path.join(root, 'share/cmake/Torch'), { recursive: true });
   fs.mkdirSync(path.join(root, 'include'), { recursive: true });
   fs.mkdirSync(path.join(root, 'lib'), { recursive: true });
   fs.writeFileSync(path.join(root, 'lib/libtorch.so'), '');
-  fs.writeFileSync(path.join(root, 'share/cmake/Torch/TorchConfig.cmake'), 'set(TORCH_CXX_FLAGS "-D_GLIBCXX_USE_CXX11_ABI=0")\n');
+  // 2.x's config sets the C++ standard its headers need on its target, as pip's torch 2.13 does.
+  const standard = cxxStandard ? `set_target_properties(torch PROPERTIES\n    CXX_STANDARD ${cxxStandard}\n)\n` : '';
+  fs.writeFileSync(path.join(root, 'share/cmake/Torch/TorchConfig.cmake'), `set(TORCH_CXX_FLAGS "-D_GLIBCXX_USE_CXX11_ABI=0")\n${standard}`);
   fs.writeFileSync(path.join(root, 'share/cmake/Torch/TorchConfigVersion.cmake'), `set(PACKAGE_VERSION "${version}")\n`);
   return root;
 }
@@ -55,12 +57,12 @@ describe('resolveLibTorch', () => {
 
   it('2. a Python torch with a CMake config is used before the system one', async () => {
     const fakePython = path.join(scratch, 'python-with-torch');
-    const torchRoot = fakeLibTorch(path.join(scratch, 'site-packages/torch'), '2.11.0');
+    const torchRoot = fakeLibTorch(path.join(scratch, 'site-packages/torch'), '2.11.0', 20);
     const answer = JSON.stringify({ root: torchRoot, cmake: path.join(torchRoot, 'share/cmake/Torch'), version: '2.11.0+cu130', cuda: '13.0' });
     fs.writeFileSync(fakePython, `#!/bin/sh\necho '${answer}'\n`, { mode: 0o755 });
     const found = await resolveLibTorch({ ...isolated, PYTHON: fakePython, CLAMP_LIBTORCH_SEARCH_PREFIXES: path.join(system, 'share/cmake/Torch') });
     // root is the torch package folder, which doctor names ("from python (…/site-packages/torch)").
-    expect(found).toMatchObject({ source: 'python', version: '2.11.0+cu130', root: torchRoot, libDir: path.join(torchRoot, 'lib') });
+    expect(found).toMatchObject({ source: 'python', version: '2.11.0+cu130', root: torchRoot, libDir: path.join(torchRoot, 'lib'), cxxStandard: 20 });
   });
 
   it('3. a system TorchConfig.cmake is found under the search prefixes', async () => {
