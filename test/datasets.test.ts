@@ -6,6 +6,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCifarDataset } from '../lib/data/cifar.js';
+import { dataSchema, loadDataset } from '../lib/data/datasets.js';
 import { DatasetError } from '../lib/data/idx.js';
 import { loadImageFolder } from '../lib/data/image-folder.js';
 import { loadStl10Dataset, STL10_NO_LABEL } from '../lib/data/stl10.js';
@@ -110,6 +111,17 @@ describe('CIFAR-10 binary version', () => {
       `${path.join(folder, 'test_batch.bin')} is truncated or corrupt`,
       'holds 6141 bytes, not a whole number of 3073-byte CIFAR-10 records (1 records and 3068 bytes over)',
     );
+  });
+
+  it('says what it expected when a batch is a folder or the dataset folder is a file', async () => {
+    const folder = await makeFolder('cifar10-folder-batch', 'test_batch.bin');
+    await expectDatasetError(
+      loadCifarDataset(path.dirname(folder), 'test', 'cifar10'),
+      new RegExp(`^${folder} is a folder, where a file was expected\\. Download the binary version of CIFAR-10`),
+    );
+    const file = path.join(scratch, 'cifar10-as-file');
+    await fs.writeFile(file, 'x');
+    await expectDatasetError(loadCifarDataset(file, 'test', 'cifar10'), new RegExp(`^the dataset folder ${file} is a file, not a folder\\. Download`));
   });
 
   it('rejects a label out of range, naming the file and record', async () => {
@@ -264,6 +276,13 @@ describe('STL-10 binary version', () => {
     await expectDatasetError(loadStl10Dataset(folder, 'train'), `${path.join(folder, 'train_y.bin')} is truncated or corrupt`, 'holds 1 bytes', 'holds 2 images');
   });
 
+  it('says so when the labels file is a folder', async () => {
+    const folder = await makeFolder('stl10-labels-folder');
+    await fs.writeFile(path.join(folder, 'test_X.bin'), stlImagesFile(1));
+    await makeFolder('stl10-labels-folder', 'test_y.bin');
+    await expectDatasetError(loadStl10Dataset(folder, 'test'), new RegExp(`^${path.join(folder, 'test_y.bin')} is a folder, where a file was expected\\. Download the binary version of STL-10`));
+  });
+
   it('rejects labels outside 1..10', async () => {
     const folder = await makeFolder('stl10-bad-label');
     await fs.writeFile(path.join(folder, 'test_X.bin'), stlImagesFile(2));
@@ -343,5 +362,35 @@ describe('image folder', () => {
   it('rejects bad options as a JavaScript caller expects', async () => {
     await expect(loadImageFolder(folder, { size: 0, channels: 3 })).rejects.toThrow(RangeError);
     await expect(loadImageFolder(folder, { size: 4, channels: 2 as 3 })).rejects.toThrow(/options\.channels/);
+  });
+});
+
+function idxFile(shape: number[], values: Uint8Array): Buffer {
+  const header = Buffer.alloc(4 + 4 * shape.length);
+  header[2] = 0x08;
+  header[3] = shape.length;
+  shape.forEach((n, k) => header.writeUInt32BE(n, 4 + 4 * k));
+  return Buffer.concat([header, values]);
+}
+
+describe('MNIST-layout datasets through the config', () => {
+  async function mnistFolder(name: string, side: number, labels: number[]): Promise<string> {
+    const folder = await makeFolder(name);
+    await fs.writeFile(path.join(folder, 't10k-images-idx3-ubyte'), idxFile([labels.length, side, side], new Uint8Array(labels.length * side * side)));
+    await fs.writeFile(path.join(folder, 't10k-labels-idx1-ubyte'), idxFile([labels.length], Uint8Array.from(labels)));
+    return folder;
+  }
+
+  it('gives MNIST 10 classes whatever labels the split holds, and refuses a label of 10', async () => {
+    const folder = await mnistFolder('mnist-few', 28, [0, 3, 3]);
+    const test = await loadDataset(dataSchema.parse({ dataset: 'mnist', path: folder }), 'test');
+    expect([test?.count, test?.classes]).toEqual([3, 10]);
+    const bad = await mnistFolder('mnist-bad-label', 28, [0, 10]);
+    await expectDatasetError(loadDataset(dataSchema.parse({ dataset: 'mnist', path: bad }), 'test'), `${path.join(bad, 't10k-labels-idx1-ubyte')} gives image 1 the label 10, outside the dataset's 10 classes (0..9)`);
+  });
+
+  it('refuses images of another size than the dataset\'s', async () => {
+    const folder = await mnistFolder('fashion-32', 32, [1]);
+    await expectDatasetError(loadDataset(dataSchema.parse({ dataset: 'fashion-mnist', path: folder }), 'test'), `${folder} holds 32x32 images, but fashion-mnist images are 28x28`);
   });
 });

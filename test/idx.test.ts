@@ -77,4 +77,51 @@ describe('Fashion-MNIST from Debian\'s dataset-fashion-mnist', () => {
     fs.writeFileSync(path.join(folder, 'train-labels-idx1-ubyte'), idx([3], [0, 1, 2]));
     await expect(loadIdxDataset(folder, 'train')).rejects.toThrow(/2 images but labels of shape 3/);
   });
+
+  it('says what it expected when the folder is a file or an IDX file is a folder', async () => {
+    const notFolder = path.join(scratch, 'a-file');
+    fs.writeFileSync(notFolder, 'x');
+    const error = await loadIdxDataset(notFolder, 'train').catch((caught: unknown) => caught as Error);
+    expect(error).toBeInstanceOf(DatasetError);
+    expect((error as Error).message).toBe(`the dataset folder ${notFolder} is a file, not a folder. Pass --data with a folder that holds train-images-idx3-ubyte[.gz] and its siblings.`);
+    const underFile = await readIdx(path.join(notFolder, 'train-images-idx3-ubyte')).catch((caught: unknown) => caught as Error);
+    expect(underFile).toBeInstanceOf(DatasetError);
+    expect((underFile as Error).message).toBe(`${path.join(notFolder, 'train-images-idx3-ubyte')} does not exist: a folder on its path is a file.`);
+
+    const folder = path.join(scratch, 'images-as-folder');
+    fs.mkdirSync(path.join(folder, 'train-images-idx3-ubyte'), { recursive: true });
+    fs.writeFileSync(path.join(folder, 'train-labels-idx1-ubyte'), idx([1], [0]));
+    const isFolder = await loadIdxDataset(folder, 'train').catch((caught: unknown) => caught as Error);
+    expect(isFolder).toBeInstanceOf(DatasetError);
+    expect((isFolder as Error).message).toBe(`${path.join(folder, 'train-images-idx3-ubyte')} is a folder, where a file was expected.`);
+  });
+
+  it('refuses a label outside the class count, naming the file and the image', async () => {
+    const folder = path.join(scratch, 'bad-label');
+    fs.mkdirSync(folder);
+    fs.writeFileSync(path.join(folder, 't10k-images-idx3-ubyte'), idx([3, 1, 1], [0, 1, 2]));
+    for (const bad of [10, 255]) {
+      fs.writeFileSync(path.join(folder, 't10k-labels-idx1-ubyte'), idx([3], [9, bad, 0]));
+      const error = await loadIdxDataset(folder, 'test').catch((caught: unknown) => caught as Error);
+      expect(error).toBeInstanceOf(DatasetError);
+      expect((error as Error).message).toBe(
+        `${path.join(folder, 't10k-labels-idx1-ubyte')} gives image 1 the label ${bad}, outside the dataset's 10 classes (0..9): ` +
+          'the file is corrupt or belongs to another dataset. Download it again, or pass the right folder.',
+      );
+    }
+    // The class count is what the caller says, not one more than the largest label seen.
+    fs.writeFileSync(path.join(folder, 't10k-labels-idx1-ubyte'), idx([3], [1, 46, 0]));
+    expect((await loadIdxDataset(folder, 'test', { classes: 47 })).classes).toBe(47);
+    fs.writeFileSync(path.join(folder, 't10k-labels-idx1-ubyte'), idx([3], [1, 2, 0]));
+    expect((await loadIdxDataset(folder, 'test')).classes).toBe(10);
+    await expect(loadIdxDataset(folder, 'test', { classes: 300 })).rejects.toThrow(RangeError);
+  });
+
+  it('refuses an images file that holds no images', async () => {
+    const folder = path.join(scratch, 'no-images');
+    fs.mkdirSync(folder);
+    fs.writeFileSync(path.join(folder, 'train-images-idx3-ubyte'), idx([0, 28, 28], []));
+    fs.writeFileSync(path.join(folder, 'train-labels-idx1-ubyte'), idx([0], []));
+    await expect(loadIdxDataset(folder, 'train')).rejects.toThrow(`${path.join(folder, 'train-images-idx3-ubyte')} holds no images (its shape is 0x28x28)`);
+  });
 });

@@ -115,7 +115,7 @@ describe('train', () => {
     await expect(resumeTraining(summary.runDir)).rejects.toThrow(/not a valid safetensors file: .* truncated or corrupt/);
     await fs.writeFile(summary.checkpoint, Buffer.concat([Buffer.from([2, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{}')]));
     await expect(resumeTraining(summary.runDir)).rejects.toThrow(/not a clamp-native checkpoint/);
-    await expect(resumeTraining(path.join(summary.runDir, 'nothing-here'))).rejects.toThrow(/does not exist/);
+    await expect(resumeTraining(path.join(summary.runDir, 'nothing-here'))).rejects.toThrow(/no run folder or checkpoint/);
   });
 
   it('the CLI prints a --json summary, and names the field of a bad flag', async () => {

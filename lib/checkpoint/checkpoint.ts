@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { TrainConfig } from '../config/train-config.js';
 import type { StateEntry, Trainer } from '../train/trainer.js';
-import { CheckpointError, readSafetensors, writeSafetensors } from './safetensors.js';
+import { CheckpointError, readSafetensors, readSafetensorsHeader, writeSafetensors, type NamedTensorData } from './safetensors.js';
 
 export const CHECKPOINT_FORMAT = 'clamp-native/1';
 /** The checkpoint's name inside a run folder. */
@@ -24,10 +24,14 @@ export interface RunPosition {
   step: number;
 }
 
-export interface Checkpoint {
+/** What a checkpoint's header says about its run. */
+export interface CheckpointMetadata {
   config: unknown;
   position: RunPosition;
   metrics: Record<string, unknown>;
+}
+
+export interface Checkpoint extends CheckpointMetadata {
   state: StateEntry[];
 }
 
@@ -41,9 +45,24 @@ export async function saveCheckpoint(file: string, trainer: Trainer, content: { 
   });
 }
 
+/** The config, position and metrics of a checkpoint, from its header alone: the weights are not read. */
+export async function readCheckpointMetadata(file: string): Promise<CheckpointMetadata> {
+  return parseCheckpointMetadata(file, (await readSafetensorsHeader(file)).metadata);
+}
+
 /** Reads a checkpoint clamp-native wrote; the config is returned unvalidated (the caller parses it). */
 export async function readCheckpoint(file: string): Promise<Checkpoint> {
   const { tensors, metadata } = await readSafetensors(file);
+  const content = parseCheckpointMetadata(file, metadata);
+  const state = tensors.map((t) => {
+    if (t.dtype !== 'float32' && t.dtype !== 'int64') throw new CheckpointError(`${file}: tensor ${t.name} is ${t.dtype}; clamp-native checkpoints hold float32 and int64`);
+    if (t.dtype === 'float32') refuseNonFinite(file, t);
+    return t as StateEntry;
+  });
+  return { ...content, state };
+}
+
+function parseCheckpointMetadata(file: string, metadata: Record<string, string>): CheckpointMetadata {
   if (metadata.format !== CHECKPOINT_FORMAT) {
     throw new CheckpointError(`${file} is a safetensors file but not a clamp-native checkpoint (its metadata has no format '${CHECKPOINT_FORMAT}')`);
   }
@@ -58,9 +77,27 @@ export async function readCheckpoint(file: string): Promise<Checkpoint> {
   if (![position?.epoch, position?.batch, position?.step].every((n) => Number.isInteger(n) && n >= 0)) {
     throw new CheckpointError(`${file}: the checkpoint's position metadata is malformed`);
   }
-  const state = tensors.map((t) => {
-    if (t.dtype !== 'float32' && t.dtype !== 'int64') throw new CheckpointError(`${file}: tensor ${t.name} is ${t.dtype}; clamp-native checkpoints hold float32 and int64`);
-    return t as StateEntry;
-  });
-  return { config: json('config'), position, metrics: json('metrics') as Record<string, unknown>, state };
+  const metrics = json('metrics');
+  if (typeof metrics !== 'object' || metrics === null || Array.isArray(metrics)) {
+    throw new CheckpointError(`${file}: the checkpoint's metrics metadata is not a JSON object; the file is corrupt`);
+  }
+  return { config: json('config'), position, metrics: metrics as Record<string, unknown> };
+}
+
+/**
+ * A NaN or infinite weight poisons every output computed from it, and training never writes one unless
+ * it diverged, so such a checkpoint is refused rather than served.
+ */
+function refuseNonFinite(file: string, tensor: NamedTensorData): void {
+  const { data } = tensor as { data: Float32Array };
+  for (let index = 0; index < data.length; index++) {
+    const value = data[index]!;
+    // x - x is 0 for every finite x and NaN for NaN and ±Infinity: one subtraction, no call.
+    if (value - value !== 0) {
+      throw new CheckpointError(
+        `${file}: tensor ${tensor.name} holds ${value} at index ${index} (of ${data.length}): the run diverged before this ` +
+          'checkpoint was written. Use an earlier checkpoint of the run, or train again with a lower learning rate.',
+      );
+    }
+  }
 }

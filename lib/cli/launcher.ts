@@ -1,8 +1,8 @@
 // `clamp-native train --nproc N`: a torchrun-style launcher. It starts N local workers, each the same
 // `train` command with torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT),
 // passes rank 0's output through, and watches them: when one dies the others are stopped and the exit
-// status says which rank failed and how. Ctrl-C reaches every worker (they agree to stop after the same
-// step and rank 0 writes a checkpoint); a second Ctrl-C kills them.
+// status says which rank failed and how. Ctrl-C and SIGTERM reach every worker (they agree to stop
+// after the same step and rank 0 writes a checkpoint); a second one kills them.
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import os from 'node:os';
@@ -53,15 +53,21 @@ export async function launchWorkers(args: readonly string[], o: LaunchOptions): 
   const workers: { rank: number; child: ChildProcess; stderrTail: string[] }[] = [];
   let failure: { rank: number; how: string } | null = null;
   let interrupts = 0;
+  let stoppedBy = 'SIGINT' as 'SIGINT' | 'SIGTERM';
 
   const stopAll = (signal: NodeJS.Signals) => {
     for (const { child } of workers) if (child.exitCode === null && child.signalCode === null) child.kill(signal);
   };
-  const onInterrupt = () => {
+  // The workers take either signal as "stop after this step and checkpoint"; a second one kills them.
+  const onSignal = (signal: 'SIGINT' | 'SIGTERM') => {
     interrupts++;
-    stopAll(interrupts > 1 ? 'SIGKILL' : 'SIGINT');
+    if (interrupts === 1) stoppedBy = signal;
+    stopAll(interrupts > 1 ? 'SIGKILL' : signal);
   };
+  const onInterrupt = () => onSignal('SIGINT');
+  const onTerminate = () => onSignal('SIGTERM');
   process.on('SIGINT', onInterrupt);
+  process.on('SIGTERM', onTerminate);
   try {
     const exits = Array.from({ length: o.nproc }, (_, local) => {
       const rank = o.nodeRank * o.nproc + local;
@@ -84,8 +90,10 @@ export async function launchWorkers(args: readonly string[], o: LaunchOptions): 
         child.on('exit', (code, signal) => {
           if ((code !== 0 || signal !== null) && failure === null && interrupts === 0) {
             failure = { rank, how: signal ? `was killed by ${signal}` : `exited with status ${code}` };
-            // The others would wait for it in their next collective until the timeout: stop them now.
-            stopAll('SIGTERM');
+            // The others would wait for it in their next collective until the timeout, so a graceful stop
+            // (which finishes the step first) would hang: kill them. The last checkpoint is intact, as
+            // checkpoints are renamed into place whole.
+            stopAll('SIGKILL');
           }
           resolve();
         });
@@ -94,13 +102,17 @@ export async function launchWorkers(args: readonly string[], o: LaunchOptions): 
     await Promise.all(exits);
   } finally {
     process.off('SIGINT', onInterrupt);
+    process.off('SIGTERM', onTerminate);
   }
   const failed = failure as { rank: number; how: string } | null;
   if (failed) {
     const tail = workers.find((w) => w.rank === failed.rank)?.stderrTail ?? [];
-    process.stderr.write(`clamp-native: rank ${failed.rank} of ${worldSize} ${failed.how}; the other workers were stopped${tail.length ? `. Its last words:\n  ${tail.slice(-5).join('\n  ')}` : ''}\n`);
+    // With one worker per machine there are no others here to stop: the other machines' workers stop
+    // on their own, when their next collective fails or times out.
+    const stopped = o.nproc > 1 ? '; the other workers were stopped' : '';
+    process.stderr.write(`clamp-native: rank ${failed.rank} of ${worldSize} ${failed.how}${stopped}${tail.length ? `. Its last words:\n  ${tail.slice(-5).join('\n  ')}` : ''}\n`);
     return 1;
   }
-  if (interrupts > 0) return 130;
+  if (interrupts > 0) return stoppedBy === 'SIGTERM' ? 143 : 130;
   return workers.some(({ child }) => child.exitCode !== 0) ? 1 : 0;
 }

@@ -1,6 +1,6 @@
 // `clamp-native train`: flags over a config file over a preset, a progress line on stderr, and with
-// --json one summary line on stdout. Ctrl-C stops after the current step and writes a checkpoint; a
-// second Ctrl-C exits at once.
+// --json one summary line on stdout. Ctrl-C and SIGTERM (what schedulers and containers send) stop
+// after the current step and write a checkpoint; a second one exits at once.
 import { parseArgs } from 'node:util';
 import { buildReport } from '../report/report.js';
 import { duration, evaluatedWhen, linearProbeClause, percent } from '../format.js';
@@ -13,7 +13,8 @@ export const TRAIN_USAGE = `clamp-native train [options]
   --preset NAME        fashion-mnist (default; CPU), cifar10, imagenet100, imagenet1k
   --config FILE        a JSON or YAML config on top of the preset (it may name its own preset)
   --data DIR           the dataset's folder (data.path)
-  --out DIR            the run folder (default runs/<dataset>-<date>-<time>)
+  --out DIR            the run folder (default runs/<dataset>-<date>-<time>); one holding a run is refused
+  --overwrite          replace the run --out already holds (its checkpoint, metrics and report are deleted)
   --epochs N           schedule.epochs
   --batch-size N       run.batchSize
   --views N            run.views
@@ -39,6 +40,9 @@ export const TRAIN_USAGE = `clamp-native train [options]
 
 export { TrainUsageError };
 
+/** The shell's exit status for a process stopped by a signal: 128 + the signal's number. */
+const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
+
 
 /** `a.b.c=value`: value read as JSON when it parses (numbers, booleans, arrays), as a string otherwise. */
 export function parseSetting(setting: string): Record<string, unknown> {
@@ -56,10 +60,13 @@ export function parseSetting(setting: string): Record<string, unknown> {
 }
 
 
-/** Renders progress: a rewritten line on a terminal, a line per epoch otherwise. */
+/** A log (not a terminal) gets a step line this often, so a long first epoch does not look hung. */
+const LOG_STEP_SECONDS = 30;
+
+/** Renders progress: a rewritten line on a terminal; in a log, a line per epoch and one every LOG_STEP_SECONDS. */
 function progressReporter(stream: NodeJS.WriteStream): (event: TrainEvent) => void {
   const tty = stream.isTTY === true;
-  let lastDraw = 0;
+  let lastDraw = performance.now();
   let epochs = 0;
   const line = (text: string) => stream.write(tty ? `\r\x1b[K${text}` : `${text}\n`);
   return (event) => {
@@ -71,7 +78,7 @@ function progressReporter(stream: NodeJS.WriteStream): (event: TrainEvent) => vo
         break;
       case 'step': {
         const now = performance.now();
-        if (!tty || now - lastDraw < 100) return;
+        if (now - lastDraw < (tty ? 100 : LOG_STEP_SECONDS * 1000)) return;
         lastDraw = now;
         const { result } = event;
         const fraction = (event.batch + 1) / event.stepsPerEpoch;
@@ -80,6 +87,7 @@ function progressReporter(stream: NodeJS.WriteStream): (event: TrainEvent) => vo
         break;
       }
       case 'epoch':
+        lastDraw = performance.now();
         line(`epoch ${event.epoch + 1}/${epochs}: mean loss ${event.loss.toFixed(4)}, ${Math.round(event.viewImagesPerSecond)} view-images/s, ${duration(event.seconds)}`);
         if (tty) stream.write('\n');
         break;
@@ -107,6 +115,7 @@ export async function runTrain(args: string[]): Promise<number> {
       epochs: { type: 'string' }, 'batch-size': { type: 'string' }, views: { type: 'string' }, limit: { type: 'string' },
       device: { type: 'string' }, precision: { type: 'string' }, 'memory-format': { type: 'string' }, seed: { type: 'string' }, workers: { type: 'string' }, threads: { type: 'string' },
       set: { type: 'string', multiple: true }, resume: { type: 'string' }, json: { type: 'boolean', default: false },
+      overwrite: { type: 'boolean', default: false },
       'no-report': { type: 'boolean', default: false },
       nproc: { type: 'string' }, nnodes: { type: 'string' }, 'node-rank': { type: 'string' }, 'master-addr': { type: 'string' },
       'master-port': { type: 'string' }, 'dist-timeout': { type: 'string' }, 'sync-bn': { type: 'boolean', default: false },
@@ -144,17 +153,20 @@ export async function runTrain(args: string[]): Promise<number> {
   const group = distributedFromEnvironment();
   const quiet = group !== null && group.rank !== 0;  // rank 0 reports for the run
   const controller = new AbortController();
-  let interrupts = 0;
-  const onInterrupt = () => {
-    interrupts++;
-    if (interrupts > 1) process.exit(130);
-    process.stderr.write('\nstopping after this step (Ctrl-C again to quit at once)...\n');
+  // SIGTERM is how schedulers, containers and our launcher stop a job: treated as Ctrl-C (stop after the
+  // step, checkpoint), with the shell's exit status for the signal (128 + its number).
+  let stoppedBy: 'SIGINT' | 'SIGTERM' | null = null;
+  const onSignal = (signal: 'SIGINT' | 'SIGTERM') => {
+    if (stoppedBy !== null) process.exit(SIGNAL_EXIT[signal]);
+    stoppedBy = signal;
+    process.stderr.write(`\n${signal === 'SIGINT' ? 'Ctrl-C' : 'SIGTERM'}: stopping after this step and writing a checkpoint (again to quit at once)...\n`);
     controller.abort();
   };
+  const onInterrupt = () => onSignal('SIGINT');
+  const onTerminate = () => onSignal('SIGTERM');
   process.on('SIGINT', onInterrupt);
-  // The launcher stops a group's workers with SIGTERM when one of them dies.
-  const onTerminate = () => process.exit(143);
-  if (group) process.on('SIGTERM', onTerminate);
+  process.on('SIGTERM', onTerminate);
+  const stoppedStatus = () => SIGNAL_EXIT[stoppedBy ?? 'SIGINT'];
   const onProgress = quiet ? undefined : progressReporter(process.stderr);
   let summary: TrainSummary;
   try {
@@ -168,6 +180,7 @@ export async function runTrain(args: string[]): Promise<number> {
     if (values.resume !== undefined) {
       const ignored: string[] = (['preset', 'config', 'data', 'out', 'epochs', 'batch-size', 'views', 'limit', 'seed', 'set'] as const).filter((name) => values[name] !== undefined);
       if (values['sync-bn']) ignored.push('sync-bn');
+      if (values.overwrite) ignored.push('overwrite');
       if (ignored.length > 0) throw new TrainUsageError(`--resume continues a run with its own config; it cannot be combined with --${ignored.join(', --')}`);
       summary = await resumeTraining(values.resume, { onProgress, signal: controller.signal, distributed: group ?? undefined, overrides: { run } as NonNullable<ResumeOptions['overrides']> });
     } else {
@@ -185,13 +198,18 @@ export async function runTrain(args: string[]): Promise<number> {
       };
       for (const setting of values.set ?? []) overrides = mergeConfig(overrides, parseSetting(setting));
       const config = resolveTrainConfig({ ...(values.preset === undefined ? {} : { preset: values.preset }), ...(file ? { file } : {}), overrides });
-      summary = await train(config, { onProgress, signal: controller.signal, distributed: group ?? undefined, ...(values.out === undefined ? {} : { runDir: values.out }) });
+      summary = await train(config, { onProgress, signal: controller.signal, distributed: group ?? undefined, overwrite: values.overwrite, ...(values.out === undefined ? {} : { runDir: values.out }) });
     }
   } finally {
     process.off('SIGINT', onInterrupt);
     process.off('SIGTERM', onTerminate);
   }
-  if (quiet) return summary.stopped ? 130 : 0;
+  if (quiet) return summary.stopped ? stoppedStatus() : 0;
+  if (summary.alreadyFinished) {
+    process.stderr.write(`${summary.runDir} had already finished (${summary.steps} steps); nothing to train. Its checkpoint: ${summary.checkpoint}\n`);
+    if (values.json) process.stdout.write(`${JSON.stringify({ ...summary, report: null })}\n`);
+    return 0;
+  }
   const knn = summary.knn ? `, kNN top-1 ${percent(summary.knn.top1)}` : '';
   const probe = summary.linearProbe ? `, linear probe top-1 ${percent(summary.linearProbe.top1)}` : '';
   process.stderr.write(`${summary.stopped ? 'stopped' : 'done'}: ${summary.steps} steps in ${duration(summary.seconds)}, final loss ${summary.finalLoss.toFixed(4)}${knn}${probe}; checkpoint ${summary.checkpoint}${summary.stopped ? ` (continue with: clamp-native train --resume ${summary.runDir})` : ''}\n`);
@@ -206,5 +224,5 @@ export async function runTrain(args: string[]): Promise<number> {
     }
   }
   if (values.json) process.stdout.write(`${JSON.stringify({ ...summary, report })}\n`);
-  return summary.stopped ? 130 : 0;
+  return summary.stopped ? stoppedStatus() : 0;
 }

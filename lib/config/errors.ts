@@ -1,6 +1,14 @@
 // Turns a zod failure into the error a JavaScript caller expects: TypeError for a wrong type,
-// RangeError for a value out of range, each naming the field and the value it got.
+// RangeError for a value out of range, each naming the field and the value it got. A config that
+// cannot even be read as settings (no such file, not JSON or YAML, a reserved key) is a ConfigError.
 import type { z } from 'zod';
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
 
 function describeValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);

@@ -1,14 +1,14 @@
 // Everything a training run is, in one schema: data, augmentation, model, loss, optimiser, schedule,
 // run and evaluation. Read from JSON or YAML, on top of a preset, under command-line overrides.
 import fs from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
+import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { augmentationSchema } from '../augment/pipeline.js';
 import { dataSchema } from '../data/datasets.js';
 import { knnOptionsSchema } from '../eval/knn.js';
 import { linearProbeOptionsSchema } from '../eval/linear-probe.js';
 import { deviceSchema, memoryFormatSchema, precisionSchema } from '../train/trainer.js';
-import { validationError } from './errors.js';
+import { ConfigError, validationError } from './errors.js';
 import { optimiserSchema } from './optimiser.js';
 import { packingLossOptionsSchema } from './packing-loss-options.js';
 import { PRESETS, type PresetName } from './presets.js';
@@ -100,11 +100,39 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Objects merge key by key; arrays and everything else are replaced. */
+/**
+ * Keys no config field has that JavaScript objects treat specially: merging `__proto__` would set the
+ * merged object's prototype and vanish before validation could refuse it as it refuses other unknown keys.
+ */
+const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/**
+ * What in `value` no config can hold, as a phrase naming its dotted path: a reserved key, or a value
+ * that contains itself (a YAML alias inside its own anchor), which no setting can be. Null when none.
+ */
+function unusableSetting(value: unknown, at = '', ancestors: object[] = []): string | null {
+  if (typeof value !== 'object' || value === null) return null;
+  if (ancestors.includes(value)) return `${at} contains itself (a YAML alias inside its own anchor)`;
+  for (const [key, inner] of Object.entries(value)) {
+    const here = Array.isArray(value) ? `${at}[${key}]` : at ? `${at}.${key}` : key;
+    if (!Array.isArray(value) && RESERVED_KEYS.has(key)) return `${here} is not a config field`;
+    const found = unusableSetting(inner, here, [...ancestors, value]);
+    if (found !== null) return found;
+  }
+  return null;
+}
+
+/** Objects merge key by key; arrays and everything else are replaced. Reserved keys (`__proto__`, ...) are refused. */
 export function mergeConfig<T>(base: T, override: unknown): T {
+  const unusable = unusableSetting(override);
+  if (unusable !== null) throw new ConfigError(unusable);
+  return mergeChecked(base, override);
+}
+
+function mergeChecked<T>(base: T, override: unknown): T {
   if (!isPlainObject(base) || !isPlainObject(override)) return (override === undefined ? base : override) as T;
   const out: Record<string, unknown> = { ...base };
-  for (const [key, value] of Object.entries(override)) out[key] = mergeConfig(out[key], value);
+  for (const [key, value] of Object.entries(override)) out[key] = mergeChecked(out[key], value);
   return out as T;
 }
 
@@ -118,16 +146,47 @@ export function parseTrainConfig(input: unknown, source = 'config'): TrainConfig
 /** Reads a JSON or YAML config file (by extension; .yml/.yaml are YAML, anything else JSON). */
 export async function readConfigFile(file: string): Promise<ConfigOverrides> {
   const text = await fs.readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-    throw new Error(`cannot read the config file ${file}: ${error.code === 'ENOENT' ? 'it does not exist' : error.message}`);
+    throw new ConfigError(`cannot read the config file ${file}: ${whyUnreadable(error)}`);
   });
+  const language = /\.ya?ml$/i.test(file) ? 'YAML' : 'JSON';
   let value: unknown;
   try {
-    value = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
+    value = language === 'YAML' ? parseYamlText(text) : JSON.parse(text);
   } catch (error) {
-    throw new SyntaxError(`the config file ${file} is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(error as Error).message}`);
+    throw new ConfigError(`the config file ${file} is not valid ${language}: ${(error as Error).message}`);
   }
-  if (!isPlainObject(value)) throw new TypeError(`the config file ${file} must hold an object`);
+  if (!isPlainObject(value)) throw new ConfigError(`the config file ${file} must hold an object of settings, not ${value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`}`);
+  const unusable = unusableSetting(value);
+  if (unusable !== null) throw new ConfigError(`the config file ${file} is refused: ${unusable}`);
   return value as ConfigOverrides;
+}
+
+/**
+ * Plain YAML only. Explicit tags such as !!set or !!omap would give a Set or a Map, which validation
+ * takes for an empty object, so they are left unresolved, and any warning (an unresolved tag
+ * among them) is an error: a setting the reader did not understand must not pass as another one.
+ */
+function parseYamlText(text: string): unknown {
+  const document = parseDocument(text, { resolveKnownTags: false, logLevel: 'error' });
+  const problem = document.errors[0] ?? document.warnings[0];
+  if (problem) throw problem;
+  return document.toJS();
+}
+
+function whyUnreadable(error: NodeJS.ErrnoException): string {
+  switch (error.code) {
+    case 'ENOENT':
+      return 'it does not exist';
+    case 'ENOTDIR':
+      return 'it does not exist (a folder on its path is a file)';
+    case 'EISDIR':
+      return 'it is a folder; pass a .json, .yaml or .yml file';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    default:
+      return error.code ?? error.message;
+  }
 }
 
 /**
@@ -137,6 +196,7 @@ export async function readConfigFile(file: string): Promise<ConfigOverrides> {
 export function resolveTrainConfig(parts: { preset?: string; file?: ConfigOverrides; overrides?: unknown }, source = 'config'): TrainConfig {
   const { preset: filePreset, ...file } = parts.file ?? {};
   const name = parts.preset ?? filePreset ?? 'fashion-mnist';
-  if (!(name in PRESETS)) throw new RangeError(`${source}.preset: unknown preset ${JSON.stringify(name)}; the presets are ${Object.keys(PRESETS).join(', ')}`);
+  // hasOwn, not `in`: "constructor" or "__proto__" are in every object, and are no presets.
+  if (typeof name !== 'string' || !Object.hasOwn(PRESETS, name)) throw new RangeError(`${source}.preset: unknown preset ${JSON.stringify(name)}; the presets are ${Object.keys(PRESETS).join(', ')}`);
   return parseTrainConfig(mergeConfig(mergeConfig(PRESETS[name as PresetName], file), parts.overrides ?? {}), source);
 }

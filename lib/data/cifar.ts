@@ -3,9 +3,8 @@
 // 3072 pixel bytes; a CIFAR-100 record is a coarse label byte, a fine label byte and 3072 pixel bytes.
 // The pixels are a 32x32 image as the red plane, then green, then blue, each plane row-major: already
 // ImageDataset's channel-planar layout, so records are copied as they are.
-import fs from 'node:fs/promises';
 import path from 'node:path';
-import { readExactly, resolveDatasetFolder, sizeOfDatasetFile } from './files.js';
+import { openDatasetFile, readExactly, resolveDatasetFolder, sizeOfDatasetFile } from './files.js';
 import { DatasetError, type ImageDataset } from './idx.js';
 
 const CIFAR_SIDE = 32;
@@ -111,7 +110,7 @@ export async function loadCifarDataset(
   const chunk = new Uint8Array(RECORDS_PER_READ * recordBytes);
   let written = 0;
   for (const { file, records } of files) {
-    const handle = await fs.open(file, 'r');
+    const handle = await openDatasetFile(file, howToGetIt);
     try {
       for (let first = 0; first < records; first += RECORDS_PER_READ) {
         const inChunk = Math.min(RECORDS_PER_READ, records - first);

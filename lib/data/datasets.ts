@@ -71,16 +71,28 @@ function concatenate(a: ImageDataset, b: ImageDataset): ImageDataset {
   return { ...a, images, labels, count: a.count + b.count };
 }
 
+/** MNIST and Fashion-MNIST: 10 classes each. Labels are checked against this, never inferred from the largest one. */
+const MNIST_CLASSES = 10;
+
+/** The config's model is built for 28x28 images, so an IDX folder holding another size is refused here. */
+async function loadMnistLayout(data: DataConfig, split: 'train' | 'test'): Promise<ImageDataset> {
+  const folder = data.dataset === 'fashion-mnist' ? (data.path ?? DEFAULT_FASHION_MNIST) : requirePath(data);
+  const dataset = await loadIdxDataset(folder, split, { classes: MNIST_CLASSES });
+  const side = datasetImageSide(data);
+  if (dataset.height !== side || dataset.width !== side) {
+    throw new DatasetError(`${folder} holds ${dataset.height}x${dataset.width} images, but ${data.dataset} images are ${side}x${side}: it is another dataset's folder, or its files are damaged`);
+  }
+  return dataset;
+}
+
 /** The split `split` of the configured dataset; null for 'test' when the dataset has none (an image folder without testPath). */
 export async function loadDataset(data: DataConfig, split: 'train' | 'test'): Promise<ImageDataset | null> {
   const limit = split === 'train' ? data.limit : data.testLimit;
   let dataset: ImageDataset;
   switch (data.dataset) {
     case 'fashion-mnist':
-      dataset = await loadIdxDataset(data.path ?? DEFAULT_FASHION_MNIST, split);
-      break;
     case 'mnist':
-      dataset = await loadIdxDataset(requirePath(data), split);
+      dataset = await loadMnistLayout(data, split);
       break;
     case 'cifar10':
     case 'cifar100':

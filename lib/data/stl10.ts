@@ -2,9 +2,8 @@
 // *_X.bin files hold 96x96 colour images with no header, 27648 bytes each: the red plane, then green,
 // then blue, each plane written column-major by MATLAB, so the value for (row r, column c) sits at
 // c*96 + r. *_y.bin files hold one byte per image, the class 1..10. unlabeled_X.bin has no labels.
-import fs from 'node:fs/promises';
 import path from 'node:path';
-import { readExactly, resolveDatasetFolder, sizeOfDatasetFile } from './files.js';
+import { openDatasetFile, readExactly, resolveDatasetFolder, sizeOfDatasetFile } from './files.js';
 import { DatasetError, type ImageDataset } from './idx.js';
 
 const STL10_SIDE = 96;
@@ -64,7 +63,7 @@ export async function loadStl10Dataset(folder: string, split: 'train' | 'test' |
   const labels = labelFile === undefined ? new Uint8Array(count).fill(STL10_NO_LABEL) : await readStl10Labels(labelFile, count);
 
   const images = new Uint8Array(imageBytes);
-  const handle = await fs.open(imageFile, 'r');
+  const handle = await openDatasetFile(imageFile, HOW_TO_GET_STL10);
   try {
     for (let first = 0; first < count; first += IMAGES_PER_READ) {
       const inChunk = Math.min(IMAGES_PER_READ, count - first);
@@ -88,7 +87,13 @@ async function readStl10Labels(labelFile: string, count: number): Promise<Uint8A
         `holds ${count} images. Download both again: ${HOW_TO_GET_STL10}`,
     );
   }
-  const labels = new Uint8Array(await fs.readFile(labelFile));
+  const labels = new Uint8Array(count);
+  const handle = await openDatasetFile(labelFile, HOW_TO_GET_STL10);
+  try {
+    await readExactly(handle, labelFile, labels, 0);
+  } finally {
+    await handle.close();
+  }
   for (let index = 0; index < count; index++) {
     const label = labels[index]!;
     if (label < 1 || label > STL10_CLASSES) {

@@ -3,7 +3,7 @@
 // holds: config.json, metrics.jsonl and checkpoint.safetensors.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { CHECKPOINT_FILE, readCheckpoint } from '../checkpoint/checkpoint.js';
+import { CHECKPOINT_FILE, readCheckpointMetadata } from '../checkpoint/checkpoint.js';
 import { writeFileAtomically } from '../checkpoint/safetensors.js';
 import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
 import { CONFIG_FILE, METRICS_FILE } from '../train/train.js';
@@ -78,10 +78,10 @@ async function readConfig(runDir: string): Promise<{ config: TrainConfig; raw: u
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code !== 'ENOENT') throw new RunFolderError(`${file} could not be read: ${(error as Error).message}`);
-    // An older or copied run: the checkpoint carries the config too.
+    // An older or copied run: the checkpoint's header carries the config too (its weights are not needed).
     const checkpointFile = path.join(runDir, CHECKPOINT_FILE);
     if (!(await fs.stat(checkpointFile).catch(() => null))) throw notRunFolder(runDir, `it has no ${CONFIG_FILE} (and no ${CHECKPOINT_FILE} to take the config from)`);
-    raw = (await readCheckpoint(checkpointFile)).config;
+    raw = (await readCheckpointMetadata(checkpointFile)).config;
   }
   return { config: parseTrainConfig(raw, file), raw };
 }

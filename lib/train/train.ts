@@ -3,19 +3,19 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { MultiViewLoader } from '../augment/loader.js';
-import { CHECKPOINT_FILE, checkpointPath, readCheckpoint, saveCheckpoint, type RunPosition } from '../checkpoint/checkpoint.js';
+import { CHECKPOINT_FILE, checkpointPath, readCheckpoint, saveCheckpoint, type Checkpoint, type RunPosition } from '../checkpoint/checkpoint.js';
 import { writeFileAtomically } from '../checkpoint/safetensors.js';
 import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from '../config/train-config.js';
 import { loadDataset } from '../data/datasets.js';
 import type { ImageDataset } from '../data/idx.js';
 import { evaluate, type Evaluation, type KnnSummary, type LinearProbeSummary } from '../eval/evaluate.js';
+import { claimRunFolder, CONFIG_FILE, METRICS_FILE, missingCheckpointReason, removeStaleTemporaries, RunFolderError } from '../run-folder/run-folder.js';
 import { setNumThreads, type ComputeSettings } from '../runtime/native.js';
 import { trainerFor } from './from-config.js';
-import { distributedOptionsSchema, type DistributedOptions, type TrainingStepResult } from './trainer.js';
+import { distributedOptionsSchema, TrainingDivergedError, type DistributedOptions, type TrainingStepResult } from './trainer.js';
 import { validationError } from '../config/errors.js';
 
-export const METRICS_FILE = 'metrics.jsonl';
-export const CONFIG_FILE = 'config.json';
+export { CONFIG_FILE, METRICS_FILE };
 
 export type TrainEvent =
   | { kind: 'start'; runDir: string; totalSteps: number; stepsPerEpoch: number; epochs: number; resumedAt: RunPosition | null; trainImages: number; device: string; compute: ComputeSettings }
@@ -40,8 +40,10 @@ export interface TrainOptions {
   onProgress?: ((event: TrainEvent) => void) | undefined;
   /** Stops after the current step, writes a checkpoint, and resolves with `stopped: true`. */
   signal?: AbortSignal;
-  /** The run folder (default runs/<dataset>-<date>-<time>). */
+  /** The run folder (default runs/<dataset>-<date>-<time>). One that already holds a run is refused unless `overwrite`. */
   runDir?: string;
+  /** Replace the run a runDir already holds (its checkpoint, metrics, config and report are deleted first). */
+  overwrite?: boolean;
   /**
    * Data-parallel training: this process is one rank of a group (see Trainer.distribute). Every rank
    * runs train() with the same config; each takes its share of every global batch of run.batchSize;
@@ -50,7 +52,7 @@ export interface TrainOptions {
   distributed?: DistributedOptions | undefined;
 }
 
-export interface ResumeOptions extends Omit<TrainOptions, 'runDir'> {
+export interface ResumeOptions extends Omit<TrainOptions, 'runDir' | 'overwrite'> {
   /** Settings that do not change the run's mathematics (up to rounding): device, precision, memory format, workers, threads, logging, evaluation. */
   overrides?: { run?: Partial<Pick<TrainConfig['run'], 'device' | 'precision' | 'memoryFormat' | 'workers' | 'threads' | 'checkpointEvery' | 'logEvery'>>; eval?: Partial<TrainConfig['eval']> };
 }
@@ -72,6 +74,8 @@ export interface TrainSummary {
   atStart: Evaluation | null;
   /** True when the signal stopped the run before its last step. */
   stopped: boolean;
+  /** True when a resumed run had already taken its last step: nothing was trained, evaluated or written. */
+  alreadyFinished: boolean;
 }
 
 function defaultRunDir(config: TrainConfig): string {
@@ -87,6 +91,8 @@ export async function train(config: TrainConfigInput | TrainConfig, options: Tra
 
 /** Continues the run of a checkpoint (a file, or the run folder holding checkpoint.safetensors) exactly where it stopped. */
 export async function resumeTraining(checkpointOrRunDir: string, options: ResumeOptions = {}): Promise<TrainSummary> {
+  const missing = await missingCheckpointReason(checkpointOrRunDir);
+  if (missing) throw new RunFolderError(missing);
   const file = await checkpointPath(checkpointOrRunDir);
   const checkpoint = await readCheckpoint(file);
   const saved = parseTrainConfig(checkpoint.config, `${file} config`);
@@ -127,14 +133,43 @@ function parseDistributed(options: DistributedOptions | undefined, config: Train
   return group;
 }
 
+/** What a resumed run that had already finished reports: the checkpoint's own figures, nothing redone. */
+function finishedSummary(runDir: string, checkpoint: Checkpoint, seconds: number): TrainSummary {
+  const metrics = checkpoint.metrics as { lastLoss?: unknown; loss?: unknown; evaluation?: Partial<Evaluation> };
+  const lastLoss = typeof metrics.lastLoss === 'number' ? metrics.lastLoss : typeof metrics.loss === 'number' ? metrics.loss : Number.NaN;
+  return {
+    runDir, checkpoint: path.join(runDir, CHECKPOINT_FILE), seconds, epochs: checkpoint.position.epoch, steps: checkpoint.position.step,
+    finalLoss: lastLoss, throughput: { viewImagesPerSecond: 0 }, knn: metrics.evaluation?.knn ?? null,
+    linearProbe: metrics.evaluation?.linearProbe ?? null, atStart: null, stopped: false, alreadyFinished: true,
+  };
+}
+
+/** The error a diverged step becomes: where it happened, what state is safe, and what to change. */
+function divergenceError(error: TrainingDivergedError, o: { config: TrainConfig; epoch: number; totalSteps: number; checkpointFile: string; lastCheckpoint: RunPosition | null }): TrainingDivergedError {
+  const { baseLr, warmupEpochs } = o.config.schedule;
+  const safe = o.lastCheckpoint
+    ? `The last good checkpoint, ${o.checkpointFile} (step ${o.lastCheckpoint.step}, epoch ${o.lastCheckpoint.epoch}), is intact; nothing was written after the failure.`
+    : 'No checkpoint had been written yet.';
+  const message =
+    `training diverged at step ${error.step + 1} of ${o.totalSteps} (epoch ${o.epoch + 1}, learning rate ${error.learningRate}): ${error.detail}. ${safe} ` +
+    `Train again with a lower learning rate (schedule.baseLr is ${baseLr}; try --set schedule.baseLr=${baseLr / 2}) or a longer warmup (schedule.warmupEpochs is ${warmupEpochs}).`;
+  return new TrainingDivergedError(message, error.step, error.learningRate, error.detail);
+}
+
 async function runTraining(
   config: TrainConfig,
   runDir: string,
-  checkpoint: Awaited<ReturnType<typeof readCheckpoint>> | null,
+  checkpoint: Checkpoint | null,
   options: TrainOptions,
 ): Promise<TrainSummary> {
   const started = performance.now();
   const emit = options.onProgress ?? (() => {});
+  const group = parseDistributed(options.distributed, config);
+  // Rank 0 writes the run folder and evaluates; the other ranks only train.
+  const writer = !group || group.rank === 0;
+  // Before any slow work: a run folder that is taken fails now, not after the dataset has loaded.
+  if (writer && !checkpoint) await claimRunFolder(runDir, options.overwrite ?? false);
+  if (writer) await removeStaleTemporaries(runDir);
   if (config.run.threads) setNumThreads(config.run.threads);
   const trainSet = await loadDataset(config.data, 'train');
   if (!trainSet) throw new Error('the training split is missing');
@@ -145,10 +180,7 @@ async function runTraining(
   const stepsPerEpoch = Math.floor(trainSet.count / batchSize);
   if (stepsPerEpoch < 1) throw new RangeError(`run.batchSize ${batchSize} exceeds the ${trainSet.count} training images`);
   const totalSteps = config.schedule.epochs * stepsPerEpoch;
-
-  const group = parseDistributed(options.distributed, config);
-  // Rank 0 writes the run folder and evaluates; the other ranks only train.
-  const writer = !group || group.rank === 0;
+  if (checkpoint && checkpoint.position.step >= totalSteps) return finishedSummary(runDir, checkpoint, (performance.now() - started) / 1000);
 
   const trainer = await trainerFor(config, pipelineChannels, stepsPerEpoch);
   let position: RunPosition = { epoch: 0, batch: 0, step: 0 };
@@ -161,9 +193,7 @@ async function runTraining(
   if (group) await trainer.distribute(group);
   let metrics: fs.FileHandle | null = null;
   if (writer) {
-    await fs.mkdir(runDir, { recursive: true });
     if (checkpoint) await trimMetrics(metricsFile, position);
-    else await fs.rm(metricsFile, { force: true });
     await writeFileAtomically(path.join(runDir, CONFIG_FILE), [Buffer.from(`${JSON.stringify(config, null, 2)}\n`)]);
     metrics = await fs.open(metricsFile, 'a');
   }
@@ -175,10 +205,13 @@ async function runTraining(
   let final: Evaluation | null = null;
   let atStart: Evaluation | null = null;
   let viewImages = 0, trainingSeconds = 0;
-  const latest: Record<string, unknown> = {};
+  // The checkpoint's metadata carries on from the one resumed, so the last one holds the whole run's figures.
+  const latest: Record<string, unknown> = { ...checkpoint?.metrics };
+  let lastCheckpoint: RunPosition | null = checkpoint?.position ?? null;
   const writeCheckpoint = async () => {
     if (!writer) return;
-    await saveCheckpoint(checkpointFile, trainer, { config, position, metrics: latest });
+    await saveCheckpoint(checkpointFile, trainer, { config, position, metrics: { ...latest, lastLoss } });
+    lastCheckpoint = position;
     emit({ kind: 'checkpoint', file: checkpointFile, position });
   };
   const runEvaluation = async (epoch: number, monitor: boolean) => {
@@ -206,7 +239,15 @@ async function runTraining(
       const sums = { loss: 0, energy: 0, meanRadius: 0, meanDistance: 0, contactsPerImage: 0, activity: 0, gradNorm: 0 };
       let stepStarted = performance.now();
       for await (const batch of loader.epoch(epoch, position.batch)) {
-        const result = await trainer.step(batch.data, batch.shape);
+        let result: TrainingStepResult;
+        try {
+          result = await trainer.step(batch.data, batch.shape);
+        } catch (error) {
+          if (!(error instanceof TrainingDivergedError)) throw error;
+          const diverged = divergenceError(error, { config, epoch, totalSteps, checkpointFile, lastCheckpoint });
+          await log({ kind: 'diverged', epoch, step: error.step, lr: error.learningRate, detail: error.detail });
+          throw diverged;
+        }
         const now = performance.now();
         const seconds = (now - stepStarted) / 1000;
         stepStarted = now;
@@ -270,5 +311,6 @@ async function runTraining(
     linearProbe: final?.linearProbe ?? null,
     atStart,
     stopped,
+    alreadyFinished: false,
   };
 }

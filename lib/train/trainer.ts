@@ -115,6 +115,26 @@ export interface StateEntry {
   data: Float32Array | BigInt64Array;
 }
 
+/**
+ * The run itself diverged: the embeddings, the loss, BatchNorm's statistics or the gradients stopped
+ * being finite at `step`. The step was undone (weights, optimiser state, statistics and step count are
+ * as they were), so the trainer can be saved or stepped again at a lower learning rate.
+ */
+export class TrainingDivergedError extends Error {
+  readonly code = 'CLAMP_TRAINING_DIVERGED';
+  constructor(message: string, readonly step: number, readonly learningRate: number, readonly detail: string) {
+    super(message);
+    this.name = 'TrainingDivergedError';
+  }
+}
+
+/** The native layer's divergence error ("training diverged at step N (learning rate X): what"), typed. */
+function typedDivergence(error: unknown): unknown {
+  if (!(error instanceof Error) || (error as { code?: unknown }).code !== 'CLAMP_TRAINING_DIVERGED') return error;
+  const match = /^training diverged at step (\d+) \(learning rate ([^)]+)\): (.*)$/s.exec(error.message);
+  return new TrainingDivergedError(error.message, Number(match?.[1] ?? Number.NaN), Number(match?.[2] ?? Number.NaN), match?.[3] ?? error.message);
+}
+
 export class Trainer {
   private constructor(private readonly handle: NativeTrainer, readonly options: z.output<typeof trainerOptionsSchema>) {}
 
@@ -128,7 +148,9 @@ export class Trainer {
 
   /**
    * One optimiser step on a view-major batch: `images` holds [views * batch, C, H, W] float32 values,
-   * read in place (leave it unchanged until the promise settles).
+   * read in place (leave it unchanged until the promise settles; a SharedArrayBuffer works too). A
+   * refused batch (NaN or infinite pixels: RangeError) and a diverged step (TrainingDivergedError)
+   * leave no trace: weights, optimiser state, BatchNorm statistics and stepsTaken are unchanged.
    */
   async step(images: Float32Array, shape: readonly [number, number, number, number]): Promise<TrainingStepResult> {
     this.checkImages(images, shape);
@@ -136,7 +158,9 @@ export class Trainer {
     if (n % this.options.views !== 0 || n / this.options.views < 2) {
       throw new RangeError(`${n} images are not views * batch with views = ${this.options.views} and batch >= 2`);
     }
-    return this.handle.step(images, [...shape]);
+    return this.handle.step(images, [...shape]).catch((error: unknown) => {
+      throw typedDivergence(error);
+    });
   }
 
   /** Backbone features [n, featureDim] of [n, C, H, W] images, in evaluation mode, without gradients. */

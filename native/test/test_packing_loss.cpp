@@ -154,6 +154,12 @@ void test_bad_arguments() {
   at::Tensor nan = good.clone();
   nan[2][1] = std::nan("");
   check_throws([&] { clamp::packing_loss(nan, 2); }, "index 7", "NaN input");
+  // Finite but beyond what float32 can square: refused with the fix, not a NaN loss.
+  const at::Tensor huge = good.clamp(-1, 1) * 3e38;
+  check_throws([&] { clamp::packing_loss(huge, 2); }, "divide z by a constant", "inputs near float32's maximum");
+  // ... and the loss really is the same for z scaled down, as the message promises.
+  const double scaled = clamp::packing_loss(good * 1e-3, 2).item<double>();
+  check(std::abs(scaled - clamp::packing_loss(good, 2).item<double>()) < 1e-4, "the loss is unchanged by scaling z");
 }
 
 }  // namespace

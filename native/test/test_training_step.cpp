@@ -1,6 +1,7 @@
 // The native training step: the loss falls on a fixed batch, a seed reproduces a run exactly, and bad
 // batches are refused with the reason.
 #include "train/training_step.h"
+#include "train/divergence.h"
 
 #include <torch/torch.h>
 
@@ -89,6 +90,64 @@ void test_bad_batches() {
   auto options = tiny_options();
   options.views = 1;
   check_throws([&] { clamp::TrainingStep bad(options); }, "views must be at least 2", "one view");
+}
+
+// Every tensor of a trainer's state, cloned: what "no trace" is checked against.
+std::vector<at::Tensor> snapshot(clamp::TrainingStep& trainer) {
+  std::vector<at::Tensor> out;
+  for (const auto& item : trainer.state()) out.push_back(item.tensor.clone());
+  return out;
+}
+
+bool same_state(clamp::TrainingStep& trainer, const std::vector<at::Tensor>& before) {
+  const auto now = trainer.state();
+  if (now.size() != before.size()) return false;
+  for (size_t k = 0; k < now.size(); ++k) {
+    if (!now[k].tensor.equal(before[k])) return false;
+  }
+  return true;
+}
+
+// A refused batch leaves no trace: one NaN pixel is refused before the forward pass, so BatchNorm's
+// running statistics, the weights, the optimiser state and the step count are as they were, and the
+// next clean step is bitwise the step a fresh trainer takes.
+void test_refused_batch_leaves_no_trace() {
+  clamp::TrainingStep trainer(tiny_options());
+  trainer.run(views_of_random_images(2, 16));  // momentum and statistics that are not all zeros
+  const auto before = snapshot(trainer);
+  for (const double bad : {std::nan(""), double(INFINITY)}) {
+    at::Tensor batch = views_of_random_images(2, 16);
+    batch.view({-1})[300] = bad;
+    check_throws([&] { trainer.run(batch); }, "images hold a non-finite value", "a NaN or infinite pixel");
+    check_throws([&] { trainer.run(batch); }, "in image 1 of 32", "the message names the image");
+    check(same_state(trainer, before), "a refused batch changes no weight, statistic or optimiser slot");
+    check(trainer.steps_taken() == 1, "a refused batch takes no step");
+  }
+  clamp::TrainingStep fresh(tiny_options());
+  fresh.run(views_of_random_images(2, 16));
+  const double expected = fresh.run(views_of_random_images(2, 16)).loss;
+  check(trainer.run(views_of_random_images(2, 16)).loss == expected, "the next clean step is the one a fresh trainer takes");
+}
+
+// A step whose embeddings overflow (finite pixels near 1e36, whose squares overflow) is reported as divergence, with its step and
+// learning rate, and is undone like a refused batch: the forward pass had already moved BatchNorm's
+// running statistics, and they are restored.
+void test_divergence_is_undone() {
+  clamp::TrainingStep trainer(tiny_options());
+  trainer.run(views_of_random_images(2, 16));
+  const auto before = snapshot(trainer);
+  const at::Tensor huge = views_of_random_images(2, 16) * 1e36;
+  bool diverged = false;
+  try {
+    trainer.run(huge);
+  } catch (const clamp::TrainingDiverged& error) {
+    diverged = error.step() == 1 && std::string(error.what()).find("training diverged at step 1") != std::string::npos &&
+               std::string(error.what()).find("non-finite") != std::string::npos;
+    if (!diverged) std::cerr << "message: " << error.what() << "\n";
+  }
+  check(diverged, "overflowing embeddings throw TrainingDiverged naming the step");
+  check(same_state(trainer, before), "a diverged step is undone, BatchNorm's running statistics included");
+  check(trainer.steps_taken() == 1, "a diverged step is not counted");
 }
 
 // Saving after 3 steps and loading into a fresh trainer continues exactly as the original run does,
@@ -201,5 +260,7 @@ int main() {
   test_seed_reproduces();
   test_step_reports();
   test_bad_batches();
+  test_refused_batch_leaves_no_trace();
+  test_divergence_is_undone();
   return clamp::testing::summary();
 }

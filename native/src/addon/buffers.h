@@ -27,7 +27,11 @@ inline at::Tensor tensor_over(const Napi::TypedArray& array, const std::vector<i
   for (const int64_t n : shape) count *= n;
   if (count != static_cast<int64_t>(array.ElementLength()))
     throw Napi::RangeError::New(array.Env(), "a typed array of " + std::to_string(array.ElementLength()) + " elements does not fill a tensor of " + std::to_string(count));
-  auto* data = static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+  // napi_get_typedarray_info's own data pointer: array.ArrayBuffer().Data() would refuse a typed array
+  // over a SharedArrayBuffer (napi_get_arraybuffer_info takes plain ArrayBuffers only), which is how
+  // worker threads share a batch. The pointer already includes the byte offset.
+  void* data = nullptr;
+  NAPI_THROW_IF_FAILED(array.Env(), napi_get_typedarray_info(array.Env(), array, nullptr, nullptr, &data, nullptr, nullptr), at::Tensor());
   return at::from_blob(data, shape, at::TensorOptions().dtype(dtype));
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/compat.h"
+#include "core/train/divergence.h"
 
 namespace clamp::addon {
 
@@ -19,6 +20,7 @@ enum class ErrorKind { Error, TypeError, RangeError };
 struct CaughtError {
   ErrorKind kind = ErrorKind::Error;
   std::string message;
+  std::string code;  // error.code in JavaScript when not empty, for failures callers handle by kind
 };
 
 // Names the exception in flight: call only inside a catch block.
@@ -27,6 +29,8 @@ inline CaughtError classify_current_exception() {
     throw;
   } catch (const std::invalid_argument& error) {
     return {ErrorKind::RangeError, error.what()};
+  } catch (const TrainingDiverged& error) {
+    return {ErrorKind::Error, error.what(), "CLAMP_TRAINING_DIVERGED"};
   } catch (const c10::Error& error) {
     return {ErrorKind::Error, "LibTorch: " + compat::error_message(error)};
   } catch (const std::bad_alloc&) {
@@ -52,11 +56,14 @@ bool catch_all(Fn&& fn, CaughtError& caught) {
 }
 
 inline Napi::Error to_js_error(Napi::Env env, const CaughtError& caught) {
+  Napi::Error error;
   switch (caught.kind) {
-    case ErrorKind::TypeError: return Napi::TypeError::New(env, caught.message);
-    case ErrorKind::RangeError: return Napi::RangeError::New(env, caught.message);
-    default: return Napi::Error::New(env, caught.message);
+    case ErrorKind::TypeError: error = Napi::TypeError::New(env, caught.message); break;
+    case ErrorKind::RangeError: error = Napi::RangeError::New(env, caught.message); break;
+    default: error = Napi::Error::New(env, caught.message); break;
   }
+  if (!caught.code.empty()) error.Set("code", Napi::String::New(env, caught.code));
+  return error;
 }
 
 // Wraps a synchronous binding so that C++ exceptions surface as JS exceptions.

@@ -1,5 +1,6 @@
 #include "packing_loss.h"
 
+#include "numerics/finite.h"
 #include "packing_loss_math.h"
 #include "runtime.h"
 
@@ -17,8 +18,8 @@
 #endif
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
@@ -332,6 +333,15 @@ SavedForward forward(const at::Tensor& z_in, int64_t views, const PackingLossOpt
   // One read of the radii's sum serves the energy and the diagnostics: on a GPU each read is a sync.
   const double radius_sum = saved.radii.sum(at::kDouble).item<double>();
   saved.energy = 0.5 * totals.pair_energy + o.lw0 * radius_sum;  // step 9
+  if (!std::isfinite(saved.energy)) {
+    // Finite inputs can still overflow: squares of values past ~1e19 exceed float32's range. Rows are
+    // centred and normalised first, so z scaled down by any constant has the same loss.
+    throw std::invalid_argument("the packing loss overflowed to " + format_number(saved.energy) +
+                                ": z's largest magnitude is " + format_number(z.abs().max().item<double>()) +
+                                ", beyond what " + c10::toString(z.scalar_type()) +
+                                " can square and sum; the loss normalises z's rows, so divide z by a constant "
+                                "(e.g. its largest magnitude) for the same loss");
+  }
 
   if (stats != nullptr) {
     stats->energy = saved.energy;
@@ -426,37 +436,6 @@ class PackingLossFunction : public torch::autograd::Function<PackingLossFunction
   }
 };
 
-// The flat index of the first NaN or infinity in z, or -1. On the CPU one parallel pass with no
-// temporaries (at::isfinite would allocate and fill a [rows, dim] mask first); on a GPU the mask is
-// cheap and the index is read back only when something is wrong.
-int64_t first_non_finite(const at::Tensor& z_in) {
-  if (z_in.is_cuda()) {
-    const at::Tensor finite = at::isfinite(z_in);
-    if (finite.all().item<bool>()) return -1;
-    return at::logical_not(finite).flatten().nonzero()[0][0].item<int64_t>();
-  }
-  const at::Tensor z = z_in.to(compute_type(z_in.scalar_type())).contiguous();
-  const int64_t n = z.numel();
-  std::atomic<int64_t> first{n};
-  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "clamp_first_non_finite", [&] {
-    const scalar_t* data = z.data_ptr<scalar_t>();
-    at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
-      bool finite = true;
-      for (int64_t k = begin; k < end; ++k) finite &= (data[k] - data[k]) == scalar_t(0);  // false for NaN, inf
-      if (finite) return;
-      for (int64_t k = begin; k < end; ++k) {
-        if (!std::isfinite(data[k])) {
-          int64_t seen = first.load();
-          while (k < seen && !first.compare_exchange_weak(seen, k)) {
-          }
-          return;
-        }
-      }
-    });
-  });
-  return first.load() == n ? -1 : first.load();
-}
-
 }  // namespace
 
 void check_packing_loss_arguments(const at::Tensor& z, int64_t views, const PackingLossOptions& o) {
@@ -481,10 +460,20 @@ void check_packing_loss_arguments(const at::Tensor& z, int64_t views, const Pack
   require(std::isfinite(o.max_range) && o.max_range > 0, "maxRange", o.max_range, "a finite number > 0");
   require(std::isfinite(o.lw0), "lw0", o.lw0, "finite");
   require(std::isfinite(o.lw1), "lw1", o.lw1, "finite");
-  const int64_t index = first_non_finite(z);
-  if (index >= 0) {
-    fail("z holds a non-finite value (" + format_number(z.flatten()[index].item<double>()) + ") at index " +
-         std::to_string(index));
+  const ValueScan scan = scan_values(z);
+  if (scan.first_non_finite >= 0) {
+    fail("z holds a non-finite value: " + describe_value_at(z, scan.first_non_finite) + ", in row " +
+         std::to_string(scan.first_non_finite / z.size(1)));
+  }
+  // A row's squared norm after centring sums dim squares of values up to twice the largest: past this,
+  // it overflows the compute precision and the normalised rows, hence the loss, are silently wrong.
+  const double largest_representable = type == at::kDouble ? std::numeric_limits<double>::max() : std::numeric_limits<float>::max();
+  const double safe_magnitude = std::sqrt(largest_representable / (4.0 * double(z.size(1))));
+  if (scan.max_magnitude > safe_magnitude) {
+    fail("z's largest magnitude, " + format_number(scan.max_magnitude) + ", overflows the loss's " +
+         (type == at::kDouble ? "float64" : "float32") + " arithmetic (its squared norms exceed the type's range above " +
+         format_number(safe_magnitude) + " for dim " + std::to_string(z.size(1)) +
+         "); the loss normalises z's rows, so divide z by a constant (e.g. its largest magnitude) for the same loss");
   }
 }
 

@@ -1,7 +1,9 @@
 #include "train/training_step.h"
 
 #include "compat.h"
+#include "numerics/finite.h"
 #include "runtime.h"
+#include "train/divergence.h"
 
 #include <torch/torch.h>
 
@@ -46,9 +48,17 @@ TrainingStep::TrainingStep(const TrainingStepOptions& options)
                               options.optimiser);
 }
 
+namespace {
+
+const char* const kImageAdvice = "check how the batch was decoded and normalised (a division by a zero standard "
+                                 "deviation gives NaN)";
+
+}  // namespace
+
 at::Tensor TrainingStep::features(const at::Tensor& images) {
   if (images.dim() != 4 || images.scalar_type() != at::kFloat)
     throw std::invalid_argument("images must be float32 [n, C, H, W]");
+  require_finite(images, "images", "image", kImageAdvice);
   torch::NoGradGuard no_grad;
   backbone_->eval();
   at::Tensor out = backbone_->forward(to_device(images)).to(at::kCPU, at::kFloat);
@@ -79,12 +89,26 @@ StepResult TrainingStep::run(const at::Tensor& images) {
     throw std::invalid_argument(std::to_string(images.size(0)) + " images are not views * batch with views = " +
                                 std::to_string(m) + " and batch >= 2");
   }
+  // A refused batch must leave no trace: checked before the forward pass touches BatchNorm's running
+  // statistics. Every rank agrees first, or the others would wait for this one until the timeout.
+  const bool bad_images = first_non_finite(images) >= 0;
+  if (any_rank(bad_images)) {
+    if (bad_images) require_finite(images, "images", "image", kImageAdvice);
+    throw std::invalid_argument("another rank's images hold a non-finite value (its own error names it); this rank "
+                                "took no step");
+  }
   StepResult result;
   result.step = steps_;
   result.learning_rate = options_.schedule.at(steps_);
   optimiser_->set_lr(result.learning_rate);
   backbone_->train();
   projector_->train();
+  const BufferSnapshot buffers = snapshot_buffers();
+  auto diverged = [&](const std::string& what_happened) {
+    restore_buffers(buffers);
+    optimiser_->zero_grad();
+    return TrainingDiverged(result.step, result.learning_rate, what_happened);
+  };
 
   at::Tensor embeddings;
   {
@@ -95,7 +119,20 @@ StepResult TrainingStep::run(const at::Tensor& images) {
   }
   // The loss computes in float32 whatever it is handed; gathering float32 also spares Gloo bfloat16.
   if (collective_) embeddings = collective_->gather_views(embeddings.to(at::kFloat), m);
-  const at::Tensor loss = packing_loss(embeddings, m, options_.loss, &result.stats, Diagnostics::pair_pass);
+  // Checked after the gather, so every rank sees the same embeddings and reaches the same verdict.
+  if (const int64_t index = first_non_finite(embeddings); index >= 0) {
+    throw diverged("the embeddings became non-finite (" + describe_value_at(embeddings, index) + ")");
+  }
+  // BatchNorm normalises an overflowing batch back to finite outputs while its running variance turns
+  // infinite: finite embeddings alone do not show it. Per-rank statistics, so the verdict is agreed.
+  if (any_rank(!floating_buffers_finite())) throw diverged("BatchNorm's running statistics became non-finite");
+  at::Tensor loss;
+  try {
+    loss = packing_loss(embeddings, m, options_.loss, &result.stats, Diagnostics::pair_pass);
+  } catch (const std::invalid_argument& error) {
+    // The shapes are the step's own, so what the loss refuses is the embeddings' values (an overflow).
+    throw diverged(error.what());
+  }
   optimiser_->zero_grad();
   loss.backward();
   std::vector<at::Tensor> parameters = backbone_->parameters();
@@ -107,10 +144,37 @@ StepResult TrainingStep::run(const at::Tensor& images) {
     if (p.grad().defined()) norms.push_back(p.grad().norm());
   }
   result.grad_norm = norms.empty() ? 0.0 : at::stack(norms).norm().item<double>();
+  // Summed gradients are the same on every rank, so all ranks refuse the step together.
+  if (!std::isfinite(result.grad_norm)) throw diverged("the gradients became non-finite (their norm is " + std::to_string(result.grad_norm) + ")");
   optimiser_->step();
   result.loss = loss.item<double>();
   ++steps_;
   return result;
+}
+
+TrainingStep::BufferSnapshot TrainingStep::snapshot_buffers() {
+  BufferSnapshot snapshot;
+  for (const auto& buffer : backbone_->buffers()) snapshot.push_back(buffer.clone());
+  for (const auto& buffer : projector_->buffers()) snapshot.push_back(buffer.clone());
+  return snapshot;
+}
+
+bool TrainingStep::floating_buffers_finite() {
+  std::vector<at::Tensor> flat;
+  for (const auto& module : {backbone_->buffers(), projector_->buffers()}) {
+    for (const auto& buffer : module) {
+      if (buffer.is_floating_point()) flat.push_back(buffer.flatten());
+    }
+  }
+  // One check and one read for every buffer, rather than a device sync per BatchNorm layer.
+  return flat.empty() || at::isfinite(at::cat(flat)).all().item<bool>();
+}
+
+void TrainingStep::restore_buffers(const BufferSnapshot& snapshot) {
+  torch::NoGradGuard no_grad;
+  size_t k = 0;
+  for (auto& buffer : backbone_->buffers()) buffer.copy_(snapshot[k++]);
+  for (auto& buffer : projector_->buffers()) buffer.copy_(snapshot[k++]);
 }
 
 void TrainingStep::distribute(std::shared_ptr<Collective> collective) {

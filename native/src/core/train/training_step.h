@@ -50,7 +50,9 @@ class TrainingStep {
 
   // images: float32 [views * batch, channels, height, width], view-major (all images' view 0 first),
   // on the CPU (copied to the training device when that is a GPU). Throws std::invalid_argument naming
-  // the problem for a wrong shape or dtype.
+  // the problem for a wrong shape, dtype or a non-finite pixel, and TrainingDiverged (train/divergence.h)
+  // when the embeddings, loss or gradients stop being finite. Either way the step leaves no trace: the
+  // weights, optimiser state, BatchNorm statistics and step count are as they were.
   StepResult run(const at::Tensor& images);
 
   // Trains data-parallel from now on: rank 0's weights and buffers are copied to every rank, each
@@ -91,6 +93,12 @@ class TrainingStep {
   at::Tensor steps_tensor_;  // int64 scalar mirror of steps_ for state()
   int64_t steps_ = 0;
   at::Tensor staging_;  // page-locked host copy of the batch when training on a GPU, reused every step
+
+  using BufferSnapshot = std::vector<at::Tensor>;
+  // BatchNorm's running statistics (every module buffer) before a forward pass, to undo a refused step.
+  BufferSnapshot snapshot_buffers();
+  void restore_buffers(const BufferSnapshot& snapshot);
+  bool floating_buffers_finite();
 
   // The batch on the training device in the training memory format: through the page-locked staging
   // buffer and a non-blocking copy when the device is a GPU.
