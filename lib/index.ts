@@ -16,6 +16,7 @@ export {
   DEFAULT_FASHION_MNIST,
   DatasetError,
   loadIdxDataset,
+  type IdxDatasetOptions,
   parseIdx,
   readIdx,
   type IdxArray,
@@ -24,7 +25,7 @@ export {
 export { loadCifarDataset, type CifarOptions } from './data/cifar.js';
 export { loadStl10Dataset, STL10_NO_LABEL } from './data/stl10.js';
 export { decodeImage, imageFolderOptionsSchema, loadImageFolder, type ImageFolderOptions } from './data/image-folder.js';
-export { distributedOptionsSchema, Trainer, trainerOptionsSchema, type DistributedOptions, type TrainerOptions, type TrainingStepResult } from './train/trainer.js';
+export { distributedOptionsSchema, Trainer, trainerOptionsSchema, TrainingDivergedError, type DistributedOptions, type TrainerOptions, type TrainingStepResult } from './train/trainer.js';
 export { FineTuner, fineTunerOptionsSchema, type FineTunerOptions, type FineTuneStepResult } from './train/fine-tuner.js';
 export { fineTune, fineTuneCheckpoint, fineTuneOptionsSchema, type FineTuneOptions, type FineTuneResult } from './train/finetune.js';
 export { balancedLabelSubset, datasetSubset } from './data/label-subset.js';
@@ -46,8 +47,10 @@ export {
 export { PRESETS, type PresetName } from './config/presets.js';
 export { resumeTraining, train, type ResumeOptions, type TrainEvent, type TrainOptions, type TrainSummary } from './train/train.js';
 export { type StateEntry } from './train/trainer.js';
-export { CHECKPOINT_FILE, CHECKPOINT_FORMAT, checkpointPath, readCheckpoint, saveCheckpoint, type Checkpoint, type RunPosition } from './checkpoint/checkpoint.js';
-export { CheckpointError, readSafetensors, writeSafetensors, type NamedTensorData, type TensorDtype } from './checkpoint/safetensors.js';
+export { CHECKPOINT_FILE, CHECKPOINT_FORMAT, checkpointPath, readCheckpoint, readCheckpointMetadata, saveCheckpoint, type Checkpoint, type CheckpointMetadata, type RunPosition } from './checkpoint/checkpoint.js';
+export { CheckpointError, readSafetensors, readSafetensorsHeader, writeSafetensors, type NamedTensorData, type TensorDtype, type TensorInfo } from './checkpoint/safetensors.js';
+export { CONFIG_FILE, METRICS_FILE, RunFolderError } from './run-folder/run-folder.js';
+export { ConfigError } from './config/errors.js';
 export { knnAccuracy, knnOptionsSchema, knnVotes, scoreVotes, type KnnOptions, type KnnResult, type LabelledFeatures } from './eval/knn.js';
 export { datasetFeatures, type DatasetFeatures } from './eval/features.js';
 export { linearProbe, linearProbeOptionsSchema, type LinearProbeOptions, type LinearProbeResult } from './eval/linear-probe.js';
@@ -57,5 +60,5 @@ export { Encoder, EncoderError, encoderLoadOptionsSchema, type EmbedInput, type 
 export { EmbeddingIndex, type Neighbour } from './encode/embedding-index.js';
 export { effectiveRank } from './eval/diagnostics.js';
 export { decodeNpy, encodeNpy, NpyError } from './encode/npy.js';
-export { buildReport, DEFAULT_MAP_IMAGES, REPORT_FILE, REPORT_FOLDER, RunFolderError, type ReportOptions, type ReportResult } from './report/report.js';
+export { buildReport, DEFAULT_MAP_IMAGES, REPORT_FILE, REPORT_FOLDER, type ReportOptions, type ReportResult } from './report/report.js';
 export { pca, type PcaOptions, type PcaResult } from './report/pca.js';

@@ -6,7 +6,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readCheckpoint } from '../lib/checkpoint/checkpoint.js';
+import { readCheckpoint, saveCheckpoint } from '../lib/checkpoint/checkpoint.js';
 import { readSafetensors, writeSafetensors } from '../lib/checkpoint/safetensors.js';
 import { resolveTrainConfig } from '../lib/config/train-config.js';
 import { packingLoss } from '../lib/loss/packing-loss.js';
@@ -75,6 +75,20 @@ describe('a refused step leaves no trace', () => {
     expect(Array.from(await trainer.features(shared, [8, 1, 12, 12]))).toEqual(Array.from(await other.features(plain, [8, 1, 12, 12])));
     const z = new Float32Array(new SharedArrayBuffer(8 * 4 * 4)).map((_, k) => Math.cos(k));
     expect((await packingLoss(z, { views: 2, batch: 4, dim: 4 })).loss).toBe((await packingLoss(Float32Array.from(z), { views: 2, batch: 4, dim: 4 })).loss);
+  });
+
+  it('a state holding NaN is never written as a checkpoint: the previous file stays', async () => {
+    const trainer = await tinyTrainer();
+    const file = path.join(await runFolder(), 'checkpoint.safetensors');
+    const content = { config: small, position: { epoch: 0, batch: 1, step: 1 }, metrics: {} };
+    await saveCheckpoint(file, trainer, content);
+    const before = await fs.readFile(file);
+    const state = await trainer.state();
+    const poisoned = state.map((entry) => (entry.name === 'conv1.weight' ? { ...entry, data: Float32Array.from(entry.data as Float32Array, (v, k) => (k === 2 ? Number.NaN : v)) } : entry));
+    await trainer.loadState(poisoned);
+    await expect(saveCheckpoint(file, trainer, { ...content, position: { epoch: 0, batch: 2, step: 2 } })).rejects.toThrow(/training diverged before step 2: conv1.weight holds NaN at index 2, so no checkpoint was written/);
+    expect((await fs.readFile(file)).equals(before)).toBe(true);
+    expect((await fs.readdir(path.dirname(file))).length).toBe(1);
   });
 
   it('packingLoss refuses inputs whose squares overflow float32, with the fix, instead of a NaN loss', async () => {

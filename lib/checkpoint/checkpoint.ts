@@ -35,8 +35,21 @@ export interface Checkpoint extends CheckpointMetadata {
   state: StateEntry[];
 }
 
+/**
+ * Writes the trainer's state atomically. A state holding NaN or infinity (an optimiser step that
+ * overflowed the weights) is refused before anything is written, so the previous checkpoint stays.
+ */
 export async function saveCheckpoint(file: string, trainer: Trainer, content: { config: TrainConfig; position: RunPosition; metrics: Record<string, unknown> }): Promise<void> {
   const state = await trainer.state();
+  for (const entry of state) {
+    const index = entry.dtype === 'float32' ? firstNonFinite(entry.data as Float32Array) : -1;
+    if (index >= 0) {
+      throw new CheckpointError(
+        `training diverged before step ${content.position.step}: ${entry.name} holds ${entry.data[index]} at index ${index}, so no checkpoint was written ` +
+          `(${file} is as it was). Train again with a lower learning rate (schedule.baseLr) or a longer warmup (schedule.warmupEpochs).`,
+      );
+    }
+  }
   await writeSafetensors(file, state, {
     format: CHECKPOINT_FORMAT,
     config: JSON.stringify(content.config),
@@ -90,14 +103,21 @@ function parseCheckpointMetadata(file: string, metadata: Record<string, string>)
  */
 function refuseNonFinite(file: string, tensor: NamedTensorData): void {
   const { data } = tensor as { data: Float32Array };
+  const index = firstNonFinite(data);
+  if (index >= 0) {
+    throw new CheckpointError(
+      `${file}: tensor ${tensor.name} holds ${data[index]} at index ${index} (of ${data.length}): the run diverged before this ` +
+        'checkpoint was written. Use an earlier checkpoint of the run, or train again with a lower learning rate.',
+    );
+  }
+}
+
+/** The index of the first NaN or ±Infinity, or -1. */
+function firstNonFinite(data: Float32Array): number {
   for (let index = 0; index < data.length; index++) {
     const value = data[index]!;
     // x - x is 0 for every finite x and NaN for NaN and ±Infinity: one subtraction, no call.
-    if (value - value !== 0) {
-      throw new CheckpointError(
-        `${file}: tensor ${tensor.name} holds ${value} at index ${index} (of ${data.length}): the run diverged before this ` +
-          'checkpoint was written. Use an earlier checkpoint of the run, or train again with a lower learning rate.',
-      );
-    }
+    if (value - value !== 0) return index;
   }
+  return -1;
 }

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { CHECKPOINT_FILE, readCheckpointMetadata } from '../checkpoint/checkpoint.js';
 import { writeFileAtomically } from '../checkpoint/safetensors.js';
 import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
-import { CONFIG_FILE, METRICS_FILE } from '../train/train.js';
+import { CONFIG_FILE, METRICS_FILE, REPORT_FILE, REPORT_FOLDER, RunFolderError } from '../run-folder/run-folder.js';
 import { augmentationGrid, firstTrainingImages } from './augmentation-grid.js';
 import {
   accuracyChartSpec,
@@ -25,9 +25,7 @@ import { duration, evaluatedWhen, percent } from '../format.js';
 import { escapeHtml, figure, note, number, page, table } from './html.js';
 import { downsample, readMetrics, type EvaluationLine, type RunMetrics, type StepMetric } from './metrics.js';
 
-export const REPORT_FILE = 'report.html';
-/** The folder of the report's PNGs, inside the run folder. */
-export const REPORT_FOLDER = 'report';
+export { REPORT_FILE, REPORT_FOLDER, RunFolderError };
 /** Test images the embedding map shows by default. */
 export const DEFAULT_MAP_IMAGES = 2000;
 
@@ -45,14 +43,6 @@ export interface ReportResult {
   html: string;
   /** The PNGs written under runDir/report. */
   pngs: string[];
-}
-
-/** The folder given is not a training run's folder; the message says what is missing and what to pass. */
-export class RunFolderError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'RunFolderError';
-  }
 }
 
 const notRunFolder = (runDir: string, why: string) =>

@@ -17,6 +17,7 @@ const RUN_FILES = [CHECKPOINT_FILE, METRICS_FILE, CONFIG_FILE] as const;
 /** writeFileAtomically's temporary names: `<file>.tmp-<pid>-<8 hex digits>`. */
 const TEMPORARY = /\.tmp-\d+-[0-9a-f]{8}$/;
 
+/** A folder that is not the run it should be (none there, or one that must not be overwritten); the message says what to pass. */
 export class RunFolderError extends Error {
   constructor(message: string) {
     super(message);
