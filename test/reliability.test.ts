@@ -5,7 +5,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { progressReporter } from '../lib/cli/train-command.js';
 import { readCheckpoint, saveCheckpoint } from '../lib/checkpoint/checkpoint.js';
 import { readSafetensors, writeSafetensors } from '../lib/checkpoint/safetensors.js';
 import { resolveTrainConfig } from '../lib/config/train-config.js';
@@ -184,6 +185,31 @@ function startTraining(args: string[], ready: RegExp) {
   });
   return { child, isReady, exited };
 }
+
+describe('progress in a log', () => {
+  it('a log (not a terminal) gets a plain step line every 30 s, and no carriage returns', () => {
+    let now = 0;
+    const clock = vi.spyOn(performance, 'now').mockImplementation(() => now);
+    const written: string[] = [];
+    const report = progressReporter({ isTTY: false, write: (text: string) => written.push(text) > 0 } as never);
+    const stats = { energy: 1, meanRadius: 0.5, meanDistance: 1, contactsPerImage: 2, activity: 1 };
+    const step = (k: number): TrainEvent => ({ kind: 'step', epoch: 0, batch: k, stepsPerEpoch: 1000, totalSteps: 8000, result: { step: k, loss: 3, learningRate: 0.1, gradNorm: 1, stats }, viewImagesPerSecond: 500, etaSeconds: 100 });
+    try {
+      report({ kind: 'start', runDir: 'runs/x', totalSteps: 8000, stepsPerEpoch: 1000, epochs: 8, resumedAt: null, trainImages: 60000, device: 'cpu', compute: { bf16Autocast: false, channelsLast: false } });
+      const before = written.length;
+      for (let k = 0; k < 100; k++) {
+        now = k * 1000;  // one step a second
+        report(step(k));
+      }
+      const lines = written.slice(before);
+      expect(lines).toHaveLength(3);  // at 30 s, 60 s and 90 s
+      expect(lines[0]).toMatch(/^epoch 1\/8 \[.*\] step 31\/8000 loss 3.0000 .* ETA .*\n$/);
+      expect(written.join('')).not.toContain('\r');
+    } finally {
+      clock.mockRestore();
+    }
+  });
+});
 
 describe('SIGTERM stops like Ctrl-C', () => {
   const longRun = (out: string) => ['--limit', '1024', '--epochs', '50', '--batch-size', '64', '--views', '2', '--set', 'eval.atEnd=false', '--no-report', '--out', out];

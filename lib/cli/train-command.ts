@@ -64,7 +64,7 @@ export function parseSetting(setting: string): Record<string, unknown> {
 const LOG_STEP_SECONDS = 30;
 
 /** Renders progress: a rewritten line on a terminal; in a log, a line per epoch and one every LOG_STEP_SECONDS. */
-function progressReporter(stream: NodeJS.WriteStream): (event: TrainEvent) => void {
+export function progressReporter(stream: Pick<NodeJS.WriteStream, 'isTTY' | 'write'>): (event: TrainEvent) => void {
   const tty = stream.isTTY === true;
   let lastDraw = performance.now();
   let epochs = 0;
