@@ -5,11 +5,15 @@
 // onnxruntime-node peer is installed on first use into bench/peers (bench/peers.mjs). Same CPU, same number of
 // intra-op threads, measured in the same process, the two sides alternated. For each network: the
 // features' agreement, images per second and per-call latency at each batch size, event-loop lag while
-// embedding and the RSS growth over a long run of one-image calls.
+// embedding, and a soak: RSS sampled over a long run of one-image calls (20,000 by default) and the
+// event-loop delay while it runs.
 //
 //   node --expose-gc bench/embed.mjs [--threads N] [--batches 1,64] [--seconds 10] [--calls N]
 //                                    [--checkpoint FILE] [--cifar-checkpoint FILE] [--networks fashion-mnist,cifar10]
-//                                    [--rss-calls 5000] [--lag-seconds 3] [--quick] [--json] [--ort-only] [--keep]
+//                                    [--rss-calls 20000] [--lag-seconds 3] [--quick] [--json] [--ort-only] [--encoder-only] [--keep]
+//
+// --encoder-only times the Encoder alone (ORT still checks its features): half the time, for comparing
+// the Encoder with itself, e.g. at --threads 1 against --threads 2.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -39,6 +43,7 @@ const { values } = parseArgs({
     quick: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     'ort-only': { type: 'boolean', default: false },
+    'encoder-only': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
   },
 });
@@ -49,7 +54,8 @@ const secondsPerSide = Number(values.seconds ?? (quick ? 0.3 : 10)); // timed se
 const fixedCalls = values.calls === undefined ? undefined : Number(values.calls);
 const minCalls = quick ? 2 : 20;
 const maxCalls = quick ? 20 : 2000;
-const rssCalls = Number(values['rss-calls'] ?? (quick ? 50 : 5000));
+// 20,000: enough calls for a leak of a few hundred bytes a call to show above the allocator's noise.
+const rssCalls = Number(values['rss-calls'] ?? (quick ? 50 : 20_000));
 const lagSeconds = Number(values['lag-seconds'] ?? (quick ? 0.5 : 3));
 const TOLERANCE = 1e-3; // max |a - b| / max |b| over the features
 if (![threads, ...batches, secondsPerSide, rssCalls, lagSeconds, fixedCalls ?? 1].every((n) => Number.isFinite(n) && n > 0) || ![threads, ...batches, fixedCalls ?? 1].every(Number.isInteger)) {
@@ -72,6 +78,10 @@ if (!Encoder && !values['ort-only']) {
   process.exit(2);
 }
 const encoderSide = Encoder && !values['ort-only'];
+if (values['ort-only'] && values['encoder-only']) {
+  console.error('--ort-only and --encoder-only leave nothing to time: pass one of them');
+  process.exit(2);
+}
 
 const NETWORKS = {
   'fashion-mnist': { title: 'fashion-mnist preset: small ResNet 16-32-64, 28x28x1', preset: 'fashion-mnist', checkpoint: values.checkpoint },
@@ -236,9 +246,9 @@ async function throughput(sides, batch) {
   return out;
 }
 
-// Event-loop lag while a stream of calls runs back to back (each awaited before the next starts): how
-// late a 10 ms setInterval fires, and perf_hooks' monitorEventLoopDelay (10 ms resolution) alongside.
-async function loopLag(side, batch) {
+// How late a 10 ms setInterval fires while the JS thread is busy with something else, and perf_hooks'
+// monitorEventLoopDelay (10 ms resolution) alongside. stop() ends both and summarises them.
+function lagMonitor() {
   const lags = [];
   let last = performance.now();
   const timer = setInterval(() => {
@@ -248,29 +258,39 @@ async function loopLag(side, batch) {
   }, 10);
   const histogram = monitorEventLoopDelay({ resolution: 10 });
   histogram.enable();
+  return {
+    async stop() {
+      await sleep(20); // a tick the last call held up fires now and is counted
+      histogram.disable();
+      clearInterval(timer);
+      const sorted = lags.sort((a, b) => a - b);
+      return {
+        samples: sorted.length,
+        p99Ms: percentile(sorted, 0.99),
+        maxMs: sorted[sorted.length - 1],
+        // The histogram records the whole interval between its ticks: less its 10 ms period, the lag.
+        monitorP99Ms: Math.max(0, histogram.percentile(99) / 1e6 - 10),
+      };
+    },
+  };
+}
+
+// Event-loop lag while a stream of calls runs back to back (each awaited before the next starts).
+async function loopLag(side, batch) {
+  const monitor = lagMonitor();
   let calls = 0;
   const end = performance.now() + lagSeconds * 1000;
   while (performance.now() < end) {
     await side.run(batch);
     calls++;
   }
-  await sleep(20); // a tick the last call held up fires now and is counted
-  histogram.disable();
-  clearInterval(timer);
-  const sorted = lags.sort((a, b) => a - b);
-  return {
-    batch: batch.n,
-    calls,
-    samples: sorted.length,
-    p99Ms: percentile(sorted, 0.99),
-    maxMs: sorted[sorted.length - 1],
-    // The histogram records the whole interval between its ticks: less its 10 ms period, the lag.
-    monitorP99Ms: Math.max(0, histogram.percentile(99) / 1e6 - 10),
-  };
+  return { batch: batch.n, calls, ...(await monitor.stop()) };
 }
 
-// RSS before and after `rssCalls` one-image calls, after a warm-up and a full collection each time.
-async function rssGrowth(side, batch) {
+// The soak: `rssCalls` one-image calls back to back after a warm-up. RSS after a full collection before
+// and after, and sampled (without collecting) 20 times along the way, so that a steady climb shows
+// apart from a one-off step; the event-loop delay over the whole run.
+async function soak(side, batch) {
   for (let i = 0; i < Math.min(200, Math.max(5, Math.ceil(rssCalls / 10))); i++) await side.run(batch);
   const settle = async () => {
     gc();
@@ -279,15 +299,31 @@ async function rssGrowth(side, batch) {
     return process.memoryUsage();
   };
   const before = await settle();
-  for (let i = 0; i < rssCalls; i++) await side.run(batch);
+  const every = Math.max(1, Math.floor(rssCalls / 20));
+  const samples = [];
+  const monitor = lagMonitor();
+  const started = performance.now();
+  for (let i = 1; i <= rssCalls; i++) {
+    await side.run(batch);
+    if (i % every === 0) samples.push({ calls: i, rssMiB: process.memoryUsage.rss() / 2 ** 20 });
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const lag = await monitor.stop();
   const after = await settle();
+  const half = samples.slice(Math.floor(samples.length / 2));
   return {
     calls: rssCalls,
+    seconds,
     rssBeforeMiB: before.rss / 2 ** 20,
     rssAfterMiB: after.rss / 2 ** 20,
+    rssPeakMiB: Math.max(...samples.map((x) => x.rssMiB)),
     growthPercent: (100 * (after.rss - before.rss)) / before.rss,
+    // Growth over the second half of the calls: a leak keeps climbing there; a warm-up step does not.
+    secondHalfGrowthMiB: half.length > 1 ? half[half.length - 1].rssMiB - half[0].rssMiB : 0,
     heapGrowthMiB: (after.heapUsed - before.heapUsed) / 2 ** 20,
     externalGrowthMiB: (after.external - before.external) / 2 ** 20,
+    samples,
+    eventLoopDelay: lag,
   };
 }
 
@@ -324,7 +360,8 @@ async function bench(key, dir) {
     say(`  Encoder.embed (uint8 pixels) vs ONNX (normalised floats): max |diff| ${result.encoderCheck.maxAbsDiff.toExponential(2)} (relative ${result.encoderCheck.relative.toExponential(2)})`);
     ok &&= result.encoderCheck.relative < TOLERANCE;
   }
-  sides.push(ortSide);
+  if (values['encoder-only']) await ortSide.close();
+  else sides.push(ortSide);
   result.agree = ok;
   if (!ok) {
     say(`  DISAGREE (tolerance ${TOLERANCE} relative): no timing for this network`);
@@ -335,7 +372,7 @@ async function bench(key, dir) {
   result.throughput = [];
   for (const n of batches) {
     const row = { batch: n, ...(await throughput(sides, images(n, info, 100 + n))) };
-    if (row.encoder) {
+    if (row.encoder && row.ort) {
       row.throughputRatio = row.encoder.imagesPerSecond / row.ort.imagesPerSecond;
       row.p50Ratio = row.ort.p50Ms / row.encoder.p50Ms;
       row.p99Ratio = row.ort.p99Ms / row.encoder.p99Ms;
@@ -347,7 +384,7 @@ async function bench(key, dir) {
     const e = row.encoder;
     const o = row.ort;
     const f = (x, d = 1) => (x === undefined ? '-' : x.toFixed(d));
-    say(`  ${row.batch} | ${o.calls} | ${f(e?.imagesPerSecond, 0)} | ${f(o.imagesPerSecond, 0)} | ${row.throughputRatio ? `${f(row.throughputRatio, 2)}x` : '-'} | ${e ? `${f(e.p50Ms, 2)} / ${f(e.p99Ms, 2)}` : '-'} | ${f(o.p50Ms, 2)} / ${f(o.p99Ms, 2)} | ${f(row.p50Ratio, 2)} | ${f(row.p99Ratio, 2)}`);
+    say(`  ${row.batch} | ${(o ?? e).calls} | ${f(e?.imagesPerSecond, 0)} | ${f(o?.imagesPerSecond, 0)} | ${row.throughputRatio ? `${f(row.throughputRatio, 2)}x` : '-'} | ${e ? `${f(e.p50Ms, 2)} / ${f(e.p99Ms, 2)}` : '-'} | ${o ? `${f(o.p50Ms, 2)} / ${f(o.p99Ms, 2)}` : '-'} | ${f(row.p50Ratio, 2)} | ${f(row.p99Ratio, 2)}`);
   }
 
   const lagBatch = images(Math.max(...batches), info, 3);
@@ -358,9 +395,13 @@ async function bench(key, dir) {
   }
 
   if (encoderSide) {
-    result.rss = await rssGrowth(sides[0], images(1, info, 5));
-    const r = result.rss;
-    say(`  RSS over ${r.calls} one-image embed() calls: ${r.rssBeforeMiB.toFixed(1)} -> ${r.rssAfterMiB.toFixed(1)} MiB (${r.growthPercent >= 0 ? '+' : ''}${r.growthPercent.toFixed(2)}%; target < 2%: ${r.growthPercent < 2 ? 'met' : 'MISSED'}), JS heap ${r.heapGrowthMiB >= 0 ? '+' : ''}${r.heapGrowthMiB.toFixed(2)} MiB`);
+    result.soak = await soak(sides[0], images(1, info, 5));
+    const r = result.soak;
+    const d = r.eventLoopDelay;
+    const signed = (x, digits) => `${x >= 0 ? '+' : ''}${x.toFixed(digits)}`;
+    say(`  soak, ${r.calls} one-image embed() calls in ${r.seconds.toFixed(1)} s: RSS ${r.rssBeforeMiB.toFixed(1)} -> ${r.rssAfterMiB.toFixed(1)} MiB (${signed(r.growthPercent, 2)}%; target < 2%: ${r.growthPercent < 2 ? 'met' : 'MISSED'}), peak ${r.rssPeakMiB.toFixed(1)} MiB, ${signed(r.secondHalfGrowthMiB, 1)} MiB over the second half; JS heap ${signed(r.heapGrowthMiB, 2)} MiB`);
+    say(`    RSS sampled every ${r.samples[0]?.calls ?? '-'} calls (MiB): ${r.samples.map((x) => x.rssMiB.toFixed(1)).join(' ')}`);
+    say(`    event-loop delay while embedding: p99 ${d.p99Ms.toFixed(1)} ms, max ${d.maxMs.toFixed(1)} ms over ${d.samples} ticks (monitorEventLoopDelay p99 ${d.monitorP99Ms.toFixed(1)} ms); target < 50 ms: ${d.p99Ms < 50 ? 'met' : 'MISSED'}`);
   }
   for (const side of sides) await side.close();
   return result;

@@ -1,4 +1,4 @@
-// How figures read wherever clamp-native prints them (the CLI's lines, report.html), in one place.
+// How figures and progress read wherever clamp-native prints them (the CLI's lines, report.html), in one place.
 import type { LinearProbeSummary } from './eval/evaluate.js';
 
 /** 0.8312 -> "83.12%"; "n/a" for a missing or non-finite value. */
@@ -28,4 +28,50 @@ export function linearProbeClause(probe: LinearProbeSummary | null | undefined):
   if (!probe) return '';
   const augmented = probe.augmented ? `; probe with crops and flips (${probe.augmented.epochs} epochs) top-1 ${percent(probe.augmented.top1)}, top-5 ${percent(probe.augmented.top5)}` : '';
   return `; linear probe top-1 ${percent(probe.top1)}, top-5 ${percent(probe.top5)} (lr ${probe.learningRate})${augmented}`;
+}
+
+/** Where progress is drawn: process.stderr, or anything with its write() and isTTY. */
+export interface ProgressStream {
+  readonly isTTY?: boolean;
+  write(text: string): unknown;
+}
+
+export interface ProgressLine {
+  /** `done` of `total` units are done; `text` says so. */
+  update(text: string, done: number, total: number): void;
+  /** The closing line, always written. */
+  end(text: string): void;
+}
+
+/**
+ * Progress of one long step, as `train` draws its own: on a terminal one line redrawn in place, at most
+ * every 100 ms; anywhere else (a log file, a pipe, CI) never a carriage return, only a plain line as the
+ * work passes each tenth, so that a log keeps a dozen readable lines instead of one line of redraws.
+ */
+export function progressLine(stream: ProgressStream): ProgressLine {
+  const tty = stream.isTTY === true;
+  let lastDraw = -Infinity;
+  let drawn = false;
+  let tenthsWritten = 0;
+  return {
+    update(text, done, total) {
+      if (tty) {
+        const now = performance.now();
+        if (now - lastDraw < 100) return;
+        lastDraw = now;
+        drawn = true;
+        stream.write(`\r\x1b[K${text}`);
+        return;
+      }
+      const tenths = total > 0 ? Math.floor((10 * done) / total) : 0;
+      // The last tenth is the closing line's to say.
+      if (tenths > tenthsWritten && done < total) {
+        tenthsWritten = tenths;
+        stream.write(`${text}\n`);
+      }
+    },
+    end(text) {
+      stream.write(`${tty && drawn ? '\r\x1b[K' : ''}${text}\n`);
+    },
+  };
 }

@@ -14,7 +14,7 @@ import { resolveTrainConfig } from '../lib/config/train-config.js';
 import { firstImages, loadDataset } from '../lib/data/datasets.js';
 import type { ImageDataset } from '../lib/data/idx.js';
 import { EmbeddingIndex } from '../lib/encode/embedding-index.js';
-import { Encoder } from '../lib/encode/encoder.js';
+import { defaultEncoderThreads, Encoder } from '../lib/encode/encoder.js';
 import { decodeNpy, encodeNpy } from '../lib/encode/npy.js';
 import { datasetFeatures } from '../lib/eval/features.js';
 import { trainerFor } from '../lib/train/from-config.js';
@@ -253,12 +253,56 @@ describe('Encoder', () => {
     await expect(encoder.embed(42 as unknown as string)).rejects.toThrow(/embed\(\) takes/);
     const corrupt = (await png(imageBytes(0))).subarray(0, 40);
     await expect(encoder.embed(corrupt)).rejects.toThrow(/encoded image 0 could not be decoded.*corrupt/);
-    await expect(encoder.embed(path.join(dir, 'missing.png'))).rejects.toThrow(/missing.png could not be decoded/);
     // The encoder still works after refusing.
     expect((await encoder.embed({ data: imageBytes(0), shape: [SIDE, SIDE, 1] })).shape).toEqual([1, encoder.dim]);
     encoder.dispose();
     await expect(Encoder.load(checkpoint, { maxBatch: 0 })).rejects.toThrow(/maxBatch/);
     await expect(Encoder.load(checkpoint, { device: 'tpu' })).rejects.toThrow(/device must be cpu, cuda or cuda:<index>/);
+  });
+
+  it('says a file does not exist, or an input is empty or a folder, rather than calling it corrupt', async () => {
+    const encoder = await Encoder.load(checkpoint);
+    // Not "corrupt or not an image", nor sharp's bare "Input Buffer is empty".
+    const missing = path.join(dir, 'missing.png');
+    await expect(encoder.embed(missing)).rejects.toThrow(`${missing} does not exist; check the path`);
+    await expect(encoder.embed(Buffer.alloc(0))).rejects.toThrow('encoded image 0 is empty (0 bytes)');
+    await expect(encoder.embed([await png(imageBytes(0)), Buffer.alloc(0)])).rejects.toThrow('encoded image 1 is empty (0 bytes)');
+    await expect(encoder.embed(dir)).rejects.toThrow(`${dir} is a folder, not an image file`);
+    encoder.dispose();
+  });
+
+  it('refuses NaN or infinite float pixels, naming the image and the value', async () => {
+    const encoder = await Encoder.load(checkpoint);
+    // They would come back as NaN embeddings, which look like any other vector to an index.
+    const floats = new Float32Array(3 * SIDE * SIDE).fill(0.5);
+    floats[SIDE * SIDE + 2 * SIDE + 5] = Number.NaN;
+    await expect(encoder.embed({ data: floats, shape: [3, 1, SIDE, SIDE] })).rejects.toThrow(/^image 1 of the input holds NaN \(first at channel 0, row 2, column 5\); float pixels must be finite/);
+    floats[SIDE * SIDE + 2 * SIDE + 5] = 0.5;
+    floats[3 * SIDE * SIDE - 1] = Number.POSITIVE_INFINITY;
+    await expect(encoder.embed({ data: floats, shape: [3, 1, SIDE, SIDE] })).rejects.toThrow(/^image 2 of the input holds Infinity \(first at channel 0, row 27, column 27\)/);
+    floats[3 * SIDE * SIDE - 1] = Number.NEGATIVE_INFINITY;
+    await expect(encoder.embed({ data: floats.subarray(2 * SIDE * SIDE), shape: [1, SIDE, SIDE] })).rejects.toThrow(/^image 0 of the input holds -Infinity/);
+    // The encoder still works after refusing.
+    expect((await encoder.embed({ data: floats.fill(0.5), shape: [3, 1, SIDE, SIDE] })).shape).toEqual([3, encoder.dim]);
+    encoder.dispose();
+  });
+
+  it('takes the measured default of intra-op threads unless a count was chosen', () => {
+    // In a fresh process each: the thread count is process-wide, and this one's was set by train().
+    const threadsAfterLoad = (options: string, env: Record<string, string> = {}) => {
+      const script = `import { Encoder, getNumThreads } from ${JSON.stringify(path.resolve('dist/index.js'))};
+        const encoder = await Encoder.load(${JSON.stringify(checkpoint)}, ${options});
+        console.log(getNumThreads());
+        encoder.dispose();`;
+      const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, CLAMP_NUM_THREADS: '', ...env } });
+      expect(child.status, child.stderr).toBe(0);
+      return Number(child.stdout.trim());
+    };
+    expect(threadsAfterLoad('{}')).toBe(1);  // the small backbone: 1 thread, whatever the cores
+    expect(threadsAfterLoad('{ threads: 2 }')).toBe(2);
+    expect(threadsAfterLoad('{}', { CLAMP_NUM_THREADS: '2' })).toBe(2);
+    expect(defaultEncoderThreads('small', 64)).toBe(1);
+    expect([1, 2, 3, 16].map((cores) => defaultEncoderThreads('resnet18', cores))).toEqual([1, 1, 1, 8]);
   });
 
   it('refuses a checkpoint of another architecture and a truncated one', async () => {

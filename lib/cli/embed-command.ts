@@ -1,5 +1,6 @@
 // `clamp-native embed`: backbone features of image files (or every image under folders) with a trained
 // encoder, written as .npy (rows in the order of a .paths.txt list beside it) or JSON lines.
+import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -8,6 +9,7 @@ import { writeFileAtomically } from '../checkpoint/safetensors.js';
 import { isImageFile } from '../data/image-folder.js';
 import { Encoder, type EncoderLoadOptions } from '../encode/encoder.js';
 import { encodeNpy } from '../encode/npy.js';
+import { progressLine } from '../format.js';
 import { TrainUsageError, wholeNumberFlag } from './flags.js';
 
 export const EMBED_USAGE = `clamp-native embed --checkpoint PATH [options] FILE_OR_FOLDER...
@@ -26,7 +28,7 @@ async function imageFiles(inputs: readonly string[]): Promise<string[]> {
   const out: string[] = [];
   for (const input of inputs) {
     const stat = await fs.stat(input).catch(() => null);
-    if (stat === null) throw new TrainUsageError(`${input} does not exist`);
+    if (stat === null) throw new TrainUsageError(`${input} does not exist; check the path`);
     if (stat.isDirectory()) {
       const entries = (await fs.readdir(input, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       const nested = await imageFiles(entries.filter((e) => e.isDirectory() || (e.isFile() && isImageFile(e.name))).map((e) => path.join(input, e.name)));
@@ -39,6 +41,35 @@ async function imageFiles(inputs: readonly string[]): Promise<string[]> {
 }
 
 const count = (name: string, value: string | undefined) => wholeNumberFlag(name, value, 1);
+
+/**
+ * Refuses an --out that cannot be written before any image is embedded: found only at the end, it cost
+ * the whole run, and the error named the temporary file rather than the user's path.
+ */
+async function checkWritable(out: string): Promise<void> {
+  const folder = path.dirname(path.resolve(out));
+  const stat = await fs.stat(folder).catch(() => null);
+  if (stat === null) throw new TrainUsageError(`--out ${out}: the folder ${folder} does not exist; create it (mkdir -p ${folder}) or choose another path`);
+  if (!stat.isDirectory()) throw new TrainUsageError(`--out ${out}: ${folder} is a file, not a folder; choose another path`);
+  if ((await fs.stat(out).catch(() => null))?.isDirectory()) throw new TrainUsageError(`--out ${out} is a folder; name a file in it, e.g. ${path.join(out, 'embeddings.npy')}`);
+  const writable = await fs.access(folder, fsConstants.W_OK).then(() => true, () => false);
+  if (!writable) throw new TrainUsageError(`--out ${out}: the folder ${folder} is not writable; choose another path or fix its permissions`);
+}
+
+/** Writes one output file; a failure names the user's path and the reason, not the temporary file's. */
+async function writeOutput(file: string, chunks: readonly Uint8Array[]): Promise<void> {
+  try {
+    await writeFileAtomically(file, chunks);
+  } catch (error) {
+    const { code, message } = error as NodeJS.ErrnoException;
+    const why =
+      code === 'ENOSPC' ? 'the disk is full; free space or choose another --out'
+        : code === 'ENOENT' ? `its folder ${path.dirname(path.resolve(file))} has gone; create it again or choose another --out`
+          : code === 'EACCES' || code === 'EPERM' ? 'permission denied; choose another --out'
+            : message;
+    throw new Error(`could not write ${file}: ${why}`);
+  }
+}
 
 export async function runEmbed(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -58,11 +89,12 @@ export async function runEmbed(args: string[]): Promise<number> {
   if (positionals.length === 0) throw new TrainUsageError('embed needs at least one image file or folder');
   const format = values.out === undefined ? 'jsonl' : path.extname(values.out).toLowerCase();
   if (format !== '.npy' && format !== '.jsonl' && format !== 'jsonl') throw new TrainUsageError(`--out must end in .npy or .jsonl, got '${values.out}'`);
+  const threads = count('threads', values.threads);
+  const maxBatch = count('batch', values.batch) ?? 128;
+  if (values.out !== undefined) await checkWritable(values.out);
   const files = await imageFiles(positionals);
   if (files.length === 0) throw new TrainUsageError(`no .jpg, .jpeg, .png or .webp files under ${positionals.join(', ')}`);
 
-  const threads = count('threads', values.threads);
-  const maxBatch = count('batch', values.batch) ?? 128;
   const encoder = await Encoder.load(values.checkpoint, {
     ...(values.device ? { device: values.device } : {}),
     ...(values.precision ? { precision: values.precision as EncoderLoadOptions['precision'] } : {}),
@@ -72,23 +104,24 @@ export async function runEmbed(args: string[]): Promise<number> {
   try {
     const embeddings = new Float32Array(files.length * encoder.dim);
     const started = performance.now();
+    const progress = progressLine(process.stderr);
     for (let start = 0; start < files.length; start += maxBatch) {
       const chunk = files.slice(start, start + maxBatch);
       embeddings.set((await encoder.embed(chunk)).data, start * encoder.dim);
-      process.stderr.write(`\rembedded ${start + chunk.length}/${files.length} images`);
+      progress.update(`embedded ${start + chunk.length}/${files.length} images`, start + chunk.length, files.length);
     }
     const seconds = (performance.now() - started) / 1000;
-    process.stderr.write(`\rembedded ${files.length} images (dim ${encoder.dim}) in ${seconds.toFixed(1)} s, ${(files.length / seconds).toFixed(0)} images/s\n`);
+    progress.end(`embedded ${files.length} images (dim ${encoder.dim}) in ${seconds.toFixed(1)} s, ${(files.length / seconds).toFixed(0)} images/s`);
     const lines = () => files.map((file, i) => `${JSON.stringify({ file, embedding: Array.from(embeddings.subarray(i * encoder.dim, (i + 1) * encoder.dim)) })}\n`);
     if (values.out === undefined) {
       for (const line of lines()) process.stdout.write(line);
     } else if (format === '.npy') {
-      await writeFileAtomically(values.out, encodeNpy(embeddings, [files.length, encoder.dim]));
+      await writeOutput(values.out, encodeNpy(embeddings, [files.length, encoder.dim]));
       const list = `${values.out.slice(0, -'.npy'.length)}.paths.txt`;
-      await writeFileAtomically(list, [Buffer.from(files.map((f) => `${f}\n`).join(''))]);
+      await writeOutput(list, [Buffer.from(files.map((f) => `${f}\n`).join(''))]);
       process.stderr.write(`wrote ${values.out} [${files.length}, ${encoder.dim}] and ${list}\n`);
     } else {
-      await writeFileAtomically(values.out, [Buffer.from(lines().join(''))]);
+      await writeOutput(values.out, [Buffer.from(lines().join(''))]);
       process.stderr.write(`wrote ${values.out}\n`);
     }
   } finally {

@@ -1,9 +1,9 @@
 // `clamp-native eval`: kNN and the linear probe of a checkpoint's backbone on its run's dataset (or
 // another folder), with --json for one summary line on stdout.
 import { parseArgs } from 'node:util';
-import { evaluateCheckpoint } from '../eval/evaluate.js';
+import { evaluateCheckpoint, type EvaluationProgressListener } from '../eval/evaluate.js';
 import { CHECKPOINT_FILE } from '../checkpoint/checkpoint.js';
-import { linearProbeClause, percent } from '../format.js';
+import { linearProbeClause, percent, progressLine, type ProgressLine, type ProgressStream } from '../format.js';
 import { TrainUsageError, wholeNumberFlag } from './flags.js';
 
 export const EVAL_USAGE = `clamp-native eval --checkpoint PATH [options]
@@ -16,6 +16,28 @@ export const EVAL_USAGE = `clamp-native eval --checkpoint PATH [options]
 `;
 
 const count = (name: string, value: string | undefined) => wholeNumberFlag(name, value, 1);
+
+/**
+ * Evaluation's progress on `stream`, each step on a line of its own with the time it took, counted
+ * steps (features, the augmented probe's epochs) as a progress line: an evaluation of a full dataset
+ * runs a minute or more, and printed nothing until it ended.
+ */
+function progressReporter(stream: ProgressStream): EvaluationProgressListener {
+  let current: { what: string; started: number; line: ProgressLine | null } | null = null;
+  const finish = () => {
+    if (current?.line) current.line.end(`  ${current.what}: done in ${((performance.now() - current.started) / 1000).toFixed(1)} s`);
+    current = null;
+  };
+  return (progress) => {
+    if (current?.what !== progress.what) {
+      finish();
+      current = { what: progress.what, started: performance.now(), line: progress.kind === 'count' ? progressLine(stream) : null };
+      if (progress.kind === 'step') stream.write(`  ${progress.what}...\n`);
+    }
+    if (progress.kind === 'count') current.line?.update(`  ${progress.what}: ${progress.done}/${progress.total} ${progress.unit}`, progress.done, progress.total);
+    if (progress.kind === 'count' && progress.done === progress.total) finish();
+  };
+}
 
 export async function runEval(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -39,7 +61,7 @@ export async function runEval(args: string[]): Promise<number> {
   process.stderr.write(`evaluating ${values.checkpoint}...\n`);
   const started = performance.now();
   const augmentEpochs = wholeNumberFlag('augment-epochs', values['augment-epochs']);
-  const result = await evaluateCheckpoint(values.checkpoint, { data, ...(augmentEpochs === undefined ? {} : { augmentEpochs }) });
+  const result = await evaluateCheckpoint(values.checkpoint, { data, ...(augmentEpochs === undefined ? {} : { augmentEpochs }), onProgress: progressReporter(process.stderr) });
   process.stderr.write(`${result.config.data.dataset}, ${result.trainImages} training / ${result.testImages} test images: kNN (k=${result.knn.k}) top-1 ${percent(result.knn.top1)}, top-5 ${percent(result.knn.top5)}${linearProbeClause(result.linearProbe)}\n`);
   const worst = result.perClass.linearProbe ?? result.perClass.knn;
   const hardest = worst.map((accuracy, c) => ({ accuracy, c })).filter((x) => !Number.isNaN(x.accuracy)).sort((a, b) => a.accuracy - b.accuracy).slice(0, 3);

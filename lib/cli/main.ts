@@ -10,7 +10,34 @@ import { EMBED_USAGE, runEmbed } from './embed-command.js';
 import { EVAL_USAGE, runEval } from './eval-command.js';
 import { FINETUNE_USAGE, runFineTune } from './finetune-command.js';
 import { REPORT_USAGE, runReport } from './report-command.js';
-import { runTrain, TRAIN_USAGE, TrainUsageError } from './train-command.js';
+import { TrainUsageError } from './flags.js';
+import { runTrain, TRAIN_USAGE } from './train-command.js';
+
+const COMMANDS = ['train', 'eval', 'finetune', 'embed', 'report', 'doctor', 'build', 'demo'] as const;
+
+const DOCTOR_USAGE = `clamp-native doctor [--json]
+  LibTorch version and origin, CUDA, threads, BLAS, addon path and build flags
+  --json               the same as one JSON object on stdout
+`;
+
+const BUILD_USAGE = `clamp-native build [--gyp] [--debug]
+  (re)build the native addon against the LibTorch found (LIBTORCH, pip's torch, a system install)
+  --gyp                build with node-gyp instead of cmake-js
+  --debug              a debug build
+`;
+
+const DEMO_USAGE = `clamp-native demo [options]
+  packing dynamics of free embeddings under the CLAMP loss: about a dozen rows of steps on stdout
+  --views N            views per image (default 4)
+  --batch N            images (default 64)
+  --dim N              embedding dimension (default 16)
+  --steps N            gradient steps (default 100)
+  --lr X               learning rate (default 1)
+  --noise X            width of each image's cloud of views against the centres' spread (default 1.5)
+  --rs X               the packing loss's rs (default 7)
+  --seed N             (default 1)
+  --json               the options and the whole history as one JSON line
+`;
 
 const USAGE = `Usage: clamp-native <command> [options]
 
@@ -29,9 +56,12 @@ ${TRAIN_USAGE}
 ${EVAL_USAGE}
 ${FINETUNE_USAGE}
 ${EMBED_USAGE}
-${REPORT_USAGE}`;
+${REPORT_USAGE}
+${DOCTOR_USAGE}
+${BUILD_USAGE}
+${DEMO_USAGE}`;
 
-class UsageError extends Error {}
+const UsageError = TrainUsageError;
 
 function wholeNumber(name: string, value: string | undefined): number {
   const number = Number(value);
@@ -45,15 +75,27 @@ function positiveNumber(name: string, value: string | undefined): number {
   return number;
 }
 
+/** Prints a command's usage when --help was given; true when it was. */
+function answeredHelp(help: boolean | undefined, usage: string): boolean {
+  if (help) process.stdout.write(usage);
+  return help === true;
+}
+
 function runDoctor(args: string[]): number {
-  const { values } = parseArgs({ args, options: { json: { type: 'boolean', default: false } }, strict: true });
+  const { values } = parseArgs({ args, options: { json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } }, strict: true });
+  if (answeredHelp(values.help, DOCTOR_USAGE)) return 0;
   const report = doctor();
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatDoctorReport(report)}\n`);
   return 0;
 }
 
 function runBuild(args: string[]): number {
-  const { values } = parseArgs({ args, options: { gyp: { type: 'boolean', default: false }, debug: { type: 'boolean', default: false } }, strict: true });
+  const { values } = parseArgs({
+    args,
+    options: { gyp: { type: 'boolean', default: false }, debug: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
+    strict: true,
+  });
+  if (answeredHelp(values.help, BUILD_USAGE)) return 0;
   const flags = [...(values.gyp ? ['--gyp'] : []), ...(values.debug ? ['--debug'] : [])];
   const result = spawnSync(process.execPath, [path.join(packageRoot, 'scripts', 'build.mjs'), ...flags], { stdio: 'inherit' });
   return result.status ?? 1;
@@ -63,9 +105,14 @@ async function runDemo(args: string[]): Promise<number> {
   const names = ['views', 'batch', 'dim', 'steps', 'lr', 'noise', 'rs', 'seed'] as const;
   const { values } = parseArgs({
     args,
-    options: { ...Object.fromEntries(names.map((name) => [name, { type: 'string' as const }])), json: { type: 'boolean', default: false } },
+    options: {
+      ...Object.fromEntries(names.map((name) => [name, { type: 'string' as const }])),
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
     strict: true,
   });
+  if (answeredHelp(values.help as boolean, DEMO_USAGE)) return 0;
   const strings = values as Record<string, string | boolean | undefined>;
   const flag = (name: (typeof names)[number]) => strings[name] as string | undefined;
   // Only the flags given override runPackingDynamics's defaults.
@@ -98,8 +145,7 @@ async function runDemo(args: string[]): Promise<number> {
   return 0;
 }
 
-async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
+async function main(command: string | undefined, rest: string[]): Promise<number> {
   switch (command) {
     case 'doctor': return runDoctor(rest);
     case 'build': return runBuild(rest);
@@ -113,15 +159,77 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return command === undefined ? 1 : 0;
     default:
-      throw new UsageError(`unknown command '${command}'`);
+      throw new UsageError(`unknown command '${command}': the commands are ${COMMANDS.join(', ')}`);
   }
 }
 
-main(process.argv.slice(2)).then(
+/**
+ * `--epochs -1` as `--epochs=-1`. parseArgs reads any token that starts with a dash as an option, so a
+ * negative number after a flag became "argument is ambiguous" instead of reaching the flag's own check,
+ * which says what the flag takes. Only negative numbers are joined: `--out -x` stays ambiguous (it may
+ * be a mistyped option), and nothing after `--` is touched.
+ */
+function joinNegativeNumbers(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let k = 0; k < args.length; k++) {
+    const token = args[k]!;
+    if (token === '--') return [...out, ...args.slice(k)];
+    const next = args[k + 1];
+    if (/^--[^=]+$/.test(token) && next !== undefined && /^-(\d|\.\d)/.test(next)) {
+      out.push(`${token}=${next}`);
+      k++;
+    } else {
+      out.push(token);
+    }
+  }
+  return out;
+}
+
+const isParseArgsError = (error: unknown) => String((error as { code?: unknown } | null)?.code).startsWith('ERR_PARSE_ARGS_');
+
+/**
+ * A mistake in the command line: one line naming it and where the options are listed. (The whole usage
+ * of every command, 80 lines, used to follow, and buried the line that mattered.)
+ */
+function usageMessage(command: string | undefined, error: Error): string {
+  // parseArgs's messages run over several lines and end in its own advice; one line reads better in a terminal.
+  const message = isParseArgsError(error) ? error.message.split('\n').map((line) => line.trim()).join(' ').replace(/^Unknown option '([^']*)'.*$/, 'unknown option $1') : error.message;
+  const known = COMMANDS.includes(command as (typeof COMMANDS)[number]);
+  return `clamp-native${known ? ` ${command}` : ''}: ${message}\n\`clamp-native ${known ? `${command} ` : ''}--help\` lists the options\n`;
+}
+
+const isClosedPipe = (error: unknown) => (error as { code?: unknown } | null)?.code === 'EPIPE';
+
+/** The last word on a failure: a usage mistake exits 2, anything else 1; a reader gone away exits 0, quietly. */
+function reportFailure(command: string | undefined, error: unknown): number {
+  if (isClosedPipe(error)) return 0;
+  if (error instanceof UsageError || isParseArgsError(error)) {
+    process.stderr.write(usageMessage(command, error as Error));
+    return 2;
+  }
+  process.stderr.write(`clamp-native: ${error instanceof Error ? error.message : String(error)}\n`);
+  return 1;
+}
+
+/**
+ * `clamp-native demo | head -1`: once the reader has gone, what is left to print has nowhere to go, so
+ * the command ends as other Unix tools do on SIGPIPE, quietly (Node ignores SIGPIPE, and the unhandled
+ * EPIPE used to end it with a stack trace). stdout is the command's result; stderr is only commentary,
+ * so a closed stderr silences it and the work (a training run, its checkpoint) carries on.
+ */
+function endQuietlyWhenReadersLeave(): void {
+  process.stdout.on('error', (error) => {
+    if (!isClosedPipe(error)) throw error;
+    process.exit(0);
+  });
+  process.stderr.on('error', (error: NodeJS.ErrnoException) => {
+    if (!isClosedPipe(error) && error.code !== 'ERR_STREAM_DESTROYED') throw error;
+  });
+}
+
+endQuietlyWhenReadersLeave();
+const [command, ...rest] = process.argv.slice(2);
+main(command, joinNegativeNumbers(rest)).then(
   (code) => { process.exitCode = code; },
-  (error: unknown) => {
-    const message = error instanceof Error ? error.message : String(error);
-    process.stderr.write(`clamp-native: ${message}\n${error instanceof UsageError || error instanceof TrainUsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? `\n${USAGE}` : ''}`);
-    process.exitCode = error instanceof UsageError || error instanceof TrainUsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1;
-  },
+  (error: unknown) => { process.exitCode = reportFailure(command, error); },
 );

@@ -187,11 +187,11 @@ export async function runTrain(args: string[]): Promise<number> {
       const file: ConfigOverrides | undefined = values.config === undefined ? undefined : await readConfigFile(values.config);
       let overrides: unknown = {
         data: { ...(values.data === undefined ? {} : { path: values.data }), ...(values.limit === undefined ? {} : { limit: wholeNumberFlag('limit', values.limit) }) },
-        schedule: values.epochs === undefined ? {} : { epochs: wholeNumberFlag('epochs', values.epochs) },
+        schedule: values.epochs === undefined ? {} : { epochs: wholeNumberFlag('epochs', values.epochs, 1) },
         run: {
           ...run,
-          ...(values['batch-size'] === undefined ? {} : { batchSize: wholeNumberFlag('batch-size', values['batch-size']) }),
-          ...(values.views === undefined ? {} : { views: wholeNumberFlag('views', values.views) }),
+          ...(values['batch-size'] === undefined ? {} : { batchSize: wholeNumberFlag('batch-size', values['batch-size'], 2) }),
+          ...(values.views === undefined ? {} : { views: wholeNumberFlag('views', values.views, 2) }),
           ...(values.seed === undefined ? {} : { seed: wholeNumberFlag('seed', values.seed) }),
           ...(values['sync-bn'] ? { syncBatchNorm: true } : {}),
         },

@@ -87,21 +87,47 @@ async function listLabelledFiles(folder: string): Promise<{ classNames: string[]
   return { classNames, files };
 }
 
+/** sharp's steps from a source to size x size pixels with `channels` channels. */
+function decodePipeline(source: string | Buffer, size: number, channels: 1 | 3): sharp.Sharp {
+  // autoOrient: phone photos store their rotation in EXIF; without it they would train sideways.
+  const pipeline = sharp(source).autoOrient().resize(size, size, { fit: 'cover' }).removeAlpha();
+  // toColourspace('srgb') also turns greyscale and CMYK sources into three channels.
+  return channels === 1 ? pipeline.grayscale() : pipeline.toColourspace('srgb');
+}
+
+/**
+ * Why a source did not decode. sharp reports a missing file, a folder and an unreadable file alike as
+ * input it cannot read, so a file path is looked at before the file is called corrupt.
+ */
+async function undecodable(source: string | Buffer, name: string, error: unknown): Promise<DatasetError> {
+  if (typeof source === 'string') {
+    const stat = await fs.stat(source).catch((failure: NodeJS.ErrnoException) => failure);
+    if (stat instanceof Error) {
+      const code = stat.code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return new DatasetError(`${name} does not exist; check the path`);
+      if (code === 'EACCES' || code === 'EPERM') return new DatasetError(`${name} cannot be read (permission denied); fix its permissions`);
+    } else if (stat.isDirectory()) {
+      return new DatasetError(`${name} is a folder, not an image file`);
+    } else if (stat.size === 0) {
+      return new DatasetError(`${name} is empty (0 bytes); replace or delete it`);
+    }
+  }
+  return new DatasetError(`${name} could not be decoded: ${(error as Error).message}. The file is corrupt or not an image; replace or delete it.`);
+}
+
 /**
  * Decodes an image file or encoded bytes (JPEG, PNG, WebP, ...) to size x size interleaved (HWC) bytes
  * with exactly `channels` channels: cropped to fill the square, alpha dropped. `name` labels errors.
  * The dataset reader and the Encoder both decode through here, so served images match training ones.
  */
 export async function decodeImage(source: string | Buffer, size: number, channels: 1 | 3, name = typeof source === 'string' ? source : 'the encoded image'): Promise<Uint8Array> {
-  // autoOrient: phone photos store their rotation in EXIF; without it they would train sideways.
-  let pipeline = sharp(source).autoOrient().resize(size, size, { fit: 'cover' }).removeAlpha();
-  // toColourspace('srgb') also turns greyscale and CMYK sources into three channels.
-  pipeline = channels === 1 ? pipeline.grayscale() : pipeline.toColourspace('srgb');
+  // Checked first: sharp throws its bare "Input Buffer is empty" from its constructor.
+  if (Buffer.isBuffer(source) && source.length === 0) throw new DatasetError(`${name} is empty (0 bytes); pass the bytes of a JPEG, PNG or WebP image`);
   let decoded: { data: Buffer; info: sharp.OutputInfo };
   try {
-    decoded = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    decoded = await decodePipeline(source, size, channels).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (error) {
-    throw new DatasetError(`${name} could not be decoded: ${(error as Error).message}. The file is corrupt or not an image; replace or delete it.`);
+    throw await undecodable(source, name, error);
   }
   const { data, info } = decoded;
   if (info.width !== size || info.height !== size || info.channels !== channels || data.length !== size * size * channels) {

@@ -11,7 +11,8 @@ import { validationError } from '../config/errors.js';
 import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
 import { datasetImageSide } from '../data/datasets.js';
 import { decodeImage } from '../data/image-folder.js';
-import { native, setNumThreads, type NativeEncoder } from '../runtime/native.js';
+import os from 'node:os';
+import { native, numThreadsSource, setNumThreads, type NativeEncoder } from '../runtime/native.js';
 import { deviceSchema, precisionSchema, resolvedStem } from '../train/trainer.js';
 import { EmbeddingIndex } from './embedding-index.js';
 
@@ -21,7 +22,12 @@ export const encoderLoadOptionsSchema = z
     device: deviceSchema.default('cpu'),
     /** `auto`: bfloat16 weights and activations (channels_last) on Ampere and newer GPUs, float32 elsewhere. Embeddings are float32 either way. */
     precision: precisionSchema.default('auto'),
-    /** LibTorch intra-op threads. A process-wide setting: it applies to every encoder and trainer. */
+    /**
+     * LibTorch intra-op threads. A process-wide setting: it applies to every encoder and trainer. When
+     * neither this, CLAMP_NUM_THREADS nor setNumThreads() chose a count, load() sets the measured
+     * default of defaultEncoderThreads() (1 for the small backbone, half the cores for the ResNets),
+     * which a trainer later made in the same process also gets: pass `threads` to keep another count.
+     */
     threads: z.number().int().positive().optional(),
     /** The most images one forward pass takes: concurrent calls are coalesced up to it, larger calls split. */
     maxBatch: z.number().int().positive().default(128),
@@ -80,6 +86,45 @@ function encoderSettings(config: TrainConfig, conv1Shape: readonly number[] | un
   };
 }
 
+/**
+ * NaN or infinite pixels come out of the network as NaN embeddings, which look like any other vector
+ * to an index or a database: refused, naming the image. One pass over the values on the JS thread
+ * (12 ms for 64 images of 3x224x224 on a 2-core VM), made before the batch is queued: the index is then
+ * the caller's own image, not a row of a batch coalesced with other callers', and one caller's bad
+ * input never fails the others' embeddings in the same batch.
+ */
+function refuseNonFinite(data: Float32Array, [, channels, height, width]: [number, number, number, number]): void {
+  for (let i = 0; i < data.length; i++) {
+    const value = data[i]!;
+    // value - value is 0 for every finite value and NaN for NaN and both infinities.
+    if (value - value !== 0) {
+      const image = Math.floor(i / (channels * height * width));
+      const within = i % (channels * height * width);
+      const [c, y, x] = [Math.floor(within / (height * width)), Math.floor(within / width) % height, within % width];
+      throw new RangeError(
+        `image ${image} of the input holds ${value} (first at channel ${c}, row ${y}, column ${x}); float pixels must be finite values in [0, 1]: check how they were decoded and scaled`,
+      );
+    }
+  }
+}
+
+/**
+ * The Encoder's intra-op threads when nobody chose a count, by measurement. On 2 cores shared with
+ * other work (`node --expose-gc bench/embed.mjs --encoder-only --threads N --seconds 3 --batches 1,64`,
+ * 5 runs of each count, best run, images/s, 1 thread against 2):
+ *   small ResNet 16-32-64, 28x28x1:  batch 1: 1,679 vs 1,397; batch 64: 7,661 vs 7,425
+ *   ResNet-18 (CIFAR stem), 32x32x3: batch 1: 52 vs 61;       batch 64: 91 vs 105
+ * and in 4 of the 5 runs 2 threads collapsed while another process held a core (ResNet-18 batch 1 at
+ * 2 to 13 images/s, the small ResNet's at 69 to 521; 1 thread never fell below 31 and 985): an OpenMP
+ * team waits for its slowest thread. The small backbone's convolutions are too small to split,
+ * so it takes 1 thread; the ResNets gain at most ~15% from a second thread and lose several times over
+ * when a neighbour runs, so they take half the cores, leaving the rest to the JS thread, image decoding
+ * and neighbours (on 2 cores: 1). Above 2 cores the half is a rule of thumb, not a measurement.
+ */
+export function defaultEncoderThreads(backbone: TrainConfig['model']['backbone'], cores = os.availableParallelism()): number {
+  return backbone === 'small' ? 1 : Math.max(1, Math.floor(cores / 2));
+}
+
 const isWholePositive = (n: unknown): n is number => Number.isInteger(n) && (n as number) >= 1;
 
 export class Encoder {
@@ -113,6 +158,7 @@ export class Encoder {
     const config = parseTrainConfig(checkpoint.config, `${file} config`);
     const settings = encoderSettings(config, checkpoint.state.find((t) => t.name === 'conv1.weight')?.shape, file);
     if (threads !== undefined) setNumThreads(threads);
+    else if (numThreadsSource() === 'available cores') setNumThreads(defaultEncoderThreads(config.model.backbone));
     let handle: NativeEncoder;
     try {
       handle = await addon.createEncoder({ ...settings, device, precision, maxBatch }, checkpoint.state);
@@ -246,6 +292,7 @@ export class Encoder {
           `(${this.channels === 1 ? 'greyscale' : 'RGB'}). Convert them, or pass encoded images or file paths, which are converted for you.`,
       );
     }
+    if (!bytes) refuseNonFinite(data as Float32Array, shape as [number, number, number, number]);
     return { data, shape: shape as [number, number, number, number] };
   }
 

@@ -4,7 +4,7 @@
 // un-augmented. Slower than the feature probe by the epochs of backbone passes it adds.
 import type { TrainConfig } from '../config/train-config.js';
 import type { ImageDataset } from '../data/idx.js';
-import { classifierLoader, cropAndFlip, DEFAULT_CROP_SCALE, fineTunerFor, scoreClassifier, trainClassifier, type ClassifierScore } from '../train/finetune.js';
+import { classifierLoader, cropAndFlip, DEFAULT_CROP_SCALE, fineTunerFor, scoreClassifier, trainClassifier, type ClassifierEpoch, type ClassifierScore } from '../train/finetune.js';
 import type { StateEntry } from '../train/trainer.js';
 
 export interface AugmentedProbeSummary {
@@ -25,6 +25,8 @@ export interface AugmentedProbeOptions {
   trainFeatures: Float32Array;
   workers?: number | undefined;
   signal?: AbortSignal | undefined;
+  /** After each epoch of the head's training. */
+  onEpoch?: ((epoch: ClassifierEpoch) => void) | undefined;
 }
 
 export async function augmentedLinearProbe(

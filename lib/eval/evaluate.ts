@@ -41,28 +41,52 @@ export interface Evaluation {
   rankMe: number;
 }
 
+/**
+ * What evaluation is doing, as it goes (a run of a minute or more on a CPU): a step begun, or how far a
+ * counted step has got. `what` is a phrase to print as it is.
+ */
+export type EvaluationProgress =
+  | { kind: 'step'; what: string }
+  | { kind: 'count'; what: string; done: number; total: number; unit: 'images' | 'epochs' };
+
+export type EvaluationProgressListener = (progress: EvaluationProgress) => void;
+
 /** kNN (and, unless `monitor` or eval.linearProbe is false, the linear probe) of test-split features against training-split features. */
-export async function evaluate(trainer: Trainer, train: ImageDataset, test: ImageDataset, config: TrainConfig, monitor: boolean, signal?: AbortSignal): Promise<Evaluation> {
+export async function evaluate(
+  trainer: Trainer,
+  train: ImageDataset,
+  test: ImageDataset,
+  config: TrainConfig,
+  monitor: boolean,
+  signal?: AbortSignal,
+  onProgress?: EvaluationProgressListener,
+): Promise<Evaluation> {
   const pipeline = config.augment[0]!;
   const workers = config.run.workers;
-  const bank = await datasetFeatures(trainer, train, pipeline, { workers, signal });
-  const queries = await datasetFeatures(trainer, test, pipeline, { workers, signal });
+  const counted = (what: string) => (done: number, total: number) => onProgress?.({ kind: 'count', what, done, total, unit: 'images' });
+  const bank = await datasetFeatures(trainer, train, pipeline, { workers, signal, onRows: counted(`features of the ${train.count} training images`) });
+  const queries = await datasetFeatures(trainer, test, pipeline, { workers, signal, onRows: counted(`features of the ${test.count} test images`) });
   const classes = Math.max(train.classes, test.classes);
+  onProgress?.({ kind: 'step', what: `kNN (k=${config.eval.knn.k}) of ${test.count} test images against ${train.count} training images` });
   const knn = await knnAccuracy(bank, queries, bank.dim, classes, config.eval.knn);
   let probe: LinearProbeSummary | null = null;
   let probePredictions: Int32Array | null = null;
   if (!monitor && config.eval.linearProbe !== false) {
     const options = config.eval.linearProbe;
+    onProgress?.({ kind: 'step', what: linearProbePlan(options, train.count) });
     const result = await linearProbe(bank, queries, bank.dim, classes, options);
     probe = { top1: result.top1, top5: result.top5, learningRate: result.learningRate };
     if (options.augmentEpochs > 0) {
+      const what = `the probe with crops and flips (lr ${result.learningRate})`;
       const { top1, top5, epochs, learningRate } = await augmentedLinearProbe(await trainer.state(), config, train, test, {
         ...options, learningRate: result.learningRate, epochs: options.augmentEpochs, trainFeatures: bank.features, workers, signal,
+        onEpoch: (e) => onProgress?.({ kind: 'count', what, done: e.epoch, total: e.epochs, unit: 'epochs' }),
       });
       probe.augmented = { top1, top5, epochs, learningRate };
     }
     probePredictions = argmaxRows(result.testLogits, classes);
   }
+  onProgress?.({ kind: 'step', what: 'class manifolds and effective rank (RankMe) of the test features' });
   const { meanRadius, meanCentreDistance, overlap, radius } = classManifolds(queries.features, queries.labels, queries.dim, classes);
   return {
     knn: { top1: knn.top1, top5: knn.top5, k: config.eval.knn.k },
@@ -80,6 +104,16 @@ export async function evaluate(trainer: Trainer, train: ImageDataset, test: Imag
   };
 }
 
+/**
+ * The linear probe's work, said before it starts: it runs in one native call (no progress of its own
+ * until it returns), the longest step of an evaluation.
+ */
+function linearProbePlan(options: Exclude<TrainConfig['eval']['linearProbe'], false>, trainImages: number): string {
+  // As native/src/core/eval/linear_probe.cpp holds them out.
+  const held = Math.max(1, Math.min(trainImages - 1, Math.round(options.validationFraction * trainImages)));
+  return `linear probe: ${options.learningRates.length} learning rates x ${options.epochs} epochs on ${trainImages - held} training features (${held} held out), then ${options.epochs} epochs on all ${trainImages}`;
+}
+
 export interface CheckpointEvaluation extends Evaluation {
   checkpoint: string;
   /** The training run's config (the data section as overridden for this evaluation). */
@@ -94,14 +128,22 @@ export interface CheckpointEvaluation extends Evaluation {
  */
 export async function evaluateCheckpoint(
   checkpointOrRunDir: string,
-  options: { data?: DataOptions; signal?: AbortSignal; /** Overrides eval.linearProbe.augmentEpochs. */ augmentEpochs?: number } = {},
+  options: {
+    data?: DataOptions;
+    signal?: AbortSignal;
+    /** Overrides eval.linearProbe.augmentEpochs. */
+    augmentEpochs?: number;
+    onProgress?: EvaluationProgressListener;
+  } = {},
 ): Promise<CheckpointEvaluation> {
+  const { onProgress } = options;
+  onProgress?.({ kind: 'step', what: 'reading the checkpoint and its dataset' });
   const run = await loadRun(checkpointOrRunDir, options.data);
   const { file, checkpoint, train, test } = run;
   const saved = run.config.eval.linearProbe;
   const config = options.augmentEpochs === undefined || saved === false ? run.config : { ...run.config, eval: { ...run.config.eval, linearProbe: { ...saved, augmentEpochs: options.augmentEpochs } } };
   const trainer = await trainerFor(config, train.channels, Math.max(1, Math.floor(train.count / config.run.batchSize)));
   await trainer.loadState(checkpoint.state);
-  const evaluation = await evaluate(trainer, train, test, config, false, options.signal);
+  const evaluation = await evaluate(trainer, train, test, config, false, options.signal, onProgress);
   return { ...evaluation, checkpoint: file, config, trainImages: train.count, testImages: test.count };
 }

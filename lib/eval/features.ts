@@ -17,6 +17,14 @@ export interface FeatureSource {
   features(images: Float32Array, shape: readonly [number, number, number, number]): Promise<Float32Array>;
 }
 
+export interface FeatureOptions {
+  batchSize?: number;
+  workers?: number | undefined;
+  signal?: AbortSignal | undefined;
+  /** After each batch: images done of the dataset's count (a dataset of 60,000 takes a while on a CPU). */
+  onRows?: ((done: number, total: number) => void) | undefined;
+}
+
 /**
  * Every image of the dataset once, as un-augmented evaluation views in batches, through `rows` (a
  * network's features or logits, `width` values per image), gathered into one [count, width] matrix.
@@ -26,7 +34,7 @@ export async function evaluationRows(
   pipeline: Augmentation,
   width: number,
   rows: (images: Float32Array, shape: [number, number, number, number]) => Promise<Float32Array>,
-  options: { batchSize?: number; workers?: number | undefined; signal?: AbortSignal | undefined } = {},
+  options: FeatureOptions = {},
 ): Promise<Float32Array> {
   const out = new Float32Array(dataset.count * width);
   const batchSize = Math.max(2, Math.min(options.batchSize ?? 512, dataset.count));
@@ -37,6 +45,7 @@ export async function evaluationRows(
       options.signal?.throwIfAborted();
       out.set(await rows(batch.data, batch.shape), row * width);
       row += batch.shape[0];
+      options.onRows?.(row, dataset.count);
     }
   } finally {
     await loader.close();
@@ -48,7 +57,7 @@ export async function datasetFeatures(
   trainer: FeatureSource,
   dataset: ImageDataset,
   pipeline: Augmentation,
-  options: { batchSize?: number; workers?: number | undefined; signal?: AbortSignal | undefined } = {},
+  options: FeatureOptions = {},
 ): Promise<DatasetFeatures> {
   const dim = trainer.featureDim;
   const features = await evaluationRows(dataset, pipeline, dim, (images, shape) => trainer.features(images, shape), options);
