@@ -10,6 +10,7 @@ import { progressReporter } from '../lib/cli/train-command.js';
 import { readCheckpoint, saveCheckpoint } from '../lib/checkpoint/checkpoint.js';
 import { readSafetensors, writeSafetensors } from '../lib/checkpoint/safetensors.js';
 import { resolveTrainConfig } from '../lib/config/train-config.js';
+import { Encoder } from '../lib/encode/encoder.js';
 import { packingLoss } from '../lib/loss/packing-loss.js';
 import { native } from '../lib/runtime/native.js';
 import { resumeTraining, train, type TrainEvent } from '../lib/train/train.js';
@@ -147,6 +148,17 @@ describe('runs', () => {
     expect(printed.status, printed.stderr).toBe(0);
     expect(printed.stderr).toMatch(/had already finished \(8 steps\); nothing to train/);
     expect(printed.stderr).not.toMatch(/NaN/);
+
+    // The finished run serves, and a SharedArrayBuffer-backed batch embeds as a plain one does.
+    const encoder = await Encoder.load(runDir);
+    try {
+      const shared = new Float32Array(new SharedArrayBuffer(3 * 28 * 28 * 4)).map((_, k) => (k % 97) / 97);
+      const viaShared = await encoder.embed({ data: shared, shape: [3, 1, 28, 28] });
+      const viaPlain = await encoder.embed({ data: Float32Array.from(shared), shape: [3, 1, 28, 28] });
+      expect(Array.from(viaShared.data)).toEqual(Array.from(viaPlain.data));
+    } finally {
+      encoder.dispose();
+    }
 
     const replaced = await train({ ...oneEpoch, run: { ...oneEpoch.run, seed: 5 } }, { runDir, overwrite: true });
     expect(replaced.finalLoss).not.toBe(whole.finalLoss);
