@@ -2,10 +2,10 @@
 // header {name: {dtype, shape, data_offsets: [begin, end]}, __metadata__: {string: string}} padded with
 // spaces to a multiple of 8, then the tensors' bytes back to back with no holes. Python's
 // `safetensors.torch.load_file` reads what this writes.
-import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import fs from 'node:fs/promises';
 import os from 'node:os';
+import { readAt, writeFileAtomically } from '../io/files.js';
 
 export type TensorDtype = 'float32' | 'float64' | 'int64' | 'int32' | 'uint8';
 export type TensorData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
@@ -36,8 +36,6 @@ const DTYPE_OF_CODE = new Map(Object.entries(CODES).map(([dtype, code]) => [code
 
 /** The Python and Rust readers refuse headers over 100 MB; a larger length is a corrupt file, not a header to allocate. */
 const MAX_HEADER_BYTES = 100_000_000;
-/** Node refuses a single read or write of 2 GiB or more; 1 GiB steps stay below it. */
-const MAX_BYTES_PER_CALL = 1 << 30;
 
 /** Header and tensor bytes of a safetensors file, without writing it. */
 export function encodeSafetensors(tensors: readonly NamedTensorData[], metadata: Record<string, string> = {}): Uint8Array[] {
@@ -64,49 +62,6 @@ export function encodeSafetensors(tensors: readonly NamedTensorData[], metadata:
   length.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
   // Plain views, not Buffers: a Buffer cannot view more than 4 GiB, a tensor may be larger.
   return [length, Buffer.from(json), ...ordered.map((t) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength))];
-}
-
-/**
- * Writes `file` atomically: to a temporary name in the same folder, flushed to disk, then renamed, so
- * a crash leaves the previous file or the new one, never half of one.
- */
-export async function writeFileAtomically(file: string, chunks: readonly Uint8Array[]): Promise<void> {
-  const temporary = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const handle = await fs.open(temporary, 'w');
-  try {
-    await writeAll(handle, file, chunks);
-    await handle.sync();
-  } catch (error) {
-    await handle.close();
-    await fs.rm(temporary, { force: true });
-    throw error;
-  }
-  await handle.close();
-  try {
-    await fs.rename(temporary, file);
-  } catch (error) {
-    await fs.rm(temporary, { force: true });
-    throw error;
-  }
-}
-
-/**
- * Writes the chunks back to back, in calls under Node's 2 GiB limit, until every byte is down: one
- * writev of a larger list does write it all today, but reports the count as a negative 32-bit number,
- * so a short write could not be told from a full one.
- */
-async function writeAll(handle: FileHandle, file: string, chunks: readonly Uint8Array[]): Promise<void> {
-  let position = 0;
-  for (const chunk of chunks) {
-    let done = 0;
-    while (done < chunk.byteLength) {
-      const length = Math.min(chunk.byteLength - done, MAX_BYTES_PER_CALL);
-      const { bytesWritten } = await handle.write(chunk, done, length, position + done);
-      if (bytesWritten === 0) throw new Error(`writing ${file} stopped at byte ${position + done}: the disk accepted no more`);
-      done += bytesWritten;
-    }
-    position += chunk.byteLength;
-  }
 }
 
 export async function writeSafetensors(file: string, tensors: readonly NamedTensorData[], metadata: Record<string, string> = {}): Promise<void> {
@@ -248,20 +203,15 @@ function unreadable(file: string, error: unknown): CheckpointError {
   return new CheckpointError(`the checkpoint ${file} cannot be read (${code ?? (error as Error).message})`);
 }
 
-/** Fills `target` from `position` on, in calls under Node's 2 GiB limit. */
+/** Fills `target` from `position` on; a file that ends first shrank while being read. */
 async function readFully(handle: FileHandle, file: string, target: Uint8Array, position: number): Promise<void> {
-  let filled = 0;
-  while (filled < target.byteLength) {
-    const length = Math.min(target.byteLength - filled, MAX_BYTES_PER_CALL);
-    let bytesRead: number;
-    try {
-      ({ bytesRead } = await handle.read(target, filled, length, position + filled));
-    } catch (error) {
-      throw unreadable(file, error);
-    }
-    if (bytesRead === 0) throw new CheckpointError(`${file} ended after ${position + filled} bytes while ${position + target.byteLength} were expected; it shrank while being read`);
-    filled += bytesRead;
+  let filled: number;
+  try {
+    filled = await readAt(handle, target, position);
+  } catch (error) {
+    throw unreadable(file, error);
   }
+  if (filled < target.byteLength) throw new CheckpointError(`${file} ended after ${position + filled} bytes while ${position + target.byteLength} were expected; it shrank while being read`);
 }
 
 /** Reads and checks the length and the JSON header only, however large the file. */

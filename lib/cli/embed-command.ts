@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CHECKPOINT_FILE } from '../checkpoint/checkpoint.js';
-import { writeFileAtomically } from '../checkpoint/safetensors.js';
+import { writeFileAtomically } from '../io/files.js';
 import { isImageFile } from '../data/image-folder.js';
 import { Encoder, type EncoderLoadOptions } from '../encode/encoder.js';
 import { encodeNpy } from '../encode/npy.js';

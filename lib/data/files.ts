@@ -4,6 +4,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { readAt } from '../io/files.js';
 
 export class DatasetError extends Error {
   constructor(message: string) {
@@ -12,8 +13,6 @@ export class DatasetError extends Error {
   }
 }
 
-/** One read() call is capped by Node at 2 GiB; 64 MiB steps stay far below it. */
-const MAX_BYTES_PER_READ = 64 * 1024 * 1024;
 
 /** What stands at a path the reader expected a file or a folder at, as a sentence. */
 export function unreadablePath(where: string, expected: 'file' | 'folder', error: unknown, howToGetIt = ''): DatasetError {
@@ -90,20 +89,15 @@ export async function readDatasetFileIfPresent(file: string): Promise<Buffer | n
   }
 }
 
-/** Fills `target` with the bytes of `file` from `position` on; the file ending early means it shrank while being read. */
+/** Fills `target` with the bytes of `file` from `position` on; the file ending early means it was truncated while being read. */
 export async function readExactly(handle: FileHandle, file: string, target: Uint8Array, position: number): Promise<void> {
-  let filled = 0;
-  while (filled < target.length) {
-    const length = Math.min(target.length - filled, MAX_BYTES_PER_READ);
-    let bytesRead: number;
-    try {
-      ({ bytesRead } = await handle.read(target, filled, length, position + filled));
-    } catch (error) {
-      throw unreadablePath(file, 'file', error);
-    }
-    if (bytesRead === 0) {
-      throw new DatasetError(`${file} ended after ${position + filled} bytes while ${position + target.length} were expected; it was truncated while being read`);
-    }
-    filled += bytesRead;
+  let filled: number;
+  try {
+    filled = await readAt(handle, target, position);
+  } catch (error) {
+    throw unreadablePath(file, 'file', error);
+  }
+  if (filled < target.length) {
+    throw new DatasetError(`${file} ended after ${position + filled} bytes while ${position + target.length} were expected; it was truncated while being read`);
   }
 }

@@ -4,7 +4,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { CHECKPOINT_FILE, readCheckpointMetadata } from '../checkpoint/checkpoint.js';
-import { writeFileAtomically } from '../checkpoint/safetensors.js';
+import { writeFileAtomically } from '../io/files.js';
 import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
 import { CONFIG_FILE, METRICS_FILE, REPORT_FILE, REPORT_FOLDER, RunFolderError } from '../run-folder/run-folder.js';
 import { augmentationGrid, firstTrainingImages } from './augmentation-grid.js';

@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { MultiViewLoader } from '../augment/loader.js';
 import { CHECKPOINT_FILE, checkpointPath, readCheckpoint, saveCheckpoint, type Checkpoint, type RunPosition } from '../checkpoint/checkpoint.js';
-import { writeFileAtomically } from '../checkpoint/safetensors.js';
+import { writeFileAtomically } from '../io/files.js';
 import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from '../config/train-config.js';
 import { loadDataset } from '../data/datasets.js';
 import type { ImageDataset } from '../data/idx.js';
