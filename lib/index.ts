@@ -58,6 +58,7 @@ export { evaluate, evaluateCheckpoint, type CheckpointEvaluation, type Evaluatio
 export { argmaxRows, classManifolds, confusionMatrix, perClassAccuracy, topKAccuracy, type ClassManifolds } from './eval/diagnostics.js';
 export { Encoder, EncoderError, encoderLoadOptionsSchema, type EmbedInput, type Embeddings, type EncoderLoadOptions, type PixelInput } from './encode/encoder.js';
 export { EmbeddingIndex, type Neighbour } from './encode/embedding-index.js';
+export { embeddingServerOptionsSchema, startEmbeddingServer, type EmbeddingServer, type EmbeddingServerOptions, type EmbeddingServerSettings, type ServingEncoder } from './serve/server.js';
 export { exportOnnx, OnnxExportError, onnxExportOptionsSchema, ONNX_EXPORT_FORMAT, ONNX_INPUT, ONNX_OUTPUT, type OnnxExportOptions, type OnnxExportResult } from './export/onnx.js';
 export { effectiveRank } from './eval/diagnostics.js';
 export { decodeNpy, encodeNpy, NpyError } from './encode/npy.js';

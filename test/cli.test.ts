@@ -60,7 +60,7 @@ describe('command-line mistakes', () => {
     expect(lines(missing.stderr)).toEqual(["clamp-native eval: Option '--checkpoint <value>' argument missing", '`clamp-native eval --help` lists the options']);
   });
 
-  it.each(['train', 'eval', 'finetune', 'embed', 'export', 'report', 'doctor', 'build', 'demo'])('`%s --help` prints its usage and exits 0', (command) => {
+  it.each(['train', 'eval', 'finetune', 'embed', 'serve', 'export', 'report', 'doctor', 'build', 'demo'])('`%s --help` prints its usage and exits 0', (command) => {
     const result = run(command, '--help');
     expect(result.status, result.stderr).toBe(0);
     expect(result.stdout.startsWith(`clamp-native ${command}`)).toBe(true);
@@ -70,7 +70,7 @@ describe('command-line mistakes', () => {
   it('`clamp-native --help` lists every command\'s options', () => {
     const result = run('--help');
     expect(result.status).toBe(0);
-    for (const command of ['train', 'eval', 'finetune', 'embed', 'export', 'report', 'doctor', 'build', 'demo']) expect(result.stdout).toContain(`clamp-native ${command}`);
+    for (const command of ['train', 'eval', 'finetune', 'embed', 'serve', 'export', 'report', 'doctor', 'build', 'demo']) expect(result.stdout).toContain(`clamp-native ${command}`);
   });
 });
 

@@ -11,10 +11,11 @@ import { EVAL_USAGE, runEval } from './eval-command.js';
 import { EXPORT_USAGE, runExport } from './export-command.js';
 import { FINETUNE_USAGE, runFineTune } from './finetune-command.js';
 import { REPORT_USAGE, runReport } from './report-command.js';
+import { runServe, SERVE_USAGE } from './serve-command.js';
 import { TrainUsageError } from './flags.js';
 import { runTrain, TRAIN_USAGE } from './train-command.js';
 
-const COMMANDS = ['train', 'eval', 'finetune', 'embed', 'export', 'report', 'doctor', 'build', 'demo'] as const;
+const COMMANDS = ['train', 'eval', 'finetune', 'embed', 'serve', 'export', 'report', 'doctor', 'build', 'demo'] as const;
 
 const DOCTOR_USAGE = `clamp-native doctor [--json]
   LibTorch version and origin, CUDA, threads, BLAS, addon path and build flags
@@ -47,6 +48,7 @@ Commands:
   eval [options]     kNN and the linear probe of a checkpoint's backbone
   finetune [options] semi-supervised fine-tuning on 1% / 10% of the labels, scored on the test set
   embed [options]    features of image files with a trained encoder, as .npy or JSON lines
+  serve [options]    embeddings over HTTP: POST /v1/embeddings, GET /healthz, GET /metrics
   export [options]   a trained encoder as an ONNX model: --checkpoint RUN --onnx FILE [--no-fold] [--projector]
   report RUN_DIR     a self-contained report.html: training curves, accuracy, embedding map, augmented views
   doctor [--json]    LibTorch version and origin, CUDA, threads, BLAS, addon path and build flags
@@ -58,6 +60,7 @@ ${TRAIN_USAGE}
 ${EVAL_USAGE}
 ${FINETUNE_USAGE}
 ${EMBED_USAGE}
+${SERVE_USAGE}
 ${EXPORT_USAGE}
 ${REPORT_USAGE}
 ${DOCTOR_USAGE}
@@ -157,6 +160,7 @@ async function main(command: string | undefined, rest: string[]): Promise<number
     case 'eval': return runEval(rest);
     case 'finetune': return runFineTune(rest);
     case 'embed': return runEmbed(rest);
+    case 'serve': return runServe(rest);
     case 'export': return runExport(rest);
     case 'report': return runReport(rest);
     case undefined: case '-h': case '--help': case 'help':
