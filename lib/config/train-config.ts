@@ -7,7 +7,7 @@ import { augmentationSchema } from '../augment/pipeline.js';
 import { dataSchema } from '../data/datasets.js';
 import { knnOptionsSchema } from '../eval/knn.js';
 import { linearProbeOptionsSchema } from '../eval/linear-probe.js';
-import { deviceSchema, memoryFormatSchema, precisionSchema } from '../train/trainer.js';
+import { deviceSchema, memoryFormatSchema, precisionSchema } from '../model/options.js';
 import { ConfigError, validationError } from './errors.js';
 import { optimiserSchema } from './optimiser.js';
 import { packingLossOptionsSchema } from './packing-loss-options.js';

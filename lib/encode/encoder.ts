@@ -13,7 +13,7 @@ import { datasetImageSide } from '../data/datasets.js';
 import { decodeImage } from '../data/image-folder.js';
 import os from 'node:os';
 import { native, numThreadsSource, setNumThreads, type NativeEncoder } from '../runtime/native.js';
-import { deviceSchema, precisionSchema, resolvedStem } from '../train/trainer.js';
+import { deviceSchema, precisionSchema, resolvedStem } from '../model/options.js';
 import { EmbeddingIndex } from './embedding-index.js';
 
 export const encoderLoadOptionsSchema = z

@@ -16,7 +16,8 @@ import { validationError } from '../config/errors.js';
 import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
 import { datasetImageSide } from '../data/datasets.js';
 import { packageRoot } from '../runtime/native.js';
-import { resolvedStem, type StateEntry } from '../train/trainer.js';
+import { resolvedStem } from '../model/options.js';
+import type { StateEntry } from '../train/trainer.js';
 import { IR_VERSION_OF_OPSET, OnnxGraph, type Dimension } from './onnx-graph.js';
 
 /** The graph's input: float32 [N, C, size, size], values in [0, 1]. */

@@ -7,7 +7,8 @@ import { z } from 'zod';
 import { validationError } from '../config/errors.js';
 import { nativeOptimiserOptions, optimiserSchema } from '../config/optimiser.js';
 import { native, type NativeFineTuner } from '../runtime/native.js';
-import { backboneOptionsShape, checkImageBatch, deviceSchema, resolvedStem, scheduleSchema, stagesAgree, stagesDisagree, type StateEntry } from './trainer.js';
+import { backboneOptionsShape, deviceSchema, resolvedStem, stagesAgree, stagesDisagree } from '../model/options.js';
+import { checkImageBatch, scheduleSchema, type StateEntry } from './trainer.js';
 
 export const fineTunerOptionsSchema = z
   .object({

@@ -14,7 +14,8 @@ import { argmaxRows, confusionMatrix, perClassAccuracy, topKAccuracy } from '../
 import { datasetFeatures, evaluationRows } from '../eval/features.js';
 import { FineTuner, type FineTunerOptions } from './fine-tuner.js';
 import { loadRun } from './saved-run.js';
-import { deviceSchema, type StateEntry } from './trainer.js';
+import { deviceSchema } from '../model/options.js';
+import type { StateEntry } from './trainer.js';
 
 /** The crop area range of classifier training views (fine-tuning and the augmented probe). */
 export const DEFAULT_CROP_SCALE: readonly [number, number] = [0.5, 1];
