@@ -198,6 +198,27 @@ function startTraining(args: string[], ready: RegExp) {
   return { child, isReady, exited };
 }
 
+describe('exiting while native work runs', () => {
+  // process.exit() (a second Ctrl-C, a closed stdout) calls exit() without tearing Node down, and exit()
+  // ran LibTorch's static destructors under a running training step: status 139 in about half of the
+  // runs. The addon's exit handler now waits for the running job.
+  const SCRIPT = `
+    const { Trainer } = await import(${JSON.stringify(path.resolve('dist/index.js'))});
+    const trainer = await Trainer.create({ backbone: 'small', inChannels: 1, views: 2, schedule: { peakLr: 0.1, totalSteps: 1000 } });
+    const images = new Float32Array(64 * 28 * 28).map((_, k) => Math.sin(k));
+    (async () => { for (;;) await trainer.step(images, [64, 1, 28, 28]); })();
+    setTimeout(() => process.exit(0), Number(process.argv[2]));
+  `;
+
+  it('process.exit() mid-step ends with its own status, never a segfault', async () => {
+    const file = path.join(await runFolder(), 'exit.mjs');
+    await fs.writeFile(file, SCRIPT);
+    const statuses = [50, 120, 200, 280, 360, 440].map((delay) => spawnSync(process.execPath, [file, String(delay)], { encoding: 'utf8' }))
+      .map((result) => ({ status: result.status, signal: result.signal }));
+    expect(statuses).toEqual(statuses.map(() => ({ status: 0, signal: null })));
+  }, 120_000);
+});
+
 describe('progress in a log', () => {
   it('a log (not a terminal) gets a plain step line every 30 s, and no carriage returns', () => {
     let now = 0;

@@ -74,13 +74,74 @@ void test_onednn_and_plain_paths_agree() {
   // Enough images for the oneDNN path (smaller batches take the plain one).
   const at::Tensor images = at::randn({clamp::FoldedResNet::kOneDnnMinBatch, 1, 16, 16});
   const at::Tensor expected = trainer.features(images);
-  for (const bool onednn : {false, true}) {
-    const clamp::FoldedResNet folded(*trainer.backbone(), onednn);
+  for (const int path : {0, 1, 2}) {  // plain, oneDNN's blocked layout, fused
+    const clamp::FoldedResNet folded(*trainer.backbone(), /*use_onednn=*/path > 0, at::kFloat, false, /*use_fused=*/path == 2);
     const double error = (folded.forward(images) - expected).abs().max().item<double>();
-    std::cout << "folded" << (folded.onednn() ? " (oneDNN)" : " (plain)") << ": largest difference " << error << "\n";
-    check(error < 1e-5, std::string("the folded backbone gives the module's evaluation features") + (folded.onednn() ? " through oneDNN" : ""));
+    const std::string name = folded.fused() ? " (fused)" : folded.onednn() ? " (oneDNN)" : " (plain)";
+    std::cout << "folded" << name << ": largest difference " << error << "\n";
+    check(error < 1e-5, "the folded backbone gives the module's evaluation features" + name);
   }
-  check(clamp::FoldedResNet(*trainer.backbone(), true).onednn() == at::hasMKLDNN(), "oneDNN is used where LibTorch has it");
+  const clamp::FoldedResNet folded(*trainer.backbone(), true);
+  check((folded.onednn() || folded.fused()) == at::hasMKLDNN(), "oneDNN is used where LibTorch has it");
+}
+
+// BatchNorm statistics and affine parameters away from their initial values, so folding them is tested.
+void randomise_batch_norm(clamp::ResNetImpl& net) {
+  torch::NoGradGuard no_grad;
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(5);
+  for (auto& item : net.named_buffers()) {
+    if (item.key().find("running_mean") != std::string::npos) item.value().normal_(0, 0.2, generator);
+    if (item.key().find("running_var") != std::string::npos) item.value().uniform_(0.5, 2, generator);
+  }
+  for (auto& item : net.named_parameters()) {
+    if (item.key().find("bn") == std::string::npos && item.key().find("downsample.1") == std::string::npos) continue;
+    if (item.key().find("weight") != std::string::npos) item.value().uniform_(0.5, 1.5, generator);
+    if (item.key().find("bias") != std::string::npos) item.value().normal_(0, 0.1, generator);
+  }
+}
+
+// oneDNN's fused convolutions (bias, ReLU and the residual add in the kernel, channels_last, weights
+// reordered at load) against the unfused plain path, for the shapes the Encoder serves: the small
+// network, ResNet-18 with the CIFAR stem, and ResNet-50's bottlenecks behind the ImageNet stem (at 64
+// pixels, not 224, to keep the suite quick), at batch 1 and at batches that take other kernels.
+void test_fused_matches_unfused() {
+  struct Case {
+    std::string name;
+    clamp::ResNetOptions options;
+    int64_t side;
+    std::vector<int64_t> batches;
+  };
+  const std::vector<Case> cases{
+      {"small 16-32-64", clamp::ResNetOptions{{2, 2, 2}, {16, 32, 64}, false, clamp::ResNetStem::small, 1}, 28, {1, 2, 7, 16, 33}},
+      {"ResNet-18 (CIFAR stem)", clamp::ResNetOptions::resnet18().set_stem(clamp::ResNetStem::cifar), 32, {1, 3, 16}},
+      {"ResNet-50", clamp::ResNetOptions::resnet50(), 64, {1, 3}},
+  };
+  c10::InferenceMode inference;
+  for (const Case& c : cases) {
+    clamp::ResNet net(c.options);
+    randomise_batch_norm(*net);
+    net->eval();
+    const clamp::FoldedResNet unfused(*net, /*use_onednn=*/false);
+    // image_side 0: the fused path for every batch size, batch 1 included.
+    const clamp::FoldedResNet fused(*net, /*use_onednn=*/true, at::kFloat, false, /*use_fused=*/true);
+    if (!fused.fused()) std::cout << c.name << ": this LibTorch has no fused convolutions; the unfused paths are compared\n";
+    for (const int64_t n : c.batches) {
+      const at::Tensor images = at::rand({n, c.options.in_channels, c.side, c.side});
+      const at::Tensor expected = unfused.forward(images);
+      const at::Tensor got = fused.forward(images);
+      const double relative = ((got - expected).abs().max() / expected.abs().max()).item<double>();
+      std::cout << c.name << " batch " << n << (fused.fused() ? " fused" : " oneDNN") << " vs unfused: relative difference " << relative << "\n";
+      check(got.sizes() == expected.sizes() && relative < 1e-4, c.name + ": the fused path gives the unfused features at batch " + std::to_string(n));
+    }
+  }
+  // What the Encoder builds: the small network's single images stay on the plain path (too little work
+  // per call for oneDNN's fixed cost per convolution), ResNet-18's take the fused one.
+  clamp::ResNet small(cases[0].options), resnet18(cases[1].options);
+  const clamp::FoldedResNet small_folded(*small, true, at::kFloat, false, true, 28), resnet18_folded(*resnet18, true, at::kFloat, false, true, 32);
+  if (small_folded.fused()) {
+    check(small_folded.fused_min_batch() == 2, "the small network's fused path starts at 2 images, got " + std::to_string(small_folded.fused_min_batch()));
+    check(resnet18_folded.fused_min_batch() == 1, "ResNet-18's fused path takes single images");
+  }
 }
 
 void test_resizes_whole_image() {
@@ -126,6 +187,7 @@ int main() {
   torch::set_num_threads(1);
   test_matches_training_features();
   test_onednn_and_plain_paths_agree();
+  test_fused_matches_unfused();
   test_resizes_whole_image();
   test_refuses_foreign_state_and_bad_batches();
   return clamp::testing::summary();

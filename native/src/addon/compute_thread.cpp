@@ -1,5 +1,7 @@
 #include "addon/compute_thread.h"
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -27,6 +29,12 @@ class ComputeThread {
     ready_.notify_one();
   }
 
+  // Waits up to wait_ms for the running job to end, and lets no other start.
+  void stop(int wait_ms) {
+    stopped_ = true;
+    if (running_.try_lock_for(std::chrono::milliseconds(wait_ms))) running_.unlock();
+  }
+
  private:
   ComputeThread() { std::thread([this] { run(); }).detach(); }
 
@@ -39,16 +47,22 @@ class ComputeThread {
         job = std::move(jobs_.front());
         jobs_.pop_front();
       }
+      std::lock_guard<std::timed_mutex> running(running_);
+      if (stopped_) return;
       job();
     }
   }
 
+  std::timed_mutex running_;  // held while a job runs; the exit handler takes it to wait for that job
+  std::atomic<bool> stopped_{false};
   std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<std::function<void()>> jobs_;
 };
 
 }  // namespace
+
+void stop_compute_thread(int wait_ms) { ComputeThread::instance().stop(wait_ms); }
 
 void ComputeJob::EnvironmentGone(void* arg) {
   std::unique_ptr<std::shared_ptr<Liveness>> liveness(static_cast<std::shared_ptr<Liveness>*>(arg));

@@ -17,6 +17,13 @@
 
 namespace clamp::addon {
 
+// Before the process exits: waits up to wait_ms for the running job, then lets no other start.
+// process.exit() on the main thread goes straight to exit(), whose handlers and static destructors
+// tear down LibTorch and oneDNN while this thread may be inside them (a segfault in about half of the
+// runs that exited mid-step). lib/runtime/native.ts calls it from the process's 'exit' event, which
+// comes before exit(); worker threads never call it (their environments' cleanup hooks wait instead).
+void stop_compute_thread(int wait_ms);
+
 class ComputeJob {
  public:
   virtual ~ComputeJob() = default;

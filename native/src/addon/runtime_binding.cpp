@@ -1,5 +1,6 @@
 // runtimeInfo(), setNumThreads(n), numThreads(): what `doctor` reports and the thread setting.
 #include "addon/bindings.h"
+#include "addon/compute_thread.h"
 #include "addon/errors.h"
 #include "core/distributed/collective.h"
 #include "core/runtime.h"
@@ -67,12 +68,19 @@ Napi::Value set_num_threads_binding(const Napi::CallbackInfo& info) {
 
 Napi::Value num_threads_binding(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }
 
+Napi::Value stop_compute_thread_binding(const Napi::CallbackInfo& info) {
+  if (info.Length() != 1 || !info[0].IsNumber()) throw_type_error(info.Env(), "stopComputeThread(waitMs: number)");
+  stop_compute_thread(static_cast<int>(info[0].As<Napi::Number>().Int32Value()));
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void register_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", guarded<runtime_info_binding>(env));
   exports.Set("setNumThreads", guarded<set_num_threads_binding>(env));
   exports.Set("numThreads", guarded<num_threads_binding>(env));
+  exports.Set("stopComputeThread", guarded<stop_compute_thread_binding>(env));
 }
 
 }  // namespace clamp::addon

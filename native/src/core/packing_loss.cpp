@@ -462,8 +462,8 @@ void check_packing_loss_arguments(const at::Tensor& z, int64_t views, const Pack
   require(std::isfinite(o.lw1), "lw1", o.lw1, "finite");
   const ValueScan scan = scan_values(z);
   if (scan.first_non_finite >= 0) {
-    fail("z holds a non-finite value: " + describe_value_at(z, scan.first_non_finite) + ", in row " +
-         std::to_string(scan.first_non_finite / z.size(1)));
+    fail("z holds a non-finite value (" + format_number(z.flatten()[scan.first_non_finite].item<double>()) + ") at index " +
+         std::to_string(scan.first_non_finite) + ", in row " + std::to_string(scan.first_non_finite / z.size(1)));
   }
   // A row's squared norm after centring sums dim squares of values up to twice the largest: past this,
   // it overflows the compute precision and the normalised rows, hence the loss, are silently wrong.

@@ -75,7 +75,7 @@ at::Tensor Encoder::embed(const at::Tensor& images, PixelLayout layout) {
   c10::InferenceMode inference;
   if (!folded_) {
     folded_.emplace(*backbone_, /*use_onednn=*/true, compute_.bf16_autocast ? at::kBFloat16 : at::kFloat,
-                    compute_.channels_last);
+                    compute_.channels_last, /*use_fused=*/true, options_.image_size);
   }
   if (layout != PixelLayout::bytes_nhwc && images.is_floating_point()) {
     // NaN pixels would come back as NaN embeddings, silently: refused, over the whole batch at once so

@@ -1,15 +1,66 @@
 #include "serve/folded_resnet.h"
 
+#include <ATen/Config.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/GradMode.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
 
+#include <algorithm>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
+#include "compat.h"
+
+// oneDNN's fused convolutions are operators of LibTorch 2.x (registered for Inductor); 1.13 keeps the
+// unfused paths.
+#if AT_MKLDNN_ENABLED() && CLAMP_TORCH_VERSION_AT_LEAST(2, 1)
+#define CLAMP_FUSED_CONVOLUTIONS 1
+#else
+#define CLAMP_FUSED_CONVOLUTIONS 0
+#endif
+
 namespace clamp {
 namespace {
+
+#if CLAMP_FUSED_CONVOLUTIONS
+// The operators as their schemas declare them (LibTorch has no at:: functions for them), found once.
+// A LibTorch that lacks one, or registered it with another C++ signature, leaves the unfused paths.
+struct FusedOps {
+  using Unary = at::Tensor(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b, c10::IntArrayRef padding,
+                           c10::IntArrayRef stride, c10::IntArrayRef dilation, int64_t groups, c10::string_view attr,
+                           c10::List<c10::optional<at::Scalar>> scalars, c10::optional<c10::string_view> algorithm);
+  using BinaryInPlace = at::Tensor&(at::Tensor& other, const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b,
+                                    c10::IntArrayRef padding, c10::IntArrayRef stride, c10::IntArrayRef dilation, int64_t groups,
+                                    c10::string_view binary_attr, c10::optional<at::Scalar> alpha,
+                                    c10::optional<c10::string_view> unary_attr, c10::List<c10::optional<at::Scalar>> unary_scalars,
+                                    c10::optional<c10::string_view> unary_algorithm);
+  using Reorder = at::Tensor(const at::Tensor& w, c10::IntArrayRef padding, c10::IntArrayRef stride, c10::IntArrayRef dilation,
+                             int64_t groups, at::OptionalIntArrayRef input_size);
+
+  c10::TypedOperatorHandle<Unary> unary;
+  c10::TypedOperatorHandle<BinaryInPlace> add_relu_;
+  c10::TypedOperatorHandle<Reorder> reorder;
+};
+
+std::optional<FusedOps> find_fused_ops() {
+  try {
+    auto& dispatcher = c10::Dispatcher::singleton();
+    return FusedOps{dispatcher.findSchemaOrThrow("mkldnn::_convolution_pointwise", "").typed<FusedOps::Unary>(),
+                    dispatcher.findSchemaOrThrow("mkldnn::_convolution_pointwise_", "binary").typed<FusedOps::BinaryInPlace>(),
+                    dispatcher.findSchemaOrThrow("mkldnn::_reorder_convolution_weight", "").typed<FusedOps::Reorder>()};
+  } catch (const c10::Error&) {
+    return std::nullopt;
+  }
+}
+
+const FusedOps* fused_ops() {
+  static const std::optional<FusedOps> ops = find_fused_ops();
+  return ops ? &*ops : nullptr;
+}
+#endif
 
 using ModuleMap = std::map<std::string, std::shared_ptr<torch::nn::Module>>;
 
@@ -28,7 +79,26 @@ at::Tensor FoldedResNet::Conv::operator()(const at::Tensor& x, bool onednn) cons
   return at::conv2d(x, weight, bias, stride, padding);
 }
 
-FoldedResNet::FoldedResNet(ResNetImpl& net, bool use_onednn, at::ScalarType dtype, bool channels_last)
+at::Tensor FoldedResNet::Conv::fused(const at::Tensor& x, bool relu) const {
+#if CLAMP_FUSED_CONVOLUTIONS
+  return fused_ops()->unary.call(x, packed, bias, padding, stride, /*dilation=*/{1, 1}, /*groups=*/1, relu ? "relu" : "none",
+                                 c10::List<c10::optional<at::Scalar>>(), c10::nullopt);
+#else
+  throw std::logic_error("fused convolutions need LibTorch 2.1 or newer with oneDNN");
+#endif
+}
+
+void FoldedResNet::Conv::fused_add_relu(const at::Tensor& x, at::Tensor& shortcut) const {
+#if CLAMP_FUSED_CONVOLUTIONS
+  // oneDNN's sum post-op: the convolution accumulates into the shortcut's memory, then the ReLU.
+  fused_ops()->add_relu_.call(shortcut, x, packed, bias, padding, stride, /*dilation=*/{1, 1}, /*groups=*/1, "add",
+                              c10::nullopt, c10::string_view("relu"), c10::List<c10::optional<at::Scalar>>(), c10::nullopt);
+#else
+  throw std::logic_error("fused convolutions need LibTorch 2.1 or newer with oneDNN");
+#endif
+}
+
+FoldedResNet::FoldedResNet(ResNetImpl& net, bool use_onednn, at::ScalarType dtype, bool channels_last, bool use_fused, int64_t image_side)
     : dtype_(dtype), channels_last_(channels_last) {
   if (!net.options().batch_norm) throw std::invalid_argument("serving needs a backbone with BatchNorm; a BatchNorm-free ResNet is a test model");
   ModuleMap modules;
@@ -63,7 +133,9 @@ FoldedResNet::FoldedResNet(ResNetImpl& net, bool use_onednn, at::ScalarType dtyp
       blocks_.push_back(std::move(block));
     }
   }
-  onednn_ = use_onednn && at::hasMKLDNN() && stem_.weight.device().is_cpu() && stem_.weight.scalar_type() == at::kFloat;
+  const bool onednn_capable = use_onednn && at::hasMKLDNN() && stem_.weight.device().is_cpu() && stem_.weight.scalar_type() == at::kFloat;
+  fused_ = onednn_capable && use_fused && pack_for_fused(image_side);
+  onednn_ = onednn_capable && !fused_;
   if (onednn_) {
     const auto pack = [](Conv& conv) { conv.packed = at::mkldnn_reorder_conv2d_weight(conv.weight.to_mkldnn(), conv.padding, conv.stride, {1, 1}, 1); };
     pack(stem_);
@@ -74,7 +146,76 @@ FoldedResNet::FoldedResNet(ResNetImpl& net, bool use_onednn, at::ScalarType dtyp
   }
 }
 
+bool FoldedResNet::pack_for_fused(int64_t image_side) {
+#if CLAMP_FUSED_CONVOLUTIONS
+  const FusedOps* ops = fused_ops();
+  if (ops == nullptr) return false;
+  // oneDNN picks a weight layout per input shape; a weight packed in another layout is reordered on
+  // every call (ONEDNN_VERBOSE showed one such reorder per ResNet-18 call when packed without the
+  // input's size). Packed for one image of image_side: the channels_last kernels chose the same layouts
+  // for batches of 1 and 64 (no run-time weight reorder in ONEDNN_VERBOSE, small network and
+  // ResNet-18), so one copy serves every batch size; a layout that did differ would cost time, not
+  // correctness. Returns the convolution's output side.
+  macs_per_image_ = 0;
+  const auto pack = [this, ops, image_side](Conv& conv, int64_t side) {
+    const c10::optional<std::vector<int64_t>> input_size =
+        image_side > 0 ? c10::make_optional(std::vector<int64_t>{1, conv.weight.size(1), side, side}) : c10::nullopt;
+    conv.packed = ops->reorder.call(conv.weight.contiguous(), conv.padding, conv.stride, {1, 1}, 1,
+                                    input_size ? at::OptionalIntArrayRef(*input_size) : at::OptionalIntArrayRef());
+    const int64_t out_side = (side + 2 * conv.padding[0] - conv.weight.size(2)) / conv.stride[0] + 1;
+    if (image_side > 0) macs_per_image_ += out_side * out_side * conv.weight[0].numel() * conv.weight.size(0);
+    return out_side;
+  };
+  int64_t side = pack(stem_, image_side);
+  if (max_pool_) side = (side + 2 - 3) / 2 + 1;
+  for (Block& block : blocks_) {
+    if (block.downsample) pack(*block.downsample, side);
+    for (Conv& conv : block.path) side = pack(conv, side);
+  }
+  // Batches the fused path runs alone need no dense copies, which would double the weights' memory.
+  if (fused_min_batch() == 1) {
+    const auto drop_dense = [](Conv& conv) { conv.weight = at::Tensor(); };
+    drop_dense(stem_);
+    for (Block& block : blocks_) {
+      for (Conv& conv : block.path) drop_dense(conv);
+      if (block.downsample) drop_dense(*block.downsample);
+    }
+  }
+  return true;
+#else
+  (void)image_side;
+  return false;
+#endif
+}
+
+at::Tensor FoldedResNet::forward_fused(const at::Tensor& images) const {
+  at::Tensor x = stem_.fused(images.contiguous(at::MemoryFormat::ChannelsLast), /*relu=*/true);
+  if (max_pool_) x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
+  for (const Block& block : blocks_) {
+    at::Tensor y = x;
+    for (size_t k = 0; k + 1 < block.path.size(); ++k) y = block.path[k].fused(y, /*relu=*/true);
+    // The identity shortcut is the block's input, which nothing reads after this block: accumulated
+    // into in place, as a downsampling shortcut's fresh output is.
+    at::Tensor shortcut = block.downsample ? block.downsample->fused(x, /*relu=*/false) : x;
+    block.path.back().fused_add_relu(y, shortcut);
+    x = shortcut;
+  }
+  return x.mean({2, 3});
+}
+
+int64_t FoldedResNet::fused_min_batch() const {
+  if (!fused_) return 0;
+  // Below ~8M multiply-adds a call, oneDNN's fixed cost per convolution (~18 us on the 2-core VM: its
+  // kernels' own time summed to 0.13 of the 0.40 ms a one-image call of the small network took,
+  // ONEDNN_VERBOSE against wall time) outweighs what the fusion saves: the small network (5.5M per
+  // image) at batch 1 took 0.40 ms fused, 0.35 ms through at::conv2d; at batch 2 (11M), 0.51 ms
+  // against 0.88. ResNet-18 (CIFAR stem) at batch 1 took 10.9 ms fused against 16.4.
+  constexpr int64_t kFusedMinMacs = 8'000'000;
+  return macs_per_image_ <= 0 ? 1 : std::max<int64_t>(1, (kFusedMinMacs + macs_per_image_ - 1) / macs_per_image_);
+}
+
 at::Tensor FoldedResNet::forward(const at::Tensor& images_in) const {
+  if (fused_ && images_in.size(0) >= fused_min_batch()) return forward_fused(images_in.to(at::kFloat));
   const bool onednn = onednn_ && images_in.size(0) >= kOneDnnMinBatch;
   const at::Tensor images = images_in.to(dtype_).contiguous(channels_last_ ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
   at::Tensor x = stem_(onednn ? images.to_mkldnn() : images, onednn).relu_();
