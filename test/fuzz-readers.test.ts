@@ -10,6 +10,7 @@ import zlib from 'node:zlib';
 import fc from 'fast-check';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { idx } from './idx-bytes.js';
 import { CHECKPOINT_FORMAT, readCheckpoint, readCheckpointMetadata } from '../lib/checkpoint/checkpoint.js';
 import { CheckpointError, decodeSafetensors, encodeSafetensors, readSafetensors, readSafetensorsHeader, type NamedTensorData } from '../lib/checkpoint/safetensors.js';
 import { ConfigError } from '../lib/config/errors.js';
@@ -89,13 +90,6 @@ function expectOwnError(error: unknown, type: new (message: string) => Error): v
 const AWKWARD_NUMBERS = [0, 1, 2, 7, 8, 255, 256, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 40, 2 ** 53 - 1, 2 ** 53, 2 ** 64, -1, 1.5, 1e300];
 
 describe('IDX reader', () => {
-  function idx(shape: number[], values: number[]): Uint8Array {
-    const header = Buffer.alloc(4 + 4 * shape.length);
-    header[2] = 0x08;
-    header[3] = shape.length;
-    shape.forEach((n, k) => header.writeUInt32BE(n, 4 + 4 * k));
-    return Buffer.concat([header, Buffer.from(values)]);
-  }
   const images = idx([3, 2, 2], [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110]);
   const labels = idx([3], [0, 9, 4]);
   const hotImages = Array.from({ length: 16 }, (_, k) => k);

@@ -4,18 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
+import { idx } from './idx-bytes.js';
 import { DEFAULT_FASHION_MNIST, DatasetError, loadIdxDataset, parseIdx, readIdx } from '../lib/data/idx.js';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'clamp-idx-'));
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
-
-function idx(shape: number[], values: number[]): Uint8Array {
-  const header = Buffer.alloc(4 + 4 * shape.length);
-  header[2] = 0x08;
-  header[3] = shape.length;
-  shape.forEach((n, k) => header.writeUInt32BE(n, 4 + 4 * k));
-  return Buffer.concat([header, Buffer.from(values)]);
-}
 
 describe('IDX files', () => {
   it('parses shape and values', () => {
