@@ -1,7 +1,5 @@
 #include "serve/encoder.h"
 
-#include "numerics/finite.h"
-
 #include <torch/torch.h>
 
 #include <c10/core/InferenceMode.h>
@@ -76,11 +74,6 @@ at::Tensor Encoder::embed(const at::Tensor& images, PixelLayout layout) {
   if (!folded_) {
     folded_.emplace(*backbone_, /*use_onednn=*/true, compute_.bf16_autocast ? at::kBFloat16 : at::kFloat,
                     compute_.channels_last, /*use_fused=*/true, options_.image_size);
-  }
-  if (layout != PixelLayout::bytes_nhwc && images.is_floating_point()) {
-    // NaN pixels would come back as NaN embeddings, silently: refused, over the whole batch at once so
-    // the index names the caller's image, not one inside a chunk.
-    require_finite(images, "images", "image", "check how they were decoded and normalised");
   }
   const int64_t n = images.dim() > 0 ? images.size(0) : 0;
   const int64_t chunk = options_.max_batch > 0 ? options_.max_batch : n;

@@ -119,10 +119,6 @@ StepResult TrainingStep::run(const at::Tensor& images) {
   }
   // The loss computes in float32 whatever it is handed; gathering float32 also spares Gloo bfloat16.
   if (collective_) embeddings = collective_->gather_views(embeddings.to(at::kFloat), m);
-  // Checked after the gather, so every rank sees the same embeddings and reaches the same verdict.
-  if (const int64_t index = first_non_finite(embeddings); index >= 0) {
-    throw diverged("the embeddings became non-finite (" + describe_value_at(embeddings, index) + ")");
-  }
   // BatchNorm normalises an overflowing batch back to finite outputs while its running variance turns
   // infinite: finite embeddings alone do not show it. Per-rank statistics, so the verdict is agreed.
   if (any_rank(!floating_buffers_finite())) throw diverged("BatchNorm's running statistics became non-finite");
@@ -130,8 +126,9 @@ StepResult TrainingStep::run(const at::Tensor& images) {
   try {
     loss = packing_loss(embeddings, m, options_.loss, &result.stats, Diagnostics::pair_pass);
   } catch (const std::invalid_argument& error) {
-    // The shapes are the step's own, so what the loss refuses is the embeddings' values (an overflow).
-    throw diverged(error.what());
+    // The shapes are the step's own, so what the loss refuses is the embeddings' values: non-finite or
+    // overflowing. Its own scan of them is the only one (gathered first, so every rank agrees).
+    throw diverged(std::string("the embeddings became unusable: ") + error.what());
   }
   optimiser_->zero_grad();
   loss.backward();
