@@ -22,13 +22,14 @@
         "CLAMP_CXX_COMPILER=\"GNU (node-gyp)\""
       ],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
-      "cflags_cc": ["<!(node scripts/resolve-libtorch.mjs --gyp std)", "-fexceptions", "-frtti", "<!@(node scripts/resolve-libtorch.mjs --gyp cflags)"],
+      "cflags_cc": ["<!(node scripts/resolve-libtorch.mjs --gyp std)", "-fexceptions", "-frtti", "-fopenmp", "<!@(node scripts/resolve-libtorch.mjs --gyp cflags)"],
       "libraries": [
         "-L<!(node scripts/resolve-libtorch.mjs --gyp libdir)",
         "-Wl,-rpath,<!(node scripts/resolve-libtorch.mjs --gyp libdir)",
         "-ltorch",
         "-ltorch_cpu",
-        "-lc10"
+        "-lc10",
+        "-lgomp"
       ],
       "configurations": {
         "Release": { "defines": ["CLAMP_BUILD_TYPE=\"Release\""] },

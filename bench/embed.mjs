@@ -9,7 +9,7 @@
 // event-loop delay while it runs.
 //
 //   node --expose-gc bench/embed.mjs [--threads N] [--batches 1,64] [--seconds 10] [--calls N]
-//                                    [--checkpoint FILE] [--cifar-checkpoint FILE] [--networks fashion-mnist,cifar10]
+//                                    [--checkpoint FILE] [--cifar-checkpoint FILE] [--networks fashion-mnist,cifar10[,resnet50]]
 //                                    [--rss-calls 20000] [--lag-seconds 3] [--quick] [--json] [--ort-only] [--encoder-only] [--keep]
 //
 // --encoder-only times the Encoder alone (ORT still checks its features): half the time, for comparing
@@ -82,6 +82,8 @@ if (values['ort-only'] && values['encoder-only']) {
 const NETWORKS = {
   'fashion-mnist': { title: 'fashion-mnist preset: small ResNet 16-32-64, 28x28x1', preset: 'fashion-mnist', checkpoint: values.checkpoint },
   cifar10: { title: 'cifar10 preset: ResNet-18, CIFAR stem, 32x32x3', preset: 'cifar10', checkpoint: values['cifar-checkpoint'] },
+  // Opt-in (--networks resnet50): a one-thread batch of 64 takes several seconds a call.
+  resnet50: { title: 'imagenet100 preset: ResNet-50, ImageNet stem, 224x224x3', preset: 'imagenet100', overrides: { run: { device: 'cpu' } } },
 };
 
 const networks = values.networks.split(',');
@@ -95,8 +97,8 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // A checkpoint of the preset's network with its random initialisation (run.seed), the BatchNorm
 // statistics and affine parameters then set to seeded random values so that evaluation-mode BatchNorm
 // is not the identity and the agreement check means something. Returns the trainer too (the reference).
-async function makeCheckpoint(preset, file) {
-  const config = clamp.resolveTrainConfig({ preset });
+async function makeCheckpoint(preset, file, overrides) {
+  const config = clamp.resolveTrainConfig({ preset, overrides });
   const channels = config.augment[0].normalize?.mean?.length ?? config.data.channels ?? 3;
   const trainer = await trainerFor(config, channels, 100);
   const random = new clamp.Random(1234);
@@ -350,7 +352,7 @@ async function bench(key, dir) {
     reference = await trainerOf(checkpoint);
   } else {
     checkpoint = path.join(dir, `${key}.safetensors`);
-    reference = await makeCheckpoint(network.preset, checkpoint);
+    reference = await makeCheckpoint(network.preset, checkpoint, network.overrides);
   }
   const onnxPath = path.join(dir, `${key}.onnx`);
   const info = await exportModel(checkpoint, onnxPath);

@@ -1,8 +1,12 @@
 // The serving encoder: the vectors the training step's evaluation computes, from raw bytes and from
 // [0, 1] floats alike; whole-image resizing; refusal of foreign checkpoints and bad batches.
+#include "serve/direct_convolution.h"
 #include "serve/encoder.h"
 
 #include <torch/torch.h>
+
+#include <atomic>
+#include <cstdlib>
 
 #include "check.h"
 #include "train/training_step.h"
@@ -67,6 +71,16 @@ void test_matches_training_features() {
   check(from_bytes.is_contiguous() && from_bytes.device().is_cpu(), "features come back contiguous on the CPU");
 }
 
+// LibTorch's kernels (or, with direct, clamp's direct convolutions), chosen for a test.
+clamp::FoldedResNetOptions libtorch_kernels(bool onednn, bool fused, bool direct = false, int64_t image_side = 0) {
+  clamp::FoldedResNetOptions options;
+  options.direct = direct;
+  options.onednn = onednn;
+  options.fused = fused;
+  options.image_side = image_side;
+  return options;
+}
+
 void test_onednn_and_plain_paths_agree() {
   clamp::TrainingStep trainer(trainer_options());
   for (int k = 0; k < 3; ++k) trainer.run(at::randn({2 * 8, 1, 16, 16}));
@@ -74,15 +88,17 @@ void test_onednn_and_plain_paths_agree() {
   // Enough images for the oneDNN path (smaller batches take the plain one).
   const at::Tensor images = at::randn({clamp::FoldedResNet::kOneDnnMinBatch, 1, 16, 16});
   const at::Tensor expected = trainer.features(images);
-  for (const int path : {0, 1, 2}) {  // plain, oneDNN's blocked layout, fused
-    const clamp::FoldedResNet folded(*trainer.backbone(), /*use_onednn=*/path > 0, at::kFloat, false, /*use_fused=*/path == 2);
+  for (const int path : {0, 1, 2, 3}) {  // plain, oneDNN's blocked layout, fused, direct
+    const clamp::FoldedResNet folded(*trainer.backbone(), libtorch_kernels(/*onednn=*/path > 0, /*fused=*/path == 2, /*direct=*/path == 3));
     const double error = (folded.forward(images) - expected).abs().max().item<double>();
-    const std::string name = folded.fused() ? " (fused)" : folded.onednn() ? " (oneDNN)" : " (plain)";
+    const std::string name = folded.direct() ? " (direct)" : folded.fused() ? " (fused)" : folded.onednn() ? " (oneDNN)" : " (plain)";
     std::cout << "folded" << name << ": largest difference " << error << "\n";
     check(error < 1e-5, "the folded backbone gives the module's evaluation features" + name);
   }
-  const clamp::FoldedResNet folded(*trainer.backbone(), true);
-  check((folded.onednn() || folded.fused()) == at::hasMKLDNN(), "oneDNN is used where LibTorch has it");
+  const clamp::FoldedResNet folded(*trainer.backbone());
+  check(folded.direct() == (clamp::direct::instruction_set() != nullptr), "the direct convolutions are used where the CPU has their instructions");
+  const clamp::FoldedResNet on_libtorch(*trainer.backbone(), libtorch_kernels(true, true));
+  check((on_libtorch.onednn() || on_libtorch.fused()) == at::hasMKLDNN(), "oneDNN is used where LibTorch has it");
 }
 
 // BatchNorm statistics and affine parameters away from their initial values, so folding them is tested.
@@ -121,9 +137,9 @@ void test_fused_matches_unfused() {
     clamp::ResNet net(c.options);
     randomise_batch_norm(*net);
     net->eval();
-    const clamp::FoldedResNet unfused(*net, /*use_onednn=*/false);
+    const clamp::FoldedResNet unfused(*net, libtorch_kernels(/*onednn=*/false, /*fused=*/false));
     // image_side 0: the fused path for every batch size, batch 1 included.
-    const clamp::FoldedResNet fused(*net, /*use_onednn=*/true, at::kFloat, false, /*use_fused=*/true);
+    const clamp::FoldedResNet fused(*net, libtorch_kernels(/*onednn=*/true, /*fused=*/true));
     if (!fused.fused()) std::cout << c.name << ": this LibTorch has no fused convolutions; the unfused paths are compared\n";
     for (const int64_t n : c.batches) {
       const at::Tensor images = at::rand({n, c.options.in_channels, c.side, c.side});
@@ -137,10 +153,89 @@ void test_fused_matches_unfused() {
   // What the Encoder builds: the small network's single images stay on the plain path (too little work
   // per call for oneDNN's fixed cost per convolution), ResNet-18's take the fused one.
   clamp::ResNet small(cases[0].options), resnet18(cases[1].options);
-  const clamp::FoldedResNet small_folded(*small, true, at::kFloat, false, true, 28), resnet18_folded(*resnet18, true, at::kFloat, false, true, 32);
+  const clamp::FoldedResNet small_folded(*small, libtorch_kernels(true, true, false, 28)), resnet18_folded(*resnet18, libtorch_kernels(true, true, false, 32));
   if (small_folded.fused()) {
     check(small_folded.fused_min_batch() == 2, "the small network's fused path starts at 2 images, got " + std::to_string(small_folded.fused_min_batch()));
     check(resnet18_folded.fused_min_batch() == 1, "ResNet-18's fused path takes single images");
+  }
+}
+
+// clamp's direct convolutions against LibTorch's unfused path: the small network (and one of widths
+// that are no multiple of the vector width, so padded channels are exercised), ResNet-18 with the
+// CIFAR stem, ResNet-50's bottlenecks behind the ImageNet stem and its max-pool, on one and two
+// threads (rows split between them), at batch sizes that leave partial tiles.
+void test_direct_matches_unfused() {
+  if (clamp::direct::instruction_set() == nullptr) {
+    std::cout << "this CPU or compiler has no direct convolution kernels; LibTorch's paths serve\n";
+    return;
+  }
+  std::cout << "direct convolutions: " << clamp::direct::instruction_set() << "\n";
+  const char* forced = std::getenv("CLAMP_CPU_KERNELS");
+  if (forced != nullptr && std::string(forced) == "avx2") check(std::string(clamp::direct::instruction_set()) == "avx2", "CLAMP_CPU_KERNELS=avx2 takes the AVX2 kernels");
+  {
+    // The rows are split with at::parallel_for, a header template: without OpenMP in the core's own
+    // build it runs everything on the calling thread (as it did before the build asked for OpenMP).
+    const int threads = at::get_num_threads();
+    at::set_num_threads(2);
+    std::atomic<int> helpers{0};
+    at::parallel_for(0, 64, 1, [&](int64_t, int64_t) {
+      if (at::get_thread_num() > 0) helpers++;
+    });
+    at::set_num_threads(threads);
+    check(helpers > 0, "the core's at::parallel_for runs on LibTorch's other threads");
+  }
+  struct Case {
+    std::string name;
+    clamp::ResNetOptions options;
+    int64_t side;
+    std::vector<int64_t> batches;
+  };
+  const std::vector<Case> cases{
+      // 33 images: three chunks of the batch (16, 16 and 1; see forward_direct).
+      {"small 16-32-64", clamp::ResNetOptions{{2, 2, 2}, {16, 32, 64}, false, clamp::ResNetStem::small, 1}, 28, {1, 2, 7, 33}},
+      {"small 24-40-72, RGB", clamp::ResNetOptions{{1, 1, 1}, {24, 40, 72}, false, clamp::ResNetStem::small, 3}, 19, {1, 3}},
+      {"ResNet-18 (CIFAR stem)", clamp::ResNetOptions::resnet18().set_stem(clamp::ResNetStem::cifar), 32, {1, 3}},
+      {"ResNet-50", clamp::ResNetOptions::resnet50(), 64, {1, 2}},
+  };
+  c10::InferenceMode inference;
+  const int threads = at::get_num_threads();
+  for (const Case& c : cases) {
+    clamp::ResNet net(c.options);
+    randomise_batch_norm(*net);
+    net->eval();
+    const clamp::FoldedResNet unfused(*net, libtorch_kernels(false, false));
+    clamp::FoldedResNetOptions without_onednn;  // the direct kernels for every batch, wide networks included
+    without_onednn.fused = false;
+    const clamp::FoldedResNet direct(*net, without_onednn);
+    check(direct.direct() && !direct.fused(), c.name + ": the direct convolutions serve float32 on this CPU");
+    for (const int64_t n : c.batches) {
+      const at::Tensor images = at::rand({n, c.options.in_channels, c.side, c.side});
+      const at::Tensor expected = unfused.forward(images);
+      for (const int t : {1, 2}) {
+        at::set_num_threads(t);
+        const at::Tensor got = direct.forward(images);
+        const double relative = ((got - expected).abs().max() / expected.abs().max()).item<double>();
+        std::cout << c.name << " batch " << n << ", " << t << " thread(s), direct vs unfused: relative difference " << relative << "\n";
+        check(got.sizes() == expected.sizes() && relative < 1e-4,
+              c.name + ": the direct convolutions give the unfused features at batch " + std::to_string(n) + " on " + std::to_string(t) + " thread(s)");
+      }
+    }
+  }
+  at::set_num_threads(threads);
+  // What the Encoder builds: the small network takes the direct kernels for every batch; ResNet-18 takes
+  // oneDNN's fused convolutions (faster on its deep layers) where this LibTorch has them; a small network
+  // wider than kDirectMaxChannels takes the fused ones from fused_min_batch() and the direct ones below.
+  clamp::ResNet small(cases[0].options), resnet18(cases[2].options), wider(clamp::ResNetOptions::small().set_in_channels(1));
+  const clamp::FoldedResNet small_folded(*small, libtorch_kernels(true, true, true, 28)), resnet18_folded(*resnet18, libtorch_kernels(true, true, true, 32)),
+      wider_folded(*wider, libtorch_kernels(true, true, true, 14));  // 14x14: few enough multiply-adds for single images to fall below the fused minimum
+  check(small_folded.direct() && !small_folded.fused(), "the small network takes the direct convolutions at every batch size");
+  if (resnet18_folded.fused()) {
+    check(!resnet18_folded.direct(), "ResNet-18 takes oneDNN's fused convolutions at every batch size");
+    check(wider_folded.fused() && wider_folded.direct() && wider_folded.fused_min_batch() > 1,
+          "a 32-64-128 network takes the direct convolutions below the fused path's minimum batch");
+    const at::Tensor one = at::rand({1, 1, 14, 14});
+    const at::Tensor expected = clamp::FoldedResNet(*wider, libtorch_kernels(false, false)).forward(one);
+    check(((wider_folded.forward(one) - expected).abs().max() / expected.abs().max()).item<double>() < 1e-4, "its single images give the unfused features");
   }
 }
 
@@ -188,6 +283,7 @@ int main() {
   test_matches_training_features();
   test_onednn_and_plain_paths_agree();
   test_fused_matches_unfused();
+  test_direct_matches_unfused();
   test_resizes_whole_image();
   test_refuses_foreign_state_and_bad_batches();
   return clamp::testing::summary();

@@ -30,7 +30,10 @@ class ComputeJob {
 
   // Queues the job; the promise settles with Result() after Execute() succeeds, or rejects with the
   // error Execute() threw (translated at the binding boundary). Takes ownership of the job.
-  static Napi::Promise Queue(Napi::Env env, ComputeJob* job);
+  // keep_loop_polling: for a job expected to take well under a millisecond, the JS thread's event loop
+  // polls instead of sleeping for up to kPollMillis while it runs (see LoopPoller in compute_thread.cpp).
+  static Napi::Promise Queue(Napi::Env env, ComputeJob* job, bool keep_loop_polling = false);
+  static constexpr int kPollMillis = 1;
 
  protected:
   // On the compute thread. May throw anything.
@@ -53,6 +56,8 @@ class ComputeJob {
   static void Settle(Napi::Env env, Napi::Function, std::nullptr_t*, ComputeJob* job);
   using Completion = Napi::TypedThreadSafeFunction<std::nullptr_t, ComputeJob, &ComputeJob::Settle>;
 
+  struct LoopPoller;
+  LoopPoller* poller_ = nullptr;  // while keep_loop_polling; stopped and closed by Settle()
   std::unique_ptr<Napi::Promise::Deferred> deferred_;
   Completion completion_;
   std::shared_ptr<Liveness> liveness_;

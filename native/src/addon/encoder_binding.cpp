@@ -11,6 +11,8 @@
 #include "addon/errors.h"
 #include "core/serve/encoder.h"
 
+#include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,6 +58,10 @@ class EncoderWrap : public Napi::ObjectWrap<EncoderWrap> {
 
   std::shared_ptr<Encoder> encoder_;
   int64_t feature_dim_ = 0;
+  // How long the last embed() computed: calls like it that took under half of kPollMillis keep the
+  // event loop polling while they run (ComputeJob::Queue). The first call (which folds the network)
+  // does not.
+  std::shared_ptr<std::atomic<int64_t>> last_embed_micros_ = std::make_shared<std::atomic<int64_t>>(ComputeJob::kPollMillis * 1000);
 };
 
 class CreateEncoderJob : public ComputeJob {
@@ -81,11 +87,20 @@ class CreateEncoderJob : public ComputeJob {
 
 class EmbedJob : public ComputeJob {
  public:
-  EmbedJob(std::shared_ptr<Encoder> encoder, const Napi::TypedArray& images, const std::vector<int64_t>& shape, PixelLayout layout)
-      : encoder_(std::move(encoder)), images_reference_(Napi::Persistent(images)), images_(tensor_over(images, shape)), layout_(layout) {}
+  EmbedJob(std::shared_ptr<Encoder> encoder, const Napi::TypedArray& images, const std::vector<int64_t>& shape, PixelLayout layout,
+           std::shared_ptr<std::atomic<int64_t>> last_micros)
+      : encoder_(std::move(encoder)),
+        images_reference_(Napi::Persistent(images)),
+        images_(tensor_over(images, shape)),
+        layout_(layout),
+        last_micros_(std::move(last_micros)) {}
 
  protected:
-  void Execute() override { features_ = encoder_->embed(images_, layout_); }
+  void Execute() override {
+    const auto start = std::chrono::steady_clock::now();
+    features_ = encoder_->embed(images_, layout_);
+    last_micros_->store(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count());
+  }
   Napi::Value Result(Napi::Env env) override { return typed_array_over(env, features_); }
 
  private:
@@ -93,6 +108,7 @@ class EmbedJob : public ComputeJob {
   Napi::Reference<Napi::TypedArray> images_reference_;
   at::Tensor images_;
   PixelLayout layout_;
+  std::shared_ptr<std::atomic<int64_t>> last_micros_;
   at::Tensor features_;
 };
 
@@ -112,7 +128,8 @@ Napi::Value EncoderWrap::Embed(const Napi::CallbackInfo& info) {
     for (const int64_t n : shape) {
       if (n < 1) throw Napi::RangeError::New(env, "every entry of shape must be at least 1");
     }
-    return ComputeJob::Queue(env, new EmbedJob(encoder_, images, shape, layout));
+    const bool short_call = last_embed_micros_->load() < ComputeJob::kPollMillis * 500;
+    return ComputeJob::Queue(env, new EmbedJob(encoder_, images, shape, layout, last_embed_micros_), short_call);
   });
 }
 

@@ -72,8 +72,11 @@ at::Tensor Encoder::preprocess(const at::Tensor& images, PixelLayout layout) con
 at::Tensor Encoder::embed(const at::Tensor& images, PixelLayout layout) {
   c10::InferenceMode inference;
   if (!folded_) {
-    folded_.emplace(*backbone_, /*use_onednn=*/true, compute_.bf16_autocast ? at::kBFloat16 : at::kFloat,
-                    compute_.channels_last, /*use_fused=*/true, options_.image_size);
+    FoldedResNetOptions folding;
+    folding.dtype = compute_.bf16_autocast ? at::kBFloat16 : at::kFloat;
+    folding.channels_last = compute_.channels_last;
+    folding.image_side = options_.image_size;
+    folded_.emplace(*backbone_, folding);
   }
   const int64_t n = images.dim() > 0 ? images.size(0) : 0;
   const int64_t chunk = options_.max_batch > 0 ? options_.max_batch : n;

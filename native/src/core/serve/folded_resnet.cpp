@@ -1,6 +1,7 @@
 #include "serve/folded_resnet.h"
 
 #include <ATen/Config.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/GradMode.h>
 #include <torch/nn/modules/batchnorm.h>
@@ -13,6 +14,7 @@
 #include <string>
 
 #include "compat.h"
+#include "serve/direct_convolution.h"
 
 // oneDNN's fused convolutions are operators of LibTorch 2.x (registered for Inductor); 1.13 keeps the
 // unfused paths.
@@ -98,8 +100,10 @@ void FoldedResNet::Conv::fused_add_relu(const at::Tensor& x, at::Tensor& shortcu
 #endif
 }
 
-FoldedResNet::FoldedResNet(ResNetImpl& net, bool use_onednn, at::ScalarType dtype, bool channels_last, bool use_fused, int64_t image_side)
-    : dtype_(dtype), channels_last_(channels_last) {
+FoldedResNet::FoldedResNet(ResNetImpl& net, const FoldedResNetOptions& options)
+    : dtype_(options.dtype), channels_last_(options.channels_last) {
+  const at::ScalarType dtype = options.dtype;
+  const bool channels_last = options.channels_last;
   if (!net.options().batch_norm) throw std::invalid_argument("serving needs a backbone with BatchNorm; a BatchNorm-free ResNet is a test model");
   ModuleMap modules;
   for (const auto& item : net.named_modules("", /*include_self=*/false)) modules[item.key()] = item.value();
@@ -133,9 +137,18 @@ FoldedResNet::FoldedResNet(ResNetImpl& net, bool use_onednn, at::ScalarType dtyp
       blocks_.push_back(std::move(block));
     }
   }
-  const bool onednn_capable = use_onednn && at::hasMKLDNN() && stem_.weight.device().is_cpu() && stem_.weight.scalar_type() == at::kFloat;
-  fused_ = onednn_capable && use_fused && pack_for_fused(image_side);
-  onednn_ = onednn_capable && !fused_;
+  const bool cpu_float = stem_.weight.device().is_cpu() && stem_.weight.scalar_type() == at::kFloat;
+  const bool onednn_capable = options.onednn && at::hasMKLDNN() && cpu_float;
+  const bool direct_capable = options.direct && cpu_float && direct::instruction_set() != nullptr;
+  // The direct kernels take every batch of a network no wider than kDirectMaxChannels; wider networks
+  // keep oneDNN's fused convolutions, which were faster on their deep layers (ResNet-18, CIFAR stem, at
+  // batch 1 and 64, 1 and 2 threads: 0.66x to 0.85x of the fused path's images/s), and take the direct
+  // ones only for batches below the fused path's minimum, in place of the plain path.
+  const bool direct_only = direct_capable && widest_channels() <= kDirectMaxChannels;
+  fused_ = onednn_capable && !direct_only && options.fused && pack_for_fused(options.image_side);
+  direct_ = direct_capable && (direct_only || !fused_ || fused_min_batch() > 1);
+  if (direct_) pack_for_direct();
+  onednn_ = onednn_capable && !fused_ && !direct_;
   if (onednn_) {
     const auto pack = [](Conv& conv) { conv.packed = at::mkldnn_reorder_conv2d_weight(conv.weight.to_mkldnn(), conv.padding, conv.stride, {1, 1}, 1); };
     pack(stem_);
@@ -214,7 +227,134 @@ int64_t FoldedResNet::fused_min_batch() const {
   return macs_per_image_ <= 0 ? 1 : std::max<int64_t>(1, (kFusedMinMacs + macs_per_image_ - 1) / macs_per_image_);
 }
 
+namespace {
+
+int64_t aligned_channels(int64_t channels) { return (channels + direct::kChannelAlign - 1) / direct::kChannelAlign * direct::kChannelAlign; }
+
+// A buffer for direct::convolve, and the tensor that owns its memory.
+struct DirectBuffer {
+  at::Tensor memory;
+  direct::Activation view;
+};
+
+}  // namespace
+
+int64_t FoldedResNet::widest_channels() const {
+  int64_t widest = stem_.bias.size(0);
+  for (const Block& block : blocks_) {
+    for (const Conv& conv : block.path) widest = std::max(widest, conv.bias.size(0));
+    if (block.downsample) widest = std::max(widest, block.downsample->bias.size(0));
+  }
+  return widest;
+}
+
+at::Tensor FoldedResNet::direct_buffer_memory(int64_t floats) const {
+  std::lock_guard<std::mutex> lock(*direct_buffers_.mutex);
+  at::Tensor* best = nullptr;
+  for (at::Tensor& buffer : direct_buffers_.buffers) {
+    if (buffer.use_count() == 1 && buffer.numel() >= floats && (best == nullptr || buffer.numel() < best->numel())) best = &buffer;
+  }
+  if (best != nullptr) return *best;
+  direct_buffers_.buffers.push_back(at::empty({floats}, at::kFloat));
+  return direct_buffers_.buffers.back();
+}
+
+void FoldedResNet::pack_for_direct() {
+  // [out, in, k, k] -> [k][k][in stride][out padded], zeros in the padded channels. The stem reads the
+  // image as it comes (its channel count unpadded); every later layer reads a padded buffer.
+  const auto pack = [](Conv& conv, bool stem) {
+    const int64_t out = conv.weight.size(0), in = conv.weight.size(1);
+    const int64_t in_stride = stem ? in : aligned_channels(in), out_padded = aligned_channels(out);
+    conv.direct_weight = at::zeros({conv.weight.size(2), conv.weight.size(3), in_stride, out_padded}, at::kFloat);
+    conv.direct_weight.narrow(2, 0, in).narrow(3, 0, out).copy_(conv.weight.permute({2, 3, 1, 0}));
+    conv.direct_bias = at::zeros({out_padded}, at::kFloat);
+    conv.direct_bias.narrow(0, 0, out).copy_(conv.bias);
+    if (conv.weight.size(2) != conv.weight.size(3) || conv.stride[0] != conv.stride[1]) {
+      throw std::logic_error("the direct convolutions take square kernels and strides");
+    }
+    conv.weight = at::Tensor();  // the direct path replaces the plain one: no dense copy of the weights
+  };
+  pack(stem_, /*stem=*/true);
+  for (Block& block : blocks_) {
+    for (Conv& conv : block.path) pack(conv, false);
+    if (block.downsample) pack(*block.downsample, false);
+  }
+}
+
+at::Tensor FoldedResNet::forward_direct(const at::Tensor& images) const {
+  // The batch in chunks whose largest activation (the stem's output) fits in ~256 KB, so that each
+  // layer reads its input from the L2 cache the previous layer wrote it to. The small network at batch
+  // 64 (1 MB per activation) took 8.2 ms in one piece; its weights are small enough to be read again
+  // per chunk.
+  const int64_t batch = images.size(0), features = blocks_.back().path.back().bias.size(0);
+  const int64_t side = (images.size(2) + 2 * stem_.padding[0] - stem_.direct_weight.size(0)) / stem_.stride[0] + 1 + 2;
+  const int64_t stem_bytes = side * side * stem_.direct_bias.size(0) * int64_t{sizeof(float)};
+  const int64_t chunk = std::clamp<int64_t>((int64_t{256} << 10) / std::max<int64_t>(1, stem_bytes), 1, batch);
+  at::Tensor out = at::empty({batch, features}, at::kFloat);
+  for (int64_t start = 0; start < batch; start += chunk) {
+    const int64_t n = std::min(chunk, batch - start);
+    forward_direct_chunk(images.narrow(0, start, n), out.data_ptr<float>() + start * features);
+  }
+  return out;
+}
+
+void FoldedResNet::forward_direct_chunk(const at::Tensor& images, float* features_out) const {
+  const int64_t batch = images.size(0);
+  // Every buffer has a border of 1 (what a 3x3 convolution pads), the image the stem's padding.
+  constexpr int64_t kPad = 1;
+  const auto direct_buffer = [this](int64_t batch, int64_t height, int64_t width, int64_t channels, int64_t pad) {
+    DirectBuffer buffer;
+    buffer.view = direct::Activation{nullptr, batch, height, width, channels, pad};
+    buffer.memory = direct_buffer_memory(buffer.view.floats());
+    buffer.view.data = buffer.memory.data_ptr<float>();
+    direct::zero_border(buffer.view);
+    return buffer;
+  };
+  DirectBuffer x = direct_buffer(batch, images.size(2), images.size(3), images.size(1), stem_.padding[0]);
+  {
+    const at::Tensor interior = at::from_blob(x.view.data, {batch, x.view.height + 2 * x.view.pad, x.view.width + 2 * x.view.pad, x.view.channels}, at::kFloat);
+    interior.narrow(1, x.view.pad, x.view.height).narrow(2, x.view.pad, x.view.width).copy_(images.permute({0, 2, 3, 1}));
+  }
+  // out = relu?(conv(in) [+ out's current values]), in a new buffer or accumulated into residual's.
+  const auto convolve = [batch, &direct_buffer](const Conv& conv, const DirectBuffer& in, bool relu, DirectBuffer* residual) {
+    const int64_t k = conv.direct_weight.size(0), s = conv.stride[0], p = conv.padding[0];
+    if (in.view.pad < p) throw std::logic_error("a direct convolution's input has too narrow a border");
+    direct::Convolution c{conv.direct_weight.data_ptr<float>(), conv.direct_bias.data_ptr<float>(), k, s, p, conv.direct_bias.size(0)};
+    const int64_t height = (in.view.height + 2 * p - k) / s + 1, width = (in.view.width + 2 * p - k) / s + 1;
+    if (residual != nullptr && (residual->view.height != height || residual->view.width != width || residual->view.channels != c.out_channels)) {
+      throw std::logic_error("a residual block's shortcut and its last convolution differ in shape");
+    }
+    DirectBuffer out = residual != nullptr ? *residual : direct_buffer(batch, height, width, c.out_channels, kPad);
+    // Rows in chunks of at least ~2M multiply-adds (~40 us): a layer with less work stays on the calling
+    // thread. Handing a small layer to LibTorch's OpenMP team costs more than it saves, and far more when
+    // a team thread has lost its core: the small network at batch 1 with 2 threads, each layer split in
+    // two (256K per chunk), took 1.0 ms a call in bench/embed.mjs against 0.16 ms on one thread.
+    const int64_t row_macs = std::max<int64_t>(1, width * k * k * in.view.channels * c.out_channels);
+    at::parallel_for(0, batch * height, std::max<int64_t>(1, (int64_t{1} << 21) / row_macs), [&](int64_t begin, int64_t end) {
+      direct::convolve(c, in.view, out.view, residual != nullptr ? &out.view : nullptr, relu, begin, end);
+    });
+    return out;
+  };
+  x = convolve(stem_, x, /*relu=*/true, nullptr);
+  if (max_pool_) {
+    DirectBuffer pooled = direct_buffer(batch, (x.view.height - 1) / 2 + 1, (x.view.width - 1) / 2 + 1, x.view.channels, kPad);
+    direct::max_pool_3x3_stride2(x.view, pooled.view);
+    x = std::move(pooled);
+  }
+  for (const Block& block : blocks_) {
+    DirectBuffer y = x;
+    for (size_t k = 0; k + 1 < block.path.size(); ++k) y = convolve(block.path[k], y, /*relu=*/true, nullptr);
+    // As on the fused path: the last convolution accumulates into the shortcut's buffer (the block's
+    // input, which nothing reads after this block, or the downsampling's fresh output).
+    DirectBuffer shortcut = block.downsample ? convolve(*block.downsample, x, /*relu=*/false, nullptr) : x;
+    convolve(block.path.back(), y, /*relu=*/true, &shortcut);
+    x = std::move(shortcut);
+  }
+  direct::mean_pool(x.view, blocks_.back().path.back().bias.size(0), features_out);
+}
+
 at::Tensor FoldedResNet::forward(const at::Tensor& images_in) const {
+  if (direct_ && (!fused_ || images_in.size(0) < fused_min_batch())) return forward_direct(images_in.to(at::kFloat));
   if (fused_ && images_in.size(0) >= fused_min_batch()) return forward_fused(images_in.to(at::kFloat));
   const bool onednn = onednn_ && images_in.size(0) >= kOneDnnMinBatch;
   const at::Tensor images = images_in.to(dtype_).contiguous(channels_last_ ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
