@@ -201,6 +201,10 @@ export class Encoder {
     for (const pending of this.queue.splice(0)) pending.reject(new EncoderError('the Encoder was disposed before this embed() ran'));
   }
 
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
   get isDisposed(): boolean {
     return this.disposed;
   }

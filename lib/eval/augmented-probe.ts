@@ -6,6 +6,7 @@ import type { TrainConfig } from '../config/train-config.js';
 import type { ImageDataset } from '../data/idx.js';
 import { classifierLoader, cropAndFlip, DEFAULT_CROP_SCALE, fineTunerFor, scoreClassifier, trainClassifier, type ClassifierEpoch, type ClassifierScore } from '../train/finetune.js';
 import type { StateEntry } from '../train/trainer.js';
+import type { FineTuner } from '../train/fine-tuner.js';
 
 export interface AugmentedProbeSummary {
   top1: number;
@@ -39,8 +40,9 @@ export async function augmentedLinearProbe(
   const classes = Math.max(train.classes, test.classes);
   const evaluation = config.augment[0]!;
   const loader = classifierLoader(train, cropAndFlip(evaluation, DEFAULT_CROP_SCALE, 0.5), options);
+  let fineTuner: FineTuner | undefined;
   try {
-    const fineTuner = await fineTunerFor(config, train.channels, classes, {
+    fineTuner = await fineTunerFor(config, train.channels, classes, {
       // The feature probe's optimiser: SGD with plain momentum, decay on the weights only.
       optimiser: { name: 'sgd', momentum: options.momentum, nesterov: false, weightDecay: options.weightDecay },
       schedule: { peakLr: options.learningRate, totalSteps: options.epochs * loader.batchesPerEpoch },
@@ -52,6 +54,7 @@ export async function augmentedLinearProbe(
     const score = await scoreClassifier(fineTuner, test, evaluation, classes, options);
     return { ...score, epochs: options.epochs, learningRate: options.learningRate };
   } finally {
+    fineTuner?.dispose();
     await loader.close();
   }
 }

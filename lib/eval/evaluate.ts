@@ -143,7 +143,11 @@ export async function evaluateCheckpoint(
   const saved = run.config.eval.linearProbe;
   const config = options.augmentEpochs === undefined || saved === false ? run.config : { ...run.config, eval: { ...run.config.eval, linearProbe: { ...saved, augmentEpochs: options.augmentEpochs } } };
   const trainer = await trainerFor(config, train.channels, Math.max(1, Math.floor(train.count / config.run.batchSize)));
-  await trainer.loadState(checkpoint.state);
-  const evaluation = await evaluate(trainer, train, test, config, false, options.signal, onProgress);
-  return { ...evaluation, checkpoint: file, config, trainImages: train.count, testImages: test.count };
+  try {
+    await trainer.loadState(checkpoint.state);
+    const evaluation = await evaluate(trainer, train, test, config, false, options.signal, onProgress);
+    return { ...evaluation, checkpoint: file, config, trainImages: train.count, testImages: test.count };
+  } finally {
+    trainer.dispose();
+  }
 }

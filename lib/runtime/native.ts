@@ -76,6 +76,8 @@ export interface NativeTrainer {
   loadState(entries: StateEntry[]): Promise<void>;
   distribute(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number }): Promise<void>;
   anyRank(flag: boolean): Promise<boolean>;
+  /** Lets go of the trainer now, or when the calls already queued have run; later calls throw. */
+  dispose(): void;
   readonly stepsTaken: number;
   readonly featureDim: number;
   readonly computeSettings: ComputeSettings;
@@ -89,6 +91,8 @@ export interface NativeFineTuner {
   step(images: Float32Array, shape: number[], labels: Uint8Array | Int32Array): Promise<FineTuneStepResult>;
   logits(images: Float32Array, shape: number[]): Promise<Float32Array>;
   state(): Promise<StateEntry[]>;
+  /** Lets go of the fine-tuner now, or when the calls already queued have run; later calls throw. */
+  dispose(): void;
   readonly stepsTaken: number;
   readonly featureDim: number;
 }

@@ -42,13 +42,39 @@ export interface FineTuneStepResult {
 type Shape = readonly [number, number, number, number];
 
 export class FineTuner {
-  private constructor(private readonly handle: NativeFineTuner, readonly options: z.output<typeof fineTunerOptionsSchema>) {}
+  private disposed = false;
+
+  private constructor(private readonly nativeHandle: NativeFineTuner, readonly options: z.output<typeof fineTunerOptionsSchema>) {}
 
   static async create(options: FineTunerOptions): Promise<FineTuner> {
     const parsed = fineTunerOptionsSchema.safeParse(options, { reportInput: true });
     if (!parsed.success) throw validationError(parsed.error, 'options');
     const resolved = parsed.data;
     return new FineTuner(await native().createFineTuner({ ...resolved, stem: resolvedStem(resolved), optimiser: nativeOptimiserOptions(resolved.optimiser) }), resolved);
+  }
+
+  /** The native object, or an error naming dispose() once it was called. */
+  private get handle(): NativeFineTuner {
+    if (this.disposed) throw new Error('this FineTuner was disposed; create another with FineTuner.create()');
+    return this.nativeHandle;
+  }
+
+  /**
+   * Frees the network and its optimiser state now (GPU memory included), or when the calls already
+   * queued have run; later calls throw. Also `Symbol.dispose`, for `using` declarations.
+   */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.nativeHandle.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
   }
 
   /** Copies a pretrained backbone (a clamp-native checkpoint's state: other entries are ignored). */

@@ -179,9 +179,10 @@ export async function fineTune(
   const evaluation = config.augment[0]!;
   const workers = o.workers ?? config.run.workers;
   const loader = classifierLoader(labelled, cropAndFlip(evaluation, o.cropScale, o.flip), { batchSize: o.batchSize, seed: o.seed, workers });
+  let fineTuner: FineTuner | undefined;
   try {
     const totalSteps = epochs * loader.batchesPerEpoch;
-    const fineTuner = await fineTunerFor(config, train.channels, classes, {
+    fineTuner = await fineTunerFor(config, train.channels, classes, {
       optimiser: { name: 'sgd', nesterov: true, momentum: 0.9, weightDecay: o.weightDecay },
       schedule: { peakLr: o.lr, totalSteps, warmupSteps: Math.min(totalSteps - 1, Math.round(o.warmupEpochs * loader.batchesPerEpoch)) },
       backboneLrScale: o.backboneLrScale,
@@ -198,6 +199,7 @@ export async function fineTune(
     const score = await scoreClassifier(fineTuner, test, evaluation, classes, { workers, signal: hooks.signal });
     return { ...score, labels: o.labels, labelledImages: labelled.count, epochs, steps: fineTuner.stepsTaken, fromScratch: o.fromScratch, history, seconds: (performance.now() - started) / 1000 };
   } finally {
+    fineTuner?.dispose();
     await loader.close();
   }
 }

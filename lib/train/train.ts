@@ -296,6 +296,7 @@ async function runTraining(
       }
     }
   } finally {
+    trainer.dispose();
     await loader.close();
     await metrics?.close();
   }

@@ -109,7 +109,9 @@ function typedDivergence(error: unknown): unknown {
 }
 
 export class Trainer {
-  private constructor(private readonly handle: NativeTrainer, readonly options: z.output<typeof trainerOptionsSchema>) {}
+  private disposed = false;
+
+  private constructor(private readonly nativeHandle: NativeTrainer, readonly options: z.output<typeof trainerOptionsSchema>) {}
 
   /** Builds the networks (weights initialised from `seed`) off the JS thread. */
   static async create(options: TrainerOptions): Promise<Trainer> {
@@ -117,6 +119,30 @@ export class Trainer {
     if (!parsed.success) throw validationError(parsed.error, 'options');
     const resolved = parsed.data;
     return new Trainer(await native().createTrainer({ ...resolved, stem: resolvedStem(resolved), optimiser: nativeOptimiserOptions(resolved.optimiser) }), resolved);
+  }
+
+  /** The native object, or an error naming dispose() once it was called. */
+  private get handle(): NativeTrainer {
+    if (this.disposed) throw new Error('this Trainer was disposed; create another with Trainer.create()');
+    return this.nativeHandle;
+  }
+
+  /**
+   * Frees the network and its optimiser state now (GPU memory included), or when the calls already
+   * queued have run; later calls throw. Also `Symbol.dispose`, for `using` declarations.
+   */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.nativeHandle.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
   }
 
   /**

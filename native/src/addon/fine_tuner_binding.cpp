@@ -39,7 +39,7 @@ class FineTunerWrap : public Napi::ObjectWrap<FineTunerWrap> {
                        {InstanceMethod<&FineTunerWrap::LoadBackbone>("loadBackbone"), InstanceMethod<&FineTunerWrap::Features>("features"),
                         InstanceMethod<&FineTunerWrap::Standardise>("standardise"), InstanceMethod<&FineTunerWrap::Step>("step"),
                         InstanceMethod<&FineTunerWrap::Logits>("logits"), InstanceMethod<&FineTunerWrap::State>("state"),
-                        InstanceAccessor<&FineTunerWrap::StepsTaken>("stepsTaken"), InstanceAccessor<&FineTunerWrap::FeatureDim>("featureDim")});
+                        InstanceMethod<&FineTunerWrap::Dispose>("dispose"), InstanceAccessor<&FineTunerWrap::StepsTaken>("stepsTaken"), InstanceAccessor<&FineTunerWrap::FeatureDim>("featureDim")});
   }
 
   // Only createFineTuner makes these: info[0] is an External holding the fine-tuner built off-thread.
@@ -48,7 +48,7 @@ class FineTunerWrap : public Napi::ObjectWrap<FineTunerWrap> {
     fine_tuner_.reset(info[0].As<Napi::External<FineTuneStep>>().Data());
   }
 
-  FineTuneStep& target() { return *fine_tuner_; }
+  std::shared_ptr<FineTuneStep> shared_target() { return fine_tuner_.get(Env()); }
 
  private:
   Napi::Value LoadBackbone(const Napi::CallbackInfo& info);
@@ -57,10 +57,15 @@ class FineTunerWrap : public Napi::ObjectWrap<FineTunerWrap> {
   Napi::Value Step(const Napi::CallbackInfo& info);
   Napi::Value Logits(const Napi::CallbackInfo& info);
   Napi::Value State(const Napi::CallbackInfo& info);
-  Napi::Value StepsTaken(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(fine_tuner_->steps_taken())); }
-  Napi::Value FeatureDim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(fine_tuner_->backbone()->feature_dim())); }
+  Napi::Value StepsTaken(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(shared_target()->steps_taken())); }
+  Napi::Value FeatureDim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(shared_target()->backbone()->feature_dim())); }
+  // Lets go of the network and its optimiser state now, or when the calls already queued have run.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    fine_tuner_.dispose();
+    return info.Env().Undefined();
+  }
 
-  std::unique_ptr<FineTuneStep> fine_tuner_;
+  DisposableTarget<FineTuneStep> fine_tuner_{"this FineTuner was disposed; create another with createFineTuner()"};
 };
 
 class StepJob : public ImageBatchJob<FineTunerWrap> {

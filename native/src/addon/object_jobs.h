@@ -1,6 +1,8 @@
-// Compute-thread jobs on a wrapped native object (a trainer, a fine-tuner): each keeps the object's
-// JavaScript wrapper alive until it settles, and the batch jobs keep the caller's typed arrays alive
-// under the tensors that read them in place. Wrap is a Napi::ObjectWrap with a target() accessor.
+// Compute-thread jobs on a wrapped native object (a trainer, a fine-tuner): each holds the object
+// itself (a shared_ptr: dispose() on the JS thread lets go of the wrapper's reference, and the object
+// is freed when the last job on it ends) and keeps its JavaScript wrapper alive until it settles; the
+// batch jobs keep the caller's typed arrays alive under the tensors that read them in place. Wrap is a
+// Napi::ObjectWrap with shared_target(), which throws once the object was disposed.
 #pragma once
 
 #include <napi.h>
@@ -40,14 +42,32 @@ class CreateObjectJob : public ComputeJob {
 template <class Wrap>
 class ObjectJob : public ComputeJob {
  public:
-  ObjectJob(Wrap* wrap, const Napi::Object& self) : wrap_(wrap), self_(Napi::Persistent(self)) {}
+  ObjectJob(Wrap* wrap, const Napi::Object& self) : target_(wrap->shared_target()), self_(Napi::Persistent(self)) {}
 
  protected:
-  auto& target() { return wrap_->target(); }
+  auto& target() { return *target_; }
 
  private:
-  Wrap* wrap_;
+  decltype(std::declval<Wrap&>().shared_target()) target_;
   Napi::ObjectReference self_;
+};
+
+// The object a wrapper owns until dispose(): held by shared_ptr so that jobs already queued keep it.
+template <class Target>
+class DisposableTarget {
+ public:
+  explicit DisposableTarget(const char* disposed_message) : disposed_message_(disposed_message) {}
+  void reset(Target* target) { target_.reset(target); }
+  void dispose() { target_.reset(); }
+  // The object, or a JavaScript Error naming dispose() when it is gone.
+  std::shared_ptr<Target> get(Napi::Env env) const {
+    if (!target_) throw Napi::Error::New(env, disposed_message_);
+    return target_;
+  }
+
+ private:
+  const char* disposed_message_;
+  std::shared_ptr<Target> target_;
 };
 
 // A job on the object and one batch of images (a Float32Array read in place as [n, c, h, w]).

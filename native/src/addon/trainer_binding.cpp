@@ -43,6 +43,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
     return DefineClass(env, "Trainer",
                        {InstanceMethod<&TrainerWrap::Step>("step"), InstanceMethod<&TrainerWrap::Features>("features"),
                         InstanceMethod<&TrainerWrap::State>("state"), InstanceMethod<&TrainerWrap::LoadState>("loadState"), InstanceMethod<&TrainerWrap::Distribute>("distribute"), InstanceMethod<&TrainerWrap::AnyRank>("anyRank"),
+                        InstanceMethod<&TrainerWrap::Dispose>("dispose"),
                         InstanceAccessor<&TrainerWrap::StepsTaken>("stepsTaken"), InstanceAccessor<&TrainerWrap::FeatureDim>("featureDim"),
                         InstanceAccessor<&TrainerWrap::ComputeSettingsOf>("computeSettings")});
   }
@@ -53,7 +54,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
     trainer_.reset(info[0].As<Napi::External<TrainingStep>>().Data());
   }
 
-  TrainingStep& target() { return *trainer_; }
+  std::shared_ptr<TrainingStep> shared_target() { return trainer_.get(Env()); }
 
  private:
   Napi::Value Step(const Napi::CallbackInfo& info);
@@ -62,16 +63,23 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
   Napi::Value LoadState(const Napi::CallbackInfo& info);
   Napi::Value Distribute(const Napi::CallbackInfo& info);
   Napi::Value AnyRank(const Napi::CallbackInfo& info);
-  Napi::Value StepsTaken(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(trainer_->steps_taken())); }
-  Napi::Value FeatureDim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(trainer_->backbone()->feature_dim())); }
+  Napi::Value StepsTaken(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(shared_target()->steps_taken())); }
+  Napi::Value FeatureDim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(shared_target()->backbone()->feature_dim())); }
   Napi::Value ComputeSettingsOf(const Napi::CallbackInfo& info) {
+    const auto trainer = shared_target();
     Napi::Object settings = Napi::Object::New(info.Env());
-    settings.Set("bf16Autocast", trainer_->compute_settings().bf16_autocast);
-    settings.Set("channelsLast", trainer_->compute_settings().channels_last);
+    settings.Set("bf16Autocast", trainer->compute_settings().bf16_autocast);
+    settings.Set("channelsLast", trainer->compute_settings().channels_last);
     return settings;
   }
+  // Lets go of the network, its optimiser state and its process group (GPU memory included) now, or
+  // when the steps already queued have run; later calls throw.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    trainer_.dispose();
+    return info.Env().Undefined();
+  }
 
-  std::unique_ptr<TrainingStep> trainer_;
+  DisposableTarget<TrainingStep> trainer_{"this Trainer was disposed; create another with createTrainer()"};
 };
 
 class StepJob : public ImageBatchJob<TrainerWrap> {
