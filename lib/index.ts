@@ -12,22 +12,15 @@ export { runPackingDynamics, type PackingDynamicsOptions, type PackingDynamicsSt
 export { packingLossOptionsSchema, type PackingLossOptions, type ResolvedPackingLossOptions } from './config/packing-loss-options.js';
 export { doctor, formatDoctorReport, type BlasInfo, type DoctorReport } from './runtime/doctor.js';
 export { getNumThreads, NativeAddonError, setNumThreads } from './runtime/native.js';
-export {
-  DEFAULT_FASHION_MNIST,
-  DatasetError,
-  loadIdxDataset,
-  type IdxDatasetOptions,
-  parseIdx,
-  readIdx,
-  type IdxArray,
-  type ImageDataset,
-} from './data/idx.js';
+export { DEFAULT_FASHION_MNIST, loadIdxDataset, type IdxDatasetOptions, parseIdx, readIdx, type IdxArray } from './data/idx.js';
+export { DatasetError } from './data/files.js';
+export type { ImageDataset } from './data/image-dataset.js';
 export { loadCifarDataset, type CifarOptions } from './data/cifar.js';
 export { loadStl10Dataset, STL10_NO_LABEL } from './data/stl10.js';
 export { decodeImage, imageFolderOptionsSchema, loadImageFolder, type ImageFolderOptions } from './data/image-folder.js';
 export { distributedOptionsSchema, Trainer, trainerOptionsSchema, TrainingDivergedError, type DistributedOptions, type TrainerOptions, type TrainingStepResult } from './train/trainer.js';
 export { FineTuner, fineTunerOptionsSchema, type FineTunerOptions, type FineTuneStepResult } from './train/fine-tuner.js';
-export { fineTune, fineTuneCheckpoint, fineTuneOptionsSchema, type FineTuneOptions, type FineTuneResult } from './train/finetune.js';
+export { fineTune, fineTuneCheckpoint, fineTuneOptionsSchema, type FineTuneOptions, type FineTuneResult } from './train/fine-tune-run.js';
 export { balancedLabelSubset, datasetSubset } from './data/label-subset.js';
 export { augment, augmentationSchema, multiViewBatch, type Augmentation, type AugmentationOptions } from './augment/pipeline.js';
 export * as transforms from './augment/transforms.js';
@@ -45,7 +38,7 @@ export {
   type TrainConfigInput,
 } from './config/train-config.js';
 export { PRESETS, type PresetName } from './config/presets.js';
-export { resumeTraining, train, type ResumeOptions, type TrainEvent, type TrainOptions, type TrainSummary } from './train/train.js';
+export { resumeTraining, train, type ResumeOptions, type TrainEvent, type TrainOptions, type TrainSummary } from './train/training-run.js';
 export { type StateEntry } from './train/trainer.js';
 export { CHECKPOINT_FILE, CHECKPOINT_FORMAT, checkpointPath, readCheckpoint, readCheckpointMetadata, saveCheckpoint, type Checkpoint, type CheckpointMetadata, type RunPosition } from './checkpoint/checkpoint.js';
 export { CheckpointError, readSafetensors, readSafetensorsHeader, writeSafetensors, type NamedTensorData, type TensorDtype, type TensorInfo } from './checkpoint/safetensors.js';

@@ -30,6 +30,12 @@ describe('dependencies run one way', () => {
     expect(closure.filter((file) => /^(train|cli)\//.test(file))).toEqual([]);
   });
 
+  it("the addon's typed contract (runtime/addon-types.ts) imports nothing, type-only imports included", () => {
+    const source = fs.readFileSync(path.join(lib, 'runtime/addon-types.ts'), 'utf8');
+    expect(source).toMatch(/export interface NativeAddon \{/); // the file is the contract
+    expect([...source.matchAll(/^\s*(?:import|export)\s[^;]*?\sfrom\s+'[^']+';/gm)].map((m) => m[0])).toEqual([]);
+  });
+
   it('only the CLI imports the CLI', () => {
     for (const entry of ['index.ts']) expect(runtimeClosure(entry).filter((file) => file.startsWith('cli/'))).toEqual([]);
   });

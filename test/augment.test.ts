@@ -12,7 +12,7 @@ import {
   solarize,
   type Image,
 } from '../lib/augment/transforms.js';
-import type { ImageDataset } from '../lib/data/idx.js';
+import type { ImageDataset } from '../lib/data/image-dataset.js';
 import { Random } from '../lib/random.js';
 
 function randomImage(channels: number, height: number, width: number, seed: number): Image {

@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { resolveTrainConfig } from '../lib/config/train-config.js';
 import { progressLine } from '../lib/format.js';
-import { train } from '../lib/train/train.js';
+import { train } from '../lib/train/training-run.js';
 
 const cli = path.resolve('dist/cli/main.js');
 const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });

@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { resolveTrainConfig } from '../lib/config/train-config.js';
 import { Encoder } from '../lib/encode/encoder.js';
 import { doctor, Trainer, type TrainerOptions } from '../lib/index.js';
-import { train } from '../lib/train/train.js';
+import { train } from '../lib/train/training-run.js';
 import { noisyViews, SIDE as side } from './noisy-views.js';
 
 const device = process.env.CLAMP_TEST_DEVICE ?? 'cuda';

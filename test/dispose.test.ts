@@ -2,7 +2,7 @@
 // queued on it have run; later calls throw an error naming dispose(), never touch freed memory.
 import { describe, expect, it } from 'vitest';
 import { FineTuner, Trainer, type TrainerOptions } from '../lib/index.js';
-import type { NativeTrainer } from '../lib/runtime/native.js';
+import type { NativeTrainer } from '../lib/runtime/addon-types.js';
 import { noisyViews, SIDE as side } from './noisy-views.js';
 
 const views = 2;

@@ -11,7 +11,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { native } from '../lib/runtime/native.js';
 import { Trainer } from '../lib/train/trainer.js';
 import { resolveTrainConfig } from '../lib/config/train-config.js';
-import { train } from '../lib/train/train.js';
+import { train } from '../lib/train/training-run.js';
 
 const distributed = native().runtimeInfo().build.distributed === 'gloo';
 

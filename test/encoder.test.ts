@@ -12,13 +12,13 @@ import { readCheckpoint } from '../lib/checkpoint/checkpoint.js';
 import { readSafetensors, writeSafetensors } from '../lib/checkpoint/safetensors.js';
 import { resolveTrainConfig } from '../lib/config/train-config.js';
 import { firstImages, loadDataset } from '../lib/data/datasets.js';
-import type { ImageDataset } from '../lib/data/idx.js';
+import type { ImageDataset } from '../lib/data/image-dataset.js';
 import { EmbeddingIndex } from '../lib/encode/embedding-index.js';
 import { defaultEncoderThreads, Encoder } from '../lib/encode/encoder.js';
 import { decodeNpy, encodeNpy } from '../lib/encode/npy.js';
 import { datasetFeatures } from '../lib/eval/features.js';
 import { trainerFor } from '../lib/train/from-config.js';
-import { train } from '../lib/train/train.js';
+import { train } from '../lib/train/training-run.js';
 
 let dir: string;
 let checkpoint: string;

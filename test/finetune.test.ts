@@ -7,16 +7,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { resolveTrainConfig, type TrainConfig } from '../lib/config/train-config.js';
-import type { ImageDataset } from '../lib/data/idx.js';
+import type { ImageDataset } from '../lib/data/image-dataset.js';
 import { balancedLabelSubset, datasetSubset } from '../lib/data/label-subset.js';
 import { topKAccuracy } from '../lib/eval/diagnostics.js';
 import { evaluate } from '../lib/eval/evaluate.js';
 import { parseLabelShare } from '../lib/cli/finetune-command.js';
 import { Random } from '../lib/random.js';
 import { FineTuner } from '../lib/train/fine-tuner.js';
-import { fineTune, fineTunerFor } from '../lib/train/finetune.js';
+import { fineTune, fineTunerFor } from '../lib/train/fine-tune-run.js';
 import { trainerFor } from '../lib/train/from-config.js';
-import { train } from '../lib/train/train.js';
+import { train } from '../lib/train/training-run.js';
 
 const SIDE = 12;
 

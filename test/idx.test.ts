@@ -5,7 +5,8 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { idx } from './idx-bytes.js';
-import { DEFAULT_FASHION_MNIST, DatasetError, loadIdxDataset, parseIdx, readIdx } from '../lib/data/idx.js';
+import { DatasetError } from '../lib/data/files.js';
+import { DEFAULT_FASHION_MNIST, loadIdxDataset, parseIdx, readIdx } from '../lib/data/idx.js';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'clamp-idx-'));
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));

@@ -3,7 +3,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { augmentationSchema, multiViewBatch } from '../lib/augment/pipeline.js';
 import { MultiViewLoader, type Batch } from '../lib/augment/loader.js';
-import type { ImageDataset } from '../lib/data/idx.js';
+import type { ImageDataset } from '../lib/data/image-dataset.js';
 import { Random } from '../lib/random.js';
 
 const dataset: ImageDataset = {

@@ -10,7 +10,7 @@ import { fromBinary } from '@bufbuild/protobuf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOnnxRuntime } from '../bench/peers.mjs';
 import { readCheckpoint, saveCheckpoint } from '../lib/checkpoint/checkpoint.js';
-import { TrainUsageError } from '../lib/cli/flags.js';
+import { UsageError } from '../lib/cli/flags.js';
 import { runExport } from '../lib/cli/export-command.js';
 import { resolveTrainConfig, type TrainConfig } from '../lib/config/train-config.js';
 import { Encoder } from '../lib/encode/encoder.js';
@@ -308,7 +308,7 @@ describe('clamp-native export', () => {
   });
 
   it('refuses a command line that lacks what it needs, saying what', async () => {
-    await expect(runExport(['--onnx', 'x.onnx'])).rejects.toThrow(TrainUsageError);
+    await expect(runExport(['--onnx', 'x.onnx'])).rejects.toThrow(UsageError);
     await expect(runExport(['--checkpoint', networks[0]!.checkpoint])).rejects.toThrow(/needs --onnx FILE/);
     await expect(runExport(['--checkpoint', networks[0]!.checkpoint, '--onnx', 'x.onnx', '--opset', '9'])).rejects.toThrow(/--opset must be one of 13/);
   });

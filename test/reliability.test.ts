@@ -13,7 +13,7 @@ import { resolveTrainConfig } from '../lib/config/train-config.js';
 import { Encoder } from '../lib/encode/encoder.js';
 import { packingLoss } from '../lib/loss/packing-loss.js';
 import { native } from '../lib/runtime/native.js';
-import { resumeTraining, train, type TrainEvent } from '../lib/train/train.js';
+import { resumeTraining, train, type TrainEvent } from '../lib/train/training-run.js';
 import { Trainer, TrainingDivergedError, type StateEntry } from '../lib/train/trainer.js';
 
 const cli = path.resolve('dist/cli/main.js');

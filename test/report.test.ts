@@ -8,7 +8,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { runReport } from '../lib/cli/report-command.js';
-import { TrainUsageError } from '../lib/cli/train-command.js';
+import { UsageError } from '../lib/cli/train-command.js';
 import { resolveTrainConfig } from '../lib/config/train-config.js';
 import { augmentationSchema } from '../lib/augment/pipeline.js';
 import { augmentationGrid } from '../lib/report/augmentation-grid.js';
@@ -16,7 +16,7 @@ import { downsample, parseMetrics } from '../lib/report/metrics.js';
 import { pca } from '../lib/report/pca.js';
 import { buildReport, RunFolderError } from '../lib/report/report.js';
 import { Random } from '../lib/random.js';
-import { train } from '../lib/train/train.js';
+import { train } from '../lib/train/training-run.js';
 
 const folder = () => fs.mkdtemp(path.join(os.tmpdir(), 'clamp-report-'));
 const percent = (fraction: number) => `${(100 * fraction).toFixed(2)}%`;
@@ -253,7 +253,7 @@ describe('report', () => {
     vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     await expect(runReport([empty])).rejects.toThrow(message);
     await expect(runReport([path.join(empty, 'missing')])).rejects.toThrow(/missing is not a run folder: it does not exist/);
-    await expect(runReport([])).rejects.toBeInstanceOf(TrainUsageError);
+    await expect(runReport([])).rejects.toBeInstanceOf(UsageError);
     await expect(runReport([empty, '--map-images', 'many'])).rejects.toThrow(/--map-images must be a whole number/);
   });
 });

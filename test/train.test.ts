@@ -11,7 +11,7 @@ import { readSafetensors } from '../lib/checkpoint/safetensors.js';
 import { loadDataset } from '../lib/data/datasets.js';
 import { evaluateCheckpoint } from '../lib/eval/evaluate.js';
 import { resolveTrainConfig } from '../lib/config/train-config.js';
-import { resumeTraining, train, type TrainEvent } from '../lib/train/train.js';
+import { resumeTraining, train, type TrainEvent } from '../lib/train/training-run.js';
 
 async function runFolder(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), 'clamp-train-'));

@@ -7,7 +7,7 @@
 //       the fused loss, forward + backward: median ms, and peak CUDA memory above what was held before
 //   clamp_gpu_bench step --views 16 --batch 128 --reps 10 --warmup 3 --precision auto
 //       a ResNet-18 (CIFAR stem) CLAMP training step on 32x32 images: projector 512-2048-256, LARS
-#include "packing_loss.h"
+#include "loss/packing_loss.h"
 #include "runtime.h"
 #include "train/training_step.h"
 

@@ -3,7 +3,7 @@
 // augmentations follow from (seed, epoch, batch index), whatever the number of workers.
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { ImageDataset } from '../data/idx.js';
+import type { ImageDataset } from '../data/image-dataset.js';
 import { Random } from '../random.js';
 import type { Augmentation } from './pipeline.js';
 import type { BatchReply, BatchRequest, LoaderWorkerData } from './worker.js';

@@ -2,7 +2,7 @@
 // the multi-view batch the training step takes: view-major [views * batch, C, size, size], with
 // several pipelines cycling over the views (the paper's asymmetric ImageNet setup).
 import { z } from 'zod';
-import type { ImageDataset } from '../data/idx.js';
+import type { ImageDataset } from '../data/image-dataset.js';
 import { Random } from '../random.js';
 import {
   colorJitter,

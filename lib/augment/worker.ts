@@ -1,6 +1,6 @@
 // A worker of MultiViewLoader: builds whole multi-view batches from the shared dataset bytes.
 import { parentPort, workerData } from 'node:worker_threads';
-import type { ImageDataset } from '../data/idx.js';
+import type { ImageDataset } from '../data/image-dataset.js';
 import { Random } from '../random.js';
 import { evaluationBatch, multiViewBatch, type Augmentation } from './pipeline.js';
 

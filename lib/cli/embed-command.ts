@@ -10,7 +10,7 @@ import { isImageFile } from '../data/image-folder.js';
 import { Encoder, type EncoderLoadOptions } from '../encode/encoder.js';
 import { encodeNpy } from '../encode/npy.js';
 import { progressLine } from '../format.js';
-import { TrainUsageError, wholeNumberFlag } from './flags.js';
+import { UsageError, wholeNumberFlag } from './flags.js';
 
 export const EMBED_USAGE = `clamp-native embed --checkpoint PATH [options] FILE_OR_FOLDER...
   --checkpoint PATH    a checkpoint file, or a run folder holding ${CHECKPOINT_FILE}
@@ -28,7 +28,7 @@ async function imageFiles(inputs: readonly string[]): Promise<string[]> {
   const out: string[] = [];
   for (const input of inputs) {
     const stat = await fs.stat(input).catch(() => null);
-    if (stat === null) throw new TrainUsageError(`${input} does not exist; check the path`);
+    if (stat === null) throw new UsageError(`${input} does not exist; check the path`);
     if (stat.isDirectory()) {
       const entries = (await fs.readdir(input, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       const nested = await imageFiles(entries.filter((e) => e.isDirectory() || (e.isFile() && isImageFile(e.name))).map((e) => path.join(input, e.name)));
@@ -49,11 +49,11 @@ const count = (name: string, value: string | undefined) => wholeNumberFlag(name,
 async function checkWritable(out: string): Promise<void> {
   const folder = path.dirname(path.resolve(out));
   const stat = await fs.stat(folder).catch(() => null);
-  if (stat === null) throw new TrainUsageError(`--out ${out}: the folder ${folder} does not exist; create it (mkdir -p ${folder}) or choose another path`);
-  if (!stat.isDirectory()) throw new TrainUsageError(`--out ${out}: ${folder} is a file, not a folder; choose another path`);
-  if ((await fs.stat(out).catch(() => null))?.isDirectory()) throw new TrainUsageError(`--out ${out} is a folder; name a file in it, e.g. ${path.join(out, 'embeddings.npy')}`);
+  if (stat === null) throw new UsageError(`--out ${out}: the folder ${folder} does not exist; create it (mkdir -p ${folder}) or choose another path`);
+  if (!stat.isDirectory()) throw new UsageError(`--out ${out}: ${folder} is a file, not a folder; choose another path`);
+  if ((await fs.stat(out).catch(() => null))?.isDirectory()) throw new UsageError(`--out ${out} is a folder; name a file in it, e.g. ${path.join(out, 'embeddings.npy')}`);
   const writable = await fs.access(folder, fsConstants.W_OK).then(() => true, () => false);
-  if (!writable) throw new TrainUsageError(`--out ${out}: the folder ${folder} is not writable; choose another path or fix its permissions`);
+  if (!writable) throw new UsageError(`--out ${out}: the folder ${folder} is not writable; choose another path or fix its permissions`);
 }
 
 /** Writes one output file; a failure names the user's path and the reason, not the temporary file's. */
@@ -85,15 +85,15 @@ export async function runEmbed(args: string[]): Promise<number> {
     process.stdout.write(EMBED_USAGE);
     return 0;
   }
-  if (values.checkpoint === undefined) throw new TrainUsageError('embed needs --checkpoint');
-  if (positionals.length === 0) throw new TrainUsageError('embed needs at least one image file or folder');
+  if (values.checkpoint === undefined) throw new UsageError('embed needs --checkpoint');
+  if (positionals.length === 0) throw new UsageError('embed needs at least one image file or folder');
   const format = values.out === undefined ? 'jsonl' : path.extname(values.out).toLowerCase();
-  if (format !== '.npy' && format !== '.jsonl' && format !== 'jsonl') throw new TrainUsageError(`--out must end in .npy or .jsonl, got '${values.out}'`);
+  if (format !== '.npy' && format !== '.jsonl' && format !== 'jsonl') throw new UsageError(`--out must end in .npy or .jsonl, got '${values.out}'`);
   const threads = count('threads', values.threads);
   const maxBatch = count('batch', values.batch) ?? 128;
   if (values.out !== undefined) await checkWritable(values.out);
   const files = await imageFiles(positionals);
-  if (files.length === 0) throw new TrainUsageError(`no .jpg, .jpeg, .png or .webp files under ${positionals.join(', ')}`);
+  if (files.length === 0) throw new UsageError(`no .jpg, .jpeg, .png or .webp files under ${positionals.join(', ')}`);
 
   const encoder = await Encoder.load(values.checkpoint, {
     ...(values.device ? { device: values.device } : {}),

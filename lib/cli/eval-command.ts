@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { evaluateCheckpoint, type EvaluationProgressListener } from '../eval/evaluate.js';
 import { CHECKPOINT_FILE } from '../checkpoint/checkpoint.js';
 import { linearProbeClause, percent, progressLine, type ProgressLine, type ProgressStream } from '../format.js';
-import { TrainUsageError, wholeNumberFlag } from './flags.js';
+import { UsageError, wholeNumberFlag } from './flags.js';
 
 export const EVAL_USAGE = `clamp-native eval --checkpoint PATH [options]
   --checkpoint PATH    a checkpoint file, or a run folder holding ${CHECKPOINT_FILE}
@@ -52,7 +52,7 @@ export async function runEval(args: string[]): Promise<number> {
     process.stdout.write(EVAL_USAGE);
     return 0;
   }
-  if (values.checkpoint === undefined) throw new TrainUsageError('eval needs --checkpoint');
+  if (values.checkpoint === undefined) throw new UsageError('eval needs --checkpoint');
   const data = {
     ...(values.data === undefined ? {} : { path: values.data }),
     ...(values.limit === undefined ? {} : { limit: count('limit', values.limit) }),

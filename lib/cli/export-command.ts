@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { CHECKPOINT_FILE } from '../checkpoint/checkpoint.js';
 import { IR_VERSION_OF_OPSET } from '../export/onnx-graph.js';
 import { exportOnnx } from '../export/onnx.js';
-import { TrainUsageError, wholeNumberFlag } from './flags.js';
+import { UsageError, wholeNumberFlag } from './flags.js';
 
 const OPSETS = [...IR_VERSION_OF_OPSET.keys()];
 
@@ -37,12 +37,12 @@ export async function runExport(args: string[]): Promise<number> {
     process.stdout.write(EXPORT_USAGE);
     return 0;
   }
-  if (positionals.length > 0) throw new TrainUsageError(`export takes no positional arguments, got '${positionals[0]}': name the checkpoint with --checkpoint and the model with --onnx`);
-  if (values.checkpoint === undefined) throw new TrainUsageError('export needs --checkpoint (a checkpoint file or a run folder)');
+  if (positionals.length > 0) throw new UsageError(`export takes no positional arguments, got '${positionals[0]}': name the checkpoint with --checkpoint and the model with --onnx`);
+  if (values.checkpoint === undefined) throw new UsageError('export needs --checkpoint (a checkpoint file or a run folder)');
   // --onnx names the format too: ONNX is the only one for now, and a bare --out would not say what it writes.
-  if (values.onnx === undefined) throw new TrainUsageError('export needs --onnx FILE, the ONNX model to write');
+  if (values.onnx === undefined) throw new UsageError('export needs --onnx FILE, the ONNX model to write');
   const opset = wholeNumberFlag('opset', values.opset, 1);
-  if (opset !== undefined && !IR_VERSION_OF_OPSET.has(opset)) throw new TrainUsageError(`--opset must be one of ${OPSETS.join(', ')}, got ${opset}`);
+  if (opset !== undefined && !IR_VERSION_OF_OPSET.has(opset)) throw new UsageError(`--opset must be one of ${OPSETS.join(', ')}, got ${opset}`);
   const result = await exportOnnx(values.checkpoint, values.onnx, {
     foldBatchNorm: !values['no-fold'],
     projector: values.projector,

@@ -3,8 +3,8 @@
 import { parseArgs } from 'node:util';
 import { CHECKPOINT_FILE } from '../checkpoint/checkpoint.js';
 import { duration, percent, share } from '../format.js';
-import { fineTuneCheckpoint, type FineTuneResult } from '../train/finetune.js';
-import { TrainUsageError, wholeNumberFlag } from './flags.js';
+import { fineTuneCheckpoint, type FineTuneResult } from '../train/fine-tune-run.js';
+import { UsageError, wholeNumberFlag } from './flags.js';
 
 export const FINETUNE_USAGE = `clamp-native finetune --checkpoint PATH [options]
   --checkpoint PATH        a checkpoint file, or a run folder holding ${CHECKPOINT_FILE}
@@ -24,7 +24,7 @@ export const FINETUNE_USAGE = `clamp-native finetune --checkpoint PATH [options]
 export function parseLabelShare(text: string): number {
   const trimmed = text.trim();
   const share = trimmed.endsWith('%') ? Number(trimmed.slice(0, -1)) / 100 : Number(trimmed);
-  if (trimmed === '' || trimmed === '%' || !(share > 0 && share <= 1)) throw new TrainUsageError(`--labels takes shares in (0, 1] or percentages like 1%, got '${text}'`);
+  if (trimmed === '' || trimmed === '%' || !(share > 0 && share <= 1)) throw new UsageError(`--labels takes shares in (0, 1] or percentages like 1%, got '${text}'`);
   return share;
 }
 
@@ -32,7 +32,7 @@ function positiveFlag(name: string, value: string | undefined, allowZero = false
   if (value === undefined) return undefined;
   const number = Number(value);
   if (value.trim() === '' || !Number.isFinite(number) || number < 0 || (!allowZero && number === 0)) {
-    throw new TrainUsageError(`--${name} must be a number ${allowZero ? '>= 0' : '> 0'}, got '${value}'`);
+    throw new UsageError(`--${name} must be a number ${allowZero ? '>= 0' : '> 0'}, got '${value}'`);
   }
   return number;
 }
@@ -51,7 +51,7 @@ export async function runFineTune(args: string[]): Promise<number> {
     process.stdout.write(FINETUNE_USAGE);
     return 0;
   }
-  if (values.checkpoint === undefined) throw new TrainUsageError('finetune needs --checkpoint');
+  if (values.checkpoint === undefined) throw new UsageError('finetune needs --checkpoint');
   const shares = values.labels.split(',').map(parseLabelShare);
   const defined = <T>(key: string, value: T | undefined) => (value === undefined ? {} : { [key]: value });
   const options = {

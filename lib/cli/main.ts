@@ -12,7 +12,7 @@ import { EXPORT_USAGE, runExport } from './export-command.js';
 import { FINETUNE_USAGE, runFineTune } from './finetune-command.js';
 import { REPORT_USAGE, runReport } from './report-command.js';
 import { runServe, SERVE_USAGE } from './serve-command.js';
-import { TrainUsageError } from './flags.js';
+import { UsageError } from './flags.js';
 import { runTrain, TRAIN_USAGE } from './train-command.js';
 
 const COMMANDS = ['train', 'eval', 'finetune', 'embed', 'serve', 'export', 'report', 'doctor', 'build', 'demo'] as const;
@@ -67,7 +67,6 @@ ${DOCTOR_USAGE}
 ${BUILD_USAGE}
 ${DEMO_USAGE}`;
 
-const UsageError = TrainUsageError;
 
 function wholeNumber(name: string, value: string | undefined): number {
   const number = Number(value);

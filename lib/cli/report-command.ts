@@ -2,7 +2,7 @@
 // augmented views) and report/*.png for a training run's folder, with --json for one line naming them.
 import { parseArgs } from 'node:util';
 import { buildReport, DEFAULT_MAP_IMAGES, REPORT_FILE, REPORT_FOLDER } from '../report/report.js';
-import { TrainUsageError, wholeNumberFlag } from './flags.js';
+import { UsageError, wholeNumberFlag } from './flags.js';
 
 export const REPORT_USAGE = `clamp-native report RUN_DIR [options]
   RUN_DIR              a run folder (the --out of \`clamp-native train\`): config.json, metrics.jsonl, checkpoint
@@ -23,8 +23,8 @@ export async function runReport(args: string[]): Promise<number> {
     process.stdout.write(REPORT_USAGE);
     return 0;
   }
-  if (positionals.length === 0) throw new TrainUsageError('report needs the run folder: clamp-native report RUN_DIR');
-  if (positionals.length > 1) throw new TrainUsageError(`report takes one run folder, got ${positionals.length}: ${positionals.join(' ')}`);
+  if (positionals.length === 0) throw new UsageError('report needs the run folder: clamp-native report RUN_DIR');
+  if (positionals.length > 1) throw new UsageError(`report takes one run folder, got ${positionals.length}: ${positionals.join(' ')}`);
   const runDir = positionals[0]!;
   const mapImages = wholeNumberFlag('map-images', values['map-images']);
   const controller = new AbortController();

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { CHECKPOINT_FILE } from '../checkpoint/checkpoint.js';
 import { Encoder, type EncoderLoadOptions } from '../encode/encoder.js';
 import { startEmbeddingServer, type EmbeddingServer, type EmbeddingServerSettings } from '../serve/server.js';
-import { TrainUsageError, wholeNumberFlag } from './flags.js';
+import { UsageError, wholeNumberFlag } from './flags.js';
 
 export const SERVE_USAGE = `clamp-native serve --checkpoint PATH [options]
   --checkpoint PATH    a checkpoint file, or a run folder holding ${CHECKPOINT_FILE}
@@ -31,7 +31,7 @@ function numberFlag(name: string, value: string | undefined, min: number, exclus
   if (value === undefined) return undefined;
   const number = Number(value);
   if (value.trim() === '' || !Number.isFinite(number) || number < min || (exclusive && number === min)) {
-    throw new TrainUsageError(`--${name} must be a number ${exclusive ? '>' : '>='} ${min}, got '${value}'`);
+    throw new UsageError(`--${name} must be a number ${exclusive ? '>' : '>='} ${min}, got '${value}'`);
   }
   return number;
 }
@@ -47,17 +47,17 @@ interface ServeOptions {
 function serveOptions(values: Record<string, string | boolean | undefined>): ServeOptions {
   const flag = (name: string) => values[name] as string | undefined;
   const checkpoint = flag('checkpoint');
-  if (checkpoint === undefined) throw new TrainUsageError('serve needs --checkpoint (a checkpoint file or a training run folder)');
-  if (flag('host') === '') throw new TrainUsageError("--host must be an address, got ''");
+  if (checkpoint === undefined) throw new UsageError('serve needs --checkpoint (a checkpoint file or a training run folder)');
+  if (flag('host') === '') throw new UsageError("--host must be an address, got ''");
   const port = wholeNumberFlag('port', flag('port'), 0) ?? 8080;
-  if (port > 65535) throw new TrainUsageError(`--port must be 0 to 65535, got '${flag('port')}'`);
+  if (port > 65535) throw new UsageError(`--port must be 0 to 65535, got '${flag('port')}'`);
   const maxBatch = wholeNumberFlag('max-batch', flag('max-batch'), 1) ?? 64;
   const threads = wholeNumberFlag('threads', flag('threads'), 1);
   const maxBodyMb = numberFlag('max-body-mb', flag('max-body-mb'), 0, true) ?? 16;
   const maxQueue = wholeNumberFlag('max-queue', flag('max-queue'), 1);
   const maxImagePixels = wholeNumberFlag('max-image-pixels', flag('max-image-pixels'), 1);
   const maxDelayMs = numberFlag('max-delay-ms', flag('max-delay-ms'), 0);
-  if (maxDelayMs !== undefined && maxDelayMs > 60_000) throw new TrainUsageError(`--max-delay-ms must be at most 60000, got '${flag('max-delay-ms')}'`);
+  if (maxDelayMs !== undefined && maxDelayMs > 60_000) throw new UsageError(`--max-delay-ms must be at most 60000, got '${flag('max-delay-ms')}'`);
   const shutdownTimeoutS = numberFlag('shutdown-timeout-s', flag('shutdown-timeout-s'), 0) ?? 30;
   return {
     checkpoint,

@@ -4,10 +4,10 @@
 import { parseArgs } from 'node:util';
 import { buildReport } from '../report/report.js';
 import { duration, evaluatedWhen, linearProbeClause, percent } from '../format.js';
-import { TrainUsageError, wholeNumberFlag } from './flags.js';
+import { UsageError, wholeNumberFlag } from './flags.js';
 import { distributedFromEnvironment, launchWorkers } from './launcher.js';
 import { mergeConfig, readConfigFile, resolveTrainConfig, type ConfigOverrides } from '../config/train-config.js';
-import { resumeTraining, train, type ResumeOptions, type TrainEvent, type TrainSummary } from '../train/train.js';
+import { resumeTraining, train, type ResumeOptions, type TrainEvent, type TrainSummary } from '../train/training-run.js';
 
 export const TRAIN_USAGE = `clamp-native train [options]
   --preset NAME        fashion-mnist (default; CPU), cifar10, imagenet100, imagenet1k
@@ -38,7 +38,7 @@ export const TRAIN_USAGE = `clamp-native train [options]
   --sync-bn            with --nproc: SyncBatchNorm, statistics over the global batch (run.syncBatchNorm)
 `;
 
-export { TrainUsageError };
+export { UsageError };
 
 /** The shell's exit status for a process stopped by a signal: 128 + the signal's number. */
 const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
@@ -47,7 +47,7 @@ const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
 /** `a.b.c=value`: value read as JSON when it parses (numbers, booleans, arrays), as a string otherwise. */
 export function parseSetting(setting: string): Record<string, unknown> {
   const equals = setting.indexOf('=');
-  if (equals <= 0) throw new TrainUsageError(`--set needs KEY=VALUE, got '${setting}'`);
+  if (equals <= 0) throw new UsageError(`--set needs KEY=VALUE, got '${setting}'`);
   const keys = setting.slice(0, equals).split('.');
   const raw = setting.slice(equals + 1);
   let value: unknown;
@@ -131,9 +131,9 @@ export async function runTrain(args: string[]): Promise<number> {
     const nproc = wholeNumberFlag('nproc', values.nproc, 1)!;
     const nnodes = wholeNumberFlag('nnodes', values.nnodes, 1) ?? 1;
     const nodeRank = wholeNumberFlag('node-rank', values['node-rank']) ?? 0;
-    if (nodeRank >= nnodes) throw new TrainUsageError(`--node-rank must be less than --nnodes (${nnodes}), got ${nodeRank}`);
+    if (nodeRank >= nnodes) throw new UsageError(`--node-rank must be less than --nnodes (${nnodes}), got ${nodeRank}`);
     const masterPort = wholeNumberFlag('master-port', values['master-port'], 1);
-    if (masterPort !== undefined && masterPort > 65535) throw new TrainUsageError(`--master-port must be at most 65535, got ${masterPort}`);
+    if (masterPort !== undefined && masterPort > 65535) throw new UsageError(`--master-port must be at most 65535, got ${masterPort}`);
     const timeout = wholeNumberFlag('dist-timeout', values['dist-timeout'], 1) ?? 60;
     // The workers get every flag but the launcher's own.
     const own = new Set(launcherFlags.map((name) => `--${name}`));
@@ -149,7 +149,7 @@ export async function runTrain(args: string[]): Promise<number> {
     return launchWorkers(forwarded, { nproc, nnodes, nodeRank, masterAddr: values['master-addr'] ?? '127.0.0.1', masterPort, timeoutMs: timeout * 1000 });
   }
   const used = launcherFlags.filter((name) => values[name] !== undefined);
-  if (used.length > 0) throw new TrainUsageError(`--${used.join(', --')} ${used.length > 1 ? 'need' : 'needs'} --nproc`);
+  if (used.length > 0) throw new UsageError(`--${used.join(', --')} ${used.length > 1 ? 'need' : 'needs'} --nproc`);
   const group = distributedFromEnvironment();
   const quiet = group !== null && group.rank !== 0;  // rank 0 reports for the run
   const controller = new AbortController();
@@ -181,7 +181,7 @@ export async function runTrain(args: string[]): Promise<number> {
       const ignored: string[] = (['preset', 'config', 'data', 'out', 'epochs', 'batch-size', 'views', 'limit', 'seed', 'set'] as const).filter((name) => values[name] !== undefined);
       if (values['sync-bn']) ignored.push('sync-bn');
       if (values.overwrite) ignored.push('overwrite');
-      if (ignored.length > 0) throw new TrainUsageError(`--resume continues a run with its own config; it cannot be combined with --${ignored.join(', --')}`);
+      if (ignored.length > 0) throw new UsageError(`--resume continues a run with its own config; it cannot be combined with --${ignored.join(', --')}`);
       summary = await resumeTraining(values.resume, { onProgress, signal: controller.signal, distributed: group ?? undefined, overrides: { run } as NonNullable<ResumeOptions['overrides']> });
     } else {
       const file: ConfigOverrides | undefined = values.config === undefined ? undefined : await readConfigFile(values.config);

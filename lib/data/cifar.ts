@@ -5,7 +5,8 @@
 // ImageDataset's channel-planar layout, so records are copied as they are.
 import path from 'node:path';
 import { openDatasetFile, readExactly, resolveDatasetFolder, sizeOfDatasetFile } from './files.js';
-import { DatasetError, type ImageDataset } from './idx.js';
+import { DatasetError } from './files.js';
+import type { ImageDataset } from './image-dataset.js';
 
 const CIFAR_SIDE = 32;
 const CIFAR_CHANNELS = 3;

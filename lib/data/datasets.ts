@@ -2,7 +2,9 @@
 // default locations, and a `limit` that keeps the first images only (quick runs, tests).
 import { z } from 'zod';
 import { loadCifarDataset } from './cifar.js';
-import { DEFAULT_FASHION_MNIST, DatasetError, loadIdxDataset, type ImageDataset } from './idx.js';
+import { DatasetError } from './files.js';
+import { DEFAULT_FASHION_MNIST, loadIdxDataset } from './idx.js';
+import type { ImageDataset } from './image-dataset.js';
 import { loadImageFolder } from './image-folder.js';
 import { loadStl10Dataset } from './stl10.js';
 

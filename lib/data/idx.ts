@@ -5,8 +5,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { DatasetError, kindOf, readDatasetFileIfPresent } from './files.js';
+import type { ImageDataset } from './image-dataset.js';
 
-export { DatasetError } from './files.js';
 
 const gunzip = promisify(zlib.gunzip);
 
@@ -55,17 +55,6 @@ export async function readIdx(file: string): Promise<IdxArray & { file: string }
     return { ...parseIdx(bytes, candidate), file: candidate };
   }
   throw new DatasetError(`${file} (or ${path.basename(file)}.gz) does not exist`);
-}
-
-export interface ImageDataset {
-  /** [count, channels, height, width] bytes. */
-  images: Uint8Array;
-  labels: Uint8Array;
-  count: number;
-  channels: number;
-  height: number;
-  width: number;
-  classes: number;
 }
 
 /** Debian's `dataset-fashion-mnist` package puts the files here. */

@@ -8,7 +8,8 @@ import { constants as bufferConstants } from 'node:buffer';
 import sharp from 'sharp';
 import { z } from 'zod';
 import { validationError } from '../config/errors.js';
-import { DatasetError, type ImageDataset } from './idx.js';
+import { DatasetError } from './files.js';
+import type { ImageDataset } from './image-dataset.js';
 
 const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp']);
 

@@ -1,7 +1,7 @@
 // The labelled subsets of semi-supervised evaluation (SimCLR's 1% / 10% protocol): the same share of
 // every class, drawn by a seed, so a run's figures can be reproduced and compared across encoders.
 import { Random } from '../random.js';
-import type { ImageDataset } from './idx.js';
+import type { ImageDataset } from './image-dataset.js';
 
 /**
  * Indices (ascending) of round(fraction x count) images of every class, at least one each, drawn

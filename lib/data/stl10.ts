@@ -4,7 +4,8 @@
 // c*96 + r. *_y.bin files hold one byte per image, the class 1..10. unlabeled_X.bin has no labels.
 import path from 'node:path';
 import { openDatasetFile, readExactly, resolveDatasetFolder, sizeOfDatasetFile } from './files.js';
-import { DatasetError, type ImageDataset } from './idx.js';
+import { DatasetError } from './files.js';
+import type { ImageDataset } from './image-dataset.js';
 
 const STL10_SIDE = 96;
 const STL10_CHANNELS = 3;

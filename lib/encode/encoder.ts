@@ -12,7 +12,8 @@ import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
 import { datasetImageSide } from '../data/datasets.js';
 import { decodeImage } from '../data/image-folder.js';
 import os from 'node:os';
-import { native, numThreadsSource, setNumThreads, type NativeEncoder } from '../runtime/native.js';
+import type { NativeEncoder } from '../runtime/addon-types.js';
+import { native, numThreadsSource, setNumThreads } from '../runtime/native.js';
 import { deviceSchema, precisionSchema, resolvedStem } from '../model/options.js';
 import { EmbeddingIndex } from './embedding-index.js';
 

@@ -3,8 +3,8 @@
 // every batch, at the learning rate the feature probe's sweep chose; every test image scored once,
 // un-augmented. Slower than the feature probe by the epochs of backbone passes it adds.
 import type { TrainConfig } from '../config/train-config.js';
-import type { ImageDataset } from '../data/idx.js';
-import { classifierLoader, cropAndFlip, DEFAULT_CROP_SCALE, fineTunerFor, scoreClassifier, trainClassifier, type ClassifierEpoch, type ClassifierScore } from '../train/finetune.js';
+import type { ImageDataset } from '../data/image-dataset.js';
+import { classifierLoader, cropAndFlip, DEFAULT_CROP_SCALE, fineTunerFor, scoreClassifier, trainClassifier, type ClassifierEpoch, type ClassifierScore } from '../train/fine-tune-run.js';
 import type { StateEntry } from '../train/trainer.js';
 import type { FineTuner } from '../train/fine-tuner.js';
 

@@ -3,7 +3,7 @@
 // (the `eval` command) on a saved run.
 import type { TrainConfig } from '../config/train-config.js';
 import type { DataOptions } from '../data/datasets.js';
-import type { ImageDataset } from '../data/idx.js';
+import type { ImageDataset } from '../data/image-dataset.js';
 import { trainerFor } from '../train/from-config.js';
 import { loadRun } from '../train/saved-run.js';
 import type { Trainer } from '../train/trainer.js';

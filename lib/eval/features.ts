@@ -2,7 +2,7 @@
 // pool, pushed through the backbone in evaluation mode on the compute thread.
 import type { Augmentation } from '../augment/pipeline.js';
 import { MultiViewLoader } from '../augment/loader.js';
-import type { ImageDataset } from '../data/idx.js';
+import type { ImageDataset } from '../data/image-dataset.js';
 
 export interface DatasetFeatures {
   /** [count, dim] row-major. */

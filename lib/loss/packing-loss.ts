@@ -3,6 +3,7 @@
 import { validationError } from '../config/errors.js';
 import { packingLossOptionsSchema, type PackingLossOptions, type ResolvedPackingLossOptions } from '../config/packing-loss-options.js';
 import { native } from '../runtime/native.js';
+import type { PackingStats } from '../runtime/addon-types.js';
 
 export type FloatArray = Float32Array | Float64Array;
 
@@ -16,20 +17,7 @@ export interface PackingLossShape {
 export type PackingLossArguments = PackingLossShape & PackingLossOptions;
 
 /** Per-batch diagnostics, in the centred unit-norm space (spec, "Diagnostics"). */
-export interface PackingStats {
-  /** E, the packing energy before the log. */
-  energy: number;
-  /** Mean over images of r_i / rs. */
-  meanRadius: number;
-  /** Mean centre distance d_ij over ordered pairs i != j. */
-  meanDistance: number;
-  /** Ordered contact pairs divided by the batch size. */
-  contactsPerImage: number;
-  /** Fraction of images with at least one contact partner. */
-  activity: number;
-  /** Fraction of views whose nearest sub-manifold centre is their own image's. */
-  nearestCentreAccuracy: number;
-}
+export type { PackingStats };
 
 export interface PackingLossResult<T extends FloatArray> {
   loss: number;

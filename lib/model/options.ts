@@ -26,7 +26,7 @@ export const backboneOptionsShape = {
 export function stagesAgree(o: { widths?: number[] | undefined; blocks?: number[] | undefined }): boolean {
   return o.widths === undefined || o.blocks === undefined || o.widths.length === o.blocks.length;
 }
-export const stagesDisagree = { message: 'widths and blocks need one entry per stage each', path: ['blocks'] };
+export const stagesMismatchMessage = { message: 'widths and blocks need one entry per stage each', path: ['blocks'] };
 
 /** The stem the backbone takes when none is given. */
 export function resolvedStem(o: { backbone: string; stem?: 'imagenet' | 'cifar' | 'small' | undefined }): 'imagenet' | 'cifar' | 'small' {

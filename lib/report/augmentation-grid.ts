@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { augment, type Augmentation } from '../augment/pipeline.js';
 import { cropAndResize, imageFromBytes, type Image } from '../augment/transforms.js';
 import { loadDataset, type DataConfig } from '../data/datasets.js';
-import type { ImageDataset } from '../data/idx.js';
+import type { ImageDataset } from '../data/image-dataset.js';
 import { decodeImage } from '../data/image-folder.js';
 import { Random } from '../random.js';
 

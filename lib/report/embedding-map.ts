@@ -3,7 +3,7 @@
 // (the geometry kNN and the class-manifold diagnostics use), projected on their first two principal axes.
 import fs from 'node:fs/promises';
 import { loadDataset } from '../data/datasets.js';
-import type { ImageDataset } from '../data/idx.js';
+import type { ImageDataset } from '../data/image-dataset.js';
 import { Encoder } from '../encode/encoder.js';
 import { unitRow } from '../eval/diagnostics.js';
 import type { MapPoint } from './charts.js';

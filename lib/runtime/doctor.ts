@@ -2,7 +2,8 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { addonPath, libTorchOrigin, native, numThreadsSource, openMPWaitPolicySource, packageRoot, type CudaDeviceInfo, type LibTorchOrigin, type NativeRuntimeInfo } from './native.js';
+import type { CudaDeviceInfo, NativeRuntimeInfo } from './addon-types.js';
+import { addonPath, libTorchOrigin, native, numThreadsSource, openMPWaitPolicySource, packageRoot, type LibTorchOrigin } from './native.js';
 
 export type BlasKind = 'OpenBLAS' | 'reference BLAS' | 'MKL' | 'BLIS' | 'ATLAS' | 'unknown';
 

@@ -6,9 +6,11 @@
 import { z } from 'zod';
 import { validationError } from '../config/errors.js';
 import { nativeOptimiserOptions, optimiserSchema } from '../config/optimiser.js';
-import { native, type NativeFineTuner } from '../runtime/native.js';
-import { backboneOptionsShape, deviceSchema, resolvedStem, stagesAgree, stagesDisagree } from '../model/options.js';
+import type { NativeFineTuner } from '../runtime/addon-types.js';
+import { native } from '../runtime/native.js';
+import { backboneOptionsShape, deviceSchema, resolvedStem, stagesAgree, stagesMismatchMessage } from '../model/options.js';
 import { checkImageBatch, scheduleSchema, type StateEntry } from './trainer.js';
+import type { FineTuneStepResult } from '../runtime/addon-types.js';
 
 export const fineTunerOptionsSchema = z
   .object({
@@ -25,19 +27,11 @@ export const fineTunerOptionsSchema = z
     seed: z.number().int().min(0).default(0),
   })
   .strict()
-  .refine(stagesAgree, stagesDisagree);
+  .refine(stagesAgree, stagesMismatchMessage);
 
 export type FineTunerOptions = z.input<typeof fineTunerOptionsSchema>;
 
-export interface FineTuneStepResult {
-  step: number;
-  /** Mean cross-entropy of the batch, before the update. */
-  loss: number;
-  /** The head's; the backbone's is this times backboneLrScale. */
-  learningRate: number;
-  /** Top-1 on the batch, before the update. */
-  accuracy: number;
-}
+export type { FineTuneStepResult };
 
 type Shape = readonly [number, number, number, number];
 

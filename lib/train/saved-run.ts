@@ -4,7 +4,7 @@ import { checkpointPath, readCheckpoint, type Checkpoint } from '../checkpoint/c
 import { validationError } from '../config/errors.js';
 import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
 import { dataSchema, loadDataset, type DataOptions } from '../data/datasets.js';
-import type { ImageDataset } from '../data/idx.js';
+import type { ImageDataset } from '../data/image-dataset.js';
 
 /** A saved run: its checkpoint, its config (data section overridden), and both splits of its dataset. */
 export interface LoadedRun {

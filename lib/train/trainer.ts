@@ -6,8 +6,10 @@ import { validationError } from '../config/errors.js';
 import { nativeOptimiserOptions, optimiserSchema } from '../config/optimiser.js';
 import { packingLossOptionsSchema } from '../config/packing-loss-options.js';
 import type { PackingStats } from '../loss/packing-loss.js';
-import { backboneOptionsShape, deviceSchema, memoryFormatSchema, precisionSchema, resolvedStem, stagesAgree, stagesDisagree } from '../model/options.js';
-import { native, type ComputeSettings, type NativeTrainer } from '../runtime/native.js';
+import { backboneOptionsShape, deviceSchema, memoryFormatSchema, precisionSchema, resolvedStem, stagesAgree, stagesMismatchMessage } from '../model/options.js';
+import type { ComputeSettings, NativeTrainer } from '../runtime/addon-types.js';
+import { native } from '../runtime/native.js';
+import type { StateEntry, TrainingStepResult } from '../runtime/addon-types.js';
 
 const positiveInteger = z.number().int().positive();
 
@@ -52,7 +54,7 @@ export const trainerOptionsSchema = z
     syncBatchNorm: z.boolean().default(false),
   })
   .strict()
-  .refine(stagesAgree, stagesDisagree);
+  .refine(stagesAgree, stagesMismatchMessage);
 
 export type TrainerOptions = z.input<typeof trainerOptionsSchema>;
 
@@ -71,22 +73,7 @@ export const distributedOptionsSchema = z
 
 export type DistributedOptions = z.input<typeof distributedOptionsSchema>;
 
-export interface TrainingStepResult {
-  step: number;
-  loss: number;
-  learningRate: number;
-  gradNorm: number;
-  /** The pair-pass diagnostics (nearest-centre accuracy is not computed per step). */
-  stats: Omit<PackingStats, 'nearestCentreAccuracy'>;
-}
-
-/** One named tensor of a trainer's state, in row-major order. */
-export interface StateEntry {
-  name: string;
-  dtype: 'float32' | 'int64';
-  shape: number[];
-  data: Float32Array | BigInt64Array;
-}
+export type { StateEntry, TrainingStepResult };
 
 /**
  * The run itself diverged: the embeddings, the loss, BatchNorm's statistics or the gradients stopped

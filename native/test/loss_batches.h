@@ -3,7 +3,7 @@
 
 #include <torch/torch.h>
 
-#include "packing_loss.h"
+#include "loss/packing_loss.h"
 
 #include <algorithm>
 #include <cstdint>

@@ -2,7 +2,7 @@
 // diagnostics), at the largest batch the kernels promise, on mixed-precision input, and a training step on
 // the GPU whose loss falls. Exits 77 (ctest: skipped) on a machine without a CUDA device; scripts/gpu-check.sh
 // runs it on one.
-#include "packing_loss.h"
+#include "loss/packing_loss.h"
 #include "runtime.h"
 #include "train/training_step.h"
 

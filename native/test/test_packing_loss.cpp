@@ -1,5 +1,5 @@
 // The core's own tests: run by ctest, with no Node involved, so they also run on a GPU machine.
-#include "packing_loss.h"
+#include "loss/packing_loss.h"
 #include "runtime.h"
 
 #include <torch/torch.h>

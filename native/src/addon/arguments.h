@@ -13,7 +13,7 @@
 #include "core/models/resnet.h"
 #include "core/optim/optimiser.h"
 #include "core/optim/schedule.h"
-#include "core/packing_loss.h"
+#include "core/loss/packing_loss.h"
 #include "core/state.h"
 
 namespace clamp::addon {

@@ -6,7 +6,7 @@
 #include "addon/buffers.h"
 #include "addon/compute_thread.h"
 #include "addon/errors.h"
-#include "core/packing_loss.h"
+#include "core/loss/packing_loss.h"
 #include "core/runtime.h"
 
 #include <c10/core/GradMode.h>

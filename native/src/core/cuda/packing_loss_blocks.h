@@ -14,7 +14,7 @@
 
 #include <cstdint>
 
-#include "packing_loss_math.h"
+#include "loss/packing_loss_math.h"
 
 namespace clamp::cuda {
 

@@ -15,7 +15,7 @@
 #include "models/resnet.h"
 #include "optim/optimiser.h"
 #include "optim/schedule.h"
-#include "packing_loss.h"
+#include "loss/packing_loss.h"
 
 namespace clamp {
 

@@ -9,7 +9,7 @@ import { validationError } from '../config/errors.js';
 import type { TrainConfig } from '../config/train-config.js';
 import { balancedLabelSubset, datasetSubset } from '../data/label-subset.js';
 import type { DataOptions } from '../data/datasets.js';
-import type { ImageDataset } from '../data/idx.js';
+import type { ImageDataset } from '../data/image-dataset.js';
 import { argmaxRows, confusionMatrix, perClassAccuracy, topKAccuracy } from '../eval/diagnostics.js';
 import { datasetFeatures, evaluationRows } from '../eval/features.js';
 import { FineTuner, type FineTunerOptions } from './fine-tuner.js';

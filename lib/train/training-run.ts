@@ -7,10 +7,11 @@ import { CHECKPOINT_FILE, checkpointPath, readCheckpoint, saveCheckpoint, type C
 import { writeFileAtomically } from '../io/files.js';
 import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from '../config/train-config.js';
 import { loadDataset } from '../data/datasets.js';
-import type { ImageDataset } from '../data/idx.js';
+import type { ImageDataset } from '../data/image-dataset.js';
 import { evaluate, type Evaluation, type KnnSummary, type LinearProbeSummary } from '../eval/evaluate.js';
 import { claimRunFolder, CONFIG_FILE, METRICS_FILE, missingCheckpointReason, removeStaleTemporaries, RunFolderError } from '../run-folder/run-folder.js';
-import { setNumThreads, type ComputeSettings } from '../runtime/native.js';
+import type { ComputeSettings } from '../runtime/addon-types.js';
+import { setNumThreads } from '../runtime/native.js';
 import { trainerFor } from './from-config.js';
 import { distributedOptionsSchema, TrainingDivergedError, type DistributedOptions, type TrainingStepResult } from './trainer.js';
 import { validationError } from '../config/errors.js';

@@ -1,6 +1,6 @@
 // The spec's formula written the obvious way, with autograd and a [b, b, d] tensor of centre
 // differences. It exists so the fused operation has an independent yardstick.
-#include "packing_loss.h"
+#include "loss/packing_loss.h"
 
 namespace clamp {
 

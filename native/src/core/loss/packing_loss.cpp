@@ -1,7 +1,7 @@
-#include "packing_loss.h"
+#include "loss/packing_loss.h"
 
 #include "numerics/finite.h"
-#include "packing_loss_math.h"
+#include "loss/packing_loss_math.h"
 #include "runtime.h"
 
 #include <ATen/Parallel.h>
