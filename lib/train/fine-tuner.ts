@@ -11,6 +11,7 @@ import { native } from '../runtime/native.js';
 import { backboneOptionsShape, deviceSchema, resolvedStem, stagesAgree, stagesMismatchMessage } from '../model/options.js';
 import { checkImageBatch, scheduleSchema, type StateEntry } from './trainer.js';
 import type { FineTuneStepResult } from '../runtime/addon-types.js';
+import { NativeObject } from '../runtime/native-object.js';
 
 export const fineTunerOptionsSchema = z
   .object({
@@ -35,40 +36,19 @@ export type { FineTuneStepResult };
 
 type Shape = readonly [number, number, number, number];
 
-export class FineTuner {
-  private disposed = false;
-
-  private constructor(private readonly nativeHandle: NativeFineTuner, readonly options: z.output<typeof fineTunerOptionsSchema>) {}
+export class FineTuner extends NativeObject<NativeFineTuner> {
+  private constructor(
+    handle: NativeFineTuner,
+    readonly options: z.output<typeof fineTunerOptionsSchema>,
+  ) {
+    super(handle, 'FineTuner');
+  }
 
   static async create(options: FineTunerOptions): Promise<FineTuner> {
     const parsed = fineTunerOptionsSchema.safeParse(options, { reportInput: true });
     if (!parsed.success) throw validationError(parsed.error, 'options');
     const resolved = parsed.data;
     return new FineTuner(await native().createFineTuner({ ...resolved, stem: resolvedStem(resolved), optimiser: nativeOptimiserOptions(resolved.optimiser) }), resolved);
-  }
-
-  /** The native object, or an error naming dispose() once it was called. */
-  private get handle(): NativeFineTuner {
-    if (this.disposed) throw new Error('this FineTuner was disposed; create another with FineTuner.create()');
-    return this.nativeHandle;
-  }
-
-  /**
-   * Frees the network and its optimiser state now (GPU memory included), or when the calls already
-   * queued have run; later calls throw. Also `Symbol.dispose`, for `using` declarations.
-   */
-  dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
-    this.nativeHandle.dispose();
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
-  }
-
-  get isDisposed(): boolean {
-    return this.disposed;
   }
 
   /** Copies a pretrained backbone (a clamp-native checkpoint's state: other entries are ignored). */

@@ -10,6 +10,7 @@ import { backboneOptionsShape, deviceSchema, memoryFormatSchema, precisionSchema
 import type { ComputeSettings, NativeTrainer } from '../runtime/addon-types.js';
 import { native } from '../runtime/native.js';
 import type { StateEntry, TrainingStepResult } from '../runtime/addon-types.js';
+import { NativeObject } from '../runtime/native-object.js';
 
 const positiveInteger = z.number().int().positive();
 
@@ -95,10 +96,13 @@ function typedDivergence(error: unknown): unknown {
   return new TrainingDivergedError(error.message, Number(match?.[1] ?? Number.NaN), Number(match?.[2] ?? Number.NaN), match?.[3] ?? error.message);
 }
 
-export class Trainer {
-  private disposed = false;
-
-  private constructor(private readonly nativeHandle: NativeTrainer, readonly options: z.output<typeof trainerOptionsSchema>) {}
+export class Trainer extends NativeObject<NativeTrainer> {
+  private constructor(
+    handle: NativeTrainer,
+    readonly options: z.output<typeof trainerOptionsSchema>,
+  ) {
+    super(handle, 'Trainer');
+  }
 
   /** Builds the networks (weights initialised from `seed`) off the JS thread. */
   static async create(options: TrainerOptions): Promise<Trainer> {
@@ -106,30 +110,6 @@ export class Trainer {
     if (!parsed.success) throw validationError(parsed.error, 'options');
     const resolved = parsed.data;
     return new Trainer(await native().createTrainer({ ...resolved, stem: resolvedStem(resolved), optimiser: nativeOptimiserOptions(resolved.optimiser) }), resolved);
-  }
-
-  /** The native object, or an error naming dispose() once it was called. */
-  private get handle(): NativeTrainer {
-    if (this.disposed) throw new Error('this Trainer was disposed; create another with Trainer.create()');
-    return this.nativeHandle;
-  }
-
-  /**
-   * Frees the network and its optimiser state now (GPU memory included), or when the calls already
-   * queued have run; later calls throw. Also `Symbol.dispose`, for `using` declarations.
-   */
-  dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
-    this.nativeHandle.dispose();
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
-  }
-
-  get isDisposed(): boolean {
-    return this.disposed;
   }
 
   /**

@@ -116,17 +116,19 @@ void randomise_batch_norm(clamp::ResNetImpl& net) {
   }
 }
 
+// A network to compare paths on: its options, the image side, and the batch sizes to try.
+struct Case {
+  std::string name;
+  clamp::ResNetOptions options;
+  int64_t side;
+  std::vector<int64_t> batches;
+};
+
 // oneDNN's fused convolutions (bias, ReLU and the residual add in the kernel, channels_last, weights
 // reordered at load) against the unfused plain path, for the shapes the Encoder serves: the small
 // network, ResNet-18 with the CIFAR stem, and ResNet-50's bottlenecks behind the ImageNet stem (at 64
 // pixels, not 224, to keep the suite quick), at batch 1 and at batches that take other kernels.
 void test_fused_matches_unfused() {
-  struct Case {
-    std::string name;
-    clamp::ResNetOptions options;
-    int64_t side;
-    std::vector<int64_t> batches;
-  };
   const std::vector<Case> cases{
       {"small 16-32-64", clamp::ResNetOptions{{2, 2, 2}, {16, 32, 64}, false, clamp::ResNetStem::small, 1}, 28, {1, 2, 7, 16, 33}},
       {"ResNet-18 (CIFAR stem)", clamp::ResNetOptions::resnet18().set_stem(clamp::ResNetStem::cifar), 32, {1, 3, 16}},
@@ -184,12 +186,6 @@ void test_direct_matches_unfused() {
     at::set_num_threads(threads);
     check(helpers > 0, "the core's at::parallel_for runs on LibTorch's other threads");
   }
-  struct Case {
-    std::string name;
-    clamp::ResNetOptions options;
-    int64_t side;
-    std::vector<int64_t> batches;
-  };
   const std::vector<Case> cases{
       // 33 images: three chunks of the batch (16, 16 and 1; see forward_direct).
       {"small 16-32-64", clamp::ResNetOptions{{2, 2, 2}, {16, 32, 64}, false, clamp::ResNetStem::small, 1}, 28, {1, 2, 7, 33}},
