@@ -9,7 +9,7 @@
 //       a ResNet-18 (CIFAR stem) CLAMP training step on 32x32 images: projector 512-2048-256, LARS
 #include "loss/packing_loss.h"
 #include "runtime.h"
-#include "train/training_step.h"
+#include "train/trainer.h"
 
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <torch/cuda.h>
@@ -115,7 +115,7 @@ int bench_loss(const std::map<std::string, std::string>& flags) {
 }
 
 int bench_step(const std::map<std::string, std::string>& flags) {
-  clamp::TrainingStepOptions options;
+  clamp::TrainerOptions options;
   options.backbone = clamp::ResNetOptions::resnet18().set_stem(clamp::ResNetStem::cifar);
   options.projector_hidden = {2048};
   options.projector_out = 256;
@@ -128,7 +128,7 @@ int bench_step(const std::map<std::string, std::string>& flags) {
   options.memory_format = flag(flags, "memory-format", "auto");
   const int64_t batch = std::stoll(flag(flags, "batch", "128"));
   const int reps = std::stoi(flag(flags, "reps", "10")), warmup = std::stoi(flag(flags, "warmup", "3"));
-  clamp::TrainingStep trainer(options);
+  clamp::Trainer trainer(options);
   torch::manual_seed(0);
   // Images arrive on the CPU, as from the data loader: each step pays its copy to the GPU.
   const at::Tensor images = torch::randn({options.views * batch, 3, 32, 32});

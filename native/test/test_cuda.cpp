@@ -4,7 +4,7 @@
 // runs it on one.
 #include "loss/packing_loss.h"
 #include "runtime.h"
-#include "train/training_step.h"
+#include "train/trainer.h"
 
 #include <torch/torch.h>
 
@@ -27,8 +27,8 @@ using clamp::testing::relative_l2;
 
 const at::Device kGpu(at::kCUDA, 0);
 
-clamp::TrainingStepOptions small_gpu_options() {
-  clamp::TrainingStepOptions options;
+clamp::TrainerOptions small_gpu_options() {
+  clamp::TrainerOptions options;
   options.backbone = clamp::ResNetOptions{{1, 1}, {16, 32}, false, clamp::ResNetStem::small, 1};
   options.projector_hidden = {64};
   options.projector_out = 32;
@@ -114,13 +114,13 @@ void test_bf16_input() {
   check(relative_l2(gpu.grad.cpu(), cpu.grad) < 1e-2, "bf16 input: the float32 gradient, rounded");
 }
 
-void test_training_step_on_gpu() {
+void test_trainer_on_gpu() {
   auto generator = at::make_generator<at::CPUGeneratorImpl>(123);
   const at::Tensor images = at::randn({1, 32, 1, 16, 16}, generator);
   const at::Tensor batch =
       (images + 0.3 * at::randn({2, 32, 1, 16, 16}, generator)).reshape({64, 1, 16, 16});
   auto options = small_gpu_options();
-  clamp::TrainingStep trainer(options);  // precision auto: bf16 + channels_last on Ampere and newer
+  clamp::Trainer trainer(options);  // precision auto: bf16 + channels_last on Ampere and newer
   const auto settings = trainer.compute_settings();
   const auto device = clamp::runtime_info().cuda_devices.at(0);
   std::cout << "training on " << device.name << " (sm_" << device.major << device.minor
@@ -138,9 +138,9 @@ void test_training_step_on_gpu() {
 
   // float32 on the GPU against the CPU: the same first loss up to cuDNN's algorithms (TF32 convolutions).
   options.precision = "fp32";
-  const double gpu_first = clamp::TrainingStep(options).run(batch).loss;
+  const double gpu_first = clamp::Trainer(options).run(batch).loss;
   options.device = "cpu";
-  const double cpu_first = clamp::TrainingStep(options).run(batch).loss;
+  const double cpu_first = clamp::Trainer(options).run(batch).loss;
   check(std::abs(gpu_first - cpu_first) < 2e-2 * std::abs(cpu_first),
         "fp32 first step: GPU loss " + std::to_string(gpu_first) + " vs CPU " + std::to_string(cpu_first));
 }
@@ -150,7 +150,7 @@ void test_training_step_on_gpu() {
 void test_without_kernels() {
   check_throws([] { clamp::packing_loss(make_batch(2, 4, 3, 1, 1, at::kFloat, 1).to(kGpu), 2); },
                "CUDA kernels", "the loss on a GPU tensor without the kernels");
-  check_throws([] { clamp::TrainingStep step(small_gpu_options()); }, "CUDA kernels", "training on a GPU without the kernels");
+  check_throws([] { clamp::Trainer step(small_gpu_options()); }, "CUDA kernels", "training on a GPU without the kernels");
 }
 
 #endif
@@ -166,7 +166,7 @@ int main() {
   test_matches_cpu();
   test_largest_batch();
   test_bf16_input();
-  test_training_step_on_gpu();
+  test_trainer_on_gpu();
 #else
   test_without_kernels();
 #endif

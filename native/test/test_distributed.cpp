@@ -3,7 +3,7 @@
 // whole batch; gathered views land in the single-process layout with gradient on the local rows only;
 // a missing peer and a peer that leaves mid-run end in errors within the timeout, not hangs.
 #include "distributed/collective.h"
-#include "train/training_step.h"
+#include "train/trainer.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -54,8 +54,8 @@ void on_two_ranks(const std::function<void(int64_t)>& fn) {
   b.join();
 }
 
-clamp::TrainingStepOptions bn_free_options() {
-  clamp::TrainingStepOptions options;
+clamp::TrainerOptions bn_free_options() {
+  clamp::TrainerOptions options;
   options.backbone = clamp::ResNetOptions{{1, 1}, {8, 16}, false, clamp::ResNetStem::small, 1};
   options.backbone.batch_norm = false;
   options.projector_hidden = {32};
@@ -77,7 +77,7 @@ at::Tensor share_of(const at::Tensor& batch, int64_t rank) {
 }
 
 // Parameters and buffers (BatchNorm's running statistics included), as floats.
-std::vector<at::Tensor> parameters_of(clamp::TrainingStep& step) {
+std::vector<at::Tensor> parameters_of(clamp::Trainer& step) {
   std::vector<at::Tensor> out;
   for (const auto& item : step.state()) {
     if (item.name.rfind("optimizer.", 0) != 0 && item.name != "trainer.steps") out.push_back(item.tensor.detach().to(at::kDouble).clone());
@@ -87,9 +87,9 @@ std::vector<at::Tensor> parameters_of(clamp::TrainingStep& step) {
 
 // Two ranks with half the batch each against one process with all of it, for a network described by
 // `options` (BatchNorm-free, or with SyncBatchNorm: both make the split invisible).
-void check_matches_one_process(const clamp::TrainingStepOptions& base, const std::string& what,
+void check_matches_one_process(const clamp::TrainerOptions& base, const std::string& what,
                                double loss_tolerance = 1e-5, double parameter_tolerance = 5e-5, int kSteps = 4) {
-  clamp::TrainingStep single(base);
+  clamp::Trainer single(base);
   std::vector<double> expected;
   for (int k = 0; k < kSteps; ++k) expected.push_back(single.run(batch_for(k)).loss);
   const auto expected_parameters = parameters_of(single);
@@ -99,15 +99,15 @@ void check_matches_one_process(const clamp::TrainingStepOptions& base, const std
   std::vector<at::Tensor> parameters[2];
   std::string errors[2];
   // Built here, one after the other: weight initialisation draws from LibTorch's global generator.
-  std::unique_ptr<clamp::TrainingStep> steps[2];
+  std::unique_ptr<clamp::Trainer> steps[2];
   for (int64_t rank = 0; rank < 2; ++rank) {
     auto options = base;
     if (rank == 1) options.seed = 51;  // different initial weights: rank 0's must reach every rank
-    steps[rank] = std::make_unique<clamp::TrainingStep>(options);
+    steps[rank] = std::make_unique<clamp::Trainer>(options);
   }
   on_two_ranks([&](int64_t rank) {
     try {
-      clamp::TrainingStep& step = *steps[rank];
+      clamp::Trainer& step = *steps[rank];
       step.distribute(std::make_shared<clamp::Collective>(rank_options(rank, port)));
       for (int k = 0; k < kSteps; ++k) losses[rank].push_back(step.run(share_of(batch_for(k), rank)).loss);
       parameters[rank] = parameters_of(step);
@@ -205,11 +205,11 @@ void test_peer_leaving_is_an_error() {
   const int64_t port = free_port();
   std::string message;
   double seconds = 0;
-  std::unique_ptr<clamp::TrainingStep> steps[2];
-  for (auto& step : steps) step = std::make_unique<clamp::TrainingStep>(bn_free_options());
+  std::unique_ptr<clamp::Trainer> steps[2];
+  for (auto& step : steps) step = std::make_unique<clamp::Trainer>(bn_free_options());
   on_two_ranks([&](int64_t rank) {
     try {
-      clamp::TrainingStep& step = *steps[rank];
+      clamp::Trainer& step = *steps[rank];
       step.distribute(std::make_shared<clamp::Collective>(rank_options(rank, port, 3000)));
       step.run(share_of(batch_for(0), rank));
       if (rank == 1) return;  // leaves the group: its Collective is destroyed

@@ -9,7 +9,7 @@
 #include <cstdlib>
 
 #include "check.h"
-#include "train/training_step.h"
+#include "train/trainer.h"
 
 namespace {
 
@@ -18,8 +18,8 @@ using clamp::testing::check_throws;
 
 const std::vector<double> kMean{0.3}, kStd{0.25};
 
-clamp::TrainingStepOptions trainer_options() {
-  clamp::TrainingStepOptions options;
+clamp::TrainerOptions trainer_options() {
+  clamp::TrainerOptions options;
   options.backbone = clamp::ResNetOptions{{1, 1}, {8, 16}, false, clamp::ResNetStem::small, 1};
   options.projector_hidden = {32};
   options.projector_out = 16;
@@ -28,7 +28,7 @@ clamp::TrainingStepOptions trainer_options() {
   return options;
 }
 
-clamp::Encoder encoder_for(clamp::TrainingStep& trainer) {
+clamp::Encoder encoder_for(clamp::Trainer& trainer) {
   clamp::EncoderOptions options;
   options.backbone = trainer_options().backbone;
   options.image_size = 16;
@@ -45,7 +45,7 @@ at::Tensor random_bytes(int64_t n, int64_t side) {
 }
 
 void test_matches_training_features() {
-  clamp::TrainingStep trainer(trainer_options());
+  clamp::Trainer trainer(trainer_options());
   // A few steps, so that the BatchNorm running statistics are not their initial values.
   for (int k = 0; k < 3; ++k) trainer.run(at::randn({2 * 8, 1, 16, 16}));
   clamp::Encoder encoder = encoder_for(trainer);
@@ -82,7 +82,7 @@ clamp::FoldedResNetOptions libtorch_kernels(bool onednn, bool fused, bool direct
 }
 
 void test_onednn_and_plain_paths_agree() {
-  clamp::TrainingStep trainer(trainer_options());
+  clamp::Trainer trainer(trainer_options());
   for (int k = 0; k < 3; ++k) trainer.run(at::randn({2 * 8, 1, 16, 16}));
   c10::InferenceMode inference;
   // Enough images for the oneDNN path (smaller batches take the plain one).
@@ -236,7 +236,7 @@ void test_direct_matches_unfused() {
 }
 
 void test_resizes_whole_image() {
-  clamp::TrainingStep trainer(trainer_options());
+  clamp::Trainer trainer(trainer_options());
   clamp::Encoder encoder = encoder_for(trainer);
   // A constant image is the same constant at every size under bilinear resizing.
   const at::Tensor small = at::full({1, 16, 16, 1}, 77, at::TensorOptions().dtype(at::kByte));
@@ -252,7 +252,7 @@ void test_resizes_whole_image() {
 }
 
 void test_refuses_foreign_state_and_bad_batches() {
-  clamp::TrainingStep trainer(trainer_options());
+  clamp::Trainer trainer(trainer_options());
   clamp::EncoderOptions wider;
   wider.backbone = clamp::ResNetOptions{{1, 1}, {8, 32}, false, clamp::ResNetStem::small, 1};
   wider.image_size = 16;

@@ -9,7 +9,7 @@
 #include "addon/compute_thread.h"
 #include "addon/errors.h"
 #include "addon/object_jobs.h"
-#include "core/train/fine_tune_step.h"
+#include "core/train/fine_tuner.h"
 
 #include <memory>
 #include <string>
@@ -19,8 +19,8 @@ namespace clamp::addon {
 namespace {
 
 // The options object as lib/train/fine-tuner.ts's schema produces it: every field present.
-FineTuneOptions read_fine_tune_options(const Napi::Object& o) {
-  FineTuneOptions options;
+FineTunerOptions read_fine_tuner_options(const Napi::Object& o) {
+  FineTunerOptions options;
   options.backbone = read_backbone_options(o);
   options.classes = static_cast<int64_t>(number_field(o, "classes"));
   options.optimiser = read_optimiser_options(o.Get("optimiser"));
@@ -45,10 +45,10 @@ class FineTunerWrap : public Napi::ObjectWrap<FineTunerWrap> {
   // Only createFineTuner makes these: info[0] is an External holding the fine-tuner built off-thread.
   explicit FineTunerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FineTunerWrap>(info) {
     if (info.Length() != 1 || !info[0].IsExternal()) throw_type_error(info.Env(), "use createFineTuner(options) to make a FineTuner");
-    fine_tuner_.reset(info[0].As<Napi::External<FineTuneStep>>().Data());
+    fine_tuner_.reset(info[0].As<Napi::External<FineTuner>>().Data());
   }
 
-  std::shared_ptr<FineTuneStep> shared_target() { return fine_tuner_.get(Env()); }
+  std::shared_ptr<FineTuner> shared_target() { return fine_tuner_.get(Env()); }
 
  private:
   Napi::Value LoadBackbone(const Napi::CallbackInfo& info);
@@ -65,7 +65,7 @@ class FineTunerWrap : public Napi::ObjectWrap<FineTunerWrap> {
     return info.Env().Undefined();
   }
 
-  DisposableTarget<FineTuneStep> fine_tuner_{"this FineTuner was disposed; create another with createFineTuner()"};
+  DisposableTarget<FineTuner> fine_tuner_{"this FineTuner was disposed; create another with createFineTuner()"};
 };
 
 class StepJob : public ImageBatchJob<FineTunerWrap> {
@@ -121,7 +121,7 @@ class StandardiseJob : public ObjectJob<FineTunerWrap> {
 Napi::Value FineTunerWrap::LoadBackbone(const Napi::CallbackInfo& info) {
   return call_guarded(info, [this](const Napi::CallbackInfo& info) -> Napi::Value {
     if (info.Length() != 1 || !info[0].IsArray()) throw_type_error(info.Env(), "loadBackbone(entries: { name, shape, data }[])");
-    return ComputeJob::Queue(info.Env(), load_state_job(this, Value(), info[0], [](FineTuneStep& fine_tuner, const std::vector<NamedTensor>& saved) {
+    return ComputeJob::Queue(info.Env(), load_state_job(this, Value(), info[0], [](FineTuner& fine_tuner, const std::vector<NamedTensor>& saved) {
       fine_tuner.load_backbone(saved);
     }));
   });
@@ -175,7 +175,7 @@ Napi::Value FineTunerWrap::State(const Napi::CallbackInfo& info) {
 
 Napi::Value create_fine_tuner(const Napi::CallbackInfo& info) {
   if (info.Length() != 1 || !info[0].IsObject()) throw_type_error(info.Env(), "createFineTuner(options)");
-  return ComputeJob::Queue(info.Env(), new CreateObjectJob<FineTuneStep, FineTuneOptions>(read_fine_tune_options(info[0].As<Napi::Object>()),
+  return ComputeJob::Queue(info.Env(), new CreateObjectJob<FineTuner, FineTunerOptions>(read_fine_tuner_options(info[0].As<Napi::Object>()),
                                                                                           &AddonData::fine_tuner_class));
 }
 

@@ -9,7 +9,7 @@
 #include "addon/compute_thread.h"
 #include "addon/object_jobs.h"
 #include "addon/errors.h"
-#include "core/train/training_step.h"
+#include "core/train/trainer.h"
 
 #include <memory>
 #include <string>
@@ -19,8 +19,8 @@ namespace clamp::addon {
 namespace {
 
 // The options object as lib/train/trainer.ts's schema produces it: every field present.
-TrainingStepOptions read_training_options(const Napi::Object& o) {
-  TrainingStepOptions options;
+TrainerOptions read_trainer_options(const Napi::Object& o) {
+  TrainerOptions options;
   options.backbone = read_backbone_options(o);
   options.projector_hidden = integer_array(o.Get("projectorHidden"), "projectorHidden");
   options.projector_out = static_cast<int64_t>(number_field(o, "projectorOut"));
@@ -51,10 +51,10 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
   // Only createTrainer makes these: info[0] is an External holding the trainer built off-thread.
   explicit TrainerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TrainerWrap>(info) {
     if (info.Length() != 1 || !info[0].IsExternal()) throw_type_error(info.Env(), "use createTrainer(options) to make a Trainer");
-    trainer_.reset(info[0].As<Napi::External<TrainingStep>>().Data());
+    trainer_.reset(info[0].As<Napi::External<Trainer>>().Data());
   }
 
-  std::shared_ptr<TrainingStep> shared_target() { return trainer_.get(Env()); }
+  std::shared_ptr<Trainer> shared_target() { return trainer_.get(Env()); }
 
  private:
   Napi::Value Step(const Napi::CallbackInfo& info);
@@ -79,7 +79,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
     return info.Env().Undefined();
   }
 
-  DisposableTarget<TrainingStep> trainer_{"this Trainer was disposed; create another with createTrainer()"};
+  DisposableTarget<Trainer> trainer_{"this Trainer was disposed; create another with createTrainer()"};
 };
 
 class StepJob : public ImageBatchJob<TrainerWrap> {
@@ -117,7 +117,7 @@ Napi::Value TrainerWrap::State(const Napi::CallbackInfo& info) {
 Napi::Value TrainerWrap::LoadState(const Napi::CallbackInfo& info) {
   return call_guarded(info, [this](const Napi::CallbackInfo& info) -> Napi::Value {
     if (info.Length() != 1 || !info[0].IsArray()) throw_type_error(info.Env(), "loadState(entries: { name, shape, data }[])");
-    return ComputeJob::Queue(info.Env(), load_state_job(this, Value(), info[0], [](TrainingStep& trainer, const std::vector<NamedTensor>& saved) {
+    return ComputeJob::Queue(info.Env(), load_state_job(this, Value(), info[0], [](Trainer& trainer, const std::vector<NamedTensor>& saved) {
       trainer.load_state(saved);
     }));
   });
@@ -186,7 +186,7 @@ Napi::Value TrainerWrap::Step(const Napi::CallbackInfo& info) {
 
 Napi::Value create_trainer(const Napi::CallbackInfo& info) {
   if (info.Length() != 1 || !info[0].IsObject()) throw_type_error(info.Env(), "createTrainer(options)");
-  return ComputeJob::Queue(info.Env(), new CreateObjectJob<TrainingStep, TrainingStepOptions>(read_training_options(info[0].As<Napi::Object>()), &AddonData::trainer_class));
+  return ComputeJob::Queue(info.Env(), new CreateObjectJob<Trainer, TrainerOptions>(read_trainer_options(info[0].As<Napi::Object>()), &AddonData::trainer_class));
 }
 
 }  // namespace

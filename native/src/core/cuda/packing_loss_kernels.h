@@ -1,6 +1,6 @@
 // CUDA launches of the fused packing loss's block programs (packing_loss_blocks.h) behind a plain C++
-// interface: no CUDA and no ATen headers here, so the ATen glue (packing_loss.cpp, under
-// CLAMP_WITH_CUDA) and nvcc's translation unit stay apart. Every pointer in the arguments is device
+// interface: no CUDA and no ATen headers here, so the ATen glue (loss/packing_loss_block_launch.cpp,
+// under CLAMP_WITH_CUDA) and nvcc's translation unit stay apart. Every pointer in the arguments is device
 // memory; `stream` is a cudaStream_t. Launch failures throw std::runtime_error. T is float or double;
 // reductions accumulate in double whatever T is.
 #pragma once

@@ -1,5 +1,5 @@
 // The per-image and per-pair arithmetic of the packing loss (shared/spec/packing-loss.md), written once
-// for both implementations: the CPU loops in packing_loss.cpp and the CUDA kernels in
+// for both implementations: the CPU loops in packing_loss_cpu_kernels.cpp and the CUDA kernels in
 // cuda/packing_loss_kernels.cu include this header, so the CPU tests check the same formulas the GPU runs.
 // Plain C++ (no ATen, no CUDA headers): under nvcc the functions are __host__ __device__.
 #pragma once

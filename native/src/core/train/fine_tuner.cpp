@@ -1,4 +1,4 @@
-#include "train/fine_tune_step.h"
+#include "train/fine_tuner.h"
 
 #include "numerics/finite.h"
 
@@ -13,7 +13,7 @@
 namespace clamp {
 namespace {
 
-ResNet seeded_backbone(const FineTuneOptions& options) {
+ResNet seeded_backbone(const FineTunerOptions& options) {
   torch::manual_seed(options.seed);
   return ResNet(options.backbone);
 }
@@ -28,7 +28,7 @@ void check_images(const at::Tensor& images, int64_t channels) {
 
 }  // namespace
 
-FineTuneStep::FineTuneStep(const FineTuneOptions& options)
+FineTuner::FineTuner(const FineTunerOptions& options)
     : options_(options), device_(device_named(options.device)), backbone_(seeded_backbone(options)) {
   if (!(options.backbone_lr_scale >= 0) || !std::isfinite(options.backbone_lr_scale))
     throw std::invalid_argument("backbone_lr_scale must be finite and >= 0 (0 freezes the backbone)");
@@ -44,27 +44,27 @@ FineTuneStep::FineTuneStep(const FineTuneOptions& options)
   }
 }
 
-void FineTuneStep::load_backbone(const std::vector<NamedTensor>& saved) {
+void FineTuner::load_backbone(const std::vector<NamedTensor>& saved) {
   std::vector<NamedTensor> live;
   append_module_state("", *backbone_, live);
   torch::NoGradGuard no_grad;
   copy_named_state(live, saved, "this backbone");
 }
 
-at::Tensor FineTuneStep::backbone_features(const at::Tensor& images) {
+at::Tensor FineTuner::backbone_features(const at::Tensor& images) {
   check_images(images, options_.backbone.in_channels);
   return backbone_->forward(images.to(device_, /*non_blocking=*/true));
 }
 
-at::Tensor FineTuneStep::features(const at::Tensor& images) {
+at::Tensor FineTuner::features(const at::Tensor& images) {
   torch::NoGradGuard no_grad;
   backbone_->eval();
   return backbone_features(images).to(at::kCPU);
 }
 
-void FineTuneStep::standardise(const at::Tensor& features) { head_->standardise(features); }
+void FineTuner::standardise(const at::Tensor& features) { head_->standardise(features); }
 
-FineTuneStepResult FineTuneStep::run(const at::Tensor& images, const at::Tensor& labels) {
+FineTuneStepResult FineTuner::run(const at::Tensor& images, const at::Tensor& labels) {
   if (labels.dim() != 1 || labels.size(0) != images.size(0) || at::isFloatingType(labels.scalar_type()))
     throw std::invalid_argument("labels must be integers, one per image");
   if (labels.numel() == 0) throw std::invalid_argument("a fine-tuning batch needs at least one image");
@@ -100,13 +100,13 @@ FineTuneStepResult FineTuneStep::run(const at::Tensor& images, const at::Tensor&
   return result;
 }
 
-at::Tensor FineTuneStep::logits(const at::Tensor& images) {
+at::Tensor FineTuner::logits(const at::Tensor& images) {
   torch::NoGradGuard no_grad;
   backbone_->eval();
   return head_->forward(backbone_features(images)).to(at::kCPU);
 }
 
-std::vector<NamedTensor> FineTuneStep::state() {
+std::vector<NamedTensor> FineTuner::state() {
   std::vector<NamedTensor> out;
   append_module_state("", *backbone_, out);
   append_module_state("head.", *head_, out);

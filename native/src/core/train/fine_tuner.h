@@ -1,4 +1,5 @@
-// Supervised training of a backbone and a linear classifier head on labelled images: semi-supervised
+// The fine-tuner, the C++ side of TypeScript's FineTuner (lib/train/fine-tuner.ts): supervised training
+// of a backbone and a linear classifier head on labelled images, one step per run(). Semi-supervised
 // fine-tuning (the whole network, the backbone's learning rate a fraction of the head's) and, with the
 // backbone frozen, the linear probe trained through augmented images (features recomputed every
 // batch). Cross-entropy; the head and the backbone each have their own optimiser instance, so the
@@ -20,7 +21,10 @@
 
 namespace clamp {
 
-struct FineTuneOptions {
+// The defaults are TypeScript's (fineTunerOptionsSchema in lib/train/fine-tuner.ts; classes has none
+// there, and 0 here is refused). The addon never relies on them: it sets every field from the options
+// TypeScript has resolved (read_fine_tuner_options, addon/fine_tuner_binding.cpp).
+struct FineTunerOptions {
   ResNetOptions backbone = ResNetOptions::small();
   int64_t classes = 0;
   // The head's optimiser (and the backbone's, with lr scaled). SGD with Nesterov momentum and no weight
@@ -32,6 +36,7 @@ struct FineTuneOptions {
   uint64_t seed = 0;  // the backbone's initial weights (before load_backbone)
 };
 
+// What one run() returns (TypeScript's FineTuneStepResult, the same name).
 struct FineTuneStepResult {
   int64_t step = 0;          // the optimiser step just taken (0-based)
   double loss = 0;           // mean cross-entropy of the batch, before the update
@@ -39,9 +44,9 @@ struct FineTuneStepResult {
   double accuracy = 0;       // top-1 on the batch, before the update
 };
 
-class FineTuneStep {
+class FineTuner {
  public:
-  explicit FineTuneStep(const FineTuneOptions& options);
+  explicit FineTuner(const FineTunerOptions& options);
 
   // Copies a pretrained backbone's parameters and running statistics from saved state under
   // torchvision's names (a CLAMP checkpoint: its projector and optimiser entries are ignored). Throws
@@ -69,7 +74,7 @@ class FineTuneStep {
  private:
   at::Tensor backbone_features(const at::Tensor& images);
 
-  FineTuneOptions options_;
+  FineTunerOptions options_;
   at::Device device_;
   ResNet backbone_{nullptr};
   ClassifierHead head_{nullptr};

@@ -1,6 +1,6 @@
 // The native training step: the loss falls on a fixed batch, a seed reproduces a run exactly, and bad
 // batches are refused with the reason.
-#include "train/training_step.h"
+#include "train/trainer.h"
 #include "train/divergence.h"
 
 #include <torch/torch.h>
@@ -25,8 +25,8 @@ at::Tensor views_of_random_images(int64_t views, int64_t batch) {
   return (images + 0.3 * at::randn({views, batch, 1, 16, 16}, generator, options)).reshape({views * batch, 1, 16, 16});
 }
 
-clamp::TrainingStepOptions tiny_options() {
-  clamp::TrainingStepOptions options;
+clamp::TrainerOptions tiny_options() {
+  clamp::TrainerOptions options;
   options.backbone = clamp::ResNetOptions{{1, 1}, {8, 16}, false, clamp::ResNetStem::small, 1};
   options.projector_hidden = {32};
   options.projector_out = 16;
@@ -39,7 +39,7 @@ clamp::TrainingStepOptions tiny_options() {
 }
 
 std::vector<double> losses(int steps) {
-  clamp::TrainingStep trainer(tiny_options());
+  clamp::Trainer trainer(tiny_options());
   const at::Tensor batch = views_of_random_images(2, 16);
   std::vector<double> out;
   for (int k = 0; k < steps; ++k) out.push_back(trainer.run(batch).loss);
@@ -71,7 +71,7 @@ void test_seed_reproduces() {
 }
 
 void test_step_reports() {
-  clamp::TrainingStep trainer(tiny_options());
+  clamp::Trainer trainer(tiny_options());
   const at::Tensor batch = views_of_random_images(2, 16);
   const auto first = trainer.run(batch);
   const auto second = trainer.run(batch);
@@ -82,24 +82,24 @@ void test_step_reports() {
 }
 
 void test_bad_batches() {
-  clamp::TrainingStep trainer(tiny_options());
+  clamp::Trainer trainer(tiny_options());
   check_throws([&] { trainer.run(at::randn({4, 16, 16})); }, "[views * batch, C, H, W]", "3-D batch");
   check_throws([&] { trainer.run(at::randn({4, 1, 16, 16}, at::kDouble)); }, "float32", "float64 batch");
   check_throws([&] { trainer.run(at::randn({3, 1, 16, 16})); }, "views * batch", "odd image count");
   check_throws([&] { trainer.run(at::randn({4, 3, 16, 16})); }, "[N, 1, H, W]", "wrong channel count");
   auto options = tiny_options();
   options.views = 1;
-  check_throws([&] { clamp::TrainingStep bad(options); }, "views must be at least 2", "one view");
+  check_throws([&] { clamp::Trainer bad(options); }, "views must be at least 2", "one view");
 }
 
 // Every tensor of a trainer's state, cloned: what "no trace" is checked against.
-std::vector<at::Tensor> snapshot(clamp::TrainingStep& trainer) {
+std::vector<at::Tensor> snapshot(clamp::Trainer& trainer) {
   std::vector<at::Tensor> out;
   for (const auto& item : trainer.state()) out.push_back(item.tensor.clone());
   return out;
 }
 
-bool same_state(clamp::TrainingStep& trainer, const std::vector<at::Tensor>& before) {
+bool same_state(clamp::Trainer& trainer, const std::vector<at::Tensor>& before) {
   const auto now = trainer.state();
   if (now.size() != before.size()) return false;
   for (size_t k = 0; k < now.size(); ++k) {
@@ -112,7 +112,7 @@ bool same_state(clamp::TrainingStep& trainer, const std::vector<at::Tensor>& bef
 // running statistics, the weights, the optimiser state and the step count are as they were, and the
 // next clean step is bitwise the step a fresh trainer takes.
 void test_refused_batch_leaves_no_trace() {
-  clamp::TrainingStep trainer(tiny_options());
+  clamp::Trainer trainer(tiny_options());
   trainer.run(views_of_random_images(2, 16));  // momentum and statistics that are not all zeros
   const auto before = snapshot(trainer);
   for (const double bad : {std::nan(""), double(INFINITY)}) {
@@ -123,7 +123,7 @@ void test_refused_batch_leaves_no_trace() {
     check(same_state(trainer, before), "a refused batch changes no weight, statistic or optimiser slot");
     check(trainer.steps_taken() == 1, "a refused batch takes no step");
   }
-  clamp::TrainingStep fresh(tiny_options());
+  clamp::Trainer fresh(tiny_options());
   fresh.run(views_of_random_images(2, 16));
   const double expected = fresh.run(views_of_random_images(2, 16)).loss;
   check(trainer.run(views_of_random_images(2, 16)).loss == expected, "the next clean step is the one a fresh trainer takes");
@@ -133,7 +133,7 @@ void test_refused_batch_leaves_no_trace() {
 // learning rate, and is undone like a refused batch: the forward pass had already moved BatchNorm's
 // running statistics, and they are restored.
 void test_divergence_is_undone() {
-  clamp::TrainingStep trainer(tiny_options());
+  clamp::Trainer trainer(tiny_options());
   trainer.run(views_of_random_images(2, 16));
   const auto before = snapshot(trainer);
   const at::Tensor huge = views_of_random_images(2, 16) * 1e36;
@@ -158,7 +158,7 @@ void test_state_round_trip() {
     options.optimiser.kind = kind;
     if (kind == clamp::OptimiserKind::adamw) options.optimiser.lr = 1e-3;
     const at::Tensor batch = views_of_random_images(2, 16);
-    clamp::TrainingStep original(options);
+    clamp::Trainer original(options);
     for (int k = 0; k < 3; ++k) original.run(batch);
     std::vector<clamp::NamedTensor> saved;
     for (const auto& item : original.state()) saved.push_back({item.name, item.tensor.clone()});
@@ -166,13 +166,13 @@ void test_state_round_trip() {
     for (int k = 0; k < 3; ++k) expected.push_back(original.run(batch).loss);
 
     options.seed = 99;  // different initial weights: everything must come from the saved state
-    clamp::TrainingStep restored(options);
+    clamp::Trainer restored(options);
     restored.load_state(saved);
     check(restored.steps_taken() == 3, "the step count is restored (the schedule continues from it)");
     for (int k = 0; k < 3; ++k) resumed.push_back(restored.run(batch).loss);
     check(expected == resumed, "a restored trainer takes bitwise the same steps as the original");
   }
-  clamp::TrainingStep trainer(tiny_options());
+  clamp::Trainer trainer(tiny_options());
   const auto state = trainer.state();
   bool names_ok = false, buffers_ok = false, optimiser_ok = false;
   for (const auto& item : state) {
@@ -184,7 +184,7 @@ void test_state_round_trip() {
 }
 
 void test_load_state_refuses_mismatches() {
-  clamp::TrainingStep trainer(tiny_options());
+  clamp::Trainer trainer(tiny_options());
   std::vector<clamp::NamedTensor> saved;
   for (const auto& item : trainer.state()) saved.push_back({item.name, item.tensor.clone()});
   auto wrong_shape = saved;
@@ -201,10 +201,10 @@ void test_load_state_refuses_mismatches() {
 void test_device_is_checked() {
   auto options = tiny_options();
   options.device = "tpu";
-  check_throws([&] { clamp::TrainingStep bad(options); }, "cpu, cuda or cuda:<index>", "an unknown device");
+  check_throws([&] { clamp::Trainer bad(options); }, "cpu, cuda or cuda:<index>", "an unknown device");
   if (!torch::cuda::is_available()) {
     options.device = "cuda";
-    check_throws([&] { clamp::TrainingStep bad(options); }, "sees no CUDA device", "cuda without a GPU");
+    check_throws([&] { clamp::Trainer bad(options); }, "sees no CUDA device", "cuda without a GPU");
   }
 }
 
@@ -213,11 +213,11 @@ void test_device_is_checked() {
 void test_mixed_precision() {
   const at::Tensor batch = views_of_random_images(2, 16);
   auto options = tiny_options();
-  const double fp32_first = clamp::TrainingStep(options).run(batch).loss;
-  check(!clamp::TrainingStep(options).compute_settings().bf16_autocast, "precision auto on the CPU is float32");
+  const double fp32_first = clamp::Trainer(options).run(batch).loss;
+  check(!clamp::Trainer(options).compute_settings().bf16_autocast, "precision auto on the CPU is float32");
 
   options.precision = "bf16";
-  clamp::TrainingStep trainer(options);
+  clamp::Trainer trainer(options);
   check(trainer.compute_settings().bf16_autocast && !trainer.compute_settings().channels_last,
         "precision bf16 on the CPU: autocast on, channels_last only where asked");
   std::vector<double> run;
@@ -232,7 +232,7 @@ void test_mixed_precision() {
 
   options.precision = "fp32";
   options.memory_format = "channels_last";
-  clamp::TrainingStep nhwc(options);
+  clamp::Trainer nhwc(options);
   bool weights_nhwc = true;
   for (const auto& p : nhwc.backbone()->parameters()) {
     if (p.dim() == 4) weights_nhwc &= p.is_contiguous(at::MemoryFormat::ChannelsLast);
@@ -243,10 +243,10 @@ void test_mixed_precision() {
         "channels_last computes the same loss: " + std::to_string(nhwc_first) + " vs " + std::to_string(fp32_first));
 
   options.precision = "half";
-  check_throws([&] { clamp::TrainingStep bad(options); }, "precision must be auto, bf16 or fp32", "an unknown precision");
+  check_throws([&] { clamp::Trainer bad(options); }, "precision must be auto, bf16 or fp32", "an unknown precision");
   options.precision = "auto";
   options.memory_format = "nchw";
-  check_throws([&] { clamp::TrainingStep bad(options); }, "memoryFormat must be", "an unknown memory format");
+  check_throws([&] { clamp::Trainer bad(options); }, "memoryFormat must be", "an unknown memory format");
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
 // The fine-tuning step: it learns a labelled task, the frozen mode leaves the backbone untouched, the
 // backbone's learning rate is the head's times the scale, a CLAMP checkpoint's backbone loads into it,
 // and bad labels are refused with the reason.
-#include "train/fine_tune_step.h"
-#include "train/training_step.h"
+#include "train/fine_tuner.h"
+#include "train/trainer.h"
 
 #include <torch/torch.h>
 
@@ -30,8 +30,8 @@ LabelledImages labelled_images(int64_t per_class, uint64_t seed) {
   return {images, labels};
 }
 
-clamp::FineTuneOptions tiny_options(double backbone_lr_scale) {
-  clamp::FineTuneOptions options;
+clamp::FineTunerOptions tiny_options(double backbone_lr_scale) {
+  clamp::FineTunerOptions options;
   options.backbone = clamp::ResNetOptions{{1, 1}, {8, 16}, false, clamp::ResNetStem::small, 1};
   options.classes = kClasses;
   options.schedule = clamp::WarmupCosineSchedule{0.1, 0, 40};
@@ -40,11 +40,11 @@ clamp::FineTuneOptions tiny_options(double backbone_lr_scale) {
   return options;
 }
 
-double accuracy(clamp::FineTuneStep& step, const LabelledImages& data) {
+double accuracy(clamp::FineTuner& step, const LabelledImages& data) {
   return step.logits(data.images).argmax(1).eq(data.labels).to(at::kDouble).mean().item<double>();
 }
 
-std::vector<at::Tensor> backbone_copy(clamp::FineTuneStep& step) {
+std::vector<at::Tensor> backbone_copy(clamp::FineTuner& step) {
   std::vector<at::Tensor> out;
   for (const auto& item : step.state()) {
     if (item.name.rfind("head.", 0) != 0) out.push_back(item.tensor.clone());
@@ -55,7 +55,7 @@ std::vector<at::Tensor> backbone_copy(clamp::FineTuneStep& step) {
 void test_learns_the_task() {
   const auto train = labelled_images(32, 1), test = labelled_images(64, 2);
   for (const double scale : {0.0, 0.1}) {
-    clamp::FineTuneStep step(tiny_options(scale));
+    clamp::FineTuner step(tiny_options(scale));
     step.standardise(step.features(train.images));
     double first_loss = 0, last_loss = 0;
     for (int k = 0; k < 40; ++k) {
@@ -73,7 +73,7 @@ void test_learns_the_task() {
 
 void test_frozen_backbone_is_untouched() {
   const auto train = labelled_images(8, 1);
-  clamp::FineTuneStep frozen(tiny_options(0.0));
+  clamp::FineTuner frozen(tiny_options(0.0));
   const auto before = backbone_copy(frozen);
   for (int k = 0; k < 3; ++k) frozen.run(train.images, train.labels);
   const auto after = backbone_copy(frozen);
@@ -82,7 +82,7 @@ void test_frozen_backbone_is_untouched() {
   check(same, "a frozen backbone keeps its weights and running statistics bitwise");
   check(frozen.head()->weight.abs().sum().item<double>() > 0, "the head learns while the backbone is frozen");
 
-  clamp::FineTuneStep tuned(tiny_options(0.1));
+  clamp::FineTuner tuned(tiny_options(0.1));
   const auto start = backbone_copy(tuned);
   for (int k = 0; k < 3; ++k) tuned.run(train.images, train.labels);
   const auto end = backbone_copy(tuned);
@@ -95,7 +95,7 @@ void test_frozen_backbone_is_untouched() {
 // after it; at step 1 their backbones move by the same gradient times their own learning rates.
 void test_backbone_rate_is_scaled() {
   const auto train = labelled_images(8, 1);
-  clamp::FineTuneStep a(tiny_options(0.1)), b(tiny_options(0.4));
+  clamp::FineTuner a(tiny_options(0.1)), b(tiny_options(0.4));
   for (auto* step : {&a, &b}) step->run(train.images, train.labels);
   const at::Tensor a0 = a.backbone()->named_parameters()["conv1.weight"].clone();
   const at::Tensor b0 = b.backbone()->named_parameters()["conv1.weight"].clone();
@@ -111,26 +111,26 @@ void test_backbone_rate_is_scaled() {
 }
 
 void test_loads_a_clamp_backbone() {
-  clamp::TrainingStepOptions pretrain;
+  clamp::TrainerOptions pretrain;
   pretrain.backbone = tiny_options(0.1).backbone;
   pretrain.projector_hidden = {16};
   pretrain.projector_out = 8;
   pretrain.seed = 11;
-  clamp::TrainingStep trainer(pretrain);
+  clamp::Trainer trainer(pretrain);
   const auto images = labelled_images(4, 9).images;
   trainer.run(at::cat({images, images + 0.1}));  // moves the weights and running statistics off their initial values
-  clamp::FineTuneStep step(tiny_options(0.1));
+  clamp::FineTuner step(tiny_options(0.1));
   step.load_backbone(trainer.state());
   check(at::allclose(step.features(images), trainer.features(images), 1e-6, 1e-6), "the loaded backbone gives the CLAMP trainer's features");
 
-  clamp::FineTuneOptions wider = tiny_options(0.1);
+  clamp::FineTunerOptions wider = tiny_options(0.1);
   wider.backbone.widths = {8, 32};
-  clamp::FineTuneStep other(wider);
+  clamp::FineTuner other(wider);
   check_throws([&] { other.load_backbone(trainer.state()); }, "this backbone needs", "a backbone of another width");
 }
 
 void test_bad_input() {
-  clamp::FineTuneStep step(tiny_options(0.1));
+  clamp::FineTuner step(tiny_options(0.1));
   const auto data = labelled_images(2, 1);
   check_throws([&] { step.run(data.images, data.labels.to(at::kFloat)); }, "integers", "float labels");
   check_throws([&] { step.run(data.images, data.labels.slice(0, 1)); }, "one per image", "too few labels");
@@ -138,10 +138,10 @@ void test_bad_input() {
   check_throws([&] { step.run(data.images.repeat({1, 3, 1, 1}), data.labels); }, "3 channels", "wrong channel count");
   check_throws([&] { step.standardise(at::randn({1, 16})); }, "at least 2", "standardise on one row");
   auto options = tiny_options(-1);
-  check_throws([&] { clamp::FineTuneStep bad(options); }, "backbone_lr_scale", "a negative scale");
+  check_throws([&] { clamp::FineTuner bad(options); }, "backbone_lr_scale", "a negative scale");
   options = tiny_options(0.1);
   options.classes = 1;
-  check_throws([&] { clamp::FineTuneStep bad(options); }, "classes >= 2", "one class");
+  check_throws([&] { clamp::FineTuner bad(options); }, "classes >= 2", "one class");
 }
 
 }  // namespace

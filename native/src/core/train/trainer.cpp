@@ -1,4 +1,4 @@
-#include "train/training_step.h"
+#include "train/trainer.h"
 
 #include "compat.h"
 #include "numerics/finite.h"
@@ -17,14 +17,14 @@ namespace {
 
 // Seeds the generator before the modules exist, so the initial weights follow from options.seed (and
 // are the same on every device: they are made on the CPU, then moved).
-ResNet seeded_backbone(const TrainingStepOptions& options) {
+ResNet seeded_backbone(const TrainerOptions& options) {
   torch::manual_seed(options.seed);
   return ResNet(options.backbone);
 }
 
 }  // namespace
 
-TrainingStep::TrainingStep(const TrainingStepOptions& options)
+Trainer::Trainer(const TrainerOptions& options)
     : options_(options),
       device_(device_named(options.device)),
       compute_(resolve_compute_settings(device_, options.precision, options.memory_format)),
@@ -55,7 +55,7 @@ const char* const kImageAdvice = "check how the batch was decoded and normalised
 
 }  // namespace
 
-at::Tensor TrainingStep::features(const at::Tensor& images) {
+at::Tensor Trainer::features(const at::Tensor& images) {
   if (images.dim() != 4 || images.scalar_type() != at::kFloat)
     throw std::invalid_argument("images must be float32 [n, C, H, W]");
   require_finite(images, "images", "image", kImageAdvice);
@@ -66,7 +66,7 @@ at::Tensor TrainingStep::features(const at::Tensor& images) {
   return out;
 }
 
-at::Tensor TrainingStep::to_device(const at::Tensor& images) {
+at::Tensor Trainer::to_device(const at::Tensor& images) {
   at::Tensor on_device = images;
   if (device_.is_cuda()) {
     if (!staging_.defined() || staging_.sizes() != images.sizes()) {
@@ -81,7 +81,7 @@ at::Tensor TrainingStep::to_device(const at::Tensor& images) {
   return compute_.channels_last ? on_device.contiguous(at::MemoryFormat::ChannelsLast) : on_device;
 }
 
-StepResult TrainingStep::run(const at::Tensor& images) {
+StepResult Trainer::run(const at::Tensor& images) {
   const int64_t m = options_.views;
   if (images.dim() != 4) throw std::invalid_argument("images must be [views * batch, C, H, W], got " + std::to_string(images.dim()) + "-D");
   if (images.scalar_type() != at::kFloat) throw std::invalid_argument("images must be float32");
@@ -149,14 +149,14 @@ StepResult TrainingStep::run(const at::Tensor& images) {
   return result;
 }
 
-TrainingStep::BufferSnapshot TrainingStep::snapshot_buffers() {
+Trainer::BufferSnapshot Trainer::snapshot_buffers() {
   BufferSnapshot snapshot;
   for (const auto& buffer : backbone_->buffers()) snapshot.push_back(buffer.clone());
   for (const auto& buffer : projector_->buffers()) snapshot.push_back(buffer.clone());
   return snapshot;
 }
 
-bool TrainingStep::floating_buffers_finite() {
+bool Trainer::floating_buffers_finite() {
   std::vector<at::Tensor> flat;
   for (const auto& module : {backbone_->buffers(), projector_->buffers()}) {
     for (const auto& buffer : module) {
@@ -167,14 +167,14 @@ bool TrainingStep::floating_buffers_finite() {
   return flat.empty() || at::isfinite(at::cat(flat)).all().item<bool>();
 }
 
-void TrainingStep::restore_buffers(const BufferSnapshot& snapshot) {
+void Trainer::restore_buffers(const BufferSnapshot& snapshot) {
   torch::NoGradGuard no_grad;
   size_t k = 0;
   for (auto& buffer : backbone_->buffers()) buffer.copy_(snapshot[k++]);
   for (auto& buffer : projector_->buffers()) buffer.copy_(snapshot[k++]);
 }
 
-void TrainingStep::distribute(std::shared_ptr<Collective> collective) {
+void Trainer::distribute(std::shared_ptr<Collective> collective) {
   if (collective && !device_.is_cpu()) {
     throw std::invalid_argument("data-parallel training runs on the CPU (c10d Gloo) only: GPU ranks need NCCL, which "
                                 "clamp-native does not build yet; train on one GPU, or use --device cpu");
@@ -191,9 +191,9 @@ void TrainingStep::distribute(std::shared_ptr<Collective> collective) {
   collective_->broadcast_from_first(tensors);
 }
 
-bool TrainingStep::any_rank(bool flag) { return collective_ ? collective_->sum(flag ? 1.0 : 0.0) > 0 : flag; }
+bool Trainer::any_rank(bool flag) { return collective_ ? collective_->sum(flag ? 1.0 : 0.0) > 0 : flag; }
 
-std::vector<NamedTensor> TrainingStep::state() {
+std::vector<NamedTensor> Trainer::state() {
   std::vector<NamedTensor> out;
   append_module_state("", *backbone_, out);
   append_module_state("projector.", *projector_, out);
@@ -203,7 +203,7 @@ std::vector<NamedTensor> TrainingStep::state() {
   return out;
 }
 
-void TrainingStep::load_state(const std::vector<NamedTensor>& saved) {
+void Trainer::load_state(const std::vector<NamedTensor>& saved) {
   copy_named_state(state(), saved, "this model");
   steps_ = steps_tensor_.item<int64_t>();
 }

@@ -1,5 +1,6 @@
-// One CLAMP training step, all native: every view of the batch through the backbone and projector as
-// one batch, the fused packing loss, backward, an optimiser step with the scheduled learning rate.
+// The CLAMP trainer, all native: the C++ side of TypeScript's Trainer (lib/train/trainer.ts). Each
+// run() is one training step: every view of the batch through the backbone and projector as one batch,
+// the fused packing loss, backward, an optimiser step with the scheduled learning rate.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -19,10 +20,14 @@
 
 namespace clamp {
 
-struct TrainingStepOptions {
+// The defaults are TypeScript's (trainerOptionsSchema in lib/train/trainer.ts, lib/config/train-config.ts)
+// wherever it has one (not the schedule's peak_lr and total_steps, which it requires), so that C++ callers
+// get the network TypeScript users get. The addon never relies on them: it sets every field from the
+// options TypeScript has resolved (read_trainer_options, addon/trainer_binding.cpp).
+struct TrainerOptions {
   ResNetOptions backbone = ResNetOptions::small();
-  std::vector<int64_t> projector_hidden{512};
-  int64_t projector_out = 128;
+  std::vector<int64_t> projector_hidden{2048};
+  int64_t projector_out = 256;
   int64_t views = 2;
   PackingLossOptions loss;
   OptimiserOptions optimiser;
@@ -36,6 +41,7 @@ struct TrainingStepOptions {
   bool sync_batch_norm = false;  // when distributed: BatchNorm statistics over every rank's batch
 };
 
+// What one run() returns (TypeScript's TrainingStepResult).
 struct StepResult {
   int64_t step = 0;  // the optimiser step just taken (0-based)
   double loss = 0;
@@ -44,9 +50,9 @@ struct StepResult {
   PackingStats stats;    // pair-pass diagnostics (nearest-centre accuracy is not computed per step)
 };
 
-class TrainingStep {
+class Trainer {
  public:
-  explicit TrainingStep(const TrainingStepOptions& options);
+  explicit Trainer(const TrainerOptions& options);
 
   // images: float32 [views * batch, channels, height, width], view-major (all images' view 0 first),
   // on the CPU (copied to the training device when that is a GPU). Throws std::invalid_argument naming
@@ -83,7 +89,7 @@ class TrainingStep {
   const ComputeSettings& compute_settings() const { return compute_; }
 
  private:
-  TrainingStepOptions options_;
+  TrainerOptions options_;
   at::Device device_;
   ComputeSettings compute_;
   ResNet backbone_{nullptr};
