@@ -13,7 +13,7 @@ export { packingLossOptionsSchema, type PackingLossOptions, type ResolvedPacking
 export { doctor, formatDoctorReport, type BlasInfo, type DoctorReport } from './runtime/doctor.js';
 export { getNumThreads, NativeAddonError, setNumThreads } from './runtime/native.js';
 export { DEFAULT_FASHION_MNIST, loadIdxDataset, type IdxDatasetOptions, parseIdx, readIdx, type IdxArray } from './data/idx.js';
-export { DatasetError } from './data/files.js';
+export { DatasetError } from './data/dataset-files.js';
 export type { ImageDataset } from './data/image-dataset.js';
 export { loadCifarDataset, type CifarOptions } from './data/cifar.js';
 export { loadStl10Dataset, STL10_NO_LABEL } from './data/stl10.js';
@@ -39,7 +39,7 @@ export {
 } from './config/train-config.js';
 export { PRESETS, type PresetName } from './config/presets.js';
 export { resumeTraining, train, type ResumeOptions, type TrainEvent, type TrainOptions, type TrainSummary } from './train/training-run.js';
-export { type StateEntry } from './train/trainer.js';
+export { type StateEntry } from './runtime/addon-types.js';
 export { CHECKPOINT_FILE, CHECKPOINT_FORMAT, checkpointPath, readCheckpoint, readCheckpointMetadata, saveCheckpoint, type Checkpoint, type CheckpointMetadata, type RunPosition } from './checkpoint/checkpoint.js';
 export { CheckpointError, readSafetensors, readSafetensorsHeader, writeSafetensors, type NamedTensorData, type TensorDtype, type TensorInfo } from './checkpoint/safetensors.js';
 export { CONFIG_FILE, METRICS_FILE, RunFolderError } from './run-folder/run-folder.js';

@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCifarDataset } from '../lib/data/cifar.js';
 import { dataSchema, loadDataset } from '../lib/data/datasets.js';
-import { DatasetError } from '../lib/data/files.js';
+import { DatasetError } from '../lib/data/dataset-files.js';
 import { loadImageFolder } from '../lib/data/image-folder.js';
 import { loadStl10Dataset, STL10_NO_LABEL } from '../lib/data/stl10.js';
 

@@ -16,7 +16,7 @@ import { CheckpointError, decodeSafetensors, encodeSafetensors, readSafetensors,
 import { ConfigError } from '../lib/config/errors.js';
 import { readConfigFile, resolveTrainConfig } from '../lib/config/train-config.js';
 import { loadCifarDataset } from '../lib/data/cifar.js';
-import { DatasetError } from '../lib/data/files.js';
+import { DatasetError } from '../lib/data/dataset-files.js';
 import { loadIdxDataset, parseIdx, readIdx } from '../lib/data/idx.js';
 import { loadStl10Dataset } from '../lib/data/stl10.js';
 

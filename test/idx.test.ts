@@ -5,7 +5,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { idx } from './idx-bytes.js';
-import { DatasetError } from '../lib/data/files.js';
+import { DatasetError } from '../lib/data/dataset-files.js';
 import { DEFAULT_FASHION_MNIST, loadIdxDataset, parseIdx, readIdx } from '../lib/data/idx.js';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'clamp-idx-'));

@@ -3,8 +3,8 @@
 // metrics as JSON strings in the header's metadata.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { TrainConfig } from '../config/train-config.js';
-import type { StateEntry, Trainer } from '../train/trainer.js';
+import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
+import type { StateEntry } from '../runtime/addon-types.js';
 import { CheckpointError, readSafetensors, readSafetensorsHeader, writeSafetensors, type NamedTensorData } from './safetensors.js';
 
 export const CHECKPOINT_FORMAT = 'clamp-native/1';
@@ -39,7 +39,7 @@ export interface Checkpoint extends CheckpointMetadata {
  * Writes the trainer's state atomically. A state holding NaN or infinity (an optimiser step that
  * overflowed the weights) is refused before anything is written, so the previous checkpoint stays.
  */
-export async function saveCheckpoint(file: string, trainer: Trainer, content: { config: TrainConfig; position: RunPosition; metrics: Record<string, unknown> }): Promise<void> {
+export async function saveCheckpoint(file: string, trainer: { state(): Promise<StateEntry[]> }, content: { config: TrainConfig; position: RunPosition; metrics: Record<string, unknown> }): Promise<void> {
   const state = await trainer.state();
   for (const entry of state) {
     const index = entry.dtype === 'float32' ? firstNonFinite(entry.data as Float32Array) : -1;
@@ -73,6 +73,27 @@ export async function readCheckpoint(file: string): Promise<Checkpoint> {
     return t as StateEntry;
   });
   return { ...content, state };
+}
+
+/** A checkpoint with its run's config validated: what evaluation, fine-tuning, serving and export start from. */
+export interface TrainedCheckpoint {
+  file: string;
+  checkpoint: Checkpoint;
+  config: TrainConfig;
+}
+
+/** Reads a checkpoint (a file, or the run folder holding it) and validates the config it was trained under. */
+export async function readTrainedCheckpoint(checkpointOrRunDir: string): Promise<TrainedCheckpoint> {
+  const file = await checkpointPath(checkpointOrRunDir);
+  const checkpoint = await readCheckpoint(file);
+  return { file, checkpoint, config: parseTrainConfig(checkpoint.config, `${file} config`) };
+}
+
+/** The channels the checkpoint's backbone takes (its first convolution's input), or an error saying the file holds no backbone. */
+export function backboneInputChannels({ file, checkpoint }: TrainedCheckpoint): number {
+  const conv1 = checkpoint.state.find((t) => t.name === 'conv1.weight');
+  if (conv1?.shape.length !== 4) throw new CheckpointError(`${file} has no backbone (conv1.weight is missing); it is not a clamp-native training checkpoint`);
+  return conv1.shape[1]!;
 }
 
 function parseCheckpointMetadata(file: string, metadata: Record<string, string>): CheckpointMetadata {

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { CHECKPOINT_FILE } from '../checkpoint/checkpoint.js';
 import { duration, percent, share } from '../format.js';
 import { fineTuneCheckpoint, type FineTuneResult } from '../train/fine-tune-run.js';
-import { UsageError, wholeNumberFlag } from './flags.js';
+import { numberFlag, UsageError, wholeNumberFlag } from './flags.js';
 
 export const FINETUNE_USAGE = `clamp-native finetune --checkpoint PATH [options]
   --checkpoint PATH        a checkpoint file, or a run folder holding ${CHECKPOINT_FILE}
@@ -28,15 +28,6 @@ export function parseLabelShare(text: string): number {
   return share;
 }
 
-function positiveFlag(name: string, value: string | undefined, allowZero = false): number | undefined {
-  if (value === undefined) return undefined;
-  const number = Number(value);
-  if (value.trim() === '' || !Number.isFinite(number) || number < 0 || (!allowZero && number === 0)) {
-    throw new UsageError(`--${name} must be a number ${allowZero ? '>= 0' : '> 0'}, got '${value}'`);
-  }
-  return number;
-}
-
 export async function runFineTune(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -56,10 +47,10 @@ export async function runFineTune(args: string[]): Promise<number> {
   const defined = <T>(key: string, value: T | undefined) => (value === undefined ? {} : { [key]: value });
   const options = {
     ...defined('epochs', wholeNumberFlag('epochs', values.epochs, 1)),
-    ...defined('lr', positiveFlag('lr', values.lr)),
-    ...defined('backboneLrScale', positiveFlag('backbone-lr-scale', values['backbone-lr-scale'], true)),
+    ...defined('lr', numberFlag('lr', values.lr, 0, true)),
+    ...defined('backboneLrScale', numberFlag('backbone-lr-scale', values['backbone-lr-scale'], 0)),
     ...defined('batchSize', wholeNumberFlag('batch-size', values['batch-size'], 2)),
-    ...defined('weightDecay', positiveFlag('weight-decay', values['weight-decay'], true)),
+    ...defined('weightDecay', numberFlag('weight-decay', values['weight-decay'], 0)),
     ...defined('seed', wholeNumberFlag('seed', values.seed)),
     fromScratch: values['from-scratch'],
   };

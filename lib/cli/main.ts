@@ -12,7 +12,7 @@ import { EXPORT_USAGE, runExport } from './export-command.js';
 import { FINETUNE_USAGE, runFineTune } from './finetune-command.js';
 import { REPORT_USAGE, runReport } from './report-command.js';
 import { runServe, SERVE_USAGE } from './serve-command.js';
-import { UsageError } from './flags.js';
+import { numberFlag, UsageError, wholeNumberFlag } from './flags.js';
 import { runTrain, TRAIN_USAGE } from './train-command.js';
 
 const COMMANDS = ['train', 'eval', 'finetune', 'embed', 'serve', 'export', 'report', 'doctor', 'build', 'demo'] as const;
@@ -68,17 +68,9 @@ ${BUILD_USAGE}
 ${DEMO_USAGE}`;
 
 
-function wholeNumber(name: string, value: string | undefined): number {
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 0) throw new UsageError(`--${name} must be a whole number, got '${value}'`);
-  return number;
-}
-
-function positiveNumber(name: string, value: string | undefined): number {
-  const number = Number(value);
-  if (!Number.isFinite(number) || number <= 0) throw new UsageError(`--${name} must be a number > 0, got '${value}'`);
-  return number;
-}
+// The demo's flags are all given values (the parsers only run when the flag is present).
+const wholeNumber = (name: string, value: string | undefined) => wholeNumberFlag(name, value)!;
+const positiveNumber = (name: string, value: string | undefined) => numberFlag(name, value, 0, true)!;
 
 /** Prints a command's usage when --help was given; true when it was. */
 function answeredHelp(help: boolean | undefined, usage: string): boolean {

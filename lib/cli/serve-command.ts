@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { CHECKPOINT_FILE } from '../checkpoint/checkpoint.js';
 import { Encoder, type EncoderLoadOptions } from '../encode/encoder.js';
 import { startEmbeddingServer, type EmbeddingServer, type EmbeddingServerSettings } from '../serve/server.js';
-import { UsageError, wholeNumberFlag } from './flags.js';
+import { numberFlag, UsageError, wholeNumberFlag } from './flags.js';
 
 export const SERVE_USAGE = `clamp-native serve --checkpoint PATH [options]
   --checkpoint PATH    a checkpoint file, or a run folder holding ${CHECKPOINT_FILE}
@@ -25,16 +25,6 @@ export const SERVE_USAGE = `clamp-native serve --checkpoint PATH [options]
   back as JSON, or as float32 little-endian bytes with Accept: application/octet-stream), GET /healthz,
   GET /metrics (Prometheus text). SIGTERM or SIGINT: finish admitted requests, then exit 0.
 `;
-
-/** A flag that must be a number >= min (fractions allowed); undefined when not given. */
-function numberFlag(name: string, value: string | undefined, min: number, exclusive = false): number | undefined {
-  if (value === undefined) return undefined;
-  const number = Number(value);
-  if (value.trim() === '' || !Number.isFinite(number) || number < min || (exclusive && number === min)) {
-    throw new UsageError(`--${name} must be a number ${exclusive ? '>' : '>='} ${min}, got '${value}'`);
-  }
-  return number;
-}
 
 interface ServeOptions {
   checkpoint: string;

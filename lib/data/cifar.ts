@@ -4,8 +4,8 @@
 // The pixels are a 32x32 image as the red plane, then green, then blue, each plane row-major: already
 // ImageDataset's channel-planar layout, so records are copied as they are.
 import path from 'node:path';
-import { openDatasetFile, readExactly, resolveDatasetFolder, sizeOfDatasetFile } from './files.js';
-import { DatasetError } from './files.js';
+import { openDatasetFile, readExactly, resolveDatasetFolder, sizeOfDatasetFile } from './dataset-files.js';
+import { DatasetError } from './dataset-files.js';
 import type { ImageDataset } from './image-dataset.js';
 
 const CIFAR_SIDE = 32;

@@ -2,7 +2,7 @@
 // default locations, and a `limit` that keeps the first images only (quick runs, tests).
 import { z } from 'zod';
 import { loadCifarDataset } from './cifar.js';
-import { DatasetError } from './files.js';
+import { DatasetError } from './dataset-files.js';
 import { DEFAULT_FASHION_MNIST, loadIdxDataset } from './idx.js';
 import type { ImageDataset } from './image-dataset.js';
 import { loadImageFolder } from './image-folder.js';

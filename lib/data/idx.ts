@@ -4,7 +4,7 @@
 import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import { DatasetError, kindOf, readDatasetFileIfPresent } from './files.js';
+import { DatasetError, kindOf, readDatasetFileIfPresent } from './dataset-files.js';
 import type { ImageDataset } from './image-dataset.js';
 
 

@@ -8,7 +8,7 @@ import { constants as bufferConstants } from 'node:buffer';
 import sharp from 'sharp';
 import { z } from 'zod';
 import { validationError } from '../config/errors.js';
-import { DatasetError } from './files.js';
+import { DatasetError } from './dataset-files.js';
 import type { ImageDataset } from './image-dataset.js';
 
 const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp']);

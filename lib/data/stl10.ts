@@ -3,8 +3,8 @@
 // then blue, each plane written column-major by MATLAB, so the value for (row r, column c) sits at
 // c*96 + r. *_y.bin files hold one byte per image, the class 1..10. unlabeled_X.bin has no labels.
 import path from 'node:path';
-import { openDatasetFile, readExactly, resolveDatasetFolder, sizeOfDatasetFile } from './files.js';
-import { DatasetError } from './files.js';
+import { openDatasetFile, readExactly, resolveDatasetFolder, sizeOfDatasetFile } from './dataset-files.js';
+import { DatasetError } from './dataset-files.js';
 import type { ImageDataset } from './image-dataset.js';
 
 const STL10_SIDE = 96;

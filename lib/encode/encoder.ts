@@ -5,16 +5,16 @@
 // coalesced into batches of up to maxBatch images while the previous batch runs, and every caller gets
 // a view of the batch's one result buffer back.
 import { z } from 'zod';
-import { checkpointPath, readCheckpoint } from '../checkpoint/checkpoint.js';
+import { backboneInputChannels, readTrainedCheckpoint, type TrainedCheckpoint } from '../checkpoint/checkpoint.js';
 import { CheckpointError } from '../checkpoint/safetensors.js';
 import { validationError } from '../config/errors.js';
-import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
-import { datasetImageSide } from '../data/datasets.js';
+import type { TrainConfig } from '../config/train-config.js';
 import { decodeImage } from '../data/image-folder.js';
 import os from 'node:os';
 import type { NativeEncoder } from '../runtime/addon-types.js';
 import { native, numThreadsSource, setNumThreads } from '../runtime/native.js';
 import { deviceSchema, precisionSchema, resolvedStem } from '../model/options.js';
+import { evaluationPreprocessing } from '../model/preprocessing.js';
 import { EmbeddingIndex } from './embedding-index.js';
 
 export const encoderLoadOptionsSchema = z
@@ -71,19 +71,20 @@ interface PendingEmbed {
   reject: (error: unknown) => void;
 }
 
-/** The geometry and preprocessing a checkpoint's config implies. */
-function encoderSettings(config: TrainConfig, conv1Shape: readonly number[] | undefined, file: string) {
-  if (!conv1Shape || conv1Shape.length !== 4) throw new CheckpointError(`${file} has no backbone (conv1.weight is missing); it is not a clamp-native training checkpoint`);
-  const pipeline = config.augment[0]!;
+/** The native encoder's network and preprocessing, from a checkpoint and its config. */
+function encoderSettings(trained: TrainedCheckpoint) {
+  const { config } = trained;
+  const inChannels = backboneInputChannels(trained);
+  const { imageSize, mean, std } = evaluationPreprocessing(config);
   return {
     backbone: config.model.backbone,
     stem: resolvedStem(config.model),
-    inChannels: conv1Shape[1]!,
+    inChannels,
     ...(config.model.widths ? { widths: config.model.widths } : {}),
     ...(config.model.blocks ? { blocks: config.model.blocks } : {}),
-    imageSize: pipeline.size,
-    mean: pipeline.normalize?.mean ?? [],
-    std: pipeline.normalize?.std ?? [],
+    imageSize,
+    mean,
+    std,
   };
 }
 
@@ -154,10 +155,9 @@ export class Encoder {
     if (!parsed.success) throw validationError(parsed.error, 'options');
     const { device, precision, threads, maxBatch } = parsed.data;
     const addon = native(); // first: a missing build says so before the checkpoint is read
-    const file = await checkpointPath(checkpointOrRunDir);
-    const checkpoint = await readCheckpoint(file);
-    const config = parseTrainConfig(checkpoint.config, `${file} config`);
-    const settings = encoderSettings(config, checkpoint.state.find((t) => t.name === 'conv1.weight')?.shape, file);
+    const trained = await readTrainedCheckpoint(checkpointOrRunDir);
+    const { file, checkpoint, config } = trained;
+    const settings = encoderSettings(trained);
     if (threads !== undefined) setNumThreads(threads);
     else if (numThreadsSource() === 'available cores') setNumThreads(defaultEncoderThreads(config.model.backbone));
     let handle: NativeEncoder;
@@ -170,7 +170,7 @@ export class Encoder {
       );
     }
     const channels = settings.inChannels;
-    return new Encoder(handle, handle.featureDim, channels, settings.imageSize, datasetImageSide(config.data), maxBatch, config);
+    return new Encoder(handle, handle.featureDim, channels, settings.imageSize, evaluationPreprocessing(config).decodeSize, maxBatch, config);
   }
 
   /**

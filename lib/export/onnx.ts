@@ -9,15 +9,15 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { checkpointPath, readCheckpoint } from '../checkpoint/checkpoint.js';
+import { backboneInputChannels, readTrainedCheckpoint } from '../checkpoint/checkpoint.js';
 import { CheckpointError } from '../checkpoint/safetensors.js';
 import { writeFileAtomically } from '../io/files.js';
 import { validationError } from '../config/errors.js';
-import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
-import { datasetImageSide } from '../data/datasets.js';
+import type { TrainConfig } from '../config/train-config.js';
 import { packageRoot } from '../runtime/native.js';
 import { resolvedStem } from '../model/options.js';
-import type { StateEntry } from '../train/trainer.js';
+import { evaluationPreprocessing } from '../model/preprocessing.js';
+import type { StateEntry } from '../runtime/addon-types.js';
 import { IR_VERSION_OF_OPSET, OnnxGraph, type Dimension } from './onnx-graph.js';
 
 /** The graph's input: float32 [N, C, size, size], values in [0, 1]. */
@@ -234,18 +234,16 @@ function foldedConv(
 }
 
 /**
- * The Encoder's geometry and preprocessing from the config (lib/encode/encoder.ts encoderSettings and
- * native/src/core/serve/encoder.cpp): the first pipeline's size and normalize step, mean and std
- * repeated over the channels as the native encoder repeats them.
+ * The Encoder's preprocessing (lib/model/preprocessing.ts), with mean and std repeated over the
+ * channels as the native encoder (native/src/core/serve/encoder.cpp) repeats them: the graph needs one
+ * constant per channel.
  */
 function encoderPreprocessing(config: TrainConfig, channels: number, file: string) {
-  const pipeline = config.augment[0]!;
-  const mean = pipeline.normalize?.mean ?? [];
-  const std = pipeline.normalize?.std ?? [];
+  const { imageSize, mean, std, decodeSize } = evaluationPreprocessing(config);
   if (mean.length !== std.length) throw new CheckpointError(`${file}: its config's normalize step has ${mean.length} mean and ${std.length} std entries; they must pair up`);
   if (std.some((s) => !(s > 0))) throw new CheckpointError(`${file}: its config's normalize std [${std.join(', ')}] has an entry that is not positive`);
   const perChannel = (values: readonly number[]) => Array.from({ length: values.length === 0 ? 0 : channels }, (_, c) => values[c % values.length]!);
-  return { imageSize: pipeline.size, mean: perChannel(mean), std: perChannel(std), decodeSize: datasetImageSide(config.data) };
+  return { imageSize, mean: perChannel(mean), std: perChannel(std), decodeSize };
 }
 
 /** The network's layout: the backbone's stages (config overrides over its defaults) and the stem. */
@@ -305,13 +303,10 @@ interface ExportSource {
 }
 
 async function readExportSource(checkpointOrRunDir: string): Promise<ExportSource> {
-  const file = await checkpointPath(checkpointOrRunDir);
-  const checkpoint = await readCheckpoint(file);
-  const config = parseTrainConfig(checkpoint.config, `${file} config`);
+  const trained = await readTrainedCheckpoint(checkpointOrRunDir);
+  const { file, checkpoint, config } = trained;
   const layout = backboneLayout(config, file);
-  const conv1 = checkpoint.state.find((t) => t.name === 'conv1.weight');
-  if (conv1?.shape.length !== 4) throw new CheckpointError(`${file} has no backbone (conv1.weight is missing); it is not a clamp-native training checkpoint`);
-  const channels = conv1.shape[1]!;
+  const channels = backboneInputChannels(trained);
   const weights = new CheckpointWeights(checkpoint.state, (detail) => new CheckpointError(`${file}: ${detail}: its tensors do not match the ${layout.backbone} backbone its config describes`));
   return { file, config, layout, channels, preprocessing: encoderPreprocessing(config, channels, file), weights, step: checkpoint.position.step };
 }

@@ -11,7 +11,7 @@ import { validationError } from '../config/errors.js';
 import { EncoderError, type Embeddings, type Encoder } from '../encode/encoder.js';
 import { EmbeddingBatcher } from './batcher.js';
 import { decodeImages } from './images.js';
-import { ServeMetrics } from './metrics.js';
+import { ServeMetrics } from './prometheus-metrics.js';
 import { bodyKind, checkDeclaredLength, ClientGoneError, HttpError, readBody, requestImages, wantsBinary } from './request.js';
 
 export const embeddingServerOptionsSchema = z

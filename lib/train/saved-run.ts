@@ -1,8 +1,8 @@
 // A saved run, ready to evaluate or fine-tune: its checkpoint, its config, and both splits of its
 // dataset (or of another folder, with the data section overridden).
-import { checkpointPath, readCheckpoint, type Checkpoint } from '../checkpoint/checkpoint.js';
+import { readTrainedCheckpoint, type Checkpoint } from '../checkpoint/checkpoint.js';
 import { validationError } from '../config/errors.js';
-import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
+import type { TrainConfig } from '../config/train-config.js';
 import { dataSchema, loadDataset, type DataOptions } from '../data/datasets.js';
 import type { ImageDataset } from '../data/image-dataset.js';
 
@@ -17,9 +17,7 @@ export interface LoadedRun {
 
 /** Reads a checkpoint (a file, or the run folder holding it) and loads its run's dataset, or `data` overrides of it. */
 export async function loadRun(checkpointOrRunDir: string, data: DataOptions = {}): Promise<LoadedRun> {
-  const file = await checkpointPath(checkpointOrRunDir);
-  const checkpoint = await readCheckpoint(file);
-  const saved = parseTrainConfig(checkpoint.config, `${file} config`);
+  const { file, checkpoint, config: saved } = await readTrainedCheckpoint(checkpointOrRunDir);
   const parsed = dataSchema.safeParse({ ...saved.data, ...data }, { reportInput: true });
   if (!parsed.success) throw validationError(parsed.error, 'data');
   const config = { ...saved, data: parsed.data };
