@@ -1,19 +1,22 @@
 // A whole training run: dataset, augmentation workers, the native trainer, metrics.jsonl, atomic
 // checkpoints, kNN evaluation, and exact resumption. The CLI's `train` is a thin layer over this.
-import fs from 'node:fs/promises';
 import path from 'node:path';
-import { MultiViewLoader } from '../augment/loader.js';
-import { CHECKPOINT_FILE, checkpointPath, readCheckpoint, saveCheckpoint, type Checkpoint, type RunPosition } from '../checkpoint/checkpoint.js';
+import { MultiViewLoader, type Batch } from '../augment/loader.js';
+import { CHECKPOINT_FILE, readTrainedCheckpoint, type Checkpoint, type RunPosition } from '../checkpoint/checkpoint.js';
 import { writeFileAtomically } from '../io/files.js';
 import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from '../config/train-config.js';
 import { loadDataset } from '../data/datasets.js';
 import type { ImageDataset } from '../data/image-dataset.js';
-import { evaluate, type Evaluation, type KnnSummary, type LinearProbeSummary } from '../eval/evaluate.js';
+import type { Evaluation, KnnSummary, LinearProbeSummary } from '../eval/evaluate.js';
 import { claimRunFolder, CONFIG_FILE, METRICS_FILE, missingCheckpointReason, removeStaleTemporaries, RunFolderError } from '../run-folder/run-folder.js';
 import type { ComputeSettings } from '../runtime/addon-types.js';
 import { setNumThreads } from '../runtime/native.js';
+import { EpochAccumulator, type EpochSummary } from './epoch-accumulator.js';
+import { EpochHooks, RunCheckpoints, RunEvaluation } from './epoch-hooks.js';
 import { trainerFor } from './from-config.js';
-import { distributedOptionsSchema, TrainingDivergedError, type DistributedOptions, type TrainingStepResult } from './trainer.js';
+import { MetricsLog } from './metrics-log.js';
+import { StepTimer } from './step-timer.js';
+import { distributedOptionsSchema, TrainingDivergedError, type DistributedOptions, type Trainer, type TrainingStepResult } from './trainer.js';
 import { validationError } from '../config/errors.js';
 
 export { CONFIG_FILE, METRICS_FILE };
@@ -94,27 +97,9 @@ export async function train(config: TrainConfigInput | TrainConfig, options: Tra
 export async function resumeTraining(checkpointOrRunDir: string, options: ResumeOptions = {}): Promise<TrainSummary> {
   const missing = await missingCheckpointReason(checkpointOrRunDir);
   if (missing) throw new RunFolderError(missing);
-  const file = await checkpointPath(checkpointOrRunDir);
-  const checkpoint = await readCheckpoint(file);
-  const saved = parseTrainConfig(checkpoint.config, `${file} config`);
+  const { file, checkpoint, config: saved } = await readTrainedCheckpoint(checkpointOrRunDir);
   const config = parseTrainConfig({ ...saved, run: { ...saved.run, ...options.overrides?.run }, eval: { ...saved.eval, ...options.overrides?.eval } });
   return runTraining(config, path.dirname(file), checkpoint, options);
-}
-
-/** Drops metric lines past the checkpoint (written by a run that went on after it and then died). */
-async function trimMetrics(file: string, position: RunPosition): Promise<void> {
-  const text = await fs.readFile(file, 'utf8').catch(() => '');
-  const kept = text.split('\n').filter((line) => {
-    if (!line.trim()) return false;
-    try {
-      const entry = JSON.parse(line) as { kind?: string; step?: number; epoch?: number };
-      if (entry.kind === 'epoch') return (entry.epoch ?? 0) < position.epoch;
-      return (entry.step ?? 0) < position.step;
-    } catch {
-      return false; // a half-written last line
-    }
-  });
-  await writeFileAtomically(file, [Buffer.from(kept.map((line) => `${line}\n`).join(''))]);
 }
 
 /** The validated group of a data-parallel run (null for one process), with what it cannot do yet refused. */
@@ -145,6 +130,25 @@ function finishedSummary(runDir: string, checkpoint: Checkpoint, seconds: number
   };
 }
 
+/** What a run that trained reports (`final`: the evaluation after its last step, null when there was none). */
+function trainedSummary(runDir: string, checkpointFile: string, started: number, progress: RunProgress, atStart: Evaluation | null, final: Evaluation | null): TrainSummary {
+  const { position, lastLoss, stopped, viewImages, trainingSeconds } = progress;
+  return {
+    runDir,
+    checkpoint: checkpointFile,
+    seconds: (performance.now() - started) / 1000,
+    epochs: position.epoch,
+    steps: position.step,
+    finalLoss: lastLoss,
+    throughput: { viewImagesPerSecond: trainingSeconds > 0 ? viewImages / trainingSeconds : 0 },
+    knn: final?.knn ?? null,
+    linearProbe: final?.linearProbe ?? null,
+    atStart,
+    stopped,
+    alreadyFinished: false,
+  };
+}
+
 /** The error a diverged step becomes: where it happened, what state is safe, and what to change. */
 function divergenceError(error: TrainingDivergedError, o: { config: TrainConfig; epoch: number; totalSteps: number; checkpointFile: string; lastCheckpoint: RunPosition | null }): TrainingDivergedError {
   const { baseLr, warmupEpochs } = o.config.schedule;
@@ -155,6 +159,128 @@ function divergenceError(error: TrainingDivergedError, o: { config: TrainConfig;
     `training diverged at step ${error.step + 1} of ${o.totalSteps} (epoch ${o.epoch + 1}, learning rate ${error.learningRate}): ${error.detail}. ${safe} ` +
     `Train again with a lower learning rate (schedule.baseLr is ${baseLr}; try --set schedule.baseLr=${baseLr / 2}) or a longer warmup (schedule.warmupEpochs is ${warmupEpochs}).`;
   return new TrainingDivergedError(message, error.step, error.learningRate, error.detail);
+}
+
+/** The training split, and the test split when some evaluation will need it. */
+async function loadSplits(config: TrainConfig): Promise<{ trainSet: ImageDataset; testSet: ImageDataset | null }> {
+  const trainSet = await loadDataset(config.data, 'train');
+  if (!trainSet) throw new Error('the training split is missing');
+  const needsTest = config.eval.atEnd || config.eval.every > 0 || config.eval.atStart;
+  const testSet = needsTest ? await loadDataset(config.data, 'test') : null;
+  return { trainSet, testSet };
+}
+
+/** Whole batches, as the loader yields them (it drops the last partial one): the schedule counts these steps. */
+function stepsPerEpochOf(trainImages: number, batchSize: number): number {
+  const stepsPerEpoch = Math.floor(trainImages / batchSize);
+  if (stepsPerEpoch < 1) throw new RangeError(`run.batchSize ${batchSize} exceeds the ${trainImages} training images`);
+  return stepsPerEpoch;
+}
+
+/** Rank 0's run folder as training (re)starts: metric lines past the checkpoint dropped, the config written, the log opened. */
+async function openRunFolder(runDir: string, config: TrainConfig, resumedAt: RunPosition | null, writer: boolean): Promise<MetricsLog> {
+  if (!writer) return MetricsLog.silent();
+  const file = path.join(runDir, METRICS_FILE);
+  if (resumedAt) await MetricsLog.trimPast(file, resumedAt);
+  await writeFileAtomically(path.join(runDir, CONFIG_FILE), [Buffer.from(`${JSON.stringify(config, null, 2)}\n`)]);
+  return MetricsLog.open(file);
+}
+
+/** What the steps of one run share. */
+interface RunContext {
+  config: TrainConfig;
+  trainer: Trainer;
+  loader: MultiViewLoader;
+  group: ReturnType<typeof parseDistributed>;
+  signal: AbortSignal | undefined;
+  emit: (event: TrainEvent) => void;
+  metrics: MetricsLog;
+  checkpoints: RunCheckpoints;
+  timer: StepTimer;
+  stepsPerEpoch: number;
+  totalSteps: number;
+}
+
+/** Where a run stands; every step moves it on. */
+interface RunProgress {
+  position: RunPosition;
+  lastLoss: number;
+  stopped: boolean;
+  /** View images and seconds of the epochs' steps alone (no evaluation or checkpoint), for the run's throughput. */
+  viewImages: number;
+  trainingSeconds: number;
+}
+
+/** The epochs from where `progress` stands to the last, or to a stop: each one's steps, then its line and its hooks. */
+async function trainEpochs(run: RunContext, progress: RunProgress, hooks: EpochHooks): Promise<void> {
+  for (let epoch = progress.position.epoch; epoch < run.config.schedule.epochs && !progress.stopped; epoch++) {
+    const sums = await trainEpoch(run, progress, epoch);
+    const seconds = sums.elapsedSeconds();
+    progress.viewImages += sums.viewImages;
+    progress.trainingSeconds += seconds;
+    // A stopped epoch's line comes when a resumed run finishes the epoch.
+    if (progress.stopped) break;
+    progress.position = { epoch: epoch + 1, batch: 0, step: progress.position.step };
+    await recordEpoch(run, sums.summary(epoch, seconds));
+    await hooks.afterEpoch(epoch, progress.position, progress.lastLoss);
+  }
+}
+
+/** The steps of one epoch, from where `progress` stands, until its end or a stop. */
+async function trainEpoch(run: RunContext, progress: RunProgress, epoch: number): Promise<EpochAccumulator> {
+  const sums = new EpochAccumulator();
+  run.timer.restart();
+  for await (const batch of run.loader.epoch(epoch, progress.position.batch)) {
+    const result = await trainStep(run, batch, epoch);
+    const seconds = run.timer.lap();
+    progress.position = { epoch, batch: progress.position.batch + 1, step: progress.position.step + 1 };
+    progress.lastLoss = result.loss;
+    // The group's throughput: each rank trains its share of the global batch.
+    const viewImages = batch.shape[0] * (run.group?.worldSize ?? 1);
+    sums.add(result, viewImages);
+    await reportStep(run, progress.position, result, viewImages / seconds);
+    if (await stopRequested(run)) {
+      progress.stopped = progress.position.step < run.totalSteps;
+      break;
+    }
+  }
+  return sums;
+}
+
+/** A diverged step is logged, then thrown as the error that says what state is safe and what to change. */
+async function trainStep(run: RunContext, batch: Batch, epoch: number): Promise<TrainingStepResult> {
+  try {
+    return await run.trainer.step(batch.data, batch.shape);
+  } catch (error) {
+    if (!(error instanceof TrainingDivergedError)) throw error;
+    const { config, totalSteps, checkpoints } = run;
+    const diverged = divergenceError(error, { config, epoch, totalSteps, checkpointFile: checkpoints.file, lastCheckpoint: checkpoints.last });
+    await run.metrics.write({ kind: 'diverged', epoch, step: error.step, lr: error.learningRate, detail: error.detail });
+    throw diverged;
+  }
+}
+
+/** The step's metrics line (every run.logEvery steps) and progress event; `position` is just after the step. */
+async function reportStep(run: RunContext, position: RunPosition, result: TrainingStepResult, viewImagesPerSecond: number): Promise<void> {
+  const { epoch } = position;
+  if (result.step % run.config.run.logEvery === 0) {
+    await run.metrics.write({ kind: 'step', epoch, step: result.step, loss: result.loss, ...result.stats, lr: result.learningRate, gradNorm: result.gradNorm, viewImagesPerSecond });
+  }
+  const { stepsPerEpoch, totalSteps } = run;
+  run.emit({ kind: 'step', epoch, batch: position.batch - 1, stepsPerEpoch, totalSteps, result, viewImagesPerSecond, etaSeconds: run.timer.etaSeconds(totalSteps - position.step) });
+}
+
+/** Every rank must stop after the same step, or the others would wait in the next one. */
+async function stopRequested(run: RunContext): Promise<boolean> {
+  const aborted = run.signal?.aborted ?? false;
+  return run.group ? run.trainer.anyRank(aborted) : aborted;
+}
+
+/** The epoch's metrics line and progress event; the next checkpoint carries its figures. */
+async function recordEpoch(run: RunContext, summary: EpochSummary): Promise<void> {
+  Object.assign(run.checkpoints.metrics, summary);
+  await run.metrics.write(summary);
+  run.emit({ kind: 'epoch', epoch: summary.epoch, loss: summary.loss, viewImagesPerSecond: summary.viewImagesPerSecond, seconds: summary.seconds });
 }
 
 async function runTraining(
@@ -172,147 +298,35 @@ async function runTraining(
   if (writer && !checkpoint) await claimRunFolder(runDir, options.overwrite ?? false);
   if (writer) await removeStaleTemporaries(runDir);
   if (config.run.threads) setNumThreads(config.run.threads);
-  const trainSet = await loadDataset(config.data, 'train');
-  if (!trainSet) throw new Error('the training split is missing');
-  const needsTest = config.eval.atEnd || config.eval.every > 0 || config.eval.atStart;
-  const testSet = needsTest ? await loadDataset(config.data, 'test') : null;
-  const pipelineChannels = trainSet.channels;
-  const { batchSize, views } = config.run;
-  const stepsPerEpoch = Math.floor(trainSet.count / batchSize);
-  if (stepsPerEpoch < 1) throw new RangeError(`run.batchSize ${batchSize} exceeds the ${trainSet.count} training images`);
+  const { trainSet, testSet } = await loadSplits(config);
+  const stepsPerEpoch = stepsPerEpochOf(trainSet.count, config.run.batchSize);
   const totalSteps = config.schedule.epochs * stepsPerEpoch;
   if (checkpoint && checkpoint.position.step >= totalSteps) return finishedSummary(runDir, checkpoint, (performance.now() - started) / 1000);
 
-  const trainer = await trainerFor(config, pipelineChannels, stepsPerEpoch);
-  let position: RunPosition = { epoch: 0, batch: 0, step: 0 };
-  const metricsFile = path.join(runDir, METRICS_FILE);
-  const checkpointFile = path.join(runDir, CHECKPOINT_FILE);
-  if (checkpoint) {
-    await trainer.loadState(checkpoint.state);
-    position = checkpoint.position;
-  }
+  const trainer = await trainerFor(config, trainSet.channels, stepsPerEpoch);
+  if (checkpoint) await trainer.loadState(checkpoint.state);
   if (group) await trainer.distribute(group);
-  let metrics: fs.FileHandle | null = null;
-  if (writer) {
-    if (checkpoint) await trimMetrics(metricsFile, position);
-    await writeFileAtomically(path.join(runDir, CONFIG_FILE), [Buffer.from(`${JSON.stringify(config, null, 2)}\n`)]);
-    metrics = await fs.open(metricsFile, 'a');
-  }
-  const log = async (entry: Record<string, unknown>) => {
-    await metrics?.write(`${JSON.stringify(entry)}\n`);
-  };
-
-  let lastLoss = Number.NaN;
-  let final: Evaluation | null = null;
-  let atStart: Evaluation | null = null;
-  let viewImages = 0, trainingSeconds = 0;
-  // The checkpoint's metadata carries on from the one resumed, so the last one holds the whole run's figures.
-  const latest: Record<string, unknown> = { ...checkpoint?.metrics };
-  let lastCheckpoint: RunPosition | null = checkpoint?.position ?? null;
-  const writeCheckpoint = async () => {
-    if (!writer) return;
-    await saveCheckpoint(checkpointFile, trainer, { config, position, metrics: { ...latest, lastLoss } });
-    lastCheckpoint = position;
-    emit({ kind: 'checkpoint', file: checkpointFile, position });
-  };
-  const runEvaluation = async (epoch: number, monitor: boolean) => {
-    if (!testSet || !writer) return null;
-    emit({ kind: 'evaluating', what: monitor || config.eval.linearProbe === false ? 'kNN' : 'kNN and the linear probe' });
-    const result = await evaluate(trainer, trainSet, testSet, config, monitor, options.signal);
-    await log({ kind: 'evaluation', epoch, step: position.step, ...result });
-    emit({ kind: 'evaluation', epoch, step: position.step, evaluation: result });
-    return result;
-  };
-
+  const metrics = await openRunFolder(runDir, config, checkpoint?.position ?? null, writer);
+  const checkpoints = new RunCheckpoints(path.join(runDir, CHECKPOINT_FILE), { trainer, config, writer, emit, resumed: checkpoint });
+  const evaluation = new RunEvaluation({ trainer, trainSet, testSet, config, signal: options.signal, writer, metrics, emit });
+  const hooks = new EpochHooks(config, evaluation, checkpoints);
   const loader = new MultiViewLoader({
-    dataset: trainSet, batchSize, views, pipelines: config.augment, seed: config.run.seed, workers: config.run.workers,
+    dataset: trainSet, batchSize: config.run.batchSize, views: config.run.views, pipelines: config.augment, seed: config.run.seed, workers: config.run.workers,
     shard: group ? { rank: group.rank, count: group.worldSize } : undefined,
   });
-  let stopped = false;
+  const run: RunContext = { config, trainer, loader, group, signal: options.signal, emit, metrics, checkpoints, timer: new StepTimer(), stepsPerEpoch, totalSteps };
+  const progress: RunProgress = { position: checkpoint?.position ?? { epoch: 0, batch: 0, step: 0 }, lastLoss: Number.NaN, stopped: false, viewImages: 0, trainingSeconds: 0 };
+  let atStart: Evaluation | null = null;
+  let final: Evaluation | null = null;
   try {
-    emit({ kind: 'start', runDir, totalSteps, stepsPerEpoch, epochs: config.schedule.epochs, resumedAt: checkpoint ? position : null, trainImages: trainSet.count, device: config.run.device, compute: trainer.computeSettings });
-    if (config.eval.atStart && !checkpoint) atStart = await runEvaluation(-1, false);
-    let secondsPerStep = 0;
-    for (let epoch = position.epoch; epoch < config.schedule.epochs && !stopped; epoch++) {
-      const epochStarted = performance.now();
-      let epochSteps = 0, epochViewImages = 0, lastLearningRate = 0;
-      // Sums of the per-step figures, for the epoch line's means.
-      const sums = { loss: 0, energy: 0, meanRadius: 0, meanDistance: 0, contactsPerImage: 0, activity: 0, gradNorm: 0 };
-      let stepStarted = performance.now();
-      for await (const batch of loader.epoch(epoch, position.batch)) {
-        let result: TrainingStepResult;
-        try {
-          result = await trainer.step(batch.data, batch.shape);
-        } catch (error) {
-          if (!(error instanceof TrainingDivergedError)) throw error;
-          const diverged = divergenceError(error, { config, epoch, totalSteps, checkpointFile, lastCheckpoint });
-          await log({ kind: 'diverged', epoch, step: error.step, lr: error.learningRate, detail: error.detail });
-          throw diverged;
-        }
-        const now = performance.now();
-        const seconds = (now - stepStarted) / 1000;
-        stepStarted = now;
-        secondsPerStep = secondsPerStep === 0 ? seconds : 0.9 * secondsPerStep + 0.1 * seconds;
-        position = { epoch, batch: position.batch + 1, step: position.step + 1 };
-        lastLoss = result.loss;
-        for (const key of ['energy', 'meanRadius', 'meanDistance', 'contactsPerImage', 'activity'] as const) sums[key] += result.stats[key];
-        sums.loss += result.loss;
-        sums.gradNorm += result.gradNorm;
-        lastLearningRate = result.learningRate;
-        epochSteps++;
-        const globalViewImages = batch.shape[0] * (group?.worldSize ?? 1);
-        epochViewImages += globalViewImages;
-        const viewImagesPerSecond = globalViewImages / seconds;
-        if (result.step % config.run.logEvery === 0) {
-          await log({ kind: 'step', epoch, step: result.step, loss: result.loss, ...result.stats, lr: result.learningRate, gradNorm: result.gradNorm, viewImagesPerSecond });
-        }
-        emit({ kind: 'step', epoch, batch: position.batch - 1, stepsPerEpoch, totalSteps, result, viewImagesPerSecond, etaSeconds: secondsPerStep * (totalSteps - position.step) });
-        // Every rank must stop after the same step, or the others would wait in the next one.
-        const stopping = group ? await trainer.anyRank(options.signal?.aborted ?? false) : options.signal?.aborted;
-        if (stopping) {
-          stopped = position.step < totalSteps;
-          break;
-        }
-      }
-      const epochSeconds = (performance.now() - epochStarted) / 1000;
-      viewImages += epochViewImages;
-      trainingSeconds += epochSeconds;
-      if (stopped) break;
-      position = { epoch: epoch + 1, batch: 0, step: position.step };
-      const means = Object.fromEntries(Object.entries(sums).map(([key, sum]) => [key, sum / Math.max(1, epochSteps)])) as typeof sums;
-      const summary = { kind: 'epoch', epoch, ...means, lr: lastLearningRate, steps: epochSteps, viewImagesPerSecond: epochViewImages / epochSeconds, seconds: epochSeconds };
-      Object.assign(latest, summary);
-      await log(summary);
-      emit({ kind: 'epoch', epoch, loss: summary.loss, viewImagesPerSecond: summary.viewImagesPerSecond, seconds: epochSeconds });
-      const last = epoch + 1 === config.schedule.epochs;
-      if (config.eval.every > 0 && (epoch + 1) % config.eval.every === 0 && !last) await runEvaluation(epoch, true);
-      if ((epoch + 1) % config.run.checkpointEvery === 0 && !last) await writeCheckpoint();
-    }
-    await writeCheckpoint();
-    if (!stopped && config.eval.atEnd) {
-      final = await runEvaluation(config.schedule.epochs - 1, false);
-      if (final) {
-        latest.evaluation = final;
-        await writeCheckpoint(); // the final checkpoint carries the final accuracy in its metadata
-      }
-    }
+    emit({ kind: 'start', runDir, totalSteps, stepsPerEpoch, epochs: config.schedule.epochs, resumedAt: checkpoint ? progress.position : null, trainImages: trainSet.count, device: config.run.device, compute: trainer.computeSettings });
+    if (config.eval.atStart && !checkpoint) atStart = await evaluation.run(-1, progress.position.step, false);
+    await trainEpochs(run, progress, hooks);
+    final = await hooks.afterRun(progress.position, progress.lastLoss, progress.stopped);
   } finally {
     trainer.dispose();
     await loader.close();
-    await metrics?.close();
+    await metrics.close();
   }
-  return {
-    runDir,
-    checkpoint: checkpointFile,
-    seconds: (performance.now() - started) / 1000,
-    epochs: position.epoch,
-    steps: position.step,
-    finalLoss: lastLoss,
-    throughput: { viewImagesPerSecond: trainingSeconds > 0 ? viewImages / trainingSeconds : 0 },
-    knn: final?.knn ?? null,
-    linearProbe: final?.linearProbe ?? null,
-    atStart,
-    stopped,
-    alreadyFinished: false,
-  };
+  return trainedSummary(runDir, checkpoints.file, started, progress, atStart, final);
 }
