@@ -222,8 +222,11 @@ export interface NativeEncoder {
 export interface NativeAddon {
   runtimeInfo(): NativeRuntimeInfo;
   setNumThreads(threads: number): void;
-  /** Before the process exits: waits up to waitMs for the running native job, then starts no other. */
-  stopComputeThread(waitMs: number): void;
+  /**
+   * Before the process exits: waits up to waitMs for the running native job, then starts no other. A job
+   * still running then would crash under exit()'s destructors: the process ends at once with exitCode.
+   */
+  stopComputeThread(waitMs: number, exitCode: number): void;
   numThreads(): number;
   packingLoss<T extends Float32Array | Float64Array>(
     z: T,

@@ -117,9 +117,10 @@ export function native(): NativeAddon {
   threadSource = source;
   // process.exit() (a second Ctrl-C, a closed stdout) goes straight to exit(), which tears LibTorch
   // down under a running job: a segfault in about half of the runs that exited mid-step. 'exit' comes
-  // first, so the running job finishes (up to 2 s, so that "quit at once" stays nearly so). Worker
-  // threads share the process's compute thread and must not stop it: their teardown waits per job.
-  if (isMainThread) process.once('exit', () => addon.stopComputeThread(EXIT_WAIT_MS));
+  // first, so the running job finishes (up to 2 s, so that "quit at once" stays nearly so; a job that
+  // runs longer ends the process there, with the same status). Worker threads share the process's
+  // compute thread and must not stop it: their teardown waits per job.
+  if (isMainThread) process.once('exit', (code) => addon.stopComputeThread(EXIT_WAIT_MS, code));
   loaded = addon;
   return addon;
 }

@@ -3,6 +3,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -49,10 +51,12 @@ class ComputeThread {
     ready_.notify_one();
   }
 
-  // Waits up to wait_ms for the running job to end, and lets no other start.
-  void stop(int wait_ms) {
+  // Waits up to wait_ms for the running job to end, and lets no other start; false when it still runs.
+  bool stop(int wait_ms) {
     stopped_ = true;
-    if (running_.try_lock_for(std::chrono::milliseconds(wait_ms))) running_.unlock();
+    if (!running_.try_lock_for(std::chrono::milliseconds(wait_ms))) return false;
+    running_.unlock();
+    return true;
   }
 
  private:
@@ -96,7 +100,11 @@ class ComputeThread {
 
 }  // namespace
 
-void stop_compute_thread(int wait_ms) { ComputeThread::instance().stop(wait_ms); }
+void stop_compute_thread(int wait_ms, int exit_code) {
+  if (ComputeThread::instance().stop(wait_ms)) return;
+  std::fflush(nullptr);
+  std::_Exit(exit_code);
+}
 
 // The compute thread's result reaches the JS thread through libuv (the thread-safe function's async
 // handle), and waking a JS thread asleep in epoll_wait took 120-210 us on the 2-core VM: more than the

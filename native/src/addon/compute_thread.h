@@ -22,7 +22,10 @@ namespace clamp::addon {
 // tear down LibTorch and oneDNN while this thread may be inside them (a segfault in about half of the
 // runs that exited mid-step). lib/runtime/native.ts calls it from the process's 'exit' event, which
 // comes before exit(); worker threads never call it (their environments' cleanup hooks wait instead).
-void stop_compute_thread(int wait_ms);
+// A job still running after wait_ms (a first step that builds oneDNN's primitives on a loaded machine
+// took over 2 s) would meet those destructors all the same: the process then ends at once with
+// exit_code, without running them (stdio flushed first).
+void stop_compute_thread(int wait_ms, int exit_code);
 
 class ComputeJob {
  public:
