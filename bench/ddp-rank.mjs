@@ -3,12 +3,23 @@
 import { Trainer } from '../dist/index.js';
 import { setNumThreads } from '../dist/runtime/native.js';
 
-const rank = Number(process.env.RANK ?? 0), worldSize = Number(process.env.WORLD_SIZE ?? 1);
-const reps = Number(process.env.REPS ?? 5), views = 4, batch = 128;
+const rank = Number(process.env.RANK ?? 0),
+  worldSize = Number(process.env.WORLD_SIZE ?? 1);
+const reps = Number(process.env.REPS ?? 5),
+  views = 4,
+  batch = 128;
 setNumThreads(Number(process.env.THREADS ?? 1));
 const trainer = await Trainer.create({
-  backbone: 'small', widths: [16, 32, 64], blocks: [2, 2, 2], inChannels: 1, projectorHidden: [2048], projectorOut: 128, views,
-  loss: { rs: 3 }, optimiser: { name: 'lars', weightDecay: 1e-5 }, schedule: { peakLr: 0.1, totalSteps: 1000 },
+  backbone: 'small',
+  widths: [16, 32, 64],
+  blocks: [2, 2, 2],
+  inChannels: 1,
+  projectorHidden: [2048],
+  projectorOut: 128,
+  views,
+  loss: { rs: 3 },
+  optimiser: { name: 'lars', weightDecay: 1e-5 },
+  schedule: { peakLr: 0.1, totalSteps: 1000 },
 });
 if (worldSize > 1) await trainer.distribute({ rank, worldSize, masterPort: Number(process.env.MASTER_PORT), timeoutMs: 120_000 });
 const share = (views * batch) / worldSize;
@@ -19,7 +30,14 @@ for (let rep = 0; rep <= reps; rep++) {
   await trainer.step(images, [share, 1, 28, 28]);
   if (rep > 0) times.push((performance.now() - start) / 1000);
 }
-const parameters = (await trainer.state()).filter((e) => !e.name.startsWith('optimizer.') && !/running_|num_batches|^trainer\./.test(e.name));
+const parameters = (await trainer.state()).filter(
+  (e) => !e.name.startsWith('optimizer.') && !/running_|num_batches|^trainer\./.test(e.name),
+);
 if (rank === 0) {
-  console.log(JSON.stringify({ secondsPerStep: times.sort((a, b) => a - b)[Math.floor(times.length / 2)], parameters: parameters.reduce((n, e) => n + e.data.length, 0) }));
+  console.log(
+    JSON.stringify({
+      secondsPerStep: times.sort((a, b) => a - b)[Math.floor(times.length / 2)],
+      parameters: parameters.reduce((n, e) => n + e.data.length, 0),
+    }),
+  );
 }

@@ -55,16 +55,23 @@ const maxCalls = quick ? 20 : 2000;
 const rssCalls = Number(values['rss-calls'] ?? (quick ? 50 : 20_000));
 const lagSeconds = Number(values['lag-seconds'] ?? (quick ? 0.5 : 3));
 const TOLERANCE = 1e-3; // max |a - b| / max |b| over the features
-if (![threads, ...batches, secondsPerSide, rssCalls, lagSeconds, fixedCalls ?? 1].every((n) => Number.isFinite(n) && n > 0) || ![threads, ...batches, fixedCalls ?? 1].every(Number.isInteger)) {
-  throw new RangeError('--threads, --batches, --seconds, --calls, --rss-calls and --lag-seconds must be positive numbers (threads, batches and calls whole)');
+if (
+  ![threads, ...batches, secondsPerSide, rssCalls, lagSeconds, fixedCalls ?? 1].every((n) => Number.isFinite(n) && n > 0) ||
+  ![threads, ...batches, fixedCalls ?? 1].every(Number.isInteger)
+) {
+  throw new RangeError(
+    '--threads, --batches, --seconds, --calls, --rss-calls and --lag-seconds must be positive numbers (threads, batches and calls whole)',
+  );
 }
 
 // With --json the figures go to stdout as one object and the commentary to stderr.
 const say = values.json ? (...args) => console.error(...args) : (...args) => console.log(...args);
-const gc = globalThis.gc ?? (() => {
-  v8.setFlagsFromString('--expose-gc');
-  return vm.runInNewContext('gc');
-})();
+const gc =
+  globalThis.gc ??
+  (() => {
+    v8.setFlagsFromString('--expose-gc');
+    return vm.runInNewContext('gc');
+  })();
 
 const ort = await loadOnnxRuntime();
 clamp.setNumThreads(threads);
@@ -80,10 +87,18 @@ if (values['ort-only'] && values['encoder-only']) {
 }
 
 const NETWORKS = {
-  'fashion-mnist': { title: 'fashion-mnist preset: small ResNet 16-32-64, 28x28x1', preset: 'fashion-mnist', checkpoint: values.checkpoint },
+  'fashion-mnist': {
+    title: 'fashion-mnist preset: small ResNet 16-32-64, 28x28x1',
+    preset: 'fashion-mnist',
+    checkpoint: values.checkpoint,
+  },
   cifar10: { title: 'cifar10 preset: ResNet-18, CIFAR stem, 32x32x3', preset: 'cifar10', checkpoint: values['cifar-checkpoint'] },
   // Opt-in (--networks resnet50): a one-thread batch of 64 takes several seconds a call.
-  resnet50: { title: 'imagenet100 preset: ResNet-50, ImageNet stem, 224x224x3', preset: 'imagenet100', overrides: { run: { device: 'cpu' } } },
+  resnet50: {
+    title: 'imagenet100 preset: ResNet-50, ImageNet stem, 224x224x3',
+    preset: 'imagenet100',
+    overrides: { run: { device: 'cpu' } },
+  },
 };
 
 const networks = values.networks.split(',');
@@ -200,7 +215,9 @@ async function openEncoder(file, maxBatch) {
     features: async (batch) => {
       const result = await enc.embed({ data: batch.pixels, shape: batch.pixelShape });
       if (!(result.data instanceof Float32Array) || result.shape?.[0] !== batch.n) {
-        throw new Error(`Encoder.embed returned ${result.data?.constructor?.name} of shape [${result.shape}], expected Float32Array [${batch.n}, dim]`);
+        throw new Error(
+          `Encoder.embed returned ${result.data?.constructor?.name} of shape [${result.shape}], expected Float32Array [${batch.n}, dim]`,
+        );
       }
       return result.data;
     },
@@ -258,7 +275,12 @@ async function throughput(sides, batch) {
   for (const [name, list] of Object.entries(times)) {
     const total = list.reduce((a, b) => a + b, 0);
     const sorted = [...list].sort((a, b) => a - b);
-    out[name] = { calls: list.length, imagesPerSecond: (batch.n * list.length) / (total / 1000), p50Ms: percentile(sorted, 0.5), p99Ms: percentile(sorted, 0.99) };
+    out[name] = {
+      calls: list.length,
+      imagesPerSecond: (batch.n * list.length) / (total / 1000),
+      p50Ms: percentile(sorted, 0.5),
+      p99Ms: percentile(sorted, 0.99),
+    };
   }
   return out;
 }
@@ -356,7 +378,15 @@ async function bench(key, dir) {
   }
   const onnxPath = path.join(dir, `${key}.onnx`);
   const info = await exportModel(checkpoint, onnxPath);
-  const result = { network: key, title: checkpoint === network.checkpoint ? `${checkpoint} (${info.backbone}, ${info.stem} stem, ${info.size}x${info.size}x${info.inChannels})` : network.title, checkpoint: network.checkpoint ?? null, export: info };
+  const result = {
+    network: key,
+    title:
+      checkpoint === network.checkpoint
+        ? `${checkpoint} (${info.backbone}, ${info.stem} stem, ${info.size}x${info.size}x${info.inChannels})`
+        : network.title,
+    checkpoint: network.checkpoint ?? null,
+    export: info,
+  };
   say(`\n${result.title}: feature dim ${info.featureDim}, ONNX opset ${info.opset}`);
 
   // Correctness first, on a batch of 8 (or the largest batch if smaller): ORT against the library's own
@@ -368,13 +398,17 @@ async function bench(key, dir) {
   const ortFeatures = await ortSide.features(check);
   result.exportCheck = compare(ortFeatures, await reference.features(check.floats, check.floatShape));
   reference = undefined;
-  say(`  ONNX (onnxruntime-node) vs clamp-native Trainer.features: max |diff| ${result.exportCheck.maxAbsDiff.toExponential(2)} (relative ${result.exportCheck.relative.toExponential(2)})`);
+  say(
+    `  ONNX (onnxruntime-node) vs clamp-native Trainer.features: max |diff| ${result.exportCheck.maxAbsDiff.toExponential(2)} (relative ${result.exportCheck.relative.toExponential(2)})`,
+  );
   let ok = result.exportCheck.relative < TOLERANCE;
   if (encoderSide) {
     const encoder = await openEncoder(checkpoint, Math.max(...batches));
     sides.push(encoder);
     result.encoderCheck = compare(await encoder.features(check), ortFeatures);
-    say(`  Encoder.embed (uint8 pixels) vs ONNX ([0, 1] floats): max |diff| ${result.encoderCheck.maxAbsDiff.toExponential(2)} (relative ${result.encoderCheck.relative.toExponential(2)})`);
+    say(
+      `  Encoder.embed (uint8 pixels) vs ONNX ([0, 1] floats): max |diff| ${result.encoderCheck.maxAbsDiff.toExponential(2)} (relative ${result.encoderCheck.relative.toExponential(2)})`,
+    );
     ok &&= result.encoderCheck.relative < TOLERANCE;
   }
   if (values['encoder-only']) await ortSide.close();
@@ -396,19 +430,25 @@ async function bench(key, dir) {
     }
     result.throughput.push(row);
   }
-  say('  batch | calls/side | encoder img/s | ort img/s | encoder/ort | encoder p50 / p99 ms | ort p50 / p99 ms | ort_p50/enc_p50 | ort_p99/enc_p99');
+  say(
+    '  batch | calls/side | encoder img/s | ort img/s | encoder/ort | encoder p50 / p99 ms | ort p50 / p99 ms | ort_p50/enc_p50 | ort_p99/enc_p99',
+  );
   for (const row of result.throughput) {
     const e = row.encoder;
     const o = row.ort;
     const f = (x, d = 1) => (x === undefined ? '-' : x.toFixed(d));
-    say(`  ${row.batch} | ${(o ?? e).calls} | ${f(e?.imagesPerSecond, 0)} | ${f(o?.imagesPerSecond, 0)} | ${row.throughputRatio ? `${f(row.throughputRatio, 2)}x` : '-'} | ${e ? `${f(e.p50Ms, 2)} / ${f(e.p99Ms, 2)}` : '-'} | ${o ? `${f(o.p50Ms, 2)} / ${f(o.p99Ms, 2)}` : '-'} | ${f(row.p50Ratio, 2)} | ${f(row.p99Ratio, 2)}`);
+    say(
+      `  ${row.batch} | ${(o ?? e).calls} | ${f(e?.imagesPerSecond, 0)} | ${f(o?.imagesPerSecond, 0)} | ${row.throughputRatio ? `${f(row.throughputRatio, 2)}x` : '-'} | ${e ? `${f(e.p50Ms, 2)} / ${f(e.p99Ms, 2)}` : '-'} | ${o ? `${f(o.p50Ms, 2)} / ${f(o.p99Ms, 2)}` : '-'} | ${f(row.p50Ratio, 2)} | ${f(row.p99Ratio, 2)}`,
+    );
   }
 
   const lagBatch = images(Math.max(...batches), info, 3);
   result.eventLoopLag = {};
   for (const side of sides) result.eventLoopLag[side.name] = await loopLag(side, lagBatch);
   for (const [name, lag] of Object.entries(result.eventLoopLag)) {
-    say(`  event-loop lag, ${name} stream of batch ${lag.batch} (${lag.calls} calls, ${lagSeconds} s): p99 ${lag.p99Ms.toFixed(1)} ms, max ${lag.maxMs.toFixed(1)} ms${name === 'encoder' ? `; target < 50 ms: ${lag.p99Ms < 50 ? 'met' : 'MISSED'}` : ''}`);
+    say(
+      `  event-loop lag, ${name} stream of batch ${lag.batch} (${lag.calls} calls, ${lagSeconds} s): p99 ${lag.p99Ms.toFixed(1)} ms, max ${lag.maxMs.toFixed(1)} ms${name === 'encoder' ? `; target < 50 ms: ${lag.p99Ms < 50 ? 'met' : 'MISSED'}` : ''}`,
+    );
   }
 
   if (encoderSide) {
@@ -416,9 +456,13 @@ async function bench(key, dir) {
     const r = result.soak;
     const d = r.eventLoopDelay;
     const signed = (x, digits) => `${x >= 0 ? '+' : ''}${x.toFixed(digits)}`;
-    say(`  soak, ${r.calls} one-image embed() calls in ${r.seconds.toFixed(1)} s: RSS ${r.rssBeforeMiB.toFixed(1)} -> ${r.rssAfterMiB.toFixed(1)} MiB (${signed(r.growthPercent, 2)}%; target < 2%: ${r.growthPercent < 2 ? 'met' : 'MISSED'}), peak ${r.rssPeakMiB.toFixed(1)} MiB, ${signed(r.secondHalfGrowthMiB, 1)} MiB over the second half; JS heap ${signed(r.heapGrowthMiB, 2)} MiB`);
+    say(
+      `  soak, ${r.calls} one-image embed() calls in ${r.seconds.toFixed(1)} s: RSS ${r.rssBeforeMiB.toFixed(1)} -> ${r.rssAfterMiB.toFixed(1)} MiB (${signed(r.growthPercent, 2)}%; target < 2%: ${r.growthPercent < 2 ? 'met' : 'MISSED'}), peak ${r.rssPeakMiB.toFixed(1)} MiB, ${signed(r.secondHalfGrowthMiB, 1)} MiB over the second half; JS heap ${signed(r.heapGrowthMiB, 2)} MiB`,
+    );
     say(`    RSS sampled every ${r.samples[0]?.calls ?? '-'} calls (MiB): ${r.samples.map((x) => x.rssMiB.toFixed(1)).join(' ')}`);
-    say(`    event-loop delay while embedding: p99 ${d.p99Ms.toFixed(1)} ms, max ${d.maxMs.toFixed(1)} ms over ${d.samples} ticks (monitorEventLoopDelay p99 ${d.monitorP99Ms.toFixed(1)} ms); target < 50 ms: ${d.p99Ms < 50 ? 'met' : 'MISSED'}`);
+    say(
+      `    event-loop delay while embedding: p99 ${d.p99Ms.toFixed(1)} ms, max ${d.maxMs.toFixed(1)} ms over ${d.samples} ticks (monitorEventLoopDelay p99 ${d.monitorP99Ms.toFixed(1)} ms); target < 50 ms: ${d.p99Ms < 50 ? 'met' : 'MISSED'}`,
+    );
   }
   for (const side of sides) await side.close();
   return result;
@@ -438,7 +482,9 @@ const report = {
   encoder: Boolean(encoderSide),
   networks: [],
 };
-say(`Inference: clamp-native Encoder vs onnxruntime-node (CPU provider), ${threads} intra-op thread(s) each, ${report.cpu}${quick ? ', --quick' : ''}`);
+say(
+  `Inference: clamp-native Encoder vs onnxruntime-node (CPU provider), ${threads} intra-op thread(s) each, ${report.cpu}${quick ? ', --quick' : ''}`,
+);
 say(`clamp-native on LibTorch ${report.libtorch}; onnxruntime-node ${report.onnxruntime}; ONNX exported by ${report.exportedWith}`);
 say('The Encoder is fed raw uint8 HWC pixels and pays its preprocessing (scale, normalise, HWC->CHW); ORT is fed the');
 say('[0, 1] float32 NCHW batch and pays only the normalisation inside its graph. Ratios >= 1.0 mean clamp-native is faster.');

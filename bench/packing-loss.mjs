@@ -92,7 +92,7 @@ function readFloat32(file, length) {
   const bytes = new Uint8Array(z.buffer);
   const fd = fs.openSync(file, 'r');
   try {
-    for (let offset = 0; offset < bytes.length; ) {
+    for (let offset = 0; offset < bytes.length;) {
       const read = fs.readSync(fd, bytes, offset, bytes.length - offset, offset);
       if (read === 0) throw new Error(`${file}: expected ${bytes.length} bytes, got ${offset}`);
       offset += read;
@@ -118,7 +118,11 @@ async function runChild(impl, shapeText, values) {
     return { ms: Number(process.hrtime.bigint() - start) / 1e6, loss };
   };
   // A tiny call first so that one-time runtime start-up (libuv worker, thread pool) is not counted.
-  await forwardBackward(Float32Array.from({ length: 2 * 2 * 4 }, (_, i) => Math.sin(i + 1)), 2, 4);
+  await forwardBackward(
+    Float32Array.from({ length: 2 * 2 * 4 }, (_, i) => Math.sin(i + 1)),
+    2,
+    4,
+  );
 
   const reps = { targetMs: Number(values['target-ms']), minReps: Number(values['min-reps']), maxReps: Number(values['max-reps']) };
   let result;
@@ -161,8 +165,7 @@ function makeInput({ b, m, d }, seed) {
   const gaussian = gaussianSampler(seed);
   const centres = Float32Array.from({ length: b * d }, gaussian);
   const z = new Float32Array(m * b * d);
-  for (let v = 0; v < m; v++)
-    for (let k = 0; k < b * d; k++) z[v * b * d + k] = 0.5 * centres[k] + 0.5 * gaussian();
+  for (let v = 0; v < m; v++) for (let k = 0; k < b * d; k++) z[v * b * d + k] = 0.5 * centres[k] + 0.5 * gaussian();
   return z;
 }
 
@@ -170,8 +173,18 @@ function makeInput({ b, m, d }, seed) {
 const bbdEstimateBytes = ({ b, d }) => 4 * b * b * d * 4;
 
 function childCommand(impl, shapeText, input, threads, reps) {
-  const common = ['--input', input, '--threads', String(threads), '--target-ms', String(reps.targetMs),
-    '--min-reps', String(reps.minReps), '--max-reps', String(reps.maxReps)];
+  const common = [
+    '--input',
+    input,
+    '--threads',
+    String(threads),
+    '--target-ms',
+    String(reps.targetMs),
+    '--min-reps',
+    String(reps.minReps),
+    '--max-reps',
+    String(reps.maxReps),
+  ];
   return PYTHON_IMPLS.includes(impl)
     ? [PYTHON, EAGER_SCRIPT, '--shape', shapeText, ...common, ...(impl === 'compile' ? ['--compile'] : [])]
     : [process.execPath, fileURLToPath(import.meta.url), '--child', impl, shapeText, ...common];
@@ -209,7 +222,8 @@ function runMeasurement(command) {
       }
       if (code === 0 && report && !report.error) return resolve({ status: 'ok', ...report });
       const stderrLines = stderr.trim().split('\n');
-      const message = report?.message ?? (stderrLines.findLast((line) => /Error\b/.test(line)) || stderrLines.at(-1) || `exit ${code ?? signal}`);
+      const message =
+        report?.message ?? (stderrLines.findLast((line) => /Error\b/.test(line)) || stderrLines.at(-1) || `exit ${code ?? signal}`);
       // SIGKILL without our timeout: the kernel's OOM killer.
       const oom = report?.error === 'oom' || signal === 'SIGKILL' || isOutOfMemory(stderr);
       if (!oom) return resolve({ status: 'error', message });
@@ -234,14 +248,22 @@ function cellStatus(r) {
 
 function printTable(rows, impls) {
   const compared = RATIO_ORDER.filter((impl) => impls.includes(impl) && impls.includes('fused'));
-  const header = ['shape b x m x d', ...impls.flatMap((impl) => [`${impl} ms`, `${impl} MiB`]),
-    ...compared.map((impl) => `${impl}/fused t`), ...compared.map((impl) => `${impl}/fused mem`)];
+  const header = [
+    'shape b x m x d',
+    ...impls.flatMap((impl) => [`${impl} ms`, `${impl} MiB`]),
+    ...compared.map((impl) => `${impl}/fused t`),
+    ...compared.map((impl) => `${impl}/fused mem`),
+  ];
   const lines = rows.map((row) => {
     const ok = (r) => r?.status === 'ok' && row.fused?.status === 'ok';
     const time = (r) => (ok(r) ? fmt.ratio(r.medianMs, row.fused.medianMs) : '-');
     const mem = (r) => (ok(r) ? fmt.ratio(r.peakExtraBytes, row.fused.peakExtraBytes) : '-');
-    return [row.shape, ...impls.flatMap((impl) => [fmt.ms(row[impl]), fmt.mib(row[impl])]),
-      ...compared.map((impl) => time(row[impl])), ...compared.map((impl) => mem(row[impl]))];
+    return [
+      row.shape,
+      ...impls.flatMap((impl) => [fmt.ms(row[impl]), fmt.mib(row[impl])]),
+      ...compared.map((impl) => time(row[impl])),
+      ...compared.map((impl) => mem(row[impl])),
+    ];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((line) => line[i].length)));
   const render = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
@@ -256,7 +278,8 @@ async function runParent(values) {
   const shapes = values.shapes ? values.shapes.split(',') : values.quick ? SHAPES.slice(0, 2) : SHAPES;
   shapes.forEach(parseShape);
   const impls = values.impl ? values.impl.split(',') : IMPLS;
-  for (const impl of impls) if (!KNOWN_IMPLS.includes(impl)) throw new Error(`--impl: unknown implementation ${impl} (${KNOWN_IMPLS.join(', ')})`);
+  for (const impl of impls)
+    if (!KNOWN_IMPLS.includes(impl)) throw new Error(`--impl: unknown implementation ${impl} (${KNOWN_IMPLS.join(', ')})`);
   const reps = values.quick ? QUICK_REPS : REPS;
   if (spawnSync('prlimit', ['--version']).error) throw new Error('prlimit (util-linux) is needed for the memory limit');
 
@@ -280,14 +303,18 @@ async function runParent(values) {
       for (const impl of impls) {
         const estimateBytes = BBD_IMPLS.includes(impl) ? bbdEstimateBytes(shape) : 0;
         process.stderr.write(`  ${impl.padEnd(Math.max(...impls.map((i) => i.length)))} ${shapeText} ... `);
-        const r = (row[impl] = estimateBytes > SKIP_ABOVE_BYTES
-          ? { status: 'skipped', estimateBytes, message: `out of memory (needs ~${(estimateBytes / GiB).toFixed(0)} GB; not run)` }
-          : await runMeasurement(childCommand(impl, shapeText, input, threads, reps)));
-        process.stderr.write(r.status === 'ok'
-          ? `${r.medianMs.toFixed(1)} ms (median of ${r.reps}), +${(r.peakExtraBytes / MiB).toFixed(1)} MiB peak${r.compileMs ? `, compiled in ${(r.compileMs / 1000).toFixed(1)} s` : ''}\n`
-          : `${r.message}\n`);
+        const r = (row[impl] =
+          estimateBytes > SKIP_ABOVE_BYTES
+            ? { status: 'skipped', estimateBytes, message: `out of memory (needs ~${(estimateBytes / GiB).toFixed(0)} GB; not run)` }
+            : await runMeasurement(childCommand(impl, shapeText, input, threads, reps)));
+        process.stderr.write(
+          r.status === 'ok'
+            ? `${r.medianMs.toFixed(1)} ms (median of ${r.reps}), +${(r.peakExtraBytes / MiB).toFixed(1)} MiB peak${r.compileMs ? `, compiled in ${(r.compileMs / 1000).toFixed(1)} s` : ''}\n`
+            : `${r.message}\n`,
+        );
         if (r.status === 'ok' && r.threads !== threads) process.stderr.write(`  warning: ${impl} ran with ${r.threads} threads\n`);
-        if (r.status === 'ok' && !r.peakReset) process.stderr.write(`  warning: ${impl}: could not reset VmHWM; peak may include start-up\n`);
+        if (r.status === 'ok' && !r.peakReset)
+          process.stderr.write(`  warning: ${impl}: could not reset VmHWM; peak may include start-up\n`);
       }
       fs.rmSync(input);
       rows.push(row);
@@ -337,7 +364,14 @@ const { values, positionals } = parseArgs({
 });
 
 if (values.help) {
-  console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split("\n").slice(1, 12).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+  console.log(
+    fs
+      .readFileSync(fileURLToPath(import.meta.url), 'utf8')
+      .split('\n')
+      .slice(1, 12)
+      .map((l) => l.replace(/^\/\/ ?/, ''))
+      .join('\n'),
+  );
 } else if (values.child) {
   await runChild(values.child, positionals[0], values);
 } else {

@@ -22,7 +22,9 @@ export const PYTHON = process.env.PYTHON || 'python3';
 export function pythonTorchVersion() {
   const probe = spawnSync(PYTHON, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
   if (probe.status !== 0) {
-    throw new Error(`the peer needs PyTorch under ${PYTHON}, which has none (${(probe.stderr || probe.error?.message || '').trim().split('\n').pop()}): run \`python3 -m pip install torch==2.13.0\`, or set PYTHON=/path/to/python`);
+    throw new Error(
+      `the peer needs PyTorch under ${PYTHON}, which has none (${(probe.stderr || probe.error?.message || '').trim().split('\n').pop()}): run \`python3 -m pip install torch==2.13.0\`, or set PYTHON=/path/to/python`,
+    );
   }
   return probe.stdout.trim();
 }
@@ -33,8 +35,11 @@ export async function loadOnnxRuntime() {
   if (!fs.existsSync(path.join(entry, 'package.json'))) {
     process.stderr.write(`bench: installing the onnxruntime-node peer into ${path.join(peersDir, 'node_modules')} (once)\n`);
     const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-    const install = spawnSync(npm, ['install', '--prefix', peersDir, '--ignore-scripts', '--no-audit', '--no-fund', '--no-package-lock'], { stdio: 'inherit' });
-    if (install.status !== 0) throw new Error(`installing onnxruntime-node into ${peersDir} failed (npm exited ${install.status ?? install.error?.message})`);
+    const install = spawnSync(npm, ['install', '--prefix', peersDir, '--ignore-scripts', '--no-audit', '--no-fund', '--no-package-lock'], {
+      stdio: 'inherit',
+    });
+    if (install.status !== 0)
+      throw new Error(`installing onnxruntime-node into ${peersDir} failed (npm exited ${install.status ?? install.error?.message})`);
   }
   const main = JSON.parse(fs.readFileSync(path.join(entry, 'package.json'), 'utf8')).main ?? 'index.js';
   const module = await import(pathToFileURL(path.join(entry, main)).href);

@@ -35,12 +35,24 @@ const { values } = parseArgs({
     json: { type: 'boolean', default: false },
   },
 });
-const requests = Number(values.requests), concurrency = Number(values.concurrency), perRequest = Number(values.images);
-const maxBatch = Number(values['max-batch']), maxDelayMs = Number(values['max-delay-ms']), warmup = Number(values.warmup);
-if (![requests, concurrency, perRequest, maxBatch].every((n) => Number.isInteger(n) && n >= 1) || !Number.isInteger(warmup) || warmup < 0 || !(maxDelayMs >= 0)) {
-  throw new RangeError('--requests, --concurrency, --images and --max-batch must be whole numbers >= 1, --warmup >= 0, --max-delay-ms a number >= 0');
+const requests = Number(values.requests),
+  concurrency = Number(values.concurrency),
+  perRequest = Number(values.images);
+const maxBatch = Number(values['max-batch']),
+  maxDelayMs = Number(values['max-delay-ms']),
+  warmup = Number(values.warmup);
+if (
+  ![requests, concurrency, perRequest, maxBatch].every((n) => Number.isInteger(n) && n >= 1) ||
+  !Number.isInteger(warmup) ||
+  warmup < 0 ||
+  !(maxDelayMs >= 0)
+) {
+  throw new RangeError(
+    '--requests, --concurrency, --images and --max-batch must be whole numbers >= 1, --warmup >= 0, --max-delay-ms a number >= 0',
+  );
 }
-if (perRequest > maxBatch) throw new RangeError(`--images ${perRequest} is more than --max-batch ${maxBatch}: the server would refuse every request`);
+if (perRequest > maxBatch)
+  throw new RangeError(`--images ${perRequest} is more than --max-batch ${maxBatch}: the server would refuse every request`);
 const say = values.json ? (...args) => console.error(...args) : (...args) => console.log(...args);
 
 /** An untrained checkpoint of the fashion-mnist preset, written into `folder`. */
@@ -54,15 +66,33 @@ async function untrainedCheckpoint(folder) {
 /** 64 distinct seeded-noise PNGs at the encoder's decode size and channels. */
 async function testImages(side, channels) {
   let state = 12345;
-  const noise = () => Buffer.from(Array.from({ length: side * side * channels }, () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) >>> 24)));
-  return Promise.all(Array.from({ length: 64 }, () => sharp(noise(), { raw: { width: side, height: side, channels } }).png().toBuffer()));
+  const noise = () =>
+    Buffer.from(Array.from({ length: side * side * channels }, () => (state = (Math.imul(state, 1664525) + 1013904223) >>> 0) >>> 24));
+  return Promise.all(
+    Array.from({ length: 64 }, () =>
+      sharp(noise(), { raw: { width: side, height: side, channels } })
+        .png()
+        .toBuffer(),
+    ),
+  );
 }
 
 /** `clamp-native serve` in a child process; resolves with its URL once it listens. */
 async function startServer(checkpoint) {
   const command = new URL('../dist/cli/serve-command.js', import.meta.url).href;
   const script = `const { runServe } = await import(${JSON.stringify(command)}); process.exitCode = await runServe(process.argv.slice(1));`;
-  const args = ['--checkpoint', checkpoint, '--port', '0', '--max-batch', String(maxBatch), '--max-delay-ms', String(maxDelayMs), '--max-queue', String(Math.max(256, 2 * concurrency))];
+  const args = [
+    '--checkpoint',
+    checkpoint,
+    '--port',
+    '0',
+    '--max-batch',
+    String(maxBatch),
+    '--max-delay-ms',
+    String(maxDelayMs),
+    '--max-queue',
+    String(Math.max(256, 2 * concurrency)),
+  ];
   const child = spawn(process.execPath, ['--input-type=module', '-e', script, '--', ...args], { stdio: ['ignore', 'inherit', 'pipe'] });
   let stderr = '';
   const url = await new Promise((resolve, reject) => {
@@ -74,7 +104,14 @@ async function startServer(checkpoint) {
     child.once('exit', (code) => reject(new Error(`the server exited (${code}) before listening: ${stderr.trim()}`)));
   });
   const exited = new Promise((resolve) => child.once('exit', resolve));
-  return { url, stop: async () => { child.kill('SIGTERM'); return exited; }, stderr: () => stderr };
+  return {
+    url,
+    stop: async () => {
+      child.kill('SIGTERM');
+      return exited;
+    },
+    stderr: () => stderr,
+  };
 }
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
@@ -83,14 +120,19 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
 function post(url, body, headers) {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const request = http.request(`${url}/v1/embeddings`, { method: 'POST', agent, headers: { ...headers, 'Content-Length': body.length } }, (response) => {
-      const chunks = [];
-      response.on('data', (chunk) => chunks.push(chunk));
-      response.on('end', () => {
-        if (response.statusCode !== 200) reject(new Error(`HTTP ${response.statusCode}: ${Buffer.concat(chunks).toString().slice(0, 300)}`));
-        else resolve(performance.now() - started);
-      });
-    });
+    const request = http.request(
+      `${url}/v1/embeddings`,
+      { method: 'POST', agent, headers: { ...headers, 'Content-Length': body.length } },
+      (response) => {
+        const chunks = [];
+        response.on('data', (chunk) => chunks.push(chunk));
+        response.on('end', () => {
+          if (response.statusCode !== 200)
+            reject(new Error(`HTTP ${response.statusCode}: ${Buffer.concat(chunks).toString().slice(0, 300)}`));
+          else resolve(performance.now() - started);
+        });
+      },
+    );
     request.on('error', reject);
     request.end(body);
   });
@@ -101,14 +143,16 @@ async function drive(count, call) {
   const latencies = new Float64Array(count);
   let next = 0;
   const started = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < count) {
-      const k = next++;
-      const t = performance.now();
-      await call(k);
-      latencies[k] = performance.now() - t;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) {
+        const k = next++;
+        const t = performance.now();
+        await call(k);
+        latencies[k] = performance.now() - t;
+      }
+    }),
+  );
   return { latencies: latencies.sort(), seconds: (performance.now() - started) / 1000 };
 }
 
@@ -139,7 +183,9 @@ try {
   const format = values.binary ? { Accept: 'application/octet-stream' } : {};
   const body = (k) => (perRequest === 1 ? group(k)[0] : Buffer.from(JSON.stringify({ images: group(k).map((b) => b.toString('base64')) })));
   const headers = { 'Content-Type': perRequest === 1 ? 'image/png' : 'application/json', ...format };
-  say(`bench/serve: ${requests} requests of ${perRequest} ${decodeSize}x${decodeSize}x${channels} PNG image(s), concurrency ${concurrency}, --max-batch ${maxBatch} --max-delay-ms ${maxDelayMs}, ${values.binary ? 'binary' : 'JSON'} responses, ${os.availableParallelism()} cores`);
+  say(
+    `bench/serve: ${requests} requests of ${perRequest} ${decodeSize}x${decodeSize}x${channels} PNG image(s), concurrency ${concurrency}, --max-batch ${maxBatch} --max-delay-ms ${maxDelayMs}, ${values.binary ? 'binary' : 'JSON'} responses, ${os.availableParallelism()} cores`,
+  );
 
   const server = await startServer(checkpoint);
   let served;
@@ -166,14 +212,30 @@ try {
     encoder.dispose();
   }
 
-  const row = (name, s) => `${name.padEnd(26)} ${s.requestsPerSecond.toFixed(0).padStart(8)} ${s.imagesPerSecond.toFixed(0).padStart(9)} ${s.p50Ms.toFixed(2).padStart(8)} ${s.p99Ms.toFixed(2).padStart(8)} ${s.meanBatch === undefined ? '       -' : s.meanBatch.toFixed(1).padStart(8)}`;
-  say(`${'side'.padEnd(26)} ${'req/s'.padStart(8)} ${'images/s'.padStart(9)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'batch'.padStart(8)}`);
+  const row = (name, s) =>
+    `${name.padEnd(26)} ${s.requestsPerSecond.toFixed(0).padStart(8)} ${s.imagesPerSecond.toFixed(0).padStart(9)} ${s.p50Ms.toFixed(2).padStart(8)} ${s.p99Ms.toFixed(2).padStart(8)} ${s.meanBatch === undefined ? '       -' : s.meanBatch.toFixed(1).padStart(8)}`;
+  say(
+    `${'side'.padEnd(26)} ${'req/s'.padStart(8)} ${'images/s'.padStart(9)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'batch'.padStart(8)}`,
+  );
   say(row('HTTP (clamp-native serve)', served));
   say(row('in-process Encoder.embed', linked));
   const ratio = served.requestsPerSecond / linked.requestsPerSecond;
   say(`HTTP / in-process throughput: ${ratio.toFixed(2)}x`);
   if (values.json) {
-    console.log(JSON.stringify({ requests, concurrency, imagesPerRequest: perRequest, maxBatch, maxDelayMs, binary: values.binary, cores: os.availableParallelism(), http: served, inProcess: linked, ratio }));
+    console.log(
+      JSON.stringify({
+        requests,
+        concurrency,
+        imagesPerRequest: perRequest,
+        maxBatch,
+        maxDelayMs,
+        binary: values.binary,
+        cores: os.availableParallelism(),
+        http: served,
+        inProcess: linked,
+        ratio,
+      }),
+    );
   }
 } finally {
   await fs.rm(folder, { recursive: true, force: true });

@@ -21,13 +21,40 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 // The fashion-mnist preset's network (small ResNet 16-32-64, projector 64→2048→128, 4 views × 128), and
 // ResNet-18 with the paper's CIFAR stem and projector (512→2048→256) at a CPU-sized batch.
 const CASES = [
-  { name: 'fashion-mnist preset: small 16-32-64, 28x28x1', widths: [16, 32, 64], blocks: [2, 2, 2], stem: 'small', channels: 1, size: 28, views: 4, batch: 128, hidden: [2048], out: 128 },
-  { name: 'ResNet-18 CIFAR stem, 32x32x3', widths: [64, 128, 256, 512], blocks: [2, 2, 2, 2], stem: 'cifar', channels: 3, size: 32, views: 2, batch: 64, hidden: [2048], out: 256 },
+  {
+    name: 'fashion-mnist preset: small 16-32-64, 28x28x1',
+    widths: [16, 32, 64],
+    blocks: [2, 2, 2],
+    stem: 'small',
+    channels: 1,
+    size: 28,
+    views: 4,
+    batch: 128,
+    hidden: [2048],
+    out: 128,
+  },
+  {
+    name: 'ResNet-18 CIFAR stem, 32x32x3',
+    widths: [64, 128, 256, 512],
+    blocks: [2, 2, 2, 2],
+    stem: 'cifar',
+    channels: 3,
+    size: 32,
+    views: 2,
+    batch: 64,
+    hidden: [2048],
+    out: 256,
+  },
 ];
 const PEERS = ['eager', 'compile'];
 
 const { values } = parseArgs({
-  options: { threads: { type: 'string' }, reps: { type: 'string', default: '5' }, peers: { type: 'string', default: PEERS.join(',') }, json: { type: 'string' } },
+  options: {
+    threads: { type: 'string' },
+    reps: { type: 'string', default: '5' },
+    peers: { type: 'string', default: PEERS.join(',') },
+    json: { type: 'string' },
+  },
 });
 const threads = Number(values.threads ?? os.availableParallelism());
 const reps = Number(values.reps);
@@ -37,9 +64,17 @@ setNumThreads(threads);
 
 async function ours(c) {
   const trainer = await Trainer.create({
-    backbone: c.widths.length === 4 ? 'resnet18' : 'small', stem: c.stem, widths: c.widths, blocks: c.blocks, inChannels: c.channels,
-    projectorHidden: c.hidden, projectorOut: c.out, views: c.views, loss: { rs: 7 },
-    optimiser: { name: 'lars', weightDecay: 1e-5 }, schedule: { peakLr: 0.1, totalSteps: 1000 },
+    backbone: c.widths.length === 4 ? 'resnet18' : 'small',
+    stem: c.stem,
+    widths: c.widths,
+    blocks: c.blocks,
+    inChannels: c.channels,
+    projectorHidden: c.hidden,
+    projectorOut: c.out,
+    views: c.views,
+    loss: { rs: 7 },
+    optimiser: { name: 'lars', weightDecay: 1e-5 },
+    schedule: { peakLr: 0.1, totalSteps: 1000 },
   });
   const n = c.views * c.batch;
   const images = Float32Array.from({ length: n * c.channels * c.size * c.size }, () => Math.random());
@@ -54,9 +89,32 @@ async function ours(c) {
 }
 
 function peer(c, kind) {
-  const args = [path.join(here, 'training_step_eager.py'), '--widths', c.widths.join(','), '--blocks', c.blocks.join(','), '--stem', c.stem,
-    '--channels', String(c.channels), '--size', String(c.size), '--views', String(c.views), '--batch', String(c.batch),
-    '--hidden', c.hidden.join(','), '--out', String(c.out), '--threads', String(threads), '--reps', String(reps), ...(kind === 'compile' ? ['--compile'] : [])];
+  const args = [
+    path.join(here, 'training_step_eager.py'),
+    '--widths',
+    c.widths.join(','),
+    '--blocks',
+    c.blocks.join(','),
+    '--stem',
+    c.stem,
+    '--channels',
+    String(c.channels),
+    '--size',
+    String(c.size),
+    '--views',
+    String(c.views),
+    '--batch',
+    String(c.batch),
+    '--hidden',
+    c.hidden.join(','),
+    '--out',
+    String(c.out),
+    '--threads',
+    String(threads),
+    '--reps',
+    String(reps),
+    ...(kind === 'compile' ? ['--compile'] : []),
+  ];
   // The peer runs with PyTorch's own OpenMP settings; Inductor compiles in-process (no worker pool
   // competing for the cores while the native side is idle).
   const run = spawnSync(PYTHON, args, { encoding: 'utf8', env: { ...process.env, TORCHINDUCTOR_COMPILE_THREADS: '1' } });
@@ -65,9 +123,15 @@ function peer(c, kind) {
 }
 
 const torchVersion = pythonTorchVersion();
-console.log(`CLAMP training step, median of ${reps} steps after warm-up, ${getNumThreads()} thread(s), ${os.cpus()[0]?.model ?? 'unknown CPU'}`);
-console.log(`clamp-native on its LibTorch (OpenMP wait policy ${openMPWaitPolicySource()}); peers: PyTorch ${torchVersion} under ${PYTHON} (${peers.join(', ')})`);
-console.log(['case', 'views x batch', 'clamp-native', ...peers.map((p) => `PyTorch ${p}`), ...peers.map((p) => `clamp-native / ${p}`)].join(' | '));
+console.log(
+  `CLAMP training step, median of ${reps} steps after warm-up, ${getNumThreads()} thread(s), ${os.cpus()[0]?.model ?? 'unknown CPU'}`,
+);
+console.log(
+  `clamp-native on its LibTorch (OpenMP wait policy ${openMPWaitPolicySource()}); peers: PyTorch ${torchVersion} under ${PYTHON} (${peers.join(', ')})`,
+);
+console.log(
+  ['case', 'views x batch', 'clamp-native', ...peers.map((p) => `PyTorch ${p}`), ...peers.map((p) => `clamp-native / ${p}`)].join(' | '),
+);
 const rows = [];
 for (const c of CASES) {
   const n = c.views * c.batch;
@@ -75,11 +139,23 @@ for (const c of CASES) {
   const row = { case: c.name, views: c.views, batch: c.batch, oursSecondsPerStep: mine, oursViewImagesPerSecond: n / mine, peers: {} };
   for (const kind of peers) {
     const result = peer(c, kind);
-    row.peers[kind] = 'error' in result ? result : { ...result, viewImagesPerSecond: n / result.secondsPerStep, ratio: result.secondsPerStep / mine };
+    row.peers[kind] =
+      'error' in result ? result : { ...result, viewImagesPerSecond: n / result.secondsPerStep, ratio: result.secondsPerStep / mine };
   }
   rows.push(row);
-  const cell = (r) => ('error' in r ? `failed: ${r.error}` : `${Math.round(r.viewImagesPerSecond)} img/s (${r.secondsPerStep.toFixed(3)} s${r.compileSeconds ? `, compiled in ${r.compileSeconds.toFixed(0)} s` : ''})`);
+  const cell = (r) =>
+    'error' in r
+      ? `failed: ${r.error}`
+      : `${Math.round(r.viewImagesPerSecond)} img/s (${r.secondsPerStep.toFixed(3)} s${r.compileSeconds ? `, compiled in ${r.compileSeconds.toFixed(0)} s` : ''})`;
   const ratio = (r) => ('error' in r ? '-' : `${r.ratio.toFixed(2)}x`);
-  console.log([c.name, `${c.views} x ${c.batch}`, `${Math.round(n / mine)} img/s (${mine.toFixed(3)} s)`, ...peers.map((k) => cell(row.peers[k])), ...peers.map((k) => ratio(row.peers[k]))].join(' | '));
+  console.log(
+    [
+      c.name,
+      `${c.views} x ${c.batch}`,
+      `${Math.round(n / mine)} img/s (${mine.toFixed(3)} s)`,
+      ...peers.map((k) => cell(row.peers[k])),
+      ...peers.map((k) => ratio(row.peers[k])),
+    ].join(' | '),
+  );
 }
 if (values.json) fs.writeFileSync(values.json, `${JSON.stringify({ threads, reps, torch: torchVersion, rows }, null, 2)}\n`);

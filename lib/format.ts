@@ -15,7 +15,11 @@ export function share(fraction: number): string {
 export function duration(seconds: number): string {
   if (!Number.isFinite(seconds)) return '?';
   const s = Math.round(seconds);
-  return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+  return s >= 3600
+    ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`
+    : s >= 60
+      ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
+      : `${s}s`;
 }
 
 /** When an evaluation ran, from its 0-based epoch (-1: before training): "before training", "after epoch 3". */
@@ -26,7 +30,9 @@ export function evaluatedWhen(epoch: number): string {
 /** "; linear probe top-1 …, top-5 … (lr …)[; with crops and flips (N epochs) top-1 …, top-5 …]", or "" when the probe did not run. */
 export function linearProbeClause(probe: LinearProbeSummary | null | undefined): string {
   if (!probe) return '';
-  const augmented = probe.augmented ? `; probe with crops and flips (${probe.augmented.epochs} epochs) top-1 ${percent(probe.augmented.top1)}, top-5 ${percent(probe.augmented.top5)}` : '';
+  const augmented = probe.augmented
+    ? `; probe with crops and flips (${probe.augmented.epochs} epochs) top-1 ${percent(probe.augmented.top1)}, top-5 ${percent(probe.augmented.top5)}`
+    : '';
   return `; linear probe top-1 ${percent(probe.top1)}, top-5 ${percent(probe.top5)} (lr ${probe.learningRate})${augmented}`;
 }
 

@@ -44,12 +44,31 @@ async function main(args) {
   if (gyp) {
     if (libtorch.cuda) process.stderr.write('clamp-native: node-gyp builds the CPU addon only; use the default cmake-js build for CUDA\n');
     const nodeDir = localNodeDir();
-    run(process.execPath, [require.resolve('node-gyp/bin/node-gyp.js'), 'rebuild', ...(nodeDir ? [`--nodedir=${nodeDir}`] : []), ...(debug ? ['--debug'] : []), `--jobs=${env.CMAKE_BUILD_PARALLEL_LEVEL}`], env);
+    run(
+      process.execPath,
+      [
+        require.resolve('node-gyp/bin/node-gyp.js'),
+        'rebuild',
+        ...(nodeDir ? [`--nodedir=${nodeDir}`] : []),
+        ...(debug ? ['--debug'] : []),
+        `--jobs=${env.CMAKE_BUILD_PARALLEL_LEVEL}`,
+      ],
+      env,
+    );
   } else {
     const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
     // The CUDA build's settings pass through from the environment (see the README's GPU section).
-    const cuda = ['CLAMP_CUDA', 'CLAMP_CUDA_ARCHS', 'CLAMP_CUDA_COMPILE_CHECK'].filter((name) => process.env[name]).map((name) => `--CD${name}=${process.env[name]}`);
-    const options = ['--out', 'build', ...(debug ? ['--debug'] : []), `--CDTorch_DIR=${libtorch.cmakeDir}`, `--CDCLAMP_BUILD_TESTS=${tests ? 'ON' : 'OFF'}`, ...cuda];
+    const cuda = ['CLAMP_CUDA', 'CLAMP_CUDA_ARCHS', 'CLAMP_CUDA_COMPILE_CHECK']
+      .filter((name) => process.env[name])
+      .map((name) => `--CD${name}=${process.env[name]}`);
+    const options = [
+      '--out',
+      'build',
+      ...(debug ? ['--debug'] : []),
+      `--CDTorch_DIR=${libtorch.cmakeDir}`,
+      `--CDCLAMP_BUILD_TESTS=${tests ? 'ON' : 'OFF'}`,
+      ...cuda,
+    ];
     // Configure every time (cheap when nothing changed) so that an interrupted earlier configure or a
     // new LibTorch never leaves a stale build tree; the compile itself stays incremental.
     run(process.execPath, [cmakeJs, 'configure', ...options], env);

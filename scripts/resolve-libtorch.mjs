@@ -37,7 +37,7 @@ export class LibTorchNotFoundError extends Error {
         'clamp-native could not find LibTorch. It looks, in this order, for:',
         '  1. LIBTORCH=/path/to/libtorch (an unpacked LibTorch; LIBTORCH_INCLUDE / LIBTORCH_LIB override its dirs)',
         `  2. a Python torch: \`python3 -c "import torch"\` (LIBTORCH_USE_PYTORCH=1 forces it), e.g. \`python3 -m pip install torch==${PREBUILT_VERSION}\``,
-        '  3. a system LibTorch, e.g. `sudo apt-get install libtorch-dev` on Debian/Ubuntu, or conda\'s libtorch',
+        "  3. a system LibTorch, e.g. `sudo apt-get install libtorch-dev` on Debian/Ubuntu, or conda's libtorch",
         `  4. the official prebuilt LibTorch ${PREBUILT_VERSION} (CLAMP_LIBTORCH_VARIANT=cpu|${PREBUILT_CUDA_VARIANTS.map(({ variant }) => variant).join('|')}), downloaded into ${cacheDirectory()}`,
         'What happened:',
         ...reasons.map((reason) => `  - ${reason}`),
@@ -141,7 +141,9 @@ function fromPython(env, reasons) {
   }
   const found = JSON.parse(run.stdout.trim().split('\n').pop());
   if (!fs.existsSync(path.join(found.cmake, 'TorchConfig.cmake'))) {
-    reasons.push(`${python}'s torch ${found.version} at ${found.root} ships no CMake config (share/cmake/Torch); Debian's python3-torch is like that, its libtorch-dev is not`);
+    reasons.push(
+      `${python}'s torch ${found.version} at ${found.root} ships no CMake config (share/cmake/Torch); Debian's python3-torch is like that, its libtorch-dev is not`,
+    );
     return undefined;
   }
   const resolution = fromCMakeDir('python', found.cmake, found.root);
@@ -280,7 +282,12 @@ async function main(args) {
     const resolution = await resolveLibTorch();
     if (args[0] === '--gyp') {
       // binding.gyp expands these with <!@(...): space-separated, one value per item.
-      const field = { include: resolution.includeDirs.join(' '), libdir: resolution.libDir, cflags: resolution.cxxFlags, std: `-std=c++${resolution.cxxStandard}` }[args[1]];
+      const field = {
+        include: resolution.includeDirs.join(' '),
+        libdir: resolution.libDir,
+        cflags: resolution.cxxFlags,
+        std: `-std=c++${resolution.cxxStandard}`,
+      }[args[1]];
       if (field === undefined) throw new Error(`--gyp takes include, libdir, cflags or std, got ${args[1]}`);
       process.stdout.write(`${field}\n`);
     } else {

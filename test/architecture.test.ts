@@ -24,11 +24,14 @@ function runtimeClosure(entry: string): string[] {
 }
 
 describe('dependencies run one way', () => {
-  it.each(['serve/server.ts', 'encode/encoder.ts', 'export/onnx.ts', 'report/report.ts'])('%s loads nothing from train/ or cli/', (entry) => {
-    const closure = runtimeClosure(entry);
-    expect(closure.length).toBeGreaterThan(3);  // the walk found the module's imports
-    expect(closure.filter((file) => /^(train|cli)\//.test(file))).toEqual([]);
-  });
+  it.each(['serve/server.ts', 'encode/encoder.ts', 'export/onnx.ts', 'report/report.ts'])(
+    '%s loads nothing from train/ or cli/',
+    (entry) => {
+      const closure = runtimeClosure(entry);
+      expect(closure.length).toBeGreaterThan(3); // the walk found the module's imports
+      expect(closure.filter((file) => /^(train|cli)\//.test(file))).toEqual([]);
+    },
+  );
 
   it("the addon's typed contract (runtime/addon-types.ts) imports nothing, type-only imports included", () => {
     const source = fs.readFileSync(path.join(lib, 'runtime/addon-types.ts'), 'utf8');

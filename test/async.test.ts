@@ -18,7 +18,7 @@ describe('packingLoss off the JS thread', () => {
     expect(ticks).toBeGreaterThan(0);
   });
 
-  it('leaves libuv\'s thread pool free for Node (fs) while losses queue up', async () => {
+  it("leaves libuv's thread pool free for Node (fs) while losses queue up", async () => {
     const [views, batch, dim] = [4, 1024, 256];
     const z = scatteredViews(views, batch, dim, 1, 4);
     const order: string[] = [];

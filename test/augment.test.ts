@@ -40,7 +40,7 @@ describe('RandomResizedCrop box', () => {
   });
 
   it('falls back to a centred crop when no box fits', () => {
-    const box = sampleCropBox(10, 40, [1, 1], [1, 1], new Random(2));  // a square of the full area cannot fit
+    const box = sampleCropBox(10, 40, [1, 1], [1, 1], new Random(2)); // a square of the full area cannot fit
     expect(box).toEqual({ top: 0, left: 15, height: 10, width: 10 });
   });
 });
@@ -99,11 +99,21 @@ describe('multi-view batches', () => {
   const dataset: ImageDataset = {
     images: Uint8Array.from({ length: 4 * 2 * 3 * 3 }, (_, k) => (k * 37) % 256),
     labels: Uint8Array.from([0, 1, 0, 1]),
-    count: 4, channels: 2, height: 3, width: 3, classes: 2,
+    count: 4,
+    channels: 2,
+    height: 3,
+    width: 3,
+    classes: 2,
   };
 
   it('is view-major: row v * batch + i is view v of image i', () => {
-    const identity = augmentationSchema.parse({ size: 3, crop: { scale: [1, 1], ratio: [1, 1] }, flip: 0, colorJitter: { p: 0 }, grayscale: 0 });
+    const identity = augmentationSchema.parse({
+      size: 3,
+      crop: { scale: [1, 1], ratio: [1, 1] },
+      flip: 0,
+      colorJitter: { p: 0 },
+      grayscale: 0,
+    });
     const { data, shape } = multiViewBatch(dataset, [2, 0], 3, [identity], new Random(7));
     expect(shape).toEqual([6, 2, 3, 3]);
     for (let v = 0; v < 3; v++) {
@@ -115,10 +125,16 @@ describe('multi-view batches', () => {
   });
 
   it('cycles pipelines over the views, and a seed reproduces the batch', () => {
-    const plain = augmentationSchema.parse({ size: 3, crop: { scale: [1, 1], ratio: [1, 1] }, flip: 0, colorJitter: { p: 0 }, grayscale: 0 });
+    const plain = augmentationSchema.parse({
+      size: 3,
+      crop: { scale: [1, 1], ratio: [1, 1] },
+      flip: 0,
+      colorJitter: { p: 0 },
+      grayscale: 0,
+    });
     const solarized = augmentationSchema.parse({ ...plain, solarize: { p: 1, threshold: 0 } });
     const { data } = multiViewBatch(dataset, [1], 2, [plain, solarized], new Random(8));
-    data.subarray(18, 36).forEach((x, k) => expect(x).toBeCloseTo(1 - data[k]!, 6));  // view 1 = 1 - view 0
+    data.subarray(18, 36).forEach((x, k) => expect(x).toBeCloseTo(1 - data[k]!, 6)); // view 1 = 1 - view 0
     const strong = augmentationSchema.parse({ size: 3 });
     const a = multiViewBatch(dataset, [0, 1, 2], 2, [strong], new Random(9)).data;
     expect(multiViewBatch(dataset, [0, 1, 2], 2, [strong], new Random(9)).data).toEqual(a);

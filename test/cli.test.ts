@@ -21,7 +21,9 @@ function intoHead(args: string[]): Promise<{ status: number | null; stderr: stri
     const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     let first = '';
-    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
     // What head does: read up to the first line, then close the pipe while the command still writes.
     child.stdout.once('data', (chunk: Buffer) => {
       first = chunk.toString().split('\n')[0]!;
@@ -38,7 +40,7 @@ describe('command-line mistakes', () => {
     [['eval', '--checkpoint', 'x', '--limit', '-5'], 'eval', /--limit must be a whole number >= 1, got '-5'/],
     [['embed', '--checkpoint', 'x', '--batch', '-2.5', 'y.png'], 'embed', /--batch must be a whole number >= 1, got '-2.5'/],
     [['demo', '--steps', '-3'], 'demo', /--steps must be a whole number, got '-3'/],
-  ])('%j: a negative number reaches the flag\'s own check', (args, command, message) => {
+  ])("%j: a negative number reaches the flag's own check", (args, command, message) => {
     const result = run(...args);
     expect(result.status).toBe(2);
     expect(result.stderr).toMatch(message);
@@ -57,20 +59,27 @@ describe('command-line mistakes', () => {
     expect(lines(command.stderr)).toHaveLength(2);
     const missing = run('eval', '--checkpoint');
     expect(missing.status).toBe(2);
-    expect(lines(missing.stderr)).toEqual(["clamp-native eval: Option '--checkpoint <value>' argument missing", '`clamp-native eval --help` lists the options']);
+    expect(lines(missing.stderr)).toEqual([
+      "clamp-native eval: Option '--checkpoint <value>' argument missing",
+      '`clamp-native eval --help` lists the options',
+    ]);
   });
 
-  it.each(['train', 'eval', 'finetune', 'embed', 'serve', 'export', 'report', 'doctor', 'build', 'demo'])('`%s --help` prints its usage and exits 0', (command) => {
-    const result = run(command, '--help');
-    expect(result.status, result.stderr).toBe(0);
-    expect(result.stdout.startsWith(`clamp-native ${command}`)).toBe(true);
-    expect(result.stderr).toBe('');
-  });
+  it.each(['train', 'eval', 'finetune', 'embed', 'serve', 'export', 'report', 'doctor', 'build', 'demo'])(
+    '`%s --help` prints its usage and exits 0',
+    (command) => {
+      const result = run(command, '--help');
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout.startsWith(`clamp-native ${command}`)).toBe(true);
+      expect(result.stderr).toBe('');
+    },
+  );
 
-  it('`clamp-native --help` lists every command\'s options', () => {
+  it("`clamp-native --help` lists every command's options", () => {
     const result = run('--help');
     expect(result.status).toBe(0);
-    for (const command of ['train', 'eval', 'finetune', 'embed', 'serve', 'export', 'report', 'doctor', 'build', 'demo']) expect(result.stdout).toContain(`clamp-native ${command}`);
+    for (const command of ['train', 'eval', 'finetune', 'embed', 'serve', 'export', 'report', 'doctor', 'build', 'demo'])
+      expect(result.stdout).toContain(`clamp-native ${command}`);
   });
 });
 
@@ -115,14 +124,21 @@ describe('embed and eval on a saved run', () => {
   beforeAll(async () => {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'clamp-cli-'));
     const config = resolveTrainConfig({
-      overrides: { data: { limit: 256, testLimit: 100 }, schedule: { epochs: 1, warmupEpochs: 0 }, run: { batchSize: 64, views: 2, workers: 1 }, eval: { atEnd: false } },
+      overrides: {
+        data: { limit: 256, testLimit: 100 },
+        schedule: { epochs: 1, warmupEpochs: 0 },
+        run: { batchSize: 64, views: 2, workers: 1 },
+        eval: { atEnd: false },
+      },
     });
     await train(config, { runDir: dir });
     images = path.join(dir, 'images');
     await fs.mkdir(images);
     for (let i = 0; i < 200; i++) {
       const pixels = Buffer.from(Array.from({ length: 28 * 28 }, (_, k) => (k * 7 + i * 13) % 256));
-      await sharp(pixels, { raw: { width: 28, height: 28, channels: 1 } }).png().toFile(path.join(images, `${String(i).padStart(3, '0')}.png`));
+      await sharp(pixels, { raw: { width: 28, height: 28, channels: 1 } })
+        .png()
+        .toFile(path.join(images, `${String(i).padStart(3, '0')}.png`));
     }
   }, 120_000);
 
@@ -135,11 +151,13 @@ describe('embed and eval on a saved run', () => {
     expect(progress.at(-1)).toMatch(/^embedded 200 images \(dim \d+\) in/);
   });
 
-  it('`embed --out` in a missing folder is refused before any image is embedded, naming the user\'s path', async () => {
+  it("`embed --out` in a missing folder is refused before any image is embedded, naming the user's path", async () => {
     const out = path.join(dir, 'no-such-folder', 'emb.npy');
     const result = run('embed', '--checkpoint', dir, images, '--out', out);
     expect(result.status).toBe(2);
-    expect(lines(result.stderr)[0]).toBe(`clamp-native embed: --out ${out}: the folder ${path.dirname(out)} does not exist; create it (mkdir -p ${path.dirname(out)}) or choose another path`);
+    expect(lines(result.stderr)[0]).toBe(
+      `clamp-native embed: --out ${out}: the folder ${path.dirname(out)} does not exist; create it (mkdir -p ${path.dirname(out)}) or choose another path`,
+    );
     expect(result.stderr).not.toMatch(/embedded|\.tmp-/);
     await expect(fs.stat(path.dirname(out))).rejects.toThrow();
   });
@@ -174,8 +192,11 @@ describe('embed and eval on a saved run', () => {
       /kNN \(k=200\) top-1 .*linear probe top-1/,
     ];
     const found = steps.map(at);
-    expect(found.every((index) => index >= 0), `${steps.filter((_, k) => found[k]! < 0).join(', ')} missing from:\n${result.stderr}`).toBe(true);
-    expect([...found].sort((a, b) => a - b)).toEqual(found);  // in the order they run
+    expect(
+      found.every((index) => index >= 0),
+      `${steps.filter((_, k) => found[k]! < 0).join(', ')} missing from:\n${result.stderr}`,
+    ).toBe(true);
+    expect([...found].sort((a, b) => a - b)).toEqual(found); // in the order they run
     expect(result.stderr).not.toMatch(/\r/);
   }, 60_000);
 });

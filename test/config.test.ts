@@ -81,9 +81,13 @@ describe('training config', () => {
     expect(() => resolveTrainConfig({ overrides: { loss: { rs: -1 } } })).toThrow(/config.loss.rs: .*got -1/);
     expect(() => resolveTrainConfig({ overrides: { run: { batchSize: 'big' } } })).toThrow(TypeError);
     expect(() => resolveTrainConfig({ overrides: { run: { colour: 1 } } })).toThrow(/config.run: .*colour/);
-    expect(() => resolveTrainConfig({ overrides: { schedule: { warmupEpochs: 9 } } })).toThrow(/config.schedule.warmupEpochs: warmupEpochs must be less than epochs/);
+    expect(() => resolveTrainConfig({ overrides: { schedule: { warmupEpochs: 9 } } })).toThrow(
+      /config.schedule.warmupEpochs: warmupEpochs must be less than epochs/,
+    );
     expect(() => resolveTrainConfig({ overrides: { optimiser: { name: 'adam' } } })).toThrow(/config.optimiser/);
-    expect(() => resolveTrainConfig({ preset: 'imagenet21k' })).toThrow(/unknown preset "imagenet21k"; the presets are fashion-mnist, cifar10/);
+    expect(() => resolveTrainConfig({ preset: 'imagenet21k' })).toThrow(
+      /unknown preset "imagenet21k"; the presets are fashion-mnist, cifar10/,
+    );
     expect(() => parseTrainConfig({})).toThrow(/config.augment/);
     const folder = await temporaryFolder();
     await fs.writeFile(path.join(folder, 'bad.json'), '{ "run": ');
@@ -102,7 +106,10 @@ describe('training config', () => {
     for (const [name, text, why] of cases) {
       const file = path.join(folder, name);
       await fs.writeFile(file, text);
-      const error = await readConfigFile(file).then((read) => resolveTrainConfig({ file: read }), (caught: unknown) => caught);
+      const error = await readConfigFile(file).then(
+        (read) => resolveTrainConfig({ file: read }),
+        (caught: unknown) => caught,
+      );
       expect(error).toBeInstanceOf(ConfigError);
       expect((error as Error).message).toBe(`the config file ${file} is refused: ${why}`);
     }
@@ -132,19 +139,29 @@ describe('training config', () => {
     for (const [index, [text, message]] of cases.entries()) {
       const file = path.join(folder, `case-${index}.yaml`);
       await fs.writeFile(file, text);
-      const error = await readConfigFile(file).then(() => undefined, (caught: unknown) => caught);
+      const error = await readConfigFile(file).then(
+        () => undefined,
+        (caught: unknown) => caught,
+      );
       expect(error).toBeInstanceOf(ConfigError);
       expect((error as Error).message).toMatch(new RegExp(`^the config file ${file} ${message.source}`));
     }
   });
 
-  it('names a config path that is a folder, and presets that are only Object\'s own properties', async () => {
+  it("names a config path that is a folder, and presets that are only Object's own properties", async () => {
     const folder = await temporaryFolder();
-    const error = await readConfigFile(folder).then(() => undefined, (caught: unknown) => caught);
+    const error = await readConfigFile(folder).then(
+      () => undefined,
+      (caught: unknown) => caught,
+    );
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as Error).message).toBe(`cannot read the config file ${folder}: it is a folder; pass a .json, .yaml or .yml file`);
     for (const preset of ['constructor', '__proto__', 'toString']) {
-      expectError(() => resolveTrainConfig({ preset }), RangeError, `config.preset: unknown preset ${JSON.stringify(preset)}; the presets are ${Object.keys(PRESETS).join(', ')}`);
+      expectError(
+        () => resolveTrainConfig({ preset }),
+        RangeError,
+        `config.preset: unknown preset ${JSON.stringify(preset)}; the presets are ${Object.keys(PRESETS).join(', ')}`,
+      );
     }
   });
 });

@@ -16,12 +16,19 @@ const report = doctor();
 const gpu = report.cuda.kernels && report.cuda.deviceCount > 0;
 
 describe.skipIf(!gpu)(`on ${device} (${report.cuda.devices[0]?.name ?? 'no GPU'})`, () => {
-  const views = 2, batch = 32;
+  const views = 2,
+    batch = 32;
   const shape = [views * batch, 1, side, side] as const;
   let batchViews: Float32Array;
   const options: TrainerOptions = {
-    backbone: 'small', inChannels: 1, projectorHidden: [128], projectorOut: 32, views,
-    loss: { rs: 2 }, schedule: { peakLr: 1, warmupSteps: 2, totalSteps: 30 }, seed: 3,
+    backbone: 'small',
+    inChannels: 1,
+    projectorHidden: [128],
+    projectorOut: 32,
+    views,
+    loss: { rs: 2 },
+    schedule: { peakLr: 1, warmupSteps: 2, totalSteps: 30 },
+    seed: 3,
   };
 
   beforeAll(async () => {
@@ -61,17 +68,23 @@ describe.skipIf(!gpu)(`on ${device} (${report.cuda.devices[0]?.name ?? 'no GPU'}
     });
     const summary = await train(config, { runDir: dir });
     expect(Number.isFinite(summary.finalLoss)).toBe(true);
-    expect(summary.knn?.top1).toBeGreaterThan(0.3);  // far above chance (0.1) after one short epoch
+    expect(summary.knn?.top1).toBeGreaterThan(0.3); // far above chance (0.1) after one short epoch
     const images = { data: new Uint8Array(16 * side * side).map((_, k) => (k * 37) % 256), shape: [16, side, side, 1] };
     const onCpu = await Encoder.load(dir);
-    const onGpu = await Encoder.load(dir, { device });  // precision auto: bf16 on Ampere and newer
-    const a = await onCpu.embed(images), b = await onGpu.embed(images);
+    const onGpu = await Encoder.load(dir, { device }); // precision auto: bf16 on Ampere and newer
+    const a = await onCpu.embed(images),
+      b = await onGpu.embed(images);
     const dim = onCpu.dim;
     for (let i = 0; i < 16; i++) {
-      let dot = 0, xx = 0, yy = 0;
+      let dot = 0,
+        xx = 0,
+        yy = 0;
       for (let k = 0; k < dim; k++) {
-        const x = a.data[i * dim + k]!, y = b.data[i * dim + k]!;
-        dot += x * y; xx += x * x; yy += y * y;
+        const x = a.data[i * dim + k]!,
+          y = b.data[i * dim + k]!;
+        dot += x * y;
+        xx += x * x;
+        yy += y * y;
       }
       expect(dot / Math.sqrt(xx * yy)).toBeGreaterThan(0.99);
     }
@@ -82,7 +95,8 @@ describe.skipIf(!gpu)(`on ${device} (${report.cuda.devices[0]?.name ?? 'no GPU'}
 
 describe.runIf(!gpu)('without a GPU', () => {
   it('asking for cuda names what is missing', async () => {
-    await expect(Trainer.create({ backbone: 'small', inChannels: 1, schedule: { peakLr: 1, totalSteps: 2 }, device: 'cuda' }))
-      .rejects.toThrow(report.cuda.deviceCount === 0 ? /sees no CUDA device/ : /CUDA kernels/);
+    await expect(
+      Trainer.create({ backbone: 'small', inChannels: 1, schedule: { peakLr: 1, totalSteps: 2 }, device: 'cuda' }),
+    ).rejects.toThrow(report.cuda.deviceCount === 0 ? /sees no CUDA device/ : /CUDA kernels/);
   });
 });

@@ -63,7 +63,14 @@ describe('CIFAR-10 binary version', () => {
       const records = [2 * batch, 2 * batch + 1].map((index) => ({ labels: [index % 10], index }));
       await fs.writeFile(path.join(batches, `data_batch_${batch + 1}.bin`), cifarFile(records));
     }
-    await fs.writeFile(path.join(batches, 'test_batch.bin'), cifarFile([{ labels: [7], index: 100 }, { labels: [3], index: 101 }, { labels: [0], index: 102 }]));
+    await fs.writeFile(
+      path.join(batches, 'test_batch.bin'),
+      cifarFile([
+        { labels: [7], index: 100 },
+        { labels: [3], index: 101 },
+        { labels: [0], index: 102 },
+      ]),
+    );
   });
 
   it('reads the five training batches in order, R, G and B planes as stored', async () => {
@@ -105,7 +112,13 @@ describe('CIFAR-10 binary version', () => {
 
   it('rejects a truncated batch with its byte counts', async () => {
     const folder = await makeFolder('cifar10-truncated');
-    await fs.writeFile(path.join(folder, 'test_batch.bin'), cifarFile([{ labels: [1], index: 0 }, { labels: [2], index: 1 }]).subarray(0, 2 * 3073 - 5));
+    await fs.writeFile(
+      path.join(folder, 'test_batch.bin'),
+      cifarFile([
+        { labels: [1], index: 0 },
+        { labels: [2], index: 1 },
+      ]).subarray(0, 2 * 3073 - 5),
+    );
     await expectDatasetError(
       loadCifarDataset(folder, 'test', 'cifar10'),
       `${path.join(folder, 'test_batch.bin')} is truncated or corrupt`,
@@ -121,12 +134,21 @@ describe('CIFAR-10 binary version', () => {
     );
     const file = path.join(scratch, 'cifar10-as-file');
     await fs.writeFile(file, 'x');
-    await expectDatasetError(loadCifarDataset(file, 'test', 'cifar10'), new RegExp(`^the dataset folder ${file} is a file, not a folder\\. Download`));
+    await expectDatasetError(
+      loadCifarDataset(file, 'test', 'cifar10'),
+      new RegExp(`^the dataset folder ${file} is a file, not a folder\\. Download`),
+    );
   });
 
   it('rejects a label out of range, naming the file and record', async () => {
     const folder = await makeFolder('cifar10-bad-label');
-    await fs.writeFile(path.join(folder, 'test_batch.bin'), cifarFile([{ labels: [1], index: 0 }, { labels: [10], index: 1 }]));
+    await fs.writeFile(
+      path.join(folder, 'test_batch.bin'),
+      cifarFile([
+        { labels: [1], index: 0 },
+        { labels: [10], index: 1 },
+      ]),
+    );
     await expectDatasetError(
       loadCifarDataset(folder, 'test', 'cifar10'),
       `${path.join(folder, 'test_batch.bin')} record 1 has label 10, outside CIFAR-10's 0..9`,
@@ -147,7 +169,13 @@ describe('CIFAR-100 binary version', () => {
     const folder = await makeFolder('cifar100', 'cifar-100-binary');
     const records = Array.from({ length: TRAIN_RECORDS }, (_, index) => ({ labels: [index % 20, (index * 3) % 100], index }));
     await fs.writeFile(path.join(folder, 'train.bin'), cifarFile(records));
-    await fs.writeFile(path.join(folder, 'test.bin'), cifarFile([{ labels: [19, 99], index: 5 }, { labels: [0, 0], index: 6 }]));
+    await fs.writeFile(
+      path.join(folder, 'test.bin'),
+      cifarFile([
+        { labels: [19, 99], index: 5 },
+        { labels: [0, 0], index: 6 },
+      ]),
+    );
   });
 
   it('gives fine labels (100 classes) by default and coarse ones (20 classes) on request', async () => {
@@ -256,7 +284,11 @@ describe('STL-10 binary version', () => {
   });
 
   it('says where to get the dataset when the folder or a file is missing', async () => {
-    await expectDatasetError(loadStl10Dataset(path.join(scratch, 'no-stl'), 'train'), 'no-stl does not exist', 'https://cs.stanford.edu/~acoates/stl10/');
+    await expectDatasetError(
+      loadStl10Dataset(path.join(scratch, 'no-stl'), 'train'),
+      'no-stl does not exist',
+      'https://cs.stanford.edu/~acoates/stl10/',
+    );
     const folder = await makeFolder('stl10-no-labels');
     await fs.writeFile(path.join(folder, 'test_X.bin'), stlImagesFile(1));
     await expectDatasetError(loadStl10Dataset(folder, 'test'), `${path.join(folder, 'test_y.bin')} does not exist`, 'stl10_binary.tar.gz');
@@ -273,14 +305,22 @@ describe('STL-10 binary version', () => {
     );
     await fs.writeFile(path.join(folder, 'train_X.bin'), stlImagesFile(2));
     await fs.writeFile(path.join(folder, 'train_y.bin'), Uint8Array.from([1]));
-    await expectDatasetError(loadStl10Dataset(folder, 'train'), `${path.join(folder, 'train_y.bin')} is truncated or corrupt`, 'holds 1 bytes', 'holds 2 images');
+    await expectDatasetError(
+      loadStl10Dataset(folder, 'train'),
+      `${path.join(folder, 'train_y.bin')} is truncated or corrupt`,
+      'holds 1 bytes',
+      'holds 2 images',
+    );
   });
 
   it('says so when the labels file is a folder', async () => {
     const folder = await makeFolder('stl10-labels-folder');
     await fs.writeFile(path.join(folder, 'test_X.bin'), stlImagesFile(1));
     await makeFolder('stl10-labels-folder', 'test_y.bin');
-    await expectDatasetError(loadStl10Dataset(folder, 'test'), new RegExp(`^${path.join(folder, 'test_y.bin')} is a folder, where a file was expected\\. Download the binary version of STL-10`));
+    await expectDatasetError(
+      loadStl10Dataset(folder, 'test'),
+      new RegExp(`^${path.join(folder, 'test_y.bin')} is a folder, where a file was expected\\. Download the binary version of STL-10`),
+    );
   });
 
   it('rejects labels outside 1..10', async () => {
@@ -288,14 +328,24 @@ describe('STL-10 binary version', () => {
     await fs.writeFile(path.join(folder, 'test_X.bin'), stlImagesFile(2));
     for (const bad of [0, 11]) {
       await fs.writeFile(path.join(folder, 'test_y.bin'), Uint8Array.from([3, bad]));
-      await expectDatasetError(loadStl10Dataset(folder, 'test'), `${path.join(folder, 'test_y.bin')} gives image 1 the label ${bad}, outside STL-10's 1..10`);
+      await expectDatasetError(
+        loadStl10Dataset(folder, 'test'),
+        `${path.join(folder, 'test_y.bin')} gives image 1 the label ${bad}, outside STL-10's 1..10`,
+      );
     }
   });
 });
 
-async function solidPng(file: string, width: number, height: number, colour: { r: number; g: number; b: number; alpha?: number }): Promise<void> {
+async function solidPng(
+  file: string,
+  width: number,
+  height: number,
+  colour: { r: number; g: number; b: number; alpha?: number },
+): Promise<void> {
   const channels = colour.alpha === undefined ? 3 : 4;
-  await sharp({ create: { width, height, channels, background: { alpha: 1, ...colour } } }).png().toFile(file);
+  await sharp({ create: { width, height, channels, background: { alpha: 1, ...colour } } })
+    .png()
+    .toFile(file);
 }
 
 describe('image folder', () => {
@@ -312,7 +362,9 @@ describe('image folder', () => {
     // A 4x4 image with a different colour per pixel: at size 4 nothing is resampled, so the planar layout is checkable exactly.
     const ramp = Buffer.alloc(4 * 4 * 3);
     for (let pixel = 0; pixel < 16; pixel++) ramp.set([pixel, 100 + pixel, 200 + pixel], pixel * 3);
-    await sharp(ramp, { raw: { width: 4, height: 4, channels: 3 } }).png().toFile(path.join(folder, 'Zebra', 'ramp.png'));
+    await sharp(ramp, { raw: { width: 4, height: 4, channels: 3 } })
+      .png()
+      .toFile(path.join(folder, 'Zebra', 'ramp.png'));
     await fs.writeFile(path.join(folder, 'Zebra', 'notes.txt'), 'not an image');
     await makeFolder('images', '.ipynb_checkpoints');
   });
@@ -323,7 +375,9 @@ describe('image folder', () => {
     expect([dataset.count, dataset.channels, dataset.height, dataset.width, dataset.classes]).toEqual([4, 3, 4, 4, 3]);
     // Within a class, files in name order: a.PNG before b.png.
     expect([...dataset.labels]).toEqual([0, 1, 1, 2]);
-    const image = (index: number, channel: number) => [...dataset.images.subarray((index * 3 + channel) * 16, (index * 3 + channel + 1) * 16)];
+    const image = (index: number, channel: number) => [
+      ...dataset.images.subarray((index * 3 + channel) * 16, (index * 3 + channel + 1) * 16),
+    ];
     const ramp = Array.from({ length: 16 }, (_, pixel) => pixel);
     expect(image(0, 0)).toEqual(ramp);
     expect(image(0, 1)).toEqual(ramp.map((value) => 100 + value));
@@ -344,19 +398,33 @@ describe('image folder', () => {
   it('names a corrupt image', async () => {
     const broken = await makeFolder('images-broken', 'cats');
     await solidPng(path.join(broken, 'fine.png'), 4, 4, { r: 1, g: 2, b: 3 });
-    const jpeg = await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 9, g: 9, b: 9 } } }).jpeg().toBuffer();
+    const jpeg = await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 9, g: 9, b: 9 } } })
+      .jpeg()
+      .toBuffer();
     await fs.writeFile(path.join(broken, 'torn.jpg'), jpeg.subarray(0, 40));
-    await expectDatasetError(loadImageFolder(path.dirname(broken), { size: 4, channels: 3 }), `${path.join(broken, 'torn.jpg')} could not be decoded`);
+    await expectDatasetError(
+      loadImageFolder(path.dirname(broken), { size: 4, channels: 3 }),
+      `${path.join(broken, 'torn.jpg')} could not be decoded`,
+    );
   });
 
   it('says what layout it expects when there are no classes or a class has no images', async () => {
     const empty = await makeFolder('images-empty');
-    await expectDatasetError(loadImageFolder(empty, { size: 4, channels: 3 }), 'holds no class sub-folders', 'Expected layout', '<class name>');
+    await expectDatasetError(
+      loadImageFolder(empty, { size: 4, channels: 3 }),
+      'holds no class sub-folders',
+      'Expected layout',
+      '<class name>',
+    );
     await solidPng(path.join(empty, 'loose.png'), 4, 4, { r: 1, g: 2, b: 3 });
     await expectDatasetError(loadImageFolder(empty, { size: 4, channels: 3 }), 'holds 1 image but no class sub-folders', 'Expected layout');
     const emptyClass = await makeFolder('images-empty', 'dogs');
     await expectDatasetError(loadImageFolder(empty, { size: 4, channels: 3 }), `${emptyClass} holds no .jpg, .jpeg, .png or .webp images`);
-    await expectDatasetError(loadImageFolder(path.join(scratch, 'no-images'), { size: 4, channels: 3 }), 'does not exist', 'Expected layout');
+    await expectDatasetError(
+      loadImageFolder(path.join(scratch, 'no-images'), { size: 4, channels: 3 }),
+      'does not exist',
+      'Expected layout',
+    );
   });
 
   it('rejects bad options as a JavaScript caller expects', async () => {
@@ -376,7 +444,10 @@ function idxFile(shape: number[], values: Uint8Array): Buffer {
 describe('MNIST-layout datasets through the config', () => {
   async function mnistFolder(name: string, side: number, labels: number[]): Promise<string> {
     const folder = await makeFolder(name);
-    await fs.writeFile(path.join(folder, 't10k-images-idx3-ubyte'), idxFile([labels.length, side, side], new Uint8Array(labels.length * side * side)));
+    await fs.writeFile(
+      path.join(folder, 't10k-images-idx3-ubyte'),
+      idxFile([labels.length, side, side], new Uint8Array(labels.length * side * side)),
+    );
     await fs.writeFile(path.join(folder, 't10k-labels-idx1-ubyte'), idxFile([labels.length], Uint8Array.from(labels)));
     return folder;
   }
@@ -386,11 +457,17 @@ describe('MNIST-layout datasets through the config', () => {
     const test = await loadDataset(dataSchema.parse({ dataset: 'mnist', path: folder }), 'test');
     expect([test?.count, test?.classes]).toEqual([3, 10]);
     const bad = await mnistFolder('mnist-bad-label', 28, [0, 10]);
-    await expectDatasetError(loadDataset(dataSchema.parse({ dataset: 'mnist', path: bad }), 'test'), `${path.join(bad, 't10k-labels-idx1-ubyte')} gives image 1 the label 10, outside the dataset's 10 classes (0..9)`);
+    await expectDatasetError(
+      loadDataset(dataSchema.parse({ dataset: 'mnist', path: bad }), 'test'),
+      `${path.join(bad, 't10k-labels-idx1-ubyte')} gives image 1 the label 10, outside the dataset's 10 classes (0..9)`,
+    );
   });
 
-  it('refuses images of another size than the dataset\'s', async () => {
+  it("refuses images of another size than the dataset's", async () => {
     const folder = await mnistFolder('fashion-32', 32, [1]);
-    await expectDatasetError(loadDataset(dataSchema.parse({ dataset: 'fashion-mnist', path: folder }), 'test'), `${folder} holds 32x32 images, but fashion-mnist images are 28x28`);
+    await expectDatasetError(
+      loadDataset(dataSchema.parse({ dataset: 'fashion-mnist', path: folder }), 'test'),
+      `${folder} holds 32x32 images, but fashion-mnist images are 28x28`,
+    );
   });
 });

@@ -8,8 +8,10 @@ describe('class manifolds', () => {
     // single vector at 180 degrees (radius 0). Centre of class 0 = (cos a, 0), radius = sin a.
     const a = 0.3;
     const rows = [
-      [Math.cos(a), Math.sin(a)], [Math.cos(a), -Math.sin(a)],
-      [Math.sin(a), Math.cos(a)], [-Math.sin(a), Math.cos(a)],
+      [Math.cos(a), Math.sin(a)],
+      [Math.cos(a), -Math.sin(a)],
+      [Math.sin(a), Math.cos(a)],
+      [-Math.sin(a), Math.cos(a)],
       [-2, 0], // not unit: normalised first
     ];
     const features = Float32Array.from(rows.flat());
@@ -21,7 +23,14 @@ describe('class manifolds', () => {
     expect(result.centreDistance[0]![2]).toBeCloseTo(1 + Math.cos(a), 6);
     expect(result.overlap).toBe(0); // 2 sin 0.3 = 0.59 < 1.35
     // Wide classes (a = 1.2): radius sin 1.2 = 0.93 each, centres sqrt2 cos 1.2 = 0.51 apart: they overlap.
-    const wide = Float32Array.from([[Math.cos(1.2), Math.sin(1.2)], [Math.cos(1.2), -Math.sin(1.2)], [Math.sin(1.2), Math.cos(1.2)], [-Math.sin(1.2), Math.cos(1.2)]].flat());
+    const wide = Float32Array.from(
+      [
+        [Math.cos(1.2), Math.sin(1.2)],
+        [Math.cos(1.2), -Math.sin(1.2)],
+        [Math.sin(1.2), Math.cos(1.2)],
+        [-Math.sin(1.2), Math.cos(1.2)],
+      ].flat(),
+    );
     const overlapping = classManifolds(wide, [0, 0, 1, 1], 2, 2);
     expect(overlapping.overlap).toBe(1);
     expect(overlapping.meanRadius).toBeCloseTo(Math.sin(1.2), 6);
@@ -42,7 +51,11 @@ describe('per-class scores', () => {
     const labels = [0, 0, 1, 1, 1, 2];
     const predictions = [0, 1, 1, 1, 0, 2];
     expect(perClassAccuracy(predictions, labels, 4)).toEqual([0.5, 2 / 3, 1, Number.NaN]);
-    expect(confusionMatrix(predictions, labels, 3)).toEqual([[1, 1, 0], [1, 2, 0], [0, 0, 1]]);
+    expect(confusionMatrix(predictions, labels, 3)).toEqual([
+      [1, 1, 0],
+      [1, 2, 0],
+      [0, 0, 1],
+    ]);
     expect(Array.from(argmaxRows(Float32Array.from([0.1, 0.9, 0.5, 0.7, 0.2, 0.1]), 3))).toEqual([1, 0]);
   });
 });

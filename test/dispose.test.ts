@@ -40,7 +40,13 @@ describe('dispose()', () => {
     const trainer = await Trainer.create(options);
     trainer[Symbol.dispose]();
     expect(trainer.isDisposed).toBe(true);
-    const fineTuner = await FineTuner.create({ widths: [8, 16], blocks: [1, 1], inChannels: 1, classes: 3, schedule: { peakLr: 0.1, totalSteps: 4 } });
+    const fineTuner = await FineTuner.create({
+      widths: [8, 16],
+      blocks: [1, 1],
+      inChannels: 1,
+      classes: 3,
+      schedule: { peakLr: 0.1, totalSteps: 4 },
+    });
     fineTuner[Symbol.dispose]();
     expect(fineTuner.isDisposed).toBe(true);
     await expect(fineTuner.state()).rejects.toThrow(/this FineTuner was disposed; create another with FineTuner.create\(\)/);

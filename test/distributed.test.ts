@@ -62,16 +62,25 @@ interface RankOutput {
 
 async function runRanks(env: Record<string, string>): Promise<RankOutput[]> {
   const port = String(await freePort());
-  return Promise.all([0, 1].map((rank) => new Promise<RankOutput>((resolve) => {
-    const started = performance.now();
-    const child = spawn(process.execPath, [script], { env: { ...process.env, RANK: String(rank), WORLD_SIZE: '2', MASTER_PORT: port, TIMEOUT_MS: '20000', DIE_RANK: '-1', ...env } });
-    let stdout = '';
-    child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
-    child.on('close', (code) => {
-      const line = stdout.trim().split('\n').pop() ?? '';
-      resolve({ code, seconds: (performance.now() - started) / 1000, result: line.startsWith('{') ? JSON.parse(line) : null });
-    });
-  })));
+  return Promise.all(
+    [0, 1].map(
+      (rank) =>
+        new Promise<RankOutput>((resolve) => {
+          const started = performance.now();
+          const child = spawn(process.execPath, [script], {
+            env: { ...process.env, RANK: String(rank), WORLD_SIZE: '2', MASTER_PORT: port, TIMEOUT_MS: '20000', DIE_RANK: '-1', ...env },
+          });
+          let stdout = '';
+          child.stdout.on('data', (chunk: Buffer) => {
+            stdout += chunk.toString();
+          });
+          child.on('close', (code) => {
+            const line = stdout.trim().split('\n').pop() ?? '';
+            resolve({ code, seconds: (performance.now() - started) / 1000, result: line.startsWith('{') ? JSON.parse(line) : null });
+          });
+        }),
+    ),
+  );
 }
 
 beforeAll(async () => {
@@ -87,7 +96,7 @@ describe.runIf(distributed)('data-parallel training over Gloo', () => {
     expect(one!.code).toBe(0);
     expect(zero!.result!.losses).toHaveLength(3);
     expect(one!.result!.losses).toEqual(zero!.result!.losses);
-    expect(new Set(zero!.result!.losses).size).toBe(3);  // the weights moved between steps
+    expect(new Set(zero!.result!.losses).size).toBe(3); // the weights moved between steps
     expect(one!.result!.parameters).toEqual(zero!.result!.parameters);
     // Per-rank BatchNorm: each rank's running statistics come from its own share.
     expect(one!.result!.statistics).not.toEqual(zero!.result!.statistics);
@@ -116,15 +125,45 @@ describe.runIf(distributed)('clamp-native train --nproc', () => {
 
   it('runs two workers to the end: rank 0 writes the run and reports it', async () => {
     const out = path.join(await fs.mkdtemp(path.join(os.tmpdir(), 'clamp-ddp-run-')), 'run');
-    const result = spawnSync(process.execPath, [cli, 'train', '--nproc', '2', '--limit', '256', '--epochs', '1', '--batch-size', '64', '--views', '2',
-      '--set', 'data.testLimit=300', '--no-report', '--out', out, '--json'], { encoding: 'utf8', timeout: 240_000 });
+    const result = spawnSync(
+      process.execPath,
+      [
+        cli,
+        'train',
+        '--nproc',
+        '2',
+        '--limit',
+        '256',
+        '--epochs',
+        '1',
+        '--batch-size',
+        '64',
+        '--views',
+        '2',
+        '--set',
+        'data.testLimit=300',
+        '--no-report',
+        '--out',
+        out,
+        '--json',
+      ],
+      { encoding: 'utf8', timeout: 240_000 },
+    );
     expect(result.status, result.stderr).toBe(0);
     expect(result.stderr).toMatch(/started rank 0 of 2 \(pid \d+\)/);
     expect(result.stderr).toMatch(/started rank 1 of 2/);
-    const summary = JSON.parse(result.stdout.trim().split('\n').pop()!) as { steps: number; stopped: boolean; knn: { top1: number } | null; checkpoint: string };
-    expect(summary).toMatchObject({ steps: 4, stopped: false });  // 256 images in global batches of 64
+    const summary = JSON.parse(result.stdout.trim().split('\n').pop()!) as {
+      steps: number;
+      stopped: boolean;
+      knn: { top1: number } | null;
+      checkpoint: string;
+    };
+    expect(summary).toMatchObject({ steps: 4, stopped: false }); // 256 images in global batches of 64
     expect(summary.knn!.top1).toBeGreaterThan(0.1);
-    const lines = (await fs.readFile(path.join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { kind: string });
+    const lines = (await fs.readFile(path.join(out, 'metrics.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { kind: string });
     expect(lines.filter((line) => line.kind === 'step')).toHaveLength(4);
     expect((await fs.stat(summary.checkpoint)).size).toBeGreaterThan(1000);
   }, 300_000);
@@ -132,8 +171,27 @@ describe.runIf(distributed)('clamp-native train --nproc', () => {
   it('a killed worker stops the run: the launcher names the rank and exits non-zero within a minute', async () => {
     const out = path.join(await fs.mkdtemp(path.join(os.tmpdir(), 'clamp-ddp-kill-')), 'run');
     const started = performance.now();
-    const launcher = spawn(process.execPath, [cli, 'train', '--nproc', '2', '--limit', '4096', '--epochs', '4', '--batch-size', '64', '--views', '2',
-      '--set', 'eval.atEnd=false', '--no-report', '--dist-timeout', '20', '--out', out]);
+    const launcher = spawn(process.execPath, [
+      cli,
+      'train',
+      '--nproc',
+      '2',
+      '--limit',
+      '4096',
+      '--epochs',
+      '4',
+      '--batch-size',
+      '64',
+      '--views',
+      '2',
+      '--set',
+      'eval.atEnd=false',
+      '--no-report',
+      '--dist-timeout',
+      '20',
+      '--out',
+      out,
+    ]);
     let stderr = '';
     let killed = false;
     launcher.stderr.on('data', (chunk: Buffer) => {
@@ -154,14 +212,36 @@ describe.runIf(distributed)('clamp-native train --nproc', () => {
 
   it('Ctrl-C stops both workers after the same step; one process resumes the run on the same schedule', async () => {
     const root = await fs.mkdtemp(path.join(os.tmpdir(), 'clamp-ddp-resume-'));
-    const flags = ['--limit', '1024', '--epochs', '3', '--batch-size', '64', '--views', '2', '--set', 'eval.atEnd=false', '--set', 'run.checkpointEvery=1', '--no-report'];
+    const flags = [
+      '--limit',
+      '1024',
+      '--epochs',
+      '3',
+      '--batch-size',
+      '64',
+      '--views',
+      '2',
+      '--set',
+      'eval.atEnd=false',
+      '--set',
+      'run.checkpointEvery=1',
+      '--no-report',
+    ];
     const out = path.join(root, 'run');
     const launcher = spawn(process.execPath, [cli, 'train', '--nproc', '2', ...flags, '--out', out]);
     let stderr = '';
-    launcher.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    launcher.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
     // Interrupt once the first epoch's checkpoint is on disk.
     const poll = setInterval(() => {
-      fs.stat(path.join(out, 'checkpoint.safetensors')).then(() => { clearInterval(poll); launcher.kill('SIGINT'); }, () => {});
+      fs.stat(path.join(out, 'checkpoint.safetensors')).then(
+        () => {
+          clearInterval(poll);
+          launcher.kill('SIGINT');
+        },
+        () => {},
+      );
     }, 100);
     const code = await new Promise<number | null>((resolve) => launcher.on('exit', resolve));
     clearInterval(poll);
@@ -173,8 +253,12 @@ describe.runIf(distributed)('clamp-native train --nproc', () => {
     const reference = path.join(root, 'reference');
     const single = spawnSync(process.execPath, [cli, 'train', ...flags, '--out', reference], { encoding: 'utf8', timeout: 240_000 });
     expect(single.status, single.stderr).toBe(0);
-    const stepLines = async (dir: string) => (await fs.readFile(path.join(dir, 'metrics.jsonl'), 'utf8')).trim().split('\n')
-      .map((line) => JSON.parse(line) as { kind: string; step: number; lr: number }).filter((line) => line.kind === 'step');
+    const stepLines = async (dir: string) =>
+      (await fs.readFile(path.join(dir, 'metrics.jsonl'), 'utf8'))
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { kind: string; step: number; lr: number })
+        .filter((line) => line.kind === 'step');
     const [mine, theirs] = [await stepLines(out), await stepLines(reference)];
     expect(mine.map((line) => line.step)).toEqual(Array.from({ length: 48 }, (_, k) => k));
     expect(mine.map((line) => line.lr)).toEqual(theirs.map((line) => line.lr));
@@ -188,20 +272,35 @@ describe.runIf(distributed)('clamp-native train --nproc', () => {
 });
 
 describe('distribute options', () => {
-  it('this build has Gloo wherever Debian\'s libgloo-dev is installed', async () => {
-    const glooHeaders = await fs.stat('/usr/include/gloo/config.h').then(() => true, () => false);
+  it("this build has Gloo wherever Debian's libgloo-dev is installed", async () => {
+    const glooHeaders = await fs.stat('/usr/include/gloo/config.h').then(
+      () => true,
+      () => false,
+    );
     if (glooHeaders) expect(native().runtimeInfo().build.distributed).toBe('gloo');
   });
 
   it('train() refuses what a data-parallel run cannot do yet, before any rendezvous', async () => {
-    const config = resolveTrainConfig({ overrides: { data: { limit: 256 }, schedule: { epochs: 1, warmupEpochs: 0 }, run: { batchSize: 64, views: 2 }, eval: { every: 1 } } });
-    await expect(train(config, { runDir: path.join(os.tmpdir(), 'never'), distributed: { rank: 0, worldSize: 2 } })).rejects.toThrow(/eval.every and eval.atStart do not run data-parallel yet/);
+    const config = resolveTrainConfig({
+      overrides: { data: { limit: 256 }, schedule: { epochs: 1, warmupEpochs: 0 }, run: { batchSize: 64, views: 2 }, eval: { every: 1 } },
+    });
+    await expect(train(config, { runDir: path.join(os.tmpdir(), 'never'), distributed: { rank: 0, worldSize: 2 } })).rejects.toThrow(
+      /eval.every and eval.atStart do not run data-parallel yet/,
+    );
     const odd = { ...config, run: { ...config.run, batchSize: 63 }, eval: { ...config.eval, every: 0 } };
-    await expect(train(odd, { runDir: path.join(os.tmpdir(), 'never'), distributed: { rank: 0, worldSize: 2 } })).rejects.toThrow(/run.batchSize 63 must split evenly over 2 processes/);
+    await expect(train(odd, { runDir: path.join(os.tmpdir(), 'never'), distributed: { rank: 0, worldSize: 2 } })).rejects.toThrow(
+      /run.batchSize 63 must split evenly over 2 processes/,
+    );
   });
 
   it('are checked before any rendezvous', async () => {
-    const trainer = await Trainer.create({ backbone: 'small', widths: [8, 16], blocks: [1, 1], inChannels: 1, schedule: { peakLr: 0.1, totalSteps: 2 } });
+    const trainer = await Trainer.create({
+      backbone: 'small',
+      widths: [8, 16],
+      blocks: [1, 1],
+      inChannels: 1,
+      schedule: { peakLr: 0.1, totalSteps: 2 },
+    });
     await expect(trainer.distribute({ rank: 2, worldSize: 2 })).rejects.toThrow(/distributed.rank: rank must be less than worldSize/);
     await expect(trainer.distribute({ rank: 0, worldSize: 2, masterPort: 70000 })).rejects.toThrow(/distributed.masterPort/);
   });

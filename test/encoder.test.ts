@@ -34,13 +34,21 @@ function maxDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 /** Test image i as raw [H, W, 1] bytes (one channel: planar and interleaved are the same). */
 const imageBytes = (i: number) => test.images.subarray(i * SIDE * SIDE, (i + 1) * SIDE * SIDE);
-const png = (bytes: Uint8Array, side = SIDE) => sharp(Buffer.from(bytes), { raw: { width: side, height: side, channels: 1 } }).png().toBuffer();
+const png = (bytes: Uint8Array, side = SIDE) =>
+  sharp(Buffer.from(bytes), { raw: { width: side, height: side, channels: 1 } })
+    .png()
+    .toBuffer();
 
 beforeAll(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'clamp-encoder-'));
   // One short epoch: BatchNorm's running statistics move away from their initial values.
   const config = resolveTrainConfig({
-    overrides: { data: { limit: 256 }, schedule: { epochs: 1, warmupEpochs: 0 }, run: { batchSize: 64, views: 2, workers: 1 }, eval: { atEnd: false } },
+    overrides: {
+      data: { limit: 256 },
+      schedule: { epochs: 1, warmupEpochs: 0 },
+      run: { batchSize: 64, views: 2, workers: 1 },
+      eval: { atEnd: false },
+    },
   });
   checkpoint = (await train(config, { runDir: dir })).checkpoint;
   test = firstImages((await loadDataset(config.data, 'test'))!, 300);
@@ -65,16 +73,24 @@ describe('Encoder', () => {
 
   it('precision bf16 (the default on Ampere and newer GPUs) gives float32 vectors close to float32 serving', async () => {
     const images = { data: test.images.subarray(0, 20 * SIDE * SIDE), shape: [20, SIDE, SIDE, 1] };
-    const fp32 = await Encoder.load(checkpoint);  // auto on the CPU: float32
+    const fp32 = await Encoder.load(checkpoint); // auto on the CPU: float32
     const bf16 = await Encoder.load(checkpoint, { precision: 'bf16' });
-    const a = await fp32.embed(images), b = await bf16.embed(images);
+    const a = await fp32.embed(images),
+      b = await bf16.embed(images);
     expect(b.data).toBeInstanceOf(Float32Array);
-    expect(maxDifference(a.data, b.data)).toBeGreaterThan(0);  // bfloat16 really ran
+    expect(maxDifference(a.data, b.data)).toBeGreaterThan(0); // bfloat16 really ran
     const dim = fp32.dim;
     for (let i = 0; i < 20; i++) {
-      const x = a.data.subarray(i * dim, (i + 1) * dim), y = b.data.subarray(i * dim, (i + 1) * dim);
-      let dot = 0, xx = 0, yy = 0;
-      for (let k = 0; k < dim; k++) { dot += x[k]! * y[k]!; xx += x[k]! ** 2; yy += y[k]! ** 2; }
+      const x = a.data.subarray(i * dim, (i + 1) * dim),
+        y = b.data.subarray(i * dim, (i + 1) * dim);
+      let dot = 0,
+        xx = 0,
+        yy = 0;
+      for (let k = 0; k < dim; k++) {
+        dot += x[k]! * y[k]!;
+        xx += x[k]! ** 2;
+        yy += y[k]! ** 2;
+      }
       expect(dot / Math.sqrt(xx * yy)).toBeGreaterThan(0.999);
     }
     fp32.dispose();
@@ -89,7 +105,9 @@ describe('Encoder', () => {
     const file = path.join(dir, 'seven.png');
     await fs.writeFile(file, await png(bytes));
     // Twice the side by pixel repetition: resizing back (bilinear, half-pixel centres) recovers the image.
-    const doubled = new Uint8Array(4 * SIDE * SIDE).map((_, k) => bytes[Math.floor(Math.floor(k / (2 * SIDE)) / 2) * SIDE + Math.floor((k % (2 * SIDE)) / 2)]!);
+    const doubled = new Uint8Array(4 * SIDE * SIDE).map(
+      (_, k) => bytes[Math.floor(Math.floor(k / (2 * SIDE)) / 2) * SIDE + Math.floor((k % (2 * SIDE)) / 2)]!,
+    );
     const forms = [
       await encoder.embed({ data: Float32Array.from(bytes, (x) => x / 255), shape: [1, 1, SIDE, SIDE] }),
       await encoder.embed(await png(bytes)),
@@ -110,7 +128,9 @@ describe('Encoder', () => {
   it('coalesces 200 concurrent calls into batches of at most maxBatch and returns each caller its own rows', async () => {
     const encoder = await Encoder.load(checkpoint, { maxBatch: 32 });
     const all = await encoder.embed({ data: test.images.subarray(0, 200 * SIDE * SIDE), shape: [200, SIDE, SIDE, 1] });
-    const results = await Promise.all(Array.from({ length: 200 }, (_, i) => encoder.embed({ data: imageBytes(i), shape: [SIDE, SIDE, 1] })));
+    const results = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => encoder.embed({ data: imageBytes(i), shape: [SIDE, SIDE, 1] })),
+    );
     results.forEach((result, i) => {
       expect(result.shape).toEqual([1, encoder.dim]);
       expect(maxDifference(result.data, all.data.subarray(i * encoder.dim, (i + 1) * encoder.dim))).toBeLessThan(1e-5);
@@ -160,15 +180,20 @@ describe('Encoder', () => {
     // The batch already running completes; the one still waiting is rejected.
     expect((await first).shape).toEqual([500, encoder.dim]);
     await queuedRefused;
-    await expect(encoder.embed({ data: imageBytes(0), shape: [SIDE, SIDE, 1] })).rejects.toThrow(/this Encoder was disposed; load another with Encoder.load\(\)/);
+    await expect(encoder.embed({ data: imageBytes(0), shape: [SIDE, SIDE, 1] })).rejects.toThrow(
+      /this Encoder was disposed; load another with Encoder.load\(\)/,
+    );
     expect(encoder.isDisposed).toBe(true);
   });
 
   /** A worker running `body` (an ES module's text) with the library and the checkpoint as workerData. */
   const workerRunning = (body: string, data: Record<string, unknown> = {}) =>
-    new Worker(new URL(`data:text/javascript,${encodeURIComponent(`import { parentPort, workerData } from 'node:worker_threads';\n${body}`)}`), {
-      workerData: { library: new URL('../dist/index.js', import.meta.url).href, checkpoint, ...data },
-    });
+    new Worker(
+      new URL(`data:text/javascript,${encodeURIComponent(`import { parentPort, workerData } from 'node:worker_threads';\n${body}`)}`),
+      {
+        workerData: { library: new URL('../dist/index.js', import.meta.url).href, checkpoint, ...data },
+      },
+    );
 
   it('works inside a worker thread', async () => {
     const encoder = await Encoder.load(checkpoint);
@@ -223,17 +248,22 @@ describe('Encoder', () => {
     expect(found).toHaveLength(3);
     const dim = encoder.dim;
     const cosine = (a: number, b: number) => {
-      let dot = 0, na = 0, nb = 0;
+      let dot = 0,
+        na = 0,
+        nb = 0;
       for (let c = 0; c < dim; c++) {
-        const x = embeddings.data[a * dim + c]!, y = embeddings.data[b * dim + c]!;
-        dot += x * y, na += x * x, nb += y * y;
+        const x = embeddings.data[a * dim + c]!,
+          y = embeddings.data[b * dim + c]!;
+        ((dot += x * y), (na += x * x), (nb += y * y));
       }
       return dot / Math.sqrt(na * nb);
     };
     found.forEach((neighbours, q) => {
       expect(neighbours[0]).toMatchObject({ index: 10 + q, label: labels[10 + q] });
       expect(neighbours[0]!.similarity).toBeCloseTo(1, 5);
-      const ranked = Array.from({ length: 100 }, (_, j) => j).sort((a, b) => cosine(10 + q, b) - cosine(10 + q, a)).slice(0, 5);
+      const ranked = Array.from({ length: 100 }, (_, j) => j)
+        .sort((a, b) => cosine(10 + q, b) - cosine(10 + q, a))
+        .slice(0, 5);
       expect(neighbours.map((n) => n.index)).toEqual(ranked);
       neighbours.forEach((n) => expect(n.similarity).toBeCloseTo(cosine(10 + q, n.index), 5));
     });
@@ -246,8 +276,12 @@ describe('Encoder', () => {
   it('refuses bad inputs with errors that name the problem', async () => {
     const encoder = await Encoder.load(checkpoint);
     await expect(encoder.embed({ data: new Uint8Array(10), shape: [SIDE, SIDE, 1] })).rejects.toThrow(/needs 784 values; data holds 10/);
-    await expect(encoder.embed({ data: new Uint8Array(3 * SIDE * SIDE), shape: [SIDE, SIDE, 3] })).rejects.toThrow(/3 channel\(s\).*this encoder takes 1/);
-    await expect(encoder.embed({ data: new Int16Array(SIDE * SIDE) as unknown as Uint8Array, shape: [SIDE, SIDE, 1] })).rejects.toThrow(/Uint8Array .* or a Float32Array/);
+    await expect(encoder.embed({ data: new Uint8Array(3 * SIDE * SIDE), shape: [SIDE, SIDE, 3] })).rejects.toThrow(
+      /3 channel\(s\).*this encoder takes 1/,
+    );
+    await expect(encoder.embed({ data: new Int16Array(SIDE * SIDE) as unknown as Uint8Array, shape: [SIDE, SIDE, 1] })).rejects.toThrow(
+      /Uint8Array .* or a Float32Array/,
+    );
     await expect(encoder.embed({ data: new Uint8Array(SIDE * SIDE), shape: [SIDE, SIDE] })).rejects.toThrow(/shape must be/);
     await expect(encoder.embed([] as string[])).rejects.toThrow(/empty array/);
     await expect(encoder.embed(42 as unknown as string)).rejects.toThrow(/embed\(\) takes/);
@@ -276,12 +310,18 @@ describe('Encoder', () => {
     // They would come back as NaN embeddings, which look like any other vector to an index.
     const floats = new Float32Array(3 * SIDE * SIDE).fill(0.5);
     floats[SIDE * SIDE + 2 * SIDE + 5] = Number.NaN;
-    await expect(encoder.embed({ data: floats, shape: [3, 1, SIDE, SIDE] })).rejects.toThrow(/^image 1 of the input holds NaN \(first at channel 0, row 2, column 5\); float pixels must be finite/);
+    await expect(encoder.embed({ data: floats, shape: [3, 1, SIDE, SIDE] })).rejects.toThrow(
+      /^image 1 of the input holds NaN \(first at channel 0, row 2, column 5\); float pixels must be finite/,
+    );
     floats[SIDE * SIDE + 2 * SIDE + 5] = 0.5;
     floats[3 * SIDE * SIDE - 1] = Number.POSITIVE_INFINITY;
-    await expect(encoder.embed({ data: floats, shape: [3, 1, SIDE, SIDE] })).rejects.toThrow(/^image 2 of the input holds Infinity \(first at channel 0, row 27, column 27\)/);
+    await expect(encoder.embed({ data: floats, shape: [3, 1, SIDE, SIDE] })).rejects.toThrow(
+      /^image 2 of the input holds Infinity \(first at channel 0, row 27, column 27\)/,
+    );
     floats[3 * SIDE * SIDE - 1] = Number.NEGATIVE_INFINITY;
-    await expect(encoder.embed({ data: floats.subarray(2 * SIDE * SIDE), shape: [1, SIDE, SIDE] })).rejects.toThrow(/^image 0 of the input holds -Infinity/);
+    await expect(encoder.embed({ data: floats.subarray(2 * SIDE * SIDE), shape: [1, SIDE, SIDE] })).rejects.toThrow(
+      /^image 0 of the input holds -Infinity/,
+    );
     // The encoder still works after refusing.
     expect((await encoder.embed({ data: floats.fill(0.5), shape: [3, 1, SIDE, SIDE] })).shape).toEqual([3, encoder.dim]);
     encoder.dispose();
@@ -294,11 +334,14 @@ describe('Encoder', () => {
         const encoder = await Encoder.load(${JSON.stringify(checkpoint)}, ${options});
         console.log(getNumThreads());
         encoder.dispose();`;
-      const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, CLAMP_NUM_THREADS: '', ...env } });
+      const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+        encoding: 'utf8',
+        env: { ...process.env, CLAMP_NUM_THREADS: '', ...env },
+      });
       expect(child.status, child.stderr).toBe(0);
       return Number(child.stdout.trim());
     };
-    expect(threadsAfterLoad('{}')).toBe(1);  // the small backbone: 1 thread, whatever the cores
+    expect(threadsAfterLoad('{}')).toBe(1); // the small backbone: 1 thread, whatever the cores
     expect(threadsAfterLoad('{ threads: 2 }')).toBe(2);
     expect(threadsAfterLoad('{}', { CLAMP_NUM_THREADS: '2' })).toBe(2);
     expect(defaultEncoderThreads('small', 64)).toBe(1);
@@ -309,7 +352,10 @@ describe('Encoder', () => {
     const { tensors, metadata } = await readSafetensors(checkpoint);
     const config = JSON.parse(metadata.config!) as { model: Record<string, unknown> };
     const foreign = path.join(dir, 'foreign.safetensors');
-    await writeSafetensors(foreign, tensors, { ...metadata, config: JSON.stringify({ ...config, model: { ...config.model, backbone: 'resnet18', widths: undefined, blocks: undefined } }) });
+    await writeSafetensors(foreign, tensors, {
+      ...metadata,
+      config: JSON.stringify({ ...config, model: { ...config.model, backbone: 'resnet18', widths: undefined, blocks: undefined } }),
+    });
     await expect(Encoder.load(foreign)).rejects.toThrow(/do not match the resnet18 backbone its config describes.*(missing|has shape)/);
     const bytes = await fs.readFile(checkpoint);
     const truncated = path.join(dir, 'truncated.safetensors');
@@ -344,17 +390,21 @@ describe('Encoder', () => {
     expect(line.file).toBe(files[1]);
     expect(maxDifference(line.embedding, expected.data.subarray(expected.shape[1]))).toBeLessThan(1e-6);
 
-    const bad = spawnSync(process.execPath, [cli, 'embed', '--checkpoint', checkpoint, folder, '--out', path.join(dir, 'emb.csv')], { encoding: 'utf8' });
+    const bad = spawnSync(process.execPath, [cli, 'embed', '--checkpoint', checkpoint, folder, '--out', path.join(dir, 'emb.csv')], {
+      encoding: 'utf8',
+    });
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--out must end in .npy or .jsonl/);
   });
 
-  it('.npy files follow NumPy\'s layout and are refused when truncated', () => {
+  it(".npy files follow NumPy's layout and are refused when truncated", () => {
     const parts = encodeNpy(new Float32Array([1, 2, 3, 4, 5, 6]), [2, 3]);
     const bytes = Buffer.concat(parts);
     // NumPy's own bytes for np.save(f, np.arange(1, 7, dtype='<f4').reshape(2, 3)): a 64-byte-aligned header.
     expect(bytes.subarray(0, 10)).toEqual(Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, 118, 0]));
-    expect(bytes.subarray(10, 128).toString('latin1')).toBe(`{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }${' '.repeat(58)}\n`);
+    expect(bytes.subarray(10, 128).toString('latin1')).toBe(
+      `{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }${' '.repeat(58)}\n`,
+    );
     expect(decodeNpy(bytes)).toEqual({ data: new Float32Array([1, 2, 3, 4, 5, 6]), shape: [2, 3] });
     expect(() => decodeNpy(bytes.subarray(0, bytes.length - 4), 'x.npy')).toThrow(/x.npy: shape \(2, 3\) needs 24 bytes.*truncated/);
     expect(() => decodeNpy(Buffer.from('not numpy at all'))).toThrow(/not a .npy file/);

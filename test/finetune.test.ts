@@ -63,7 +63,8 @@ describe('balancedLabelSubset', () => {
   });
 
   it("a larger share's subset contains a smaller one's", () => {
-    const small = balancedLabelSubset(labels, 10, 0.01, 9), large = new Set(balancedLabelSubset(labels, 10, 0.1, 9));
+    const small = balancedLabelSubset(labels, 10, 0.01, 9),
+      large = new Set(balancedLabelSubset(labels, 10, 0.1, 9));
     expect(small.every((i) => large.has(i))).toBe(true);
   });
 
@@ -106,15 +107,24 @@ describe('FineTuner', () => {
     const shape = [8, 1, SIDE, SIDE] as const;
     const two = new Float32Array(2 * images.length);
     two.set(images);
-    two.set(images.map((v) => v * 0.9), images.length);
-    await trainer.step(two, [16, 1, SIDE, SIDE]);  // BatchNorm statistics and weights move off their initial values
+    two.set(
+      images.map((v) => v * 0.9),
+      images.length,
+    );
+    await trainer.step(two, [16, 1, SIDE, SIDE]); // BatchNorm statistics and weights move off their initial values
     const state = await trainer.state();
     const fineTuner = await fineTunerFor(tiny, 1, 4, { schedule: { peakLr: 0.1, totalSteps: 10 }, seed: 99 });
     expect(Array.from(await fineTuner.features(images, shape))).not.toEqual(Array.from(await trainer.features(images, shape)));
     await fineTuner.loadBackbone(state);
     expect(Array.from(await fineTuner.features(images, shape))).toEqual(Array.from(await trainer.features(images, shape)));
 
-    const wider = await FineTuner.create({ widths: [8, 32], blocks: [1, 1], inChannels: 1, classes: 4, schedule: { peakLr: 0.1, totalSteps: 10 } });
+    const wider = await FineTuner.create({
+      widths: [8, 32],
+      blocks: [1, 1],
+      inChannels: 1,
+      classes: 4,
+      schedule: { peakLr: 0.1, totalSteps: 10 },
+    });
     await expect(wider.loadBackbone(state)).rejects.toThrow(/layer2\.0\.conv1\.weight has shape .* this backbone needs/);
     await expect(fineTuner.step(images, shape, new Uint8Array(7))).rejects.toThrow(/7 labels for 8 images/);
     await expect(fineTuner.step(images, shape, Uint8Array.from([0, 1, 2, 3, 4, 0, 1, 2]))).rejects.toThrow(/labels must lie in \[0, 4\)/);
@@ -128,7 +138,8 @@ describe('FineTuner', () => {
     const shape = [16, 1, SIDE, SIDE] as const;
     for (const backboneLrScale of [0, 0.1]) {
       const fineTuner = await fineTunerFor(tiny, 1, 4, { schedule: { peakLr: 0.5, totalSteps: 10 }, backboneLrScale });
-      const backbone = async () => (await fineTuner.state()).filter((e) => !e.name.startsWith('head.')).map((e) => Array.from(e.data as Float32Array));
+      const backbone = async () =>
+        (await fineTuner.state()).filter((e) => !e.name.startsWith('head.')).map((e) => Array.from(e.data as Float32Array));
       const before = await backbone();
       for (let k = 0; k < 3; k++) await fineTuner.step(images, shape, data.labels);
       const after = await backbone();
@@ -141,7 +152,8 @@ describe('FineTuner', () => {
 });
 
 describe('fineTune', () => {
-  const trainSet = stripes(256, 10), testSet = stripes(200, 11);
+  const trainSet = stripes(256, 10),
+    testSet = stripes(200, 11);
 
   it('learns a task from labelled images, and labels unrelated to the images leave the test set at chance', async () => {
     const options = { fromScratch: true, labels: 1, epochs: 6, batchSize: 32, lr: 0.1, backboneLrScale: 1, workers: 1 };
@@ -168,8 +180,12 @@ describe('fineTune', () => {
 describe('the linear probe with crops and flips', () => {
   it('trains through augmented views of a frozen backbone at the rate the feature probe chose', async () => {
     const trainer = await trainerFor(tiny, 1, 10);
-    const trainSet = stripes(256, 20), testSet = stripes(200, 21);
-    const withAugmentation = { ...tiny, eval: { ...tiny.eval, linearProbe: { ...(tiny.eval.linearProbe as object), epochs: 20, augmentEpochs: 4 } } } as TrainConfig;
+    const trainSet = stripes(256, 20),
+      testSet = stripes(200, 21);
+    const withAugmentation = {
+      ...tiny,
+      eval: { ...tiny.eval, linearProbe: { ...(tiny.eval.linearProbe as object), epochs: 20, augmentEpochs: 4 } },
+    } as TrainConfig;
     const before = (await trainer.state()).map((e) => Array.from(e.data as Float32Array));
     const result = await evaluate(trainer, trainSet, testSet, withAugmentation, false);
     const probe = result.linearProbe!;
@@ -189,26 +205,45 @@ describe('clamp-native finetune', () => {
   beforeAll(async () => {
     runDir = await fs.mkdtemp(path.join(os.tmpdir(), 'clamp-finetune-'));
     const config = resolveTrainConfig({
-      overrides: { data: { limit: 256, testLimit: 100 }, schedule: { epochs: 1, warmupEpochs: 0 }, run: { batchSize: 64, views: 2, workers: 1 }, eval: { atEnd: false } },
+      overrides: {
+        data: { limit: 256, testLimit: 100 },
+        schedule: { epochs: 1, warmupEpochs: 0 },
+        run: { batchSize: 64, views: 2, workers: 1 },
+        eval: { atEnd: false },
+      },
     });
     await train(config, { runDir });
   }, 120_000);
 
   it('fine-tunes a run on each share of the labels and prints a --json summary', () => {
-    const result = spawnSync(process.execPath, [cli, 'finetune', '--checkpoint', runDir, '--labels', '10%,0.25', '--epochs', '2', '--json'], { encoding: 'utf8' });
+    const result = spawnSync(
+      process.execPath,
+      [cli, 'finetune', '--checkpoint', runDir, '--labels', '10%,0.25', '--epochs', '2', '--json'],
+      { encoding: 'utf8' },
+    );
     expect(result.status, result.stderr).toBe(0);
-    const summary = JSON.parse(result.stdout.trim()) as { dataset: string; results: { labels: number; labelledImages: number; epochs: number; top1: number; top5: number }[] };
+    const summary = JSON.parse(result.stdout.trim()) as {
+      dataset: string;
+      results: { labels: number; labelledImages: number; epochs: number; top1: number; top5: number }[];
+    };
     expect(summary.dataset).toBe('fashion-mnist');
-    expect(summary.results.map((r) => [r.labels, r.epochs])).toEqual([[0.1, 2], [0.25, 2]]);
+    expect(summary.results.map((r) => [r.labels, r.epochs])).toEqual([
+      [0.1, 2],
+      [0.25, 2],
+    ]);
     expect(summary.results[0]!.labelledImages).toBeLessThan(summary.results[1]!.labelledImages);
     for (const r of summary.results) expect(r.top5).toBeGreaterThanOrEqual(r.top1);
     expect(result.stderr).toMatch(/fashion-mnist, 10% of the labels \(\d+ images, 2 epochs, \d+ steps\): test top-1/);
   }, 120_000);
 
   it('`eval --augment-epochs` adds the augmented probe to the summary', () => {
-    const result = spawnSync(process.execPath, [cli, 'eval', '--checkpoint', runDir, '--augment-epochs', '1', '--json'], { encoding: 'utf8' });
+    const result = spawnSync(process.execPath, [cli, 'eval', '--checkpoint', runDir, '--augment-epochs', '1', '--json'], {
+      encoding: 'utf8',
+    });
     expect(result.status, result.stderr).toBe(0);
-    const summary = JSON.parse(result.stdout.trim()) as { linearProbe: { learningRate: number; augmented: { epochs: number; learningRate: number; top1: number } } };
+    const summary = JSON.parse(result.stdout.trim()) as {
+      linearProbe: { learningRate: number; augmented: { epochs: number; learningRate: number; top1: number } };
+    };
     expect(summary.linearProbe.augmented).toMatchObject({ epochs: 1, learningRate: summary.linearProbe.learningRate });
     expect(result.stderr).toMatch(/probe with crops and flips \(1 epochs\) top-1/);
   }, 120_000);

@@ -12,7 +12,14 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { idx } from './idx-bytes.js';
 import { CHECKPOINT_FORMAT, readCheckpoint, readCheckpointMetadata } from '../lib/checkpoint/checkpoint.js';
-import { CheckpointError, decodeSafetensors, encodeSafetensors, readSafetensors, readSafetensorsHeader, type NamedTensorData } from '../lib/checkpoint/safetensors.js';
+import {
+  CheckpointError,
+  decodeSafetensors,
+  encodeSafetensors,
+  readSafetensors,
+  readSafetensorsHeader,
+  type NamedTensorData,
+} from '../lib/checkpoint/safetensors.js';
 import { ConfigError } from '../lib/config/errors.js';
 import { readConfigFile, resolveTrainConfig } from '../lib/config/train-config.js';
 import { loadCifarDataset } from '../lib/data/cifar.js';
@@ -49,7 +56,11 @@ function mutations(length: number, hot: readonly number[]): fc.Arbitrary<Mutatio
   const mutation: fc.Arbitrary<Mutation> = fc.oneof(
     fc.record({ kind: fc.constant('truncate' as const), at: fc.oneof(position, fc.nat(length)) }),
     fc.record({ kind: fc.constant('flip' as const), at: position, bit: fc.nat(7) }),
-    fc.record({ kind: fc.constant('set' as const), at: position, value: fc.oneof(fc.constantFrom(0, 1, 9, 10, 99, 100, 0x7f, 0x80, 0xff), fc.nat(255)) }),
+    fc.record({
+      kind: fc.constant('set' as const),
+      at: position,
+      value: fc.oneof(fc.constantFrom(0, 1, 9, 10, 99, 100, 0x7f, 0x80, 0xff), fc.nat(255)),
+    }),
     fc.record({ kind: fc.constant('delete' as const), at: position, length: fc.integer({ min: 1, max: 16 }) }),
     fc.record({ kind: fc.constant('append' as const), bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }) }),
   );
@@ -88,7 +99,26 @@ function expectOwnError(error: unknown, type: new (message: string) => Error): v
 }
 
 /** Sizes that break naive readers: zero, powers of two near the 32-bit and 53-bit limits, negatives, fractions. */
-const AWKWARD_NUMBERS = [0, 1, 2, 7, 8, 255, 256, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 40, 2 ** 53 - 1, 2 ** 53, 2 ** 64, -1, 1.5, 1e300];
+const AWKWARD_NUMBERS = [
+  0,
+  1,
+  2,
+  7,
+  8,
+  255,
+  256,
+  2 ** 31 - 1,
+  2 ** 31,
+  2 ** 32 - 1,
+  2 ** 32,
+  2 ** 40,
+  2 ** 53 - 1,
+  2 ** 53,
+  2 ** 64,
+  -1,
+  1.5,
+  1e300,
+];
 
 describe('IDX reader', () => {
   const images = idx([3, 2, 2], [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110]);
@@ -98,7 +128,12 @@ describe('IDX reader', () => {
 
   /** A header with dims and sizes of any magnitude, followed by a few value bytes. */
   const rewrittenHeader = fc
-    .record({ type: fc.constantFrom(0x08, 0x08, 0x09, 0x0d), dims: fc.oneof(fc.integer({ min: 0, max: 4 }), fc.constant(255)), sizes: fc.array(fc.oneof(fc.constantFrom(0, 1, 3, 2 ** 31, 2 ** 32 - 1), fc.nat()), { maxLength: 6 }), tail: fc.uint8Array({ maxLength: 24 }) })
+    .record({
+      type: fc.constantFrom(0x08, 0x08, 0x09, 0x0d),
+      dims: fc.oneof(fc.integer({ min: 0, max: 4 }), fc.constant(255)),
+      sizes: fc.array(fc.oneof(fc.constantFrom(0, 1, 3, 2 ** 31, 2 ** 32 - 1), fc.nat()), { maxLength: 6 }),
+      tail: fc.uint8Array({ maxLength: 24 }),
+    })
     .map(({ type, dims, sizes, tail }) => {
       const header = Buffer.alloc(4 + 4 * sizes.length);
       header[2] = type;
@@ -109,17 +144,23 @@ describe('IDX reader', () => {
 
   it('parseIdx: mutated or rewritten buffers parse consistently or raise DatasetError', () => {
     fc.assert(
-      fc.property(fc.oneof(mutations(images.length, hotImages).map((edits) => mutate(images, edits)), rewrittenHeader), (bytes) => {
-        let parsed;
-        try {
-          parsed = parseIdx(bytes, 'fuzzed.idx');
-        } catch (error) {
-          expectOwnError(error, DatasetError);
-          return;
-        }
-        expect(parsed.data.length).toBe(parsed.shape.reduce((a, b) => a * b, 1));
-        expect(parsed.data.length).toBeLessThanOrEqual(bytes.length);
-      }),
+      fc.property(
+        fc.oneof(
+          mutations(images.length, hotImages).map((edits) => mutate(images, edits)),
+          rewrittenHeader,
+        ),
+        (bytes) => {
+          let parsed;
+          try {
+            parsed = parseIdx(bytes, 'fuzzed.idx');
+          } catch (error) {
+            expectOwnError(error, DatasetError);
+            return;
+          }
+          expect(parsed.data.length).toBe(parsed.shape.reduce((a, b) => a * b, 1));
+          expect(parsed.data.length).toBeLessThanOrEqual(bytes.length);
+        },
+      ),
       { seed: SEED, numRuns: RUNS_IN_MEMORY },
     );
   });
@@ -130,8 +171,14 @@ describe('IDX reader', () => {
       fc.asyncProperty(
         fc.oneof(
           mutations(images.length, hotImages).map((edits) => ({ name: 'raw-idx3-ubyte', bytes: mutate(images, edits) })),
-          mutations(images.length, hotImages).map((edits) => ({ name: 'inner-idx3-ubyte.gz', bytes: zlib.gzipSync(mutate(images, edits)) })),
-          mutations(gz.length, [0, 1, 2, 3, gz.length - 8, gz.length - 4, gz.length - 1]).map((edits) => ({ name: 'outer-idx3-ubyte.gz', bytes: mutate(gz, edits) })),
+          mutations(images.length, hotImages).map((edits) => ({
+            name: 'inner-idx3-ubyte.gz',
+            bytes: zlib.gzipSync(mutate(images, edits)),
+          })),
+          mutations(gz.length, [0, 1, 2, 3, gz.length - 8, gz.length - 4, gz.length - 1]).map((edits) => ({
+            name: 'outer-idx3-ubyte.gz',
+            bytes: mutate(gz, edits),
+          })),
         ),
         async ({ name, bytes }) => {
           const folder = await fs.mkdtemp(path.join(scratch, 'idx-'));
@@ -147,22 +194,27 @@ describe('IDX reader', () => {
 
   it('loadIdxDataset: mutated image and label files load with labels in range, or raise DatasetError', async () => {
     await fc.assert(
-      fc.asyncProperty(mutations(images.length, hotImages), mutations(labels.length, hotLabels), fc.boolean(), async (imageEdits, labelEdits, both) => {
-        const folder = await fs.mkdtemp(path.join(scratch, 'idx-set-'));
-        await fs.writeFile(path.join(folder, 'train-images-idx3-ubyte'), both ? mutate(images, imageEdits) : images);
-        await fs.writeFile(path.join(folder, 'train-labels-idx1-ubyte'), mutate(labels, labelEdits));
-        const result = await outcome(() => loadIdxDataset(folder, 'train'));
-        if ('error' in result) expectOwnError(result.error, DatasetError);
-        else {
-          const { count, height, width, classes } = result.value;
-          expect(result.value.images.length).toBe(count * height * width);
-          expect(result.value.labels.length).toBe(count);
-          // The class count is the dataset's, never one more than whatever label a damaged byte holds.
-          expect(classes).toBe(10);
-          expect(result.value.labels.every((label) => label < classes)).toBe(true);
-        }
-        await fs.rm(folder, { recursive: true });
-      }),
+      fc.asyncProperty(
+        mutations(images.length, hotImages),
+        mutations(labels.length, hotLabels),
+        fc.boolean(),
+        async (imageEdits, labelEdits, both) => {
+          const folder = await fs.mkdtemp(path.join(scratch, 'idx-set-'));
+          await fs.writeFile(path.join(folder, 'train-images-idx3-ubyte'), both ? mutate(images, imageEdits) : images);
+          await fs.writeFile(path.join(folder, 'train-labels-idx1-ubyte'), mutate(labels, labelEdits));
+          const result = await outcome(() => loadIdxDataset(folder, 'train'));
+          if ('error' in result) expectOwnError(result.error, DatasetError);
+          else {
+            const { count, height, width, classes } = result.value;
+            expect(result.value.images.length).toBe(count * height * width);
+            expect(result.value.labels.length).toBe(count);
+            // The class count is the dataset's, never one more than whatever label a damaged byte holds.
+            expect(classes).toBe(10);
+            expect(result.value.labels.every((label) => label < classes)).toBe(true);
+          }
+          await fs.rm(folder, { recursive: true });
+        },
+      ),
       { seed: SEED, numRuns: RUNS_ON_DISK },
     );
   });
@@ -171,12 +223,22 @@ describe('IDX reader', () => {
 describe('CIFAR and STL-10 readers', () => {
   const CIFAR_PIXELS = 3 * 32 * 32;
   function cifarRecords(labels: number[][]): Uint8Array {
-    return Uint8Array.from(labels.flatMap((head, index) => [...head, ...Array.from({ length: CIFAR_PIXELS }, (_, k) => (index + k) % 256)]));
+    return Uint8Array.from(
+      labels.flatMap((head, index) => [...head, ...Array.from({ length: CIFAR_PIXELS }, (_, k) => (index + k) % 256)]),
+    );
   }
 
   it.each([
     ['cifar10', 'test_batch.bin', cifarRecords([[3], [9]]), 1 + CIFAR_PIXELS],
-    ['cifar100', 'test.bin', cifarRecords([[19, 99], [0, 42]]), 2 + CIFAR_PIXELS],
+    [
+      'cifar100',
+      'test.bin',
+      cifarRecords([
+        [19, 99],
+        [0, 42],
+      ]),
+      2 + CIFAR_PIXELS,
+    ],
   ] as const)('%s: mutated batches load with labels in range, or raise DatasetError', async (variant, name, file, record) => {
     const hot = [0, 1, record, record + 1, file.length - 1];
     await fc.assert(
@@ -200,22 +262,32 @@ describe('CIFAR and STL-10 readers', () => {
     const images = Uint8Array.from([...image, ...image]);
     const labels = Uint8Array.from([1, 10]);
     await fc.assert(
-      fc.asyncProperty(mutations(images.length, [images.length - 1, image.length]), mutations(labels.length, [0, 1]), fc.boolean(), async (imageEdits, labelEdits, both) => {
-        const folder = await fs.mkdtemp(path.join(scratch, 'stl10-'));
-        await fs.writeFile(path.join(folder, 'test_X.bin'), both ? mutate(images, imageEdits) : images);
-        await fs.writeFile(path.join(folder, 'test_y.bin'), mutate(labels, labelEdits));
-        const result = await outcome(() => loadStl10Dataset(folder, 'test'));
-        if ('error' in result) expectOwnError(result.error, DatasetError);
-        else expect(result.value.labels.every((label) => label < 10)).toBe(true);
-        await fs.rm(folder, { recursive: true });
-      }),
+      fc.asyncProperty(
+        mutations(images.length, [images.length - 1, image.length]),
+        mutations(labels.length, [0, 1]),
+        fc.boolean(),
+        async (imageEdits, labelEdits, both) => {
+          const folder = await fs.mkdtemp(path.join(scratch, 'stl10-'));
+          await fs.writeFile(path.join(folder, 'test_X.bin'), both ? mutate(images, imageEdits) : images);
+          await fs.writeFile(path.join(folder, 'test_y.bin'), mutate(labels, labelEdits));
+          const result = await outcome(() => loadStl10Dataset(folder, 'test'));
+          if ('error' in result) expectOwnError(result.error, DatasetError);
+          else expect(result.value.labels.every((label) => label < 10)).toBe(true);
+          await fs.rm(folder, { recursive: true });
+        },
+      ),
       { seed: SEED, numRuns: RUNS_ON_DISK },
     );
   });
 });
 
 describe('safetensors reader', () => {
-  const metadata = { format: CHECKPOINT_FORMAT, config: '{"schedule":{"epochs":2}}', position: '{"epoch":0,"batch":1,"step":1}', metrics: '{}' };
+  const metadata = {
+    format: CHECKPOINT_FORMAT,
+    config: '{"schedule":{"epochs":2}}',
+    position: '{"epoch":0,"batch":1,"step":1}',
+    metrics: '{}',
+  };
   const tensors: NamedTensorData[] = [
     { name: 'w', dtype: 'float32', shape: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) },
     { name: 'step', dtype: 'int64', shape: [], data: new BigInt64Array([3n]) },
@@ -243,7 +315,8 @@ describe('safetensors reader', () => {
     })
     .map(({ tensor, field, value, dataEdits }) => {
       const edited = structuredClone(header) as Record<string, unknown>;
-      const target = tensor === '__metadata__' ? (edited.__metadata__ as Record<string, unknown>) : (edited[tensor] as Record<string, unknown>);
+      const target =
+        tensor === '__metadata__' ? (edited.__metadata__ as Record<string, unknown>) : (edited[tensor] as Record<string, unknown>);
       if (field === 'entry') edited[tensor] = value;
       else if (field === 'extra') edited[`extra-${String(value).slice(0, 8)}`] = value;
       else target[field] = value;
@@ -252,7 +325,10 @@ describe('safetensors reader', () => {
       length.writeBigUInt64LE(BigInt(json.length));
       return Uint8Array.from(Buffer.concat([length, json, dataEdits ? mutate(data, dataEdits) : data]));
     });
-  const inputs = fc.oneof(mutations(valid.length, [0, 1, 4, 7, 8, 9, headerLength, headerLength + 7, valid.length - 1]).map((edits) => mutate(valid, edits)), rewrittenHeader);
+  const inputs = fc.oneof(
+    mutations(valid.length, [0, 1, 4, 7, 8, 9, headerLength, headerLength + 7, valid.length - 1]).map((edits) => mutate(valid, edits)),
+    rewrittenHeader,
+  );
 
   /**
    * What was read must be what the header says, independently parsed here: its metadata object, and
@@ -260,7 +336,10 @@ describe('safetensors reader', () => {
    */
   function expectFaithful(read: { tensors: readonly NamedTensorData[]; metadata: Record<string, string> }, bytes: Uint8Array): void {
     const length = Number(Buffer.from(bytes).readBigUInt64LE(0));
-    const parsed = JSON.parse(Buffer.from(bytes.subarray(8, 8 + length)).toString()) as Record<string, { data_offsets: [number, number]; shape: number[] }>;
+    const parsed = JSON.parse(Buffer.from(bytes.subarray(8, 8 + length)).toString()) as Record<
+      string,
+      { data_offsets: [number, number]; shape: number[] }
+    >;
     expect(read.metadata).toEqual(parsed.__metadata__ ?? {});
     const spans = read.tensors.map((t) => parsed[t.name]!.data_offsets).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
     let end = 0;
@@ -272,7 +351,11 @@ describe('safetensors reader', () => {
     for (const t of read.tensors) {
       const [begin, stop] = parsed[t.name]!.data_offsets;
       expect(t.shape).toEqual(parsed[t.name]!.shape);
-      expect(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from(bytes.subarray(8 + length + begin, 8 + length + stop)))).toBe(true);
+      expect(
+        Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(
+          Buffer.from(bytes.subarray(8 + length + begin, 8 + length + stop)),
+        ),
+      ).toBe(true);
     }
   }
 
@@ -342,8 +425,23 @@ describe('config reader', () => {
   const editedSettings = fc
     .record({
       section: fc.constantFrom('preset', 'schedule', 'model', 'run', 'augment', 'eval', 'data', 'loss'),
-      key: fc.constantFrom('epochs', 'baseLr', 'projectorHidden', 'batchSize', 'crop', '__proto__', 'constructor', 'prototype', 'toString', ''),
-      value: fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.constantFrom(...AWKWARD_NUMBERS), fc.constantFrom('constructor', '__proto__', 'toString')),
+      key: fc.constantFrom(
+        'epochs',
+        'baseLr',
+        'projectorHidden',
+        'batchSize',
+        'crop',
+        '__proto__',
+        'constructor',
+        'prototype',
+        'toString',
+        '',
+      ),
+      value: fc.oneof(
+        fc.jsonValue({ maxDepth: 2 }),
+        fc.constantFrom(...AWKWARD_NUMBERS),
+        fc.constantFrom('constructor', '__proto__', 'toString'),
+      ),
       whole: fc.boolean(),
     })
     .map(({ section, key, value, whole }) => {
@@ -359,14 +457,12 @@ describe('config reader', () => {
     expect(resolveTrainConfig({ file: settings }).run.batchSize).toBe(64);
   });
 
-  const configText = fc
-    .record({ value: fc.oneof(fc.constant(settings), editedSettings), yaml: fc.boolean() })
-    .chain(({ value, yaml }) => {
-      const text = yaml ? stringifyYaml(value) : JSON.stringify(value, null, 1);
-      const bytes = Buffer.from(text);
-      const hot = [...text.matchAll(/[:{}[\],"\n-]/g)].map((match) => match.index);
-      return mutations(bytes.length, hot).map((edits) => ({ text: Buffer.from(mutate(bytes, edits)).toString('utf8'), yaml }));
-    });
+  const configText = fc.record({ value: fc.oneof(fc.constant(settings), editedSettings), yaml: fc.boolean() }).chain(({ value, yaml }) => {
+    const text = yaml ? stringifyYaml(value) : JSON.stringify(value, null, 1);
+    const bytes = Buffer.from(text);
+    const hot = [...text.matchAll(/[:{}[\],"\n-]/g)].map((match) => match.index);
+    return mutations(bytes.length, hot).map((edits) => ({ text: Buffer.from(mutate(bytes, edits)).toString('utf8'), yaml }));
+  });
 
   /** Every value the file sets is in the resolved config at the same path: nothing dropped or swapped silently. */
   function expectEverySettingKept(file: Record<string, unknown>, config: unknown): void {
@@ -390,23 +486,31 @@ describe('config reader', () => {
 
   it('readConfigFile + resolveTrainConfig: mutated JSON and YAML give a config or a config error that names the field', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.oneof(configText, editedSettings.map((value) => ({ text: JSON.stringify(value), yaml: false }))), async ({ text, yaml }) => {
-        const file = path.join(scratch, yaml ? 'fuzzed.yaml' : 'fuzzed.json');
-        await fs.writeFile(file, text);
-        const result = await outcome(async () => resolveTrainConfig({ file: await readConfigFile(file) }));
-        if ('value' in result) {
-          expectEverySettingKept(yaml ? parseYaml(text) : JSON.parse(text), result.value);
-          return;
-        }
-        const { error } = result;
-        if (error instanceof ConfigError) {
-          expect(error.message).toMatch(new RegExp(`^(the config file|cannot read the config file) ${file} .+|^.+ is not a config field$`));
-          return;
-        }
-        // Field errors are TypeError or RangeError, as a JavaScript caller expects, and name the field from the root.
-        const namesField = (error instanceof TypeError || error instanceof RangeError) && /^config[.:] ?.+/.test(error.message);
-        if (!namesField) throw new Error(`not a config error: ${String((error as Error)?.stack ?? error)}`);
-      }),
+      fc.asyncProperty(
+        fc.oneof(
+          configText,
+          editedSettings.map((value) => ({ text: JSON.stringify(value), yaml: false })),
+        ),
+        async ({ text, yaml }) => {
+          const file = path.join(scratch, yaml ? 'fuzzed.yaml' : 'fuzzed.json');
+          await fs.writeFile(file, text);
+          const result = await outcome(async () => resolveTrainConfig({ file: await readConfigFile(file) }));
+          if ('value' in result) {
+            expectEverySettingKept(yaml ? parseYaml(text) : JSON.parse(text), result.value);
+            return;
+          }
+          const { error } = result;
+          if (error instanceof ConfigError) {
+            expect(error.message).toMatch(
+              new RegExp(`^(the config file|cannot read the config file) ${file} .+|^.+ is not a config field$`),
+            );
+            return;
+          }
+          // Field errors are TypeError or RangeError, as a JavaScript caller expects, and name the field from the root.
+          const namesField = (error instanceof TypeError || error instanceof RangeError) && /^config[.:] ?.+/.test(error.message);
+          if (!namesField) throw new Error(`not a config error: ${String((error as Error)?.stack ?? error)}`);
+        },
+      ),
       { seed: SEED, numRuns: RUNS_IN_MEMORY },
     );
   });

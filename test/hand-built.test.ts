@@ -14,7 +14,7 @@ describe('two images in the plane, two views each', () => {
   it('cos a = 0.6, rs = 7: the range is capped at maxRange = 1.5 and d = 1.2 is in contact', async () => {
     const { loss, stats } = await packingLoss(views(0.6, 0.8), { ...shape, rs: 7 });
     const d = Math.sqrt(4 * 0.36 + 1e-12);
-    const energy = (1 - d / 1.5) ** 2;  // = 0.04
+    const energy = (1 - d / 1.5) ** 2; // = 0.04
     expect(energy).toBeCloseTo(0.04, 9);
     expect(stats.energy).toBeCloseTo(energy, 12);
     expect(loss).toBeCloseTo(Math.log(energy + 1e-6), 12);
@@ -32,7 +32,8 @@ describe('two images in the plane, two views each', () => {
   });
 
   it('sin a = 0.1, rs = 7: s = 1.4 < d = 1.99, no contact, loss = log(1e-6), zero gradient', async () => {
-    const sin = 0.1, cos = Math.sqrt(1 - sin * sin);
+    const sin = 0.1,
+      cos = Math.sqrt(1 - sin * sin);
     const { loss, grad, stats } = await packingLoss(views(cos, sin), { ...shape, rs: 7 });
     expect(stats.energy).toBe(0);
     expect(loss).toBeCloseTo(Math.log(1e-6), 12);
@@ -46,7 +47,8 @@ describe('three images at 120 degrees in 3-D, two views each', () => {
   // View +-: cos p * e_k +- sin p * e_z with e_k three unit vectors at 120 degrees in the xy plane.
   // Mean 0, norms 1. c_k = cos p e_k; r = rs sqrt(sin^2 p + 1e-12); d_kl = sqrt(3 cos^2 p + 1e-12).
   // Six ordered pairs: E = 3 (1 - d/s)^p.
-  const cos = 0.8, sin = 0.6;
+  const cos = 0.8,
+    sin = 0.6;
   const directions = [0, 1, 2].map((k) => [Math.cos((2 * Math.PI * k) / 3), Math.sin((2 * Math.PI * k) / 3)] as const);
   const z = new Float64Array([+1, -1].flatMap((sign) => directions.flatMap(([x, y]) => [cos * x, cos * y, sign * sin])));
   const shape = { views: 2, batch: 3, dim: 3 };

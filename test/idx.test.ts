@@ -37,7 +37,7 @@ describe('IDX files', () => {
   });
 });
 
-describe('Fashion-MNIST from Debian\'s dataset-fashion-mnist', () => {
+describe("Fashion-MNIST from Debian's dataset-fashion-mnist", () => {
   it('train: 60,000 28x28 images, 10 balanced classes', async () => {
     const train = await loadIdxDataset(DEFAULT_FASHION_MNIST, 'train');
     expect([train.count, train.channels, train.height, train.width, train.classes]).toEqual([60000, 1, 28, 28, 10]);
@@ -77,10 +77,14 @@ describe('Fashion-MNIST from Debian\'s dataset-fashion-mnist', () => {
     fs.writeFileSync(notFolder, 'x');
     const error = await loadIdxDataset(notFolder, 'train').catch((caught: unknown) => caught as Error);
     expect(error).toBeInstanceOf(DatasetError);
-    expect((error as Error).message).toBe(`the dataset folder ${notFolder} is a file, not a folder. Pass --data with a folder that holds train-images-idx3-ubyte[.gz] and its siblings.`);
+    expect((error as Error).message).toBe(
+      `the dataset folder ${notFolder} is a file, not a folder. Pass --data with a folder that holds train-images-idx3-ubyte[.gz] and its siblings.`,
+    );
     const underFile = await readIdx(path.join(notFolder, 'train-images-idx3-ubyte')).catch((caught: unknown) => caught as Error);
     expect(underFile).toBeInstanceOf(DatasetError);
-    expect((underFile as Error).message).toBe(`${path.join(notFolder, 'train-images-idx3-ubyte')} does not exist: a folder on its path is a file.`);
+    expect((underFile as Error).message).toBe(
+      `${path.join(notFolder, 'train-images-idx3-ubyte')} does not exist: a folder on its path is a file.`,
+    );
 
     const folder = path.join(scratch, 'images-as-folder');
     fs.mkdirSync(path.join(folder, 'train-images-idx3-ubyte'), { recursive: true });
@@ -116,6 +120,8 @@ describe('Fashion-MNIST from Debian\'s dataset-fashion-mnist', () => {
     fs.mkdirSync(folder);
     fs.writeFileSync(path.join(folder, 'train-images-idx3-ubyte'), idx([0, 28, 28], []));
     fs.writeFileSync(path.join(folder, 'train-labels-idx1-ubyte'), idx([0], []));
-    await expect(loadIdxDataset(folder, 'train')).rejects.toThrow(`${path.join(folder, 'train-images-idx3-ubyte')} holds no images (its shape is 0x28x28)`);
+    await expect(loadIdxDataset(folder, 'train')).rejects.toThrow(
+      `${path.join(folder, 'train-images-idx3-ubyte')} holds no images (its shape is 0x28x28)`,
+    );
   });
 });

@@ -10,7 +10,7 @@ function clusters(n: number, dim: number, classes: number, seed: number) {
   const normal = gaussianSampler(seed);
   const random = new Random(seed);
   const labels = Uint8Array.from({ length: n }, () => Math.floor(random.uniform(0, classes)));
-  const features = Float32Array.from({ length: n * dim }, (_, k) => normal() + ((k % dim) === labels[Math.floor(k / dim)]! ? 8 : 0));
+  const features = Float32Array.from({ length: n * dim }, (_, k) => normal() + (k % dim === labels[Math.floor(k / dim)]! ? 8 : 0));
   return { features, labels };
 }
 
@@ -30,7 +30,10 @@ describe('linear probe', () => {
     // Labels shuffled on both sets: whatever the probe learns from the training labels cannot predict
     // the test labels, so top-1 is 1/5 up to sampling noise (sd 0.009 at 2000 test images).
     const random = new Random(9);
-    const shuffle = (set: { features: Float32Array; labels: Uint8Array }) => ({ features: set.features, labels: Uint8Array.from(random.permutation(set.labels.length), (k) => set.labels[k]!) });
+    const shuffle = (set: { features: Float32Array; labels: Uint8Array }) => ({
+      features: set.features,
+      labels: Uint8Array.from(random.permutation(set.labels.length), (k) => set.labels[k]!),
+    });
     const result = await linearProbe(shuffle(clusters(1000, 6, 5, 3)), shuffle(clusters(2000, 6, 5, 4)), 6, 5, quick);
     expect(result.top1).toBeGreaterThan(0.16);
     expect(result.top1).toBeLessThan(0.24);

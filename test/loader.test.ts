@@ -9,9 +9,16 @@ import { Random } from '../lib/random.js';
 const dataset: ImageDataset = {
   images: Uint8Array.from({ length: 50 * 8 * 8 }, (_, k) => (k * 131) % 256),
   labels: Uint8Array.from({ length: 50 }, (_, k) => k % 10),
-  count: 50, channels: 1, height: 8, width: 8, classes: 10,
+  count: 50,
+  channels: 1,
+  height: 8,
+  width: 8,
+  classes: 10,
 };
-const pipelines = [augmentationSchema.parse({ size: 6, crop: { scale: [0.3, 1] } }), augmentationSchema.parse({ size: 6, solarize: { p: 0.5 } })];
+const pipelines = [
+  augmentationSchema.parse({ size: 6, crop: { scale: [0.3, 1] } }),
+  augmentationSchema.parse({ size: 6, solarize: { p: 0.5 } }),
+];
 const loaders: MultiViewLoader[] = [];
 afterAll(async () => Promise.all(loaders.map((l) => l.close())));
 
@@ -51,7 +58,13 @@ describe('MultiViewLoader', () => {
   it('a worker makes exactly what the synchronous builder makes for the same images', async () => {
     // With augmentations that draw nothing visible, the per-batch seed does not matter: the rows must be
     // the dataset's images, laid out view-major as multiViewBatch lays them.
-    const plain = augmentationSchema.parse({ size: 8, crop: { scale: [1, 1], ratio: [1, 1] }, flip: 0, colorJitter: { p: 0 }, grayscale: 0 });
+    const plain = augmentationSchema.parse({
+      size: 8,
+      crop: { scale: [1, 1], ratio: [1, 1] },
+      flip: 0,
+      colorJitter: { p: 0 },
+      grayscale: 0,
+    });
     const loader = new MultiViewLoader({ dataset, batchSize: 4, views: 3, pipelines: [plain], seed: 9, workers: 1 });
     loaders.push(loader);
     const [batch] = await collect(loader, 0);
@@ -60,19 +73,23 @@ describe('MultiViewLoader', () => {
 
   it("shards split every global batch: the ranks' shares, in rank order, are the unsharded batch's images", async () => {
     const whole = new MultiViewLoader({ dataset, batchSize: 8, views: 2, pipelines, seed: 3, workers: 1 });
-    const shares = [0, 1].map((rank) => new MultiViewLoader({ dataset, batchSize: 8, views: 2, pipelines, seed: 3, workers: 1, shard: { rank, count: 2 } }));
+    const shares = [0, 1].map(
+      (rank) => new MultiViewLoader({ dataset, batchSize: 8, views: 2, pipelines, seed: 3, workers: 1, shard: { rank, count: 2 } }),
+    );
     try {
       const all: number[][] = [];
       for await (const batch of whole.epoch(1)) all.push(batch.indices);
-      const parts = await Promise.all(shares.map(async (loader) => {
-        const out: { indices: number[]; shape: number[] }[] = [];
-        for await (const batch of loader.epoch(1)) out.push({ indices: batch.indices, shape: batch.shape });
-        return out;
-      }));
+      const parts = await Promise.all(
+        shares.map(async (loader) => {
+          const out: { indices: number[]; shape: number[] }[] = [];
+          for await (const batch of loader.epoch(1)) out.push({ indices: batch.indices, shape: batch.shape });
+          return out;
+        }),
+      );
       expect(parts[0]).toHaveLength(all.length);
       all.forEach((indices, k) => {
         expect([...parts[0]![k]!.indices, ...parts[1]![k]!.indices]).toEqual(indices);
-        expect(parts[0]![k]!.shape[0]).toBe(2 * 4);  // 2 views of 4 images
+        expect(parts[0]![k]!.shape[0]).toBe(2 * 4); // 2 views of 4 images
       });
     } finally {
       await Promise.all([whole, ...shares].map((loader) => loader.close()));
@@ -83,7 +100,11 @@ describe('MultiViewLoader', () => {
     expect(() => new MultiViewLoader({ dataset, batchSize: 1, views: 2, pipelines })).toThrow(/batchSize must be a whole number >= 2/);
     expect(() => new MultiViewLoader({ dataset, batchSize: 64, views: 2, pipelines })).toThrow(/exceeds the dataset's 50 images/);
     expect(() => new MultiViewLoader({ dataset, batchSize: 8, views: 0, pipelines })).toThrow(/views must be a whole number >= 1, got 0/);
-    expect(() => new MultiViewLoader({ dataset, batchSize: 8, views: 2, pipelines, shard: { rank: 2, count: 2 } })).toThrow(/0 <= rank < count/);
-    expect(() => new MultiViewLoader({ dataset, batchSize: 9, views: 2, pipelines, shard: { rank: 0, count: 2 } })).toThrow(/batch of 9 does not split into 2 shares/);
+    expect(() => new MultiViewLoader({ dataset, batchSize: 8, views: 2, pipelines, shard: { rank: 2, count: 2 } })).toThrow(
+      /0 <= rank < count/,
+    );
+    expect(() => new MultiViewLoader({ dataset, batchSize: 9, views: 2, pipelines, shard: { rank: 0, count: 2 } })).toThrow(
+      /batch of 9 does not split into 2 shares/,
+    );
   });
 });

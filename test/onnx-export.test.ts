@@ -127,13 +127,26 @@ interface Network {
 }
 
 const NETWORKS: Omit<Network, 'checkpoint'>[] = [
-  { name: 'small ResNet 16-32-64 (fashion-mnist preset), 1x28x28', config: resolveTrainConfig({ preset: 'fashion-mnist' }), channels: 1, size: 28 },
-  { name: 'ResNet-18, CIFAR stem (cifar10 preset), 3x32x32', config: resolveTrainConfig({ preset: 'cifar10', overrides: { model: { projectorHidden: [64] } } }), channels: 3, size: 32 },
+  {
+    name: 'small ResNet 16-32-64 (fashion-mnist preset), 1x28x28',
+    config: resolveTrainConfig({ preset: 'fashion-mnist' }),
+    channels: 1,
+    size: 28,
+  },
+  {
+    name: 'ResNet-18, CIFAR stem (cifar10 preset), 3x32x32',
+    config: resolveTrainConfig({ preset: 'cifar10', overrides: { model: { projectorHidden: [64] } } }),
+    channels: 3,
+    size: 32,
+  },
   {
     name: 'Bottleneck ResNet 8-16, ImageNet stem and max-pool, 3x40x40',
     config: resolveTrainConfig({
       preset: 'cifar10',
-      overrides: { augment: { size: 40 }, model: { backbone: 'resnet50', stem: 'imagenet', widths: [8, 16], blocks: [1, 2], projectorHidden: [32, 24], projectorOut: 16 } },
+      overrides: {
+        augment: { size: 40 },
+        model: { backbone: 'resnet50', stem: 'imagenet', widths: [8, 16], blocks: [1, 2], projectorHidden: [32, 24], projectorOut: 16 },
+      },
     }),
     channels: 3,
     size: 40,
@@ -151,63 +164,94 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  if (worstRelative > 0) console.log(`onnx-export: largest relative difference from Encoder.embed ${worstRelative.toExponential(2)} (tolerance ${TOLERANCE})`);
+  if (worstRelative > 0)
+    console.log(`onnx-export: largest relative difference from Encoder.embed ${worstRelative.toExponential(2)} (tolerance ${TOLERANCE})`);
   await fs.rm(dir, { recursive: true, force: true });
 });
 
-describe.skipIf(ort === undefined)(`exportOnnx in onnxruntime-node${ort === undefined ? ` (skipped: onnxruntime-node could not be loaded: ${ortMissing})` : ''}`, () => {
-  const cases: { label: string; network: number; options: OnnxExportOptions }[] = [
-    { label: 'small, folded', network: 0, options: {} },
-    { label: 'small, BatchNormalization nodes', network: 0, options: { foldBatchNorm: false } },
-    { label: 'small, folded, projector', network: 0, options: { projector: true } },
-    { label: 'small, BatchNormalization nodes, projector, opset 13', network: 0, options: { foldBatchNorm: false, projector: true, opset: 13 } },
-    { label: 'small, folded, opset 22', network: 0, options: { opset: 22 } },
-    { label: 'ResNet-18 CIFAR stem, folded', network: 1, options: {} },
-    { label: 'ResNet-18 CIFAR stem, BatchNormalization nodes, projector', network: 1, options: { foldBatchNorm: false, projector: true } },
-    { label: 'Bottleneck ImageNet stem, folded', network: 2, options: {} },
-    { label: 'Bottleneck ImageNet stem, BatchNormalization nodes, projector', network: 2, options: { foldBatchNorm: false, projector: true } },
-  ];
-  it.each(cases)('$label: the Encoder\'s vectors (or the projector on them) to 1e-4 at batch 1 and 5', async ({ network: index, options }) => {
-    const network = networks[index]!;
-    const { channels, size, checkpoint } = network;
-    const file = path.join(dir, `network-${index}-${JSON.stringify(options).replace(/\W+/g, '_')}.onnx`);
-    const result = await exportOnnx(checkpoint, file, options);
-    const session = await ort!.InferenceSession.create(file, { executionProviders: ['cpu'], intraOpNumThreads: 1, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
-    const encoder = await Encoder.load(checkpoint, { threads: 1 });
-    try {
-      expect(session.inputNames).toEqual(['images']);
-      expect(session.outputNames).toEqual(['embeddings']);
-      if (session.inputMetadata) expect(session.inputMetadata[0]!.shape).toEqual(['N', channels, size, size]);
+describe.skipIf(ort === undefined)(
+  `exportOnnx in onnxruntime-node${ort === undefined ? ` (skipped: onnxruntime-node could not be loaded: ${ortMissing})` : ''}`,
+  () => {
+    const cases: { label: string; network: number; options: OnnxExportOptions }[] = [
+      { label: 'small, folded', network: 0, options: {} },
+      { label: 'small, BatchNormalization nodes', network: 0, options: { foldBatchNorm: false } },
+      { label: 'small, folded, projector', network: 0, options: { projector: true } },
+      {
+        label: 'small, BatchNormalization nodes, projector, opset 13',
+        network: 0,
+        options: { foldBatchNorm: false, projector: true, opset: 13 },
+      },
+      { label: 'small, folded, opset 22', network: 0, options: { opset: 22 } },
+      { label: 'ResNet-18 CIFAR stem, folded', network: 1, options: {} },
+      {
+        label: 'ResNet-18 CIFAR stem, BatchNormalization nodes, projector',
+        network: 1,
+        options: { foldBatchNorm: false, projector: true },
+      },
+      { label: 'Bottleneck ImageNet stem, folded', network: 2, options: {} },
+      {
+        label: 'Bottleneck ImageNet stem, BatchNormalization nodes, projector',
+        network: 2,
+        options: { foldBatchNorm: false, projector: true },
+      },
+    ];
+    it.each(cases)(
+      "$label: the Encoder's vectors (or the projector on them) to 1e-4 at batch 1 and 5",
+      async ({ network: index, options }) => {
+        const network = networks[index]!;
+        const { channels, size, checkpoint } = network;
+        const file = path.join(dir, `network-${index}-${JSON.stringify(options).replace(/\W+/g, '_')}.onnx`);
+        const result = await exportOnnx(checkpoint, file, options);
+        const session = await ort!.InferenceSession.create(file, {
+          executionProviders: ['cpu'],
+          intraOpNumThreads: 1,
+          interOpNumThreads: 1,
+          graphOptimizationLevel: 'all',
+        });
+        const encoder = await Encoder.load(checkpoint, { threads: 1 });
+        try {
+          expect(session.inputNames).toEqual(['images']);
+          expect(session.outputNames).toEqual(['embeddings']);
+          if (session.inputMetadata) expect(session.inputMetadata[0]!.shape).toEqual(['N', channels, size, size]);
 
-      const pixels = images(5, channels, size, 7 + index);
-      const dim = options.projector ? network.config.model.projectorOut : encoder.dim;
-      expect(result.output.shape).toEqual(['N', dim]);
-      const features = (await encoder.embed({ data: pixels, shape: [5, channels, size, size] })).data.slice();
-      const expected = options.projector ? await projected(checkpoint, features, 5, [...network.config.model.projectorHidden, network.config.model.projectorOut]) : features;
-      const five = await session.run({ images: new ort!.Tensor('float32', pixels, [5, channels, size, size]) });
-      expect(five.embeddings!.dims).toEqual([5, dim]);
-      const one = await session.run({ images: new ort!.Tensor('float32', pixels.slice(0, channels * size * size), [1, channels, size, size]) });
-      expect(one.embeddings!.dims).toEqual([1, dim]);
-      for (const [actual, reference] of [[five.embeddings!.data, expected], [one.embeddings!.data, expected.subarray(0, dim)]] as const) {
-        const relative = relativeError(actual, reference);
-        worstRelative = Math.max(worstRelative, relative);
-        expect(relative).toBeLessThan(TOLERANCE);
-      }
+          const pixels = images(5, channels, size, 7 + index);
+          const dim = options.projector ? network.config.model.projectorOut : encoder.dim;
+          expect(result.output.shape).toEqual(['N', dim]);
+          const features = (await encoder.embed({ data: pixels, shape: [5, channels, size, size] })).data.slice();
+          const expected = options.projector
+            ? await projected(checkpoint, features, 5, [...network.config.model.projectorHidden, network.config.model.projectorOut])
+            : features;
+          const five = await session.run({ images: new ort!.Tensor('float32', pixels, [5, channels, size, size]) });
+          expect(five.embeddings!.dims).toEqual([5, dim]);
+          const one = await session.run({
+            images: new ort!.Tensor('float32', pixels.slice(0, channels * size * size), [1, channels, size, size]),
+          });
+          expect(one.embeddings!.dims).toEqual([1, dim]);
+          for (const [actual, reference] of [
+            [five.embeddings!.data, expected],
+            [one.embeddings!.data, expected.subarray(0, dim)],
+          ] as const) {
+            const relative = relativeError(actual, reference);
+            worstRelative = Math.max(worstRelative, relative);
+            expect(relative).toBeLessThan(TOLERANCE);
+          }
 
-      // The option changed the graph, not only the name: BatchNormalization nodes only when not folded,
-      // Gemm only with the projector, MaxPool only for the ImageNet stem.
-      const model = await decodedModel(file);
-      const ops = opTypes(model);
-      expect(ops.has('BatchNormalization')).toBe(options.foldBatchNorm === false);
-      expect(ops.has('Gemm')).toBe(options.projector === true);
-      expect(ops.has('MaxPool')).toBe(index === 2);
-      expect(model.opsetImport.map((o) => Number(o.version))).toEqual([options.opset ?? 17]);
-    } finally {
-      encoder.dispose();
-      await session.release();
-    }
-  });
-});
+          // The option changed the graph, not only the name: BatchNormalization nodes only when not folded,
+          // Gemm only with the projector, MaxPool only for the ImageNet stem.
+          const model = await decodedModel(file);
+          const ops = opTypes(model);
+          expect(ops.has('BatchNormalization')).toBe(options.foldBatchNorm === false);
+          expect(ops.has('Gemm')).toBe(options.projector === true);
+          expect(ops.has('MaxPool')).toBe(index === 2);
+          expect(model.opsetImport.map((o) => Number(o.version))).toEqual([options.opset ?? 17]);
+        } finally {
+          encoder.dispose();
+          await session.release();
+        }
+      },
+    );
+  },
+);
 
 describe('exportOnnx metadata and file', () => {
   it('declares the input, its preprocessing, the output and the opset in the model', async () => {
@@ -245,7 +289,9 @@ describe('exportOnnx metadata and file', () => {
     const dims = (name: 'input' | 'output') => {
       const type = model.graph![name][0]!.type!.value;
       expect(type.case).toBe('tensorType');
-      return (type.value as { shape: { dim: { value: { case?: string; value?: unknown } }[] } }).shape.dim.map((d) => (d.value.case === 'dimParam' ? d.value.value : Number(d.value.value)));
+      return (type.value as { shape: { dim: { value: { case?: string; value?: unknown } }[] } }).shape.dim.map((d) =>
+        d.value.case === 'dimParam' ? d.value.value : Number(d.value.value),
+      );
     };
     expect(model.graph!.input.map((v) => v.name)).toEqual(['images']);
     expect(dims('input')).toEqual(['N', 3, 32, 32]);
@@ -271,7 +317,9 @@ describe('exportOnnx refuses bad inputs', () => {
 
   it('an output that cannot be written, before reading the checkpoint, naming the path and the fix', async () => {
     const checkpoint = networks[0]!.checkpoint;
-    await expect(exportOnnx(checkpoint, path.join(dir, 'missing-folder', 'x.onnx'))).rejects.toThrow(/missing-folder does not exist; create it/);
+    await expect(exportOnnx(checkpoint, path.join(dir, 'missing-folder', 'x.onnx'))).rejects.toThrow(
+      /missing-folder does not exist; create it/,
+    );
     await expect(exportOnnx(checkpoint, path.join(checkpoint, 'x.onnx'))).rejects.toThrow(/is a file, not a folder/);
     await expect(exportOnnx(checkpoint, dir)).rejects.toThrow(OnnxExportError);
     await expect(exportOnnx(checkpoint, dir)).rejects.toThrow(/is a folder; name a file in it/);
@@ -282,16 +330,30 @@ describe('exportOnnx refuses bad inputs', () => {
     const saved = await readCheckpoint(networks[0]!.checkpoint);
     const trainer = await trainerFor(networks[0]!.config, 1, 10);
     await trainer.loadState(saved.state);
-    await saveCheckpoint(file, trainer, { config: resolveTrainConfig({ preset: 'fashion-mnist', overrides: { model: { widths: [16, 32, 48] } } }), position: saved.position, metrics: {} });
-    await expect(exportOnnx(file, path.join(dir, 'mismatched.onnx'))).rejects.toThrow(/layer3\.0\.conv1\.weight is float32 \[64, 32, 3, 3\], the network needs float32 \[48, 32, 3, 3\].*do not match the small backbone/);
+    await saveCheckpoint(file, trainer, {
+      config: resolveTrainConfig({ preset: 'fashion-mnist', overrides: { model: { widths: [16, 32, 48] } } }),
+      position: saved.position,
+      metrics: {},
+    });
+    await expect(exportOnnx(file, path.join(dir, 'mismatched.onnx'))).rejects.toThrow(
+      /layer3\.0\.conv1\.weight is float32 \[64, 32, 3, 3\], the network needs float32 \[48, 32, 3, 3\].*do not match the small backbone/,
+    );
     const blocks = path.join(dir, 'fewer-blocks.safetensors');
-    await saveCheckpoint(blocks, trainer, { config: resolveTrainConfig({ preset: 'fashion-mnist', overrides: { model: { blocks: [2, 2, 1] } } }), position: saved.position, metrics: {} });
+    await saveCheckpoint(blocks, trainer, {
+      config: resolveTrainConfig({ preset: 'fashion-mnist', overrides: { model: { blocks: [2, 2, 1] } } }),
+      position: saved.position,
+      metrics: {},
+    });
     await expect(exportOnnx(blocks, path.join(dir, 'fewer-blocks.onnx'))).rejects.toThrow(/layer3\.1\..*belong to no layer of it/);
   });
 
   it('options out of range, naming the field', async () => {
-    await expect(exportOnnx(networks[0]!.checkpoint, path.join(dir, 'x.onnx'), { opset: 12 })).rejects.toThrow(/options\.opset: opset must be one of 13, 14/);
-    await expect(exportOnnx(networks[0]!.checkpoint, path.join(dir, 'x.onnx'), { fold: true } as OnnxExportOptions)).rejects.toThrow(/options/);
+    await expect(exportOnnx(networks[0]!.checkpoint, path.join(dir, 'x.onnx'), { opset: 12 })).rejects.toThrow(
+      /options\.opset: opset must be one of 13, 14/,
+    );
+    await expect(exportOnnx(networks[0]!.checkpoint, path.join(dir, 'x.onnx'), { fold: true } as OnnxExportOptions)).rejects.toThrow(
+      /options/,
+    );
   });
 });
 
@@ -310,6 +372,8 @@ describe('clamp-native export', () => {
   it('refuses a command line that lacks what it needs, saying what', async () => {
     await expect(runExport(['--onnx', 'x.onnx'])).rejects.toThrow(UsageError);
     await expect(runExport(['--checkpoint', networks[0]!.checkpoint])).rejects.toThrow(/needs --onnx FILE/);
-    await expect(runExport(['--checkpoint', networks[0]!.checkpoint, '--onnx', 'x.onnx', '--opset', '9'])).rejects.toThrow(/--opset must be one of 13/);
+    await expect(runExport(['--checkpoint', networks[0]!.checkpoint, '--onnx', 'x.onnx', '--opset', '9'])).rejects.toThrow(
+      /--opset must be one of 13/,
+    );
   });
 });

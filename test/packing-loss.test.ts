@@ -18,24 +18,75 @@ interface Case {
 }
 
 const cases: Case[] = [
-  { name: 'every pair in contact', views: 4, batch: 6, dim: 8, spread: 0.3, noise: 1, seed: 1, options: { maxRange: 10 },
-    regime: (r, b) => r.contactsPerImage === b - 1 && r.clampedContacts === 0 },
-  { name: 'no pair in contact', views: 4, batch: 6, dim: 8, spread: 3, noise: 0.01, seed: 2, options: {},
-    regime: (r) => r.contacts === 0 },
-  { name: 'maxRange binding on some pairs, not others', views: 4, batch: 10, dim: 6, spread: 0.5, noise: 0.4, seed: 3, options: { rs: 1.5, maxRange: 0.8 },
-    regime: (r) => r.clampedContacts > 0 && r.clampedContacts < r.contacts },
-  { name: 'pairs closer than minMargin', views: 3, batch: 12, dim: 4, spread: 0.2, noise: 0.3, seed: 4, options: { minMargin: 0.4 },
-    regime: (r) => r.belowMarginPairs > 0 && r.contacts > 0 },
-  { name: 'd < m', views: 8, batch: 8, dim: 3, spread: 0.5, noise: 0.3, seed: 5, options: { rs: 2 },
-    regime: (r) => r.contacts > 0 },
-  { name: 'd > m', views: 2, batch: 8, dim: 16, spread: 0.5, noise: 0.3, seed: 6, options: {},
-    regime: (r) => r.contacts > 0 },
-  { name: 'potPow 2.5', views: 4, batch: 8, dim: 6, spread: 0.5, noise: 0.3, seed: 7, options: { potPow: 2.5, rs: 4 },
-    regime: (r) => r.contacts > 0 },
-  { name: 'lw0 > 0', views: 4, batch: 8, dim: 6, spread: 0.5, noise: 0.3, seed: 8, options: { lw0: 0.3, rs: 4 },
-    regime: (r) => r.contacts > 0 },
-  { name: 'log off', views: 4, batch: 8, dim: 6, spread: 0.5, noise: 0.3, seed: 9, options: { log: false, rs: 4 },
-    regime: (r) => r.contacts > 0 },
+  {
+    name: 'every pair in contact',
+    views: 4,
+    batch: 6,
+    dim: 8,
+    spread: 0.3,
+    noise: 1,
+    seed: 1,
+    options: { maxRange: 10 },
+    regime: (r, b) => r.contactsPerImage === b - 1 && r.clampedContacts === 0,
+  },
+  { name: 'no pair in contact', views: 4, batch: 6, dim: 8, spread: 3, noise: 0.01, seed: 2, options: {}, regime: (r) => r.contacts === 0 },
+  {
+    name: 'maxRange binding on some pairs, not others',
+    views: 4,
+    batch: 10,
+    dim: 6,
+    spread: 0.5,
+    noise: 0.4,
+    seed: 3,
+    options: { rs: 1.5, maxRange: 0.8 },
+    regime: (r) => r.clampedContacts > 0 && r.clampedContacts < r.contacts,
+  },
+  {
+    name: 'pairs closer than minMargin',
+    views: 3,
+    batch: 12,
+    dim: 4,
+    spread: 0.2,
+    noise: 0.3,
+    seed: 4,
+    options: { minMargin: 0.4 },
+    regime: (r) => r.belowMarginPairs > 0 && r.contacts > 0,
+  },
+  { name: 'd < m', views: 8, batch: 8, dim: 3, spread: 0.5, noise: 0.3, seed: 5, options: { rs: 2 }, regime: (r) => r.contacts > 0 },
+  { name: 'd > m', views: 2, batch: 8, dim: 16, spread: 0.5, noise: 0.3, seed: 6, options: {}, regime: (r) => r.contacts > 0 },
+  {
+    name: 'potPow 2.5',
+    views: 4,
+    batch: 8,
+    dim: 6,
+    spread: 0.5,
+    noise: 0.3,
+    seed: 7,
+    options: { potPow: 2.5, rs: 4 },
+    regime: (r) => r.contacts > 0,
+  },
+  {
+    name: 'lw0 > 0',
+    views: 4,
+    batch: 8,
+    dim: 6,
+    spread: 0.5,
+    noise: 0.3,
+    seed: 8,
+    options: { lw0: 0.3, rs: 4 },
+    regime: (r) => r.contacts > 0,
+  },
+  {
+    name: 'log off',
+    views: 4,
+    batch: 8,
+    dim: 6,
+    spread: 0.5,
+    noise: 0.3,
+    seed: 9,
+    options: { log: false, rs: 4 },
+    regime: (r) => r.contacts > 0,
+  },
 ];
 
 const statNames = ['energy', 'meanRadius', 'meanDistance', 'contactsPerImage', 'activity', 'nearestCentreAccuracy'] as const;
@@ -64,10 +115,13 @@ describe.each(cases)('packing loss: $name', (c) => {
   });
 
   it('float64: the gradient matches LibTorch autograd on the unfused formula', async () => {
-    const [fused, unfused] = await Promise.all([packingLoss(z64, { ...shape, ...c.options }), packingLossReference(z64, { ...shape, ...c.options })]);
+    const [fused, unfused] = await Promise.all([
+      packingLoss(z64, { ...shape, ...c.options }),
+      packingLossReference(z64, { ...shape, ...c.options }),
+    ]);
     expect(relativeError(fused.loss, unfused.loss)).toBeLessThan(1e-12);
     if (reference64.contacts === 0 && !(c.options.lw0 ?? 0)) {
-      expect(fused.grad.every((g) => g === 0)).toBe(true);  // nothing to push: exactly zero
+      expect(fused.grad.every((g) => g === 0)).toBe(true); // nothing to push: exactly zero
     } else {
       expect(relativeL2(fused.grad, unfused.grad)).toBeLessThan(1e-10);
     }
@@ -78,7 +132,8 @@ describe.each(cases)('packing loss: $name', (c) => {
     const analytic = (await packingLoss(z64, { ...shape, ...c.options })).grad;
     const numeric = new Float64Array(z64.length);
     for (let k = 0; k < z64.length; k++) {
-      const plus = Float64Array.from(z64), minus = Float64Array.from(z64);
+      const plus = Float64Array.from(z64),
+        minus = Float64Array.from(z64);
       plus[k]! += h;
       minus[k]! -= h;
       const [up, down] = await Promise.all([packingLoss(plus, { ...shape, ...c.options }), packingLoss(minus, { ...shape, ...c.options })]);
@@ -92,7 +147,10 @@ describe.each(cases)('packing loss: $name', (c) => {
   });
 
   it('float32: loss, stats and gradient within float32 round-off of float64', async () => {
-    const [fused, unfused] = await Promise.all([packingLoss(z32, { ...shape, ...c.options }), packingLossReference(Float64Array.from(z32), { ...shape, ...c.options })]);
+    const [fused, unfused] = await Promise.all([
+      packingLoss(z32, { ...shape, ...c.options }),
+      packingLossReference(Float64Array.from(z32), { ...shape, ...c.options }),
+    ]);
     expect(fused.grad).toBeInstanceOf(Float32Array);
     expect(relativeError(fused.loss, reference32.loss)).toBeLessThanOrEqual(1e-5);
     for (const stat of statNames) expect(relativeError(fused.stats[stat], reference32[stat]), stat).toBeLessThanOrEqual(1e-5);

@@ -44,7 +44,11 @@ export function referencePackingLoss(
     spread /= views - 1;
     return o.rs * Math.sqrt(spread / Math.min(dim, views) + 1e-12);
   });
-  let pairEnergy = 0, distanceSum = 0, orderedContacts = 0, clampedContacts = 0, belowMarginPairs = 0;
+  let pairEnergy = 0,
+    distanceSum = 0,
+    orderedContacts = 0,
+    clampedContacts = 0,
+    belowMarginPairs = 0;
   const partners = new Array<number>(batch).fill(0);
   for (let i = 0; i < batch; i++) {
     for (let j = 0; j < batch; j++) {
@@ -68,7 +72,8 @@ export function referencePackingLoss(
   let nearestOwn = 0;
   for (let v = 0; v < views; v++) {
     for (let i = 0; i < batch; i++) {
-      let best = -1, bestDistance = Infinity;
+      let best = -1,
+        bestDistance = Infinity;
       centres.forEach((centre, j) => {
         let squared = 0;
         for (let c = 0; c < dim; c++) squared += (at(v, i)[c]! - centre[c]!) ** 2;
@@ -101,7 +106,8 @@ export function makeBatch(views: number, batch: number, dim: number, spread: num
 }
 
 export function relativeL2(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  let difference = 0, norm = 0;
+  let difference = 0,
+    norm = 0;
   for (let k = 0; k < expected.length; k++) {
     difference += (Number(actual[k]) - Number(expected[k])) ** 2;
     norm += Number(expected[k]) ** 2;

@@ -24,11 +24,26 @@ async function runFolder(): Promise<string> {
 
 // 512 images, batch 64, 2 views: 8 steps an epoch.
 const small = resolveTrainConfig({
-  overrides: { data: { limit: 512 }, schedule: { epochs: 2, warmupEpochs: 0.5 }, run: { batchSize: 64, views: 2, workers: 2, checkpointEvery: 1 }, eval: { atEnd: false } },
+  overrides: {
+    data: { limit: 512 },
+    schedule: { epochs: 2, warmupEpochs: 0.5 },
+    run: { batchSize: 64, views: 2, workers: 2, checkpointEvery: 1 },
+    eval: { atEnd: false },
+  },
 });
 
 const tinyTrainer = () =>
-  Trainer.create({ backbone: 'small', widths: [8, 16], blocks: [1, 1], inChannels: 1, projectorHidden: [32], projectorOut: 16, views: 2, loss: { rs: 2 }, schedule: { peakLr: 0.5, totalSteps: 10 } });
+  Trainer.create({
+    backbone: 'small',
+    widths: [8, 16],
+    blocks: [1, 1],
+    inChannels: 1,
+    projectorHidden: [32],
+    projectorOut: 16,
+    views: 2,
+    loss: { rs: 2 },
+    schedule: { peakLr: 0.5, totalSteps: 10 },
+  });
 
 const batchOf = (n: number, side = 12, into: Float32Array = new Float32Array(n * side * side)) => {
   for (let k = 0; k < into.length; k++) into[k] = Math.sin(k * 0.37);
@@ -44,10 +59,15 @@ describe('a refused step leaves no trace', () => {
     const trainer = await tinyTrainer();
     await trainer.step(batchOf(8), [8, 1, 12, 12]);
     const before = copies(await trainer.state());
-    for (const [bad, printed] of [[Number.NaN, 'nan'], [Number.POSITIVE_INFINITY, 'inf']] as const) {
+    for (const [bad, printed] of [
+      [Number.NaN, 'nan'],
+      [Number.POSITIVE_INFINITY, 'inf'],
+    ] as const) {
       const images = batchOf(8);
       images[3 * 144 + 5] = bad;
-      await expect(trainer.step(images, [8, 1, 12, 12])).rejects.toThrow(`images hold a non-finite value: ${printed} at index ${3 * 144 + 5}, in image 3 of 8`);
+      await expect(trainer.step(images, [8, 1, 12, 12])).rejects.toThrow(
+        `images hold a non-finite value: ${printed} at index ${3 * 144 + 5}, in image 3 of 8`,
+      );
       expect(copies(await trainer.state())).toEqual(before);
       expect(trainer.stepsTaken).toBe(1);
     }
@@ -60,7 +80,10 @@ describe('a refused step leaves no trace', () => {
     await trainer.step(batchOf(8), [8, 1, 12, 12]);
     const before = copies(await trainer.state());
     const huge = batchOf(8).map((v) => v * 1e36);
-    const error = await trainer.step(huge, [8, 1, 12, 12]).then(() => null, (e: unknown) => e);
+    const error = await trainer.step(huge, [8, 1, 12, 12]).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(TrainingDivergedError);
     expect(error).toMatchObject({ step: 1, code: 'CLAMP_TRAINING_DIVERGED' });
     expect((error as Error).message).toMatch(/training diverged at step 1 \(learning rate .*\): .*non-finite/);
@@ -76,7 +99,9 @@ describe('a refused step leaves no trace', () => {
     expect((await trainer.step(shared, [8, 1, 12, 12])).loss).toBe((await other.step(plain, [8, 1, 12, 12])).loss);
     expect(Array.from(await trainer.features(shared, [8, 1, 12, 12]))).toEqual(Array.from(await other.features(plain, [8, 1, 12, 12])));
     const z = new Float32Array(new SharedArrayBuffer(8 * 4 * 4)).map((_, k) => Math.cos(k));
-    expect((await packingLoss(z, { views: 2, batch: 4, dim: 4 })).loss).toBe((await packingLoss(Float32Array.from(z), { views: 2, batch: 4, dim: 4 })).loss);
+    expect((await packingLoss(z, { views: 2, batch: 4, dim: 4 })).loss).toBe(
+      (await packingLoss(Float32Array.from(z), { views: 2, batch: 4, dim: 4 })).loss,
+    );
   });
 
   it('a state holding NaN is never written as a checkpoint: the previous file stays', async () => {
@@ -86,16 +111,24 @@ describe('a refused step leaves no trace', () => {
     await saveCheckpoint(file, trainer, content);
     const before = await fs.readFile(file);
     const state = await trainer.state();
-    const poisoned = state.map((entry) => (entry.name === 'conv1.weight' ? { ...entry, data: Float32Array.from(entry.data as Float32Array, (v, k) => (k === 2 ? Number.NaN : v)) } : entry));
+    const poisoned = state.map((entry) =>
+      entry.name === 'conv1.weight'
+        ? { ...entry, data: Float32Array.from(entry.data as Float32Array, (v, k) => (k === 2 ? Number.NaN : v)) }
+        : entry,
+    );
     await trainer.loadState(poisoned);
-    await expect(saveCheckpoint(file, trainer, { ...content, position: { epoch: 0, batch: 2, step: 2 } })).rejects.toThrow(/training diverged before step 2: conv1.weight holds NaN at index 2, so no checkpoint was written/);
+    await expect(saveCheckpoint(file, trainer, { ...content, position: { epoch: 0, batch: 2, step: 2 } })).rejects.toThrow(
+      /training diverged before step 2: conv1.weight holds NaN at index 2, so no checkpoint was written/,
+    );
     expect((await fs.readFile(file)).equals(before)).toBe(true);
     expect((await fs.readdir(path.dirname(file))).length).toBe(1);
   });
 
   it('packingLoss refuses inputs whose squares overflow float32, with the fix, instead of a NaN loss', async () => {
     const z = new Float32Array(8 * 4).map((_, k) => Math.cos(k) * 3e38);
-    await expect(packingLoss(z, { views: 2, batch: 4, dim: 4 })).rejects.toThrow(/z's largest magnitude, 3e\+38, overflows the loss's float32 arithmetic.*divide z by a constant/);
+    await expect(packingLoss(z, { views: 2, batch: 4, dim: 4 })).rejects.toThrow(
+      /z's largest magnitude, 3e\+38, overflows the loss's float32 arithmetic.*divide z by a constant/,
+    );
   });
 });
 
@@ -114,17 +147,26 @@ describe('runs', () => {
     // The same run at an absurd learning rate from here on: its checkpoint's config says so.
     const { tensors, metadata } = await readSafetensors(first.checkpoint);
     const config = JSON.parse(metadata.config!) as typeof small;
-    await writeSafetensors(first.checkpoint, tensors, { ...metadata, config: JSON.stringify({ ...config, schedule: { ...config.schedule, baseLr: 1e30 } }) });
+    await writeSafetensors(first.checkpoint, tensors, {
+      ...metadata,
+      config: JSON.stringify({ ...config, schedule: { ...config.schedule, baseLr: 1e30 } }),
+    });
     const saved = await fs.readFile(first.checkpoint);
 
-    const error = await resumeTraining(runDir).then(() => null, (e: unknown) => e);
+    const error = await resumeTraining(runDir).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(TrainingDivergedError);
     const message = (error as Error).message;
     expect(message).toMatch(/^training diverged at step \d+ of 16 \(epoch 1, learning rate [\d.e+]+\): /);
     expect(message).toContain(`The last good checkpoint, ${first.checkpoint} (step 6, epoch 0), is intact`);
     expect(message).toMatch(/schedule\.baseLr is 1e\+30; try --set schedule\.baseLr=5e\+29/);
     expect((await fs.readFile(first.checkpoint)).equals(saved)).toBe(true);
-    const lines = (await fs.readFile(path.join(runDir, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { kind: string });
+    const lines = (await fs.readFile(path.join(runDir, 'metrics.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { kind: string });
     expect(lines.at(-1)).toMatchObject({ kind: 'diverged', epoch: 0 });
   });
 
@@ -134,7 +176,11 @@ describe('runs', () => {
     const whole = await train(oneEpoch, { runDir });
     const checkpoint = await fs.readFile(whole.checkpoint);
     const metrics = await fs.readFile(path.join(runDir, 'metrics.jsonl'));
-    await expect(train(oneEpoch, { runDir })).rejects.toThrow(new RegExp(`${runDir} already holds a run \\(checkpoint.safetensors, metrics.jsonl, config.json\\): continue it with --resume .*--overwrite`));
+    await expect(train(oneEpoch, { runDir })).rejects.toThrow(
+      new RegExp(
+        `${runDir} already holds a run \\(checkpoint.safetensors, metrics.jsonl, config.json\\): continue it with --resume .*--overwrite`,
+      ),
+    );
     expect((await fs.readFile(whole.checkpoint)).equals(checkpoint)).toBe(true);
     expect((await fs.readFile(path.join(runDir, 'metrics.jsonl'))).equals(metrics)).toBe(true);
     const refused = spawnSync(process.execPath, [cli, 'train', '--limit', '256', '--epochs', '1', '--out', runDir], { encoding: 'utf8' });
@@ -165,7 +211,7 @@ describe('runs', () => {
     expect((await readCheckpoint(replaced.checkpoint)).config).toMatchObject({ run: { seed: 5 } });
   });
 
-  it('a killed writer\'s temporary files are removed on resume; --resume without a checkpoint says how to start afresh', async () => {
+  it("a killed writer's temporary files are removed on resume; --resume without a checkpoint says how to start afresh", async () => {
     const runDir = await runFolder();
     const whole = await train({ ...small, schedule: { ...small.schedule, epochs: 1, warmupEpochs: 0 } }, { runDir });
     const leftovers = ['checkpoint.safetensors.tmp-4242-0badf00d', 'metrics.jsonl.tmp-17-deadbeef'];
@@ -177,8 +223,12 @@ describe('runs', () => {
     expect(names).toContain('notes.tmp-keep');
 
     await fs.rm(whole.checkpoint);
-    await expect(resumeTraining(runDir)).rejects.toThrow(new RegExp(`${runDir} holds no checkpoint yet.*clamp-native train --out ${runDir} --overwrite`));
-    await expect(resumeTraining(path.join(runDir, 'nothing-here'))).rejects.toThrow(/there is no run folder or checkpoint at .*nothing-here/);
+    await expect(resumeTraining(runDir)).rejects.toThrow(
+      new RegExp(`${runDir} holds no checkpoint yet.*clamp-native train --out ${runDir} --overwrite`),
+    );
+    await expect(resumeTraining(path.join(runDir, 'nothing-here'))).rejects.toThrow(
+      /there is no run folder or checkpoint at .*nothing-here/,
+    );
   });
 });
 
@@ -187,7 +237,9 @@ function startTraining(args: string[], ready: RegExp) {
   const child = spawn(process.execPath, [cli, 'train', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   let onReady: () => void;
-  const isReady = new Promise<void>((resolve) => { onReady = resolve; });
+  const isReady = new Promise<void>((resolve) => {
+    onReady = resolve;
+  });
   child.stderr.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
     if (ready.test(stderr)) onReady();
@@ -213,7 +265,8 @@ describe('exiting while native work runs', () => {
   it('process.exit() mid-step ends with its own status, never a segfault', async () => {
     const file = path.join(await runFolder(), 'exit.mjs');
     await fs.writeFile(file, SCRIPT);
-    const statuses = [50, 120, 200, 280, 360, 440].map((delay) => spawnSync(process.execPath, [file, String(delay)], { encoding: 'utf8' }))
+    const statuses = [50, 120, 200, 280, 360, 440]
+      .map((delay) => spawnSync(process.execPath, [file, String(delay)], { encoding: 'utf8' }))
       .map((result) => ({ status: result.status, signal: result.signal }));
     expect(statuses).toEqual(statuses.map(() => ({ status: 0, signal: null })));
   }, 120_000);
@@ -232,8 +285,13 @@ describe('exiting while native work runs', () => {
   it('process.exit() during a step longer than the exit wait ends with its own status, never a segfault', async () => {
     const file = path.join(await runFolder(), 'exit-long.mjs');
     await fs.writeFile(file, LONG_STEP);
-    const statuses = [1, 2].map(() => spawnSync(process.execPath, [file], { encoding: 'utf8' })).map((result) => ({ status: result.status, signal: result.signal }));
-    expect(statuses).toEqual([{ status: 3, signal: null }, { status: 3, signal: null }]);
+    const statuses = [1, 2]
+      .map(() => spawnSync(process.execPath, [file], { encoding: 'utf8' }))
+      .map((result) => ({ status: result.status, signal: result.signal }));
+    expect(statuses).toEqual([
+      { status: 3, signal: null },
+      { status: 3, signal: null },
+    ]);
   }, 120_000);
 });
 
@@ -244,16 +302,35 @@ describe('progress in a log', () => {
     const written: string[] = [];
     const report = progressReporter({ isTTY: false, write: (text: string) => written.push(text) > 0 } as never);
     const stats = { energy: 1, meanRadius: 0.5, meanDistance: 1, contactsPerImage: 2, activity: 1 };
-    const step = (k: number): TrainEvent => ({ kind: 'step', epoch: 0, batch: k, stepsPerEpoch: 1000, totalSteps: 8000, result: { step: k, loss: 3, learningRate: 0.1, gradNorm: 1, stats }, viewImagesPerSecond: 500, etaSeconds: 100 });
+    const step = (k: number): TrainEvent => ({
+      kind: 'step',
+      epoch: 0,
+      batch: k,
+      stepsPerEpoch: 1000,
+      totalSteps: 8000,
+      result: { step: k, loss: 3, learningRate: 0.1, gradNorm: 1, stats },
+      viewImagesPerSecond: 500,
+      etaSeconds: 100,
+    });
     try {
-      report({ kind: 'start', runDir: 'runs/x', totalSteps: 8000, stepsPerEpoch: 1000, epochs: 8, resumedAt: null, trainImages: 60000, device: 'cpu', compute: { bf16Autocast: false, channelsLast: false } });
+      report({
+        kind: 'start',
+        runDir: 'runs/x',
+        totalSteps: 8000,
+        stepsPerEpoch: 1000,
+        epochs: 8,
+        resumedAt: null,
+        trainImages: 60000,
+        device: 'cpu',
+        compute: { bf16Autocast: false, channelsLast: false },
+      });
       const before = written.length;
       for (let k = 0; k < 100; k++) {
-        now = k * 1000;  // one step a second
+        now = k * 1000; // one step a second
         report(step(k));
       }
       const lines = written.slice(before);
-      expect(lines).toHaveLength(3);  // at 30 s, 60 s and 90 s
+      expect(lines).toHaveLength(3); // at 30 s, 60 s and 90 s
       expect(lines[0]).toMatch(/^epoch 1\/8 \[.*\] step 31\/8000 loss 3.0000 .* ETA .*\n$/);
       expect(written.join('')).not.toContain('\r');
     } finally {
@@ -263,7 +340,21 @@ describe('progress in a log', () => {
 });
 
 describe('SIGTERM stops like Ctrl-C', () => {
-  const longRun = (out: string) => ['--limit', '1024', '--epochs', '50', '--batch-size', '64', '--views', '2', '--set', 'eval.atEnd=false', '--no-report', '--out', out];
+  const longRun = (out: string) => [
+    '--limit',
+    '1024',
+    '--epochs',
+    '50',
+    '--batch-size',
+    '64',
+    '--views',
+    '2',
+    '--set',
+    'eval.atEnd=false',
+    '--no-report',
+    '--out',
+    out,
+  ];
 
   it('one process: stops after the step, writes a checkpoint, exits 143, and resumes', async () => {
     const out = path.join(await runFolder(), 'run');
@@ -280,16 +371,20 @@ describe('SIGTERM stops like Ctrl-C', () => {
     expect(checkpoint.position.step).toBeGreaterThan(0);
   }, 120_000);
 
-  it.skipIf(native().runtimeInfo().build.distributed !== 'gloo')('--nproc 2: the launcher passes SIGTERM on, both workers stop after the same step, rank 0 checkpoints', async () => {
-    const out = path.join(await runFolder(), 'run');
-    const run = startTraining(['--nproc', '2', ...longRun(out)], /training in /);
-    await run.isReady;
-    await new Promise((resolve) => setTimeout(resolve, 5000));
-    run.child.kill('SIGTERM');
-    const { code, stderr } = await run.exited;
-    expect(code, stderr).toBe(143);
-    const checkpoint = await readCheckpoint(path.join(out, 'checkpoint.safetensors'));
-    expect(checkpoint.position.step).toBeGreaterThan(0);
-    expect(stderr).not.toMatch(/rank \d of 2 (was killed|exited with status)/);
-  }, 120_000);
+  it.skipIf(native().runtimeInfo().build.distributed !== 'gloo')(
+    '--nproc 2: the launcher passes SIGTERM on, both workers stop after the same step, rank 0 checkpoints',
+    async () => {
+      const out = path.join(await runFolder(), 'run');
+      const run = startTraining(['--nproc', '2', ...longRun(out)], /training in /);
+      await run.isReady;
+      await new Promise((resolve) => setTimeout(resolve, 5000));
+      run.child.kill('SIGTERM');
+      const { code, stderr } = await run.exited;
+      expect(code, stderr).toBe(143);
+      const checkpoint = await readCheckpoint(path.join(out, 'checkpoint.safetensors'));
+      expect(checkpoint.position.step).toBeGreaterThan(0);
+      expect(stderr).not.toMatch(/rank \d of 2 (was killed|exited with status)/);
+    },
+    120_000,
+  );
 });

@@ -44,7 +44,12 @@ afterEach(() => {
 describe('pca', () => {
   it('finds the exact axes and variances of a set whose covariance is diagonal', () => {
     // Variance 6 along x, 2/3 along y, none along z; the mean (1, 2, 3) is removed.
-    const points = [[4, 2, 3], [-2, 2, 3], [1, 3, 3], [1, 1, 3]];
+    const points = [
+      [4, 2, 3],
+      [-2, 2, 3],
+      [1, 3, 3],
+      [1, 1, 3],
+    ];
     const result = pca(points.flat(), 4, 3);
     expect(Array.from(result.mean)).toEqual([1, 2, 3]);
     expect(result.variances[0]).toBeCloseTo(6, 10);
@@ -57,7 +62,8 @@ describe('pca', () => {
 
   it('recovers the known principal axes of a noisy synthetic set in 40 dimensions', () => {
     const random = new Random(7);
-    const d = 40, n = 3000;
+    const d = 40,
+      n = 3000;
     // Two random orthonormal directions (Gram-Schmidt), standard deviations 5 and 2 along them, 0.3 noise elsewhere.
     const u1 = Array.from({ length: d }, () => random.normal());
     const u2 = Array.from({ length: d }, () => random.normal());
@@ -69,7 +75,8 @@ describe('pca', () => {
     for (let k = 0; k < d; k++) u2[k]! /= norm2;
     const data = new Float32Array(n * d);
     for (let i = 0; i < n; i++) {
-      const a = 5 * random.normal(), b = 2 * random.normal();
+      const a = 5 * random.normal(),
+        b = 2 * random.normal();
       for (let k = 0; k < d; k++) data[i * d + k] = 10 + a * u1[k]! + b * u2[k]! + 0.3 * random.normal();
     }
     const result = pca(data, n, d);
@@ -92,18 +99,38 @@ describe('pca', () => {
 describe('metrics', () => {
   it('downsampling keeps at most the threshold, the ends, and a spike', () => {
     const points = Array.from({ length: 10_000 }, (_, i) => ({ x: i, y: i === 5_432 ? 100 : Math.sin(i / 300) }));
-    const kept = downsample(points, 2000, (p) => p.x, (p) => p.y);
+    const kept = downsample(
+      points,
+      2000,
+      (p) => p.x,
+      (p) => p.y,
+    );
     expect(kept.length).toBeLessThanOrEqual(2000);
     expect(kept[0]).toBe(points[0]);
     expect(kept[kept.length - 1]).toBe(points[points.length - 1]);
     expect(kept.some((p) => p.y === 100)).toBe(true);
-    expect(downsample(points.slice(0, 10), 2000, (p) => p.x, (p) => p.y)).toHaveLength(10);
+    expect(
+      downsample(
+        points.slice(0, 10),
+        2000,
+        (p) => p.x,
+        (p) => p.y,
+      ),
+    ).toHaveLength(10);
   });
 
   it('reads step, epoch and evaluation lines, NaN written as null, and skips a half-written last line', () => {
     const text = [
       JSON.stringify({ kind: 'step', epoch: 0, step: 0, loss: 5, lr: 0.1 }),
-      JSON.stringify({ kind: 'evaluation', epoch: -1, step: 0, knn: { top1: 0.5, top5: 0.9, k: 20 }, linearProbe: null, perClass: { knn: [0.5, null], linearProbe: null }, manifolds: { meanRadius: 0.3, meanCentreDistance: 0.5, overlap: 0.1, radius: [0.3, null] } }),
+      JSON.stringify({
+        kind: 'evaluation',
+        epoch: -1,
+        step: 0,
+        knn: { top1: 0.5, top5: 0.9, k: 20 },
+        linearProbe: null,
+        perClass: { knn: [0.5, null], linearProbe: null },
+        manifolds: { meanRadius: 0.3, meanCentreDistance: 0.5, overlap: 0.1, radius: [0.3, null] },
+      }),
       JSON.stringify({ kind: 'epoch', epoch: 0, loss: 5, steps: 1, seconds: 2, viewImagesPerSecond: 64 }),
       '{"kind":"step","epo',
     ].join('\n');
@@ -119,11 +146,19 @@ describe('metrics', () => {
 describe('augmentation grid', () => {
   it('shows each image and its views, normalisation undone, small images scaled up to 64 px tiles', async () => {
     // 3 colour images of 20 x 20; an identity pipeline (whole-image crop, nothing random) that normalises, and a random one.
-    const size = 20, count = 3;
+    const size = 20,
+      count = 3;
     const images = Uint8Array.from({ length: count * 3 * size * size }, (_, k) => (k * 37) % 256);
     const dataset = { images, labels: Uint8Array.from([0, 1, 2]), count, channels: 3, height: size, width: size, classes: 3 };
     const normalize = { mean: [0.4, 0.5, 0.6], std: [0.2, 0.25, 0.3] };
-    const identity = augmentationSchema.parse({ size, crop: { scale: [1, 1], ratio: [1, 1] }, flip: 0, colorJitter: { p: 0 }, grayscale: 0, normalize });
+    const identity = augmentationSchema.parse({
+      size,
+      crop: { scale: [1, 1], ratio: [1, 1] },
+      flip: 0,
+      colorJitter: { p: 0 },
+      grayscale: 0,
+      normalize,
+    });
     const random = augmentationSchema.parse({ size, normalize });
     const grid = await augmentationGrid(dataset, [identity, random], { rows: 8, views: 4, gap: 2 });
     expect(grid.rows).toBe(3); // only 3 images
@@ -133,9 +168,14 @@ describe('augmentation grid', () => {
     const { data, info } = await sharp(grid.png).raw().toBuffer({ resolveWithObject: true });
     expect(info.channels).toBe(3);
     const pixel = (x: number, y: number) => Array.from(data.subarray((y * info.width + x) * 3, (y * info.width + x) * 3 + 3));
-    for (const [row, column] of [[0, 0], [0, 1], [2, 3]] as const) {
+    for (const [row, column] of [
+      [0, 0],
+      [0, 1],
+      [2, 3],
+    ] as const) {
       // Tile (row, column) at the source pixel (5, 7): columns 0 (the image) and 1, 3 (identity views) show the bytes themselves.
-      const x = 2 + column * (tile + 2) + 7 * 4 + 1, y = 2 + row * (tile + 2) + 5 * 4 + 2;
+      const x = 2 + column * (tile + 2) + 7 * 4 + 1,
+        y = 2 + row * (tile + 2) + 5 * 4 + 2;
       const expected = [0, 1, 2].map((c) => images[((row * 3 + c) * size + 5) * size + 7]!);
       pixel(x, y).forEach((value, c) => expect(Math.abs(value - expected[c]!)).toBeLessThanOrEqual(1));
     }
@@ -160,13 +200,27 @@ describe('report', () => {
     const trained = performance.now();
     const progress: string[] = [];
     const result = await buildReport(runDir, { mapImages: 200, onProgress: (line) => progress.push(line) });
-    console.log(`report test: training ${((trained - started) / 1000).toFixed(1)} s, report ${((performance.now() - trained) / 1000).toFixed(1)} s: ${progress.join('; ')}`);
+    console.log(
+      `report test: training ${((trained - started) / 1000).toFixed(1)} s, report ${((performance.now() - trained) / 1000).toFixed(1)} s: ${progress.join('; ')}`,
+    );
 
     expect(result.html).toBe(path.join(runDir, 'report.html'));
     const html = await fs.readFile(result.html, 'utf8');
     expectSelfContained(html);
     const evaluations = (await fs.readFile(path.join(runDir, 'metrics.jsonl'), 'utf8'))
-      .trim().split('\n').map((line) => JSON.parse(line) as { kind: string; epoch: number; knn: { top1: number; top5: number }; linearProbe: { top1: number } | null; rankMe?: number; confusion?: unknown })
+      .trim()
+      .split('\n')
+      .map(
+        (line) =>
+          JSON.parse(line) as {
+            kind: string;
+            epoch: number;
+            knn: { top1: number; top5: number };
+            linearProbe: { top1: number } | null;
+            rankMe?: number;
+            confusion?: unknown;
+          },
+      )
       .filter((line) => line.kind === 'evaluation');
     expect(evaluations.map((e) => e.epoch)).toEqual([-1, 0, 1]);
     const final = evaluations[evaluations.length - 1]!;
@@ -180,7 +234,19 @@ describe('report', () => {
     if (final.rankMe !== undefined) expect(html).toMatch(/RankMe<\/div><div class="value">[0-9.]+</);
     const names = result.pngs.map((file) => path.basename(file)).sort();
     expect(names).toEqual(
-      ['accuracy', 'activity', 'augmentations', ...(final.confusion ? ['confusion'] : []), 'contacts-per-image', 'embedding-map', 'energy', 'learning-rate', 'loss', 'mean-radius', 'per-class'].map((n) => `${n}.png`),
+      [
+        'accuracy',
+        'activity',
+        'augmentations',
+        ...(final.confusion ? ['confusion'] : []),
+        'contacts-per-image',
+        'embedding-map',
+        'energy',
+        'learning-rate',
+        'loss',
+        'mean-radius',
+        'per-class',
+      ].map((n) => `${n}.png`),
     );
     expect(result.pngs.every((file) => path.dirname(file) === path.join(runDir, 'report'))).toBe(true);
     await expectValidPngs(result.pngs);
@@ -200,17 +266,39 @@ describe('report', () => {
 
   it('shows RankMe and the confusion matrix when the evaluation has them; --json names the files', async () => {
     const runDir = await folder();
-    const config = resolveTrainConfig({ overrides: { data: { limit: 64 }, schedule: { epochs: 1, warmupEpochs: 0 }, run: { batchSize: 32, views: 2 } } });
+    const config = resolveTrainConfig({
+      overrides: { data: { limit: 64 }, schedule: { epochs: 1, warmupEpochs: 0 }, run: { batchSize: 32, views: 2 } },
+    });
     await fs.writeFile(path.join(runDir, 'config.json'), JSON.stringify(config));
-    const confusion = Array.from({ length: 10 }, (_, t) => Array.from({ length: 10 }, (_, p) => (t === p ? 40 : t === 6 && p === 0 ? 15 : 1)));
+    const confusion = Array.from({ length: 10 }, (_, t) =>
+      Array.from({ length: 10 }, (_, p) => (t === p ? 40 : t === 6 && p === 0 ? 15 : 1)),
+    );
     const lines = [
-      ...Array.from({ length: 5 }, (_, step) => ({ kind: 'step', epoch: 0, step, loss: 6 - step / 10, energy: 400 - step, meanRadius: 0.5, meanDistance: 1.2, contactsPerImage: 3, activity: 0.9, lr: 0.5, gradNorm: 1, viewImagesPerSecond: 900 })),
+      ...Array.from({ length: 5 }, (_, step) => ({
+        kind: 'step',
+        epoch: 0,
+        step,
+        loss: 6 - step / 10,
+        energy: 400 - step,
+        meanRadius: 0.5,
+        meanDistance: 1.2,
+        contactsPerImage: 3,
+        activity: 0.9,
+        lr: 0.5,
+        gradNorm: 1,
+        viewImagesPerSecond: 900,
+      })),
       { kind: 'epoch', epoch: 0, loss: 5.8, lr: 0.5, steps: 5, viewImagesPerSecond: 880, seconds: 0.36 },
       {
-        kind: 'evaluation', epoch: 0, step: 5, knn: { top1: 0.7654, top5: 0.9876, k: 200 }, linearProbe: { top1: 0.8123, top5: 0.99, learningRate: 0.1 },
+        kind: 'evaluation',
+        epoch: 0,
+        step: 5,
+        knn: { top1: 0.7654, top5: 0.9876, k: 200 },
+        linearProbe: { top1: 0.8123, top5: 0.99, learningRate: 0.1 },
         perClass: { knn: [0.9, 0.95, 0.7, 0.8, 0.6, 0.9, null, 0.9, 0.95, 0.9], linearProbe: Array(10).fill(0.8) },
         manifolds: { meanRadius: 0.41, meanCentreDistance: 0.62, overlap: 0.37, radius: Array(10).fill(0.4) },
-        rankMe: 37.25, confusion: { knn: confusion, linearProbe: confusion },
+        rankMe: 37.25,
+        confusion: { knn: confusion, linearProbe: confusion },
       },
     ];
     await fs.writeFile(path.join(runDir, 'metrics.jsonl'), `${lines.map((line) => JSON.stringify(line)).join('\n')}\n`);
@@ -222,7 +310,9 @@ describe('report', () => {
     vi.restoreAllMocks();
     const printed = JSON.parse(stdout.join('').trim()) as { html: string; pngs: string[]; seconds: number };
     expect(printed.html).toBe(path.join(runDir, 'report.html'));
-    expect(printed.pngs.map((file) => path.basename(file))).toEqual(expect.arrayContaining(['confusion.png', 'per-class.png', 'accuracy.png', 'loss.png', 'augmentations.png']));
+    expect(printed.pngs.map((file) => path.basename(file))).toEqual(
+      expect.arrayContaining(['confusion.png', 'per-class.png', 'accuracy.png', 'loss.png', 'augmentations.png']),
+    );
     await expectValidPngs(printed.pngs);
     const html = await fs.readFile(printed.html, 'utf8');
     expectSelfContained(html);
@@ -235,7 +325,13 @@ describe('report', () => {
 
   it('escapes text from the run folder into the page', async () => {
     const runDir = await folder();
-    const config = resolveTrainConfig({ overrides: { data: { limit: 64, path: '/nowhere/<script>alert(1)</script>' }, schedule: { epochs: 1, warmupEpochs: 0 }, run: { batchSize: 32, views: 2 } } });
+    const config = resolveTrainConfig({
+      overrides: {
+        data: { limit: 64, path: '/nowhere/<script>alert(1)</script>' },
+        schedule: { epochs: 1, warmupEpochs: 0 },
+        run: { batchSize: 32, views: 2 },
+      },
+    });
     await fs.writeFile(path.join(runDir, 'config.json'), JSON.stringify(config));
     await fs.writeFile(path.join(runDir, 'metrics.jsonl'), `${JSON.stringify({ kind: 'step', epoch: 0, step: 0, loss: 1 })}\n`);
     const result = await buildReport(runDir, { mapImages: 0 });

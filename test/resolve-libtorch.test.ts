@@ -19,7 +19,10 @@ function fakeLibTorch(root: string, version: string, cxxStandard?: number): stri
   fs.writeFileSync(path.join(root, 'lib/libtorch.so'), '');
   // 2.x's config sets the C++ standard its headers need on its target, as pip's torch 2.13 does.
   const standard = cxxStandard ? `set_target_properties(torch PROPERTIES\n    CXX_STANDARD ${cxxStandard}\n)\n` : '';
-  fs.writeFileSync(path.join(root, 'share/cmake/Torch/TorchConfig.cmake'), `set(TORCH_CXX_FLAGS "-D_GLIBCXX_USE_CXX11_ABI=0")\n${standard}`);
+  fs.writeFileSync(
+    path.join(root, 'share/cmake/Torch/TorchConfig.cmake'),
+    `set(TORCH_CXX_FLAGS "-D_GLIBCXX_USE_CXX11_ABI=0")\n${standard}`,
+  );
   fs.writeFileSync(path.join(root, 'share/cmake/Torch/TorchConfigVersion.cmake'), `set(PACKAGE_VERSION "${version}")\n`);
   return root;
 }
@@ -41,14 +44,22 @@ describe('resolveLibTorch', () => {
   it('1. LIBTORCH wins over everything else, with LIBTORCH_INCLUDE / LIBTORCH_LIB overrides', async () => {
     const env = { ...isolated, LIBTORCH: unpacked, CLAMP_LIBTORCH_SEARCH_PREFIXES: path.join(system, 'share/cmake/Torch') };
     const found = await resolveLibTorch(env);
-    expect(found).toMatchObject({ source: 'LIBTORCH', version: '2.5.1', libDir: path.join(unpacked, 'lib'), cxxFlags: '-D_GLIBCXX_USE_CXX11_ABI=0', cxxStandard: 17 });
+    expect(found).toMatchObject({
+      source: 'LIBTORCH',
+      version: '2.5.1',
+      libDir: path.join(unpacked, 'lib'),
+      cxxFlags: '-D_GLIBCXX_USE_CXX11_ABI=0',
+      cxxStandard: 17,
+    });
     const overridden = await resolveLibTorch({ ...env, LIBTORCH_INCLUDE: '/opt/inc', LIBTORCH_LIB: '/opt/lib' });
     expect(overridden.includeDirs[0]).toBe('/opt/inc');
     expect(overridden.libDir).toBe('/opt/lib');
   });
 
   it('an invalid LIBTORCH is an error, not a silent fall-through', async () => {
-    await expect(resolveLibTorch({ ...isolated, LIBTORCH: scratch })).rejects.toThrow(/LIBTORCH=.* has no share\/cmake\/Torch\/TorchConfig.cmake/);
+    await expect(resolveLibTorch({ ...isolated, LIBTORCH: scratch })).rejects.toThrow(
+      /LIBTORCH=.* has no share\/cmake\/Torch\/TorchConfig.cmake/,
+    );
   });
 
   it('2. LIBTORCH_USE_PYTORCH=1 insists on a Python torch and says why it failed', async () => {
@@ -58,15 +69,33 @@ describe('resolveLibTorch', () => {
   it('2. a Python torch with a CMake config is used before the system one', async () => {
     const fakePython = path.join(scratch, 'python-with-torch');
     const torchRoot = fakeLibTorch(path.join(scratch, 'site-packages/torch'), '2.11.0', 20);
-    const answer = JSON.stringify({ root: torchRoot, cmake: path.join(torchRoot, 'share/cmake/Torch'), version: '2.11.0+cu130', cuda: '13.0' });
+    const answer = JSON.stringify({
+      root: torchRoot,
+      cmake: path.join(torchRoot, 'share/cmake/Torch'),
+      version: '2.11.0+cu130',
+      cuda: '13.0',
+    });
     fs.writeFileSync(fakePython, `#!/bin/sh\necho '${answer}'\n`, { mode: 0o755 });
-    const found = await resolveLibTorch({ ...isolated, PYTHON: fakePython, CLAMP_LIBTORCH_SEARCH_PREFIXES: path.join(system, 'share/cmake/Torch') });
+    const found = await resolveLibTorch({
+      ...isolated,
+      PYTHON: fakePython,
+      CLAMP_LIBTORCH_SEARCH_PREFIXES: path.join(system, 'share/cmake/Torch'),
+    });
     // root is the torch package folder, which doctor names ("from python (…/site-packages/torch)").
-    expect(found).toMatchObject({ source: 'python', version: '2.11.0+cu130', root: torchRoot, libDir: path.join(torchRoot, 'lib'), cxxStandard: 20 });
+    expect(found).toMatchObject({
+      source: 'python',
+      version: '2.11.0+cu130',
+      root: torchRoot,
+      libDir: path.join(torchRoot, 'lib'),
+      cxxStandard: 20,
+    });
   });
 
   it('3. a system TorchConfig.cmake is found under the search prefixes', async () => {
-    const found = await resolveLibTorch({ ...isolated, CLAMP_LIBTORCH_SEARCH_PREFIXES: `/nowhere${path.delimiter}${path.join(system, 'share/cmake/Torch')}` });
+    const found = await resolveLibTorch({
+      ...isolated,
+      CLAMP_LIBTORCH_SEARCH_PREFIXES: `/nowhere${path.delimiter}${path.join(system, 'share/cmake/Torch')}`,
+    });
     expect(found).toMatchObject({ source: 'system', version: '1.13.0', libDir: path.join(system, 'lib') });
   });
 
@@ -74,7 +103,8 @@ describe('resolveLibTorch', () => {
     const error = await resolveLibTorch(isolated).catch((e: Error) => e);
     expect(error).toBeInstanceOf(Error);
     const message = (error as Error).message;
-    for (const way of ['1. LIBTORCH=', '2. a Python torch', '3. a system LibTorch', '4. the official prebuilt LibTorch']) expect(message).toContain(way);
+    for (const way of ['1. LIBTORCH=', '2. a Python torch', '3. a system LibTorch', '4. the official prebuilt LibTorch'])
+      expect(message).toContain(way);
     expect(message).toMatch(/no importable torch/);
     expect(message).toMatch(/CLAMP_LIBTORCH_DOWNLOAD=0/);
   });
@@ -109,7 +139,7 @@ describe('resolveLibTorch', () => {
     }
   });
 
-  it('picks the prebuilt variant from the driver\'s CUDA version', () => {
+  it("picks the prebuilt variant from the driver's CUDA version", () => {
     expect(prebuiltVariant({}, undefined)).toBe('cpu');
     expect(prebuiltVariant({}, [13, 2])).toBe('cu130');
     expect(prebuiltVariant({}, [12, 9])).toBe('cu128');

@@ -35,7 +35,9 @@ describe('doctor', () => {
   it('names where LibTorch came from: the torch package folder for a pip torch', async () => {
     const report = doctor();
     const resolved = await resolveLibTorch();
-    const line = formatDoctorReport(report).split('\n').find((l) => l.startsWith('LibTorch'));
+    const line = formatDoctorReport(report)
+      .split('\n')
+      .find((l) => l.startsWith('LibTorch'));
     expect(line).toContain(`${report.libtorch.version} from ${resolved.source} (${resolved.root})`);
     if (resolved.source === 'python') expect(resolved.root).toMatch(/torch$/);
   });
@@ -59,7 +61,10 @@ describe('doctor', () => {
   });
 
   it('chooses the OpenMP wait policy by the LibTorch built against, unless the user chose one', async () => {
-    const chosen = spawnSync(process.execPath, [cli, 'doctor', '--json'], { encoding: 'utf8', env: { ...process.env, OMP_WAIT_POLICY: 'ACTIVE' } });
+    const chosen = spawnSync(process.execPath, [cli, 'doctor', '--json'], {
+      encoding: 'utf8',
+      env: { ...process.env, OMP_WAIT_POLICY: 'ACTIVE' },
+    });
     expect((JSON.parse(chosen.stdout) as ReturnType<typeof doctor>).threads.openMPWaitPolicy).toBe('ACTIVE (OMP_WAIT_POLICY)');
     const env = { ...process.env };
     delete env.OMP_WAIT_POLICY;
@@ -68,7 +73,9 @@ describe('doctor', () => {
     // PASSIVE for LibTorch 1.x (OpenBLAS's own threads need the cores), OpenMP's default for 2.x (pip's
     // torch: MKL inside, measured faster with its default).
     const { version } = await resolveLibTorch();
-    expect(policy).toBe(version.startsWith('1.') ? 'PASSIVE (clamp-native default for LibTorch 1.x with OpenBLAS)' : "OpenMP's default (spin, then sleep)");
+    expect(policy).toBe(
+      version.startsWith('1.') ? 'PASSIVE (clamp-native default for LibTorch 1.x with OpenBLAS)' : "OpenMP's default (spin, then sleep)",
+    );
   });
 
   it('setNumThreads changes the count and rejects nonsense', () => {
@@ -82,7 +89,7 @@ describe('doctor', () => {
 });
 
 describe('BLAS detection', () => {
-  it('classifies Debian\'s alternatives', () => {
+  it("classifies Debian's alternatives", () => {
     expect(classifyBlas('/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3')).toBe('OpenBLAS');
     expect(classifyBlas('/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0')).toBe('reference BLAS');
     expect(classifyBlas('/opt/intel/lib/libmkl_rt.so.2')).toBe('MKL');
@@ -104,8 +111,9 @@ describe('BLAS detection', () => {
     expect(detectBlas(maps).kind).toBe('reference BLAS');
   });
 
-  it('reads a BLAS linked into LibTorch (pip\'s MKL) from its build configuration when none is mapped', () => {
-    const config = '  - Intel(R) oneAPI Math Kernel Library Version 2024.2-Product Build 20240605\n  - Build settings: BLAS_INFO=mkl, BUILD_TYPE=Release,';
+  it("reads a BLAS linked into LibTorch (pip's MKL) from its build configuration when none is mapped", () => {
+    const config =
+      '  - Intel(R) oneAPI Math Kernel Library Version 2024.2-Product Build 20240605\n  - Build settings: BLAS_INFO=mkl, BUILD_TYPE=Release,';
     expect(detectBlas('', config)).toEqual({ kind: 'MKL', library: 'linked into LibTorch (MKL 2024.2, BLAS_INFO=mkl)', warning: null });
     expect(detectBlas('', 'Build settings: BUILD_TYPE=Release').kind).toBe('unknown');
     // A mapped library wins over the configuration: it is what the calls reach.
@@ -118,11 +126,13 @@ describe('OpenMP detection', () => {
   it('names each mapped runtime and warns when there is more than one', () => {
     const one = detectOpenMP('7f00-7f10 r-xp 00000000 fe:01 1 /opt/site-packages/torch/lib/libgomp.so.1\n');
     expect(one).toEqual({ runtimes: [{ kind: 'GNU libgomp', library: '/opt/site-packages/torch/lib/libgomp.so.1' }], warning: null });
-    const two = detectOpenMP([
-      '7f00-7f10 r-xp 00000000 fe:01 1 /opt/site-packages/torch/lib/libgomp.so.1',
-      '7f20-7f30 r-xp 00000000 fe:01 2 /opt/other/libiomp5.so',
-      '7f30-7f40 r--p 00000000 fe:01 2 /opt/other/libiomp5.so',
-    ].join('\n'));
+    const two = detectOpenMP(
+      [
+        '7f00-7f10 r-xp 00000000 fe:01 1 /opt/site-packages/torch/lib/libgomp.so.1',
+        '7f20-7f30 r-xp 00000000 fe:01 2 /opt/other/libiomp5.so',
+        '7f30-7f40 r--p 00000000 fe:01 2 /opt/other/libiomp5.so',
+      ].join('\n'),
+    );
     expect(two.runtimes.map((r) => r.kind)).toEqual(['GNU libgomp', 'Intel libiomp5']);
     expect(two.warning).toMatch(/2 OpenMP runtimes are loaded/);
     expect(detectOpenMP('7f00-7f10 r-xp 00000000 fe:01 1 /usr/lib/libgompish-not.so\n').runtimes).toEqual([]);
@@ -130,7 +140,7 @@ describe('OpenMP detection', () => {
 });
 
 describe('loading the addon', () => {
-  it('a missing build says how to build it, including npm 11\'s script approval', () => {
+  it("a missing build says how to build it, including npm 11's script approval", () => {
     const result = runCli(['doctor'], { CLAMP_NATIVE_ADDON: path.join(os.tmpdir(), 'no-such-addon.node') });
     expect(result.status).toBe(1);
     expect(result.stderr).toMatch(/native addon is not built/);

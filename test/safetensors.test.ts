@@ -36,7 +36,10 @@ async function temporaryFolder(): Promise<string> {
 }
 
 async function caught(promise: Promise<unknown>): Promise<Error> {
-  const error = await promise.then(() => undefined, (reason: unknown) => reason);
+  const error = await promise.then(
+    () => undefined,
+    (reason: unknown) => reason,
+  );
   if (!(error instanceof Error)) throw new Error('expected the promise to reject with an Error');
   return error;
 }
@@ -69,10 +72,15 @@ describe('safetensors', () => {
     const bytes = Buffer.concat(encodeSafetensors(tensors, { k: 'v' }));
     const headerLength = Number(bytes.readBigUInt64LE(0));
     expect((8 + headerLength) % 8).toBe(0);
-    const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString()) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+    const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString()) as Record<
+      string,
+      { dtype: string; shape: number[]; data_offsets: [number, number] }
+    >;
     expect(header.__metadata__).toEqual({ k: 'v' });
     expect(header['a.count']).toEqual({ dtype: 'I64', shape: [], data_offsets: [0, 8] });
-    const entries = Object.entries(header).filter(([name]) => name !== '__metadata__').sort((a, b) => a[1].data_offsets[0] - b[1].data_offsets[0]);
+    const entries = Object.entries(header)
+      .filter(([name]) => name !== '__metadata__')
+      .sort((a, b) => a[1].data_offsets[0] - b[1].data_offsets[0]);
     let end = 0;
     for (const [, entry] of entries) {
       expect(entry.data_offsets[0]).toBe(end); // no holes
@@ -80,9 +88,16 @@ describe('safetensors', () => {
     }
     expect(end).toBe(bytes.length - 8 - headerLength);
     // Widest first: every tensor starts at a multiple of its element size.
-    expect(entries.map(([, e]) => e.dtype)).toEqual(['I64', 'F64', 'F32', 'F32', 'U8']) // equal widths by name;
+    expect(entries.map(([, e]) => e.dtype)).toEqual(['I64', 'F64', 'F32', 'F32', 'U8']); // equal widths by name;
     const weight = header['b.weight']!;
-    expect(new Float32Array(bytes.buffer.slice(bytes.byteOffset + 8 + headerLength + weight.data_offsets[0], bytes.byteOffset + 8 + headerLength + weight.data_offsets[1]))).toEqual(tensors[0]!.data);
+    expect(
+      new Float32Array(
+        bytes.buffer.slice(
+          bytes.byteOffset + 8 + headerLength + weight.data_offsets[0],
+          bytes.byteOffset + 8 + headerLength + weight.data_offsets[1],
+        ),
+      ),
+    ).toEqual(tensors[0]!.data);
   });
 
   it('refuses truncated and corrupt files with errors that say so', () => {
@@ -100,8 +115,12 @@ describe('safetensors', () => {
   });
 
   it('refuses inconsistent tensors on write', () => {
-    expect(() => encodeSafetensors([{ name: 'x', dtype: 'float32', shape: [4], data: new Float32Array(3) }])).toThrow(/holds 4 values, its data 3/);
-    expect(() => encodeSafetensors([{ name: 'x', dtype: 'int64', shape: [1], data: new Float32Array(1) as never }])).toThrow(/needs a BigInt64Array/);
+    expect(() => encodeSafetensors([{ name: 'x', dtype: 'float32', shape: [4], data: new Float32Array(3) }])).toThrow(
+      /holds 4 values, its data 3/,
+    );
+    expect(() => encodeSafetensors([{ name: 'x', dtype: 'int64', shape: [1], data: new Float32Array(1) as never }])).toThrow(
+      /needs a BigInt64Array/,
+    );
     expect(() => encodeSafetensors([tensors[2]!, tensors[2]!])).toThrow(/appears twice/);
   });
 
@@ -110,7 +129,9 @@ describe('safetensors', () => {
     const file = path.join(folder, 'x.safetensors');
     await writeSafetensors(file, tensors);
     const before = await fs.readFile(file);
-    await expect(writeSafetensors(file, [{ name: 'x', dtype: 'float32', shape: [2], data: new Float32Array(1) }])).rejects.toThrow(CheckpointError);
+    await expect(writeSafetensors(file, [{ name: 'x', dtype: 'float32', shape: [2], data: new Float32Array(1) }])).rejects.toThrow(
+      CheckpointError,
+    );
     expect(await fs.readFile(file)).toEqual(before);
     expect(await fs.readdir(folder)).toEqual(['x.safetensors']);
     await expect(readSafetensors(path.join(folder, 'missing.safetensors'))).rejects.toThrow(/does not exist/);
@@ -118,11 +139,21 @@ describe('safetensors', () => {
 
   it('refuses overlapping tensors, holes, and a __metadata__ that is not an object', () => {
     const data = Buffer.alloc(16);
-    const overlapping = Buffer.concat([headerBytes({ a: { dtype: 'U8', shape: [8], data_offsets: [0, 8] }, b: { dtype: 'U8', shape: [8], data_offsets: [0, 8] }, c: { dtype: 'U8', shape: [8], data_offsets: [8, 16] } }), data]);
+    const overlapping = Buffer.concat([
+      headerBytes({
+        a: { dtype: 'U8', shape: [8], data_offsets: [0, 8] },
+        b: { dtype: 'U8', shape: [8], data_offsets: [0, 8] },
+        c: { dtype: 'U8', shape: [8], data_offsets: [8, 16] },
+      }),
+      data,
+    ]);
     expect(() => decodeSafetensors(overlapping, 'f')).toThrow(/tensor b overlaps the tensor before it/);
     const hole = Buffer.concat([headerBytes({ a: { dtype: 'U8', shape: [8], data_offsets: [8, 16] } }), data]);
     expect(() => decodeSafetensors(hole, 'f')).toThrow(/hole at bytes 0..8/);
-    const stringMetadata = Buffer.concat([headerBytes({ __metadata__: 'abc', a: { dtype: 'U8', shape: [16], data_offsets: [0, 16] } }), data]);
+    const stringMetadata = Buffer.concat([
+      headerBytes({ __metadata__: 'abc', a: { dtype: 'U8', shape: [16], data_offsets: [0, 16] } }),
+      data,
+    ]);
     expect(() => decodeSafetensors(stringMetadata, 'f')).toThrow(/__metadata__ is not a JSON object/);
     const inheritedDtype = Buffer.concat([headerBytes({ a: { dtype: 'constructor', shape: [16], data_offsets: [0, 16] } }), data]);
     expect(() => decodeSafetensors(inheritedDtype, 'f')).toThrow(/tensor a has dtype "constructor"; clamp-native reads F32/);
@@ -130,7 +161,10 @@ describe('safetensors', () => {
 
   it('copies an unaligned tensor out of a pooled Buffer with its own values only', () => {
     // A one-byte tensor first puts the float32 tensor at an odd offset, which other writers may do.
-    const header = headerBytes({ flag: { dtype: 'U8', shape: [1], data_offsets: [0, 1] }, w: { dtype: 'F32', shape: [2], data_offsets: [1, 9] } });
+    const header = headerBytes({
+      flag: { dtype: 'U8', shape: [1], data_offsets: [0, 1] },
+      w: { dtype: 'F32', shape: [2], data_offsets: [1, 9] },
+    });
     const values = Buffer.from(Float32Array.from([1.5, -2.5]).buffer);
     const bytes = Buffer.concat([header, Buffer.from([7]), values]);
     expect(bytes.buffer.byteLength).toBeGreaterThan(bytes.length); // a slice of Node's shared pool
@@ -162,22 +196,35 @@ describe('safetensors files past 2 GiB', () => {
     for (const read of [readSafetensors, readSafetensorsHeader]) {
       const error = await caught(read(file));
       expect(error).toBeInstanceOf(CheckpointError);
-      expect(error.message).toBe(`${file} is not a valid safetensors file: its header claims 10000000000 bytes, more than the 100000000 a safetensors header may take. It may be truncated or corrupt; use another checkpoint.`);
+      expect(error.message).toBe(
+        `${file} is not a valid safetensors file: its header claims 10000000000 bytes, more than the 100000000 a safetensors header may take. It may be truncated or corrupt; use another checkpoint.`,
+      );
     }
     const header = headerBytes({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } });
     await sparseFile(file, header, 64 * GiB);
     const uncovered = await caught(readSafetensors(file));
     expect(uncovered).toBeInstanceOf(CheckpointError);
-    expect(uncovered.message).toBe(`${file} is not a valid safetensors file: its tensors cover 8 of ${64 * GiB - header.length} data bytes. It may be truncated or corrupt; use another checkpoint.`);
+    expect(uncovered.message).toBe(
+      `${file} is not a valid safetensors file: its tensors cover 8 of ${64 * GiB - header.length} data bytes. It may be truncated or corrupt; use another checkpoint.`,
+    );
   });
 
-  it('reads a checkpoint\'s metadata without its weights, however large they are', async () => {
+  it("reads a checkpoint's metadata without its weights, however large they are", async () => {
     const file = path.join(await temporaryFolder(), 'checkpoint.safetensors');
-    const metadata = { format: CHECKPOINT_FORMAT, config: '{"schedule":{"epochs":3}}', position: '{"epoch":1,"batch":0,"step":9}', metrics: '{}' };
+    const metadata = {
+      format: CHECKPOINT_FORMAT,
+      config: '{"schedule":{"epochs":3}}',
+      position: '{"epoch":1,"batch":0,"step":9}',
+      metrics: '{}',
+    };
     // One float32 tensor of 2^34 values (64 GiB): more than a typed array may hold, so reading it would fail.
     const header = headerBytes({ __metadata__: metadata, w: { dtype: 'F32', shape: [2 ** 34], data_offsets: [0, 64 * GiB] } });
     await sparseFile(file, header, header.length + 64 * GiB);
-    expect(await readCheckpointMetadata(file)).toEqual({ config: { schedule: { epochs: 3 } }, position: { epoch: 1, batch: 0, step: 9 }, metrics: {} });
+    expect(await readCheckpointMetadata(file)).toEqual({
+      config: { schedule: { epochs: 3 } },
+      position: { epoch: 1, batch: 0, step: 9 },
+      metrics: {},
+    });
     expect(await readSafetensorsHeader(file)).toEqual({ metadata, tensors: [{ name: 'w', dtype: 'float32', shape: [2 ** 34] }] });
   });
 
@@ -188,7 +235,14 @@ describe('safetensors files past 2 GiB', () => {
     const marks = [0, 1, 2, count / 2, count - 3, count - 2, count - 1];
     marks.forEach((index, k) => (big[index] = k + 0.25));
     try {
-      await writeSafetensors(file, [{ name: 'big', dtype: 'float32', shape: [count], data: big }, { name: 'step', dtype: 'int64', shape: [1], data: new BigInt64Array([5n]) }], { k: 'v' });
+      await writeSafetensors(
+        file,
+        [
+          { name: 'big', dtype: 'float32', shape: [count], data: big },
+          { name: 'step', dtype: 'int64', shape: [1], data: new BigInt64Array([5n]) },
+        ],
+        { k: 'v' },
+      );
       const { tensors: back, metadata } = await readSafetensors(file);
       expect(metadata).toEqual({ k: 'v' });
       const read = back.find((t) => t.name === 'big')!;
@@ -212,7 +266,14 @@ describe('checkpoints', () => {
   ])('refuses float weights holding %s, naming the file, tensor and index', async (text, bad) => {
     const file = path.join(await temporaryFolder(), 'checkpoint.safetensors');
     const weight = Float32Array.from([0.5, -1, 2, bad, 3]);
-    await writeSafetensors(file, [{ name: 'conv1.weight', dtype: 'float32', shape: [5], data: weight }, { name: 'step', dtype: 'int64', shape: [1], data: new BigInt64Array([1n]) }], metadata);
+    await writeSafetensors(
+      file,
+      [
+        { name: 'conv1.weight', dtype: 'float32', shape: [5], data: weight },
+        { name: 'step', dtype: 'int64', shape: [1], data: new BigInt64Array([1n]) },
+      ],
+      metadata,
+    );
     const error = await caught(readCheckpoint(file));
     expect(error).toBeInstanceOf(CheckpointError);
     expect(error.message).toBe(

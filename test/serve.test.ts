@@ -30,21 +30,27 @@ const servers: EmbeddingServer[] = [];
 
 function randomPixels(count: number, seed: number): Buffer {
   let state = seed >>> 0;
-  return Buffer.from(Array.from({ length: count }, () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) >>> 24)));
+  return Buffer.from(Array.from({ length: count }, () => (state = (Math.imul(state, 1664525) + 1013904223) >>> 0) >>> 24));
 }
 
 /** A PNG whose header says 0x0 pixels, with valid chunk checksums (no encoder writes one). */
 function zeroByZeroPng(): Buffer {
   const chunk = (type: string, data: Buffer) => {
     const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-    const length = Buffer.alloc(4), crc = Buffer.alloc(4);
+    const length = Buffer.alloc(4),
+      crc = Buffer.alloc(4);
     length.writeUInt32BE(data.length);
     crc.writeUInt32BE(zlib.crc32(body));
     return Buffer.concat([length, body, crc]);
   };
   const header = Buffer.alloc(13);
   header[8] = 8; // bit depth; width, height and colour type (greyscale) stay 0
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', header), chunk('IDAT', zlib.deflateSync(Buffer.alloc(0))), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header),
+    chunk('IDAT', zlib.deflateSync(Buffer.alloc(0))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 beforeAll(async () => {
@@ -55,9 +61,19 @@ beforeAll(async () => {
   await saveCheckpoint(checkpoint, await trainerFor(config, 1, 100), { config, position: { epoch: 0, batch: 0, step: 0 }, metrics: {} });
   encoder = await Encoder.load(checkpoint, { maxBatch: 16 });
   const raw = (pixels: Buffer, width: number, height: number, channels: 1 | 3) => sharp(pixels, { raw: { width, height, channels } });
-  pngs = await Promise.all(Array.from({ length: 8 }, (_, k) => raw(randomPixels(28 * 28, k + 1), 28, 28, 1).png().toBuffer()));
-  jpeg = await raw(randomPixels(28 * 28, 99), 28, 28, 1).jpeg().toBuffer();
-  rgbPng = await raw(randomPixels(40 * 30 * 3, 7), 40, 30, 3).png().toBuffer();
+  pngs = await Promise.all(
+    Array.from({ length: 8 }, (_, k) =>
+      raw(randomPixels(28 * 28, k + 1), 28, 28, 1)
+        .png()
+        .toBuffer(),
+    ),
+  );
+  jpeg = await raw(randomPixels(28 * 28, 99), 28, 28, 1)
+    .jpeg()
+    .toBuffer();
+  rgbPng = await raw(randomPixels(40 * 30 * 3, 7), 40, 30, 3)
+    .png()
+    .toBuffer();
 }, 60_000);
 
 afterAll(async () => {
@@ -103,8 +119,12 @@ function call(url: string, body: string | Buffer | undefined, headers: Record<st
 const json = (reply: Reply) => JSON.parse(reply.body.toString('utf8')) as Record<string, unknown>;
 const errorOf = (reply: Reply) => String(json(reply).error);
 const embedJson = (server: EmbeddingServer, images: readonly Buffer[], headers: Record<string, string> = {}) =>
-  call(`${server.url}/v1/embeddings`, JSON.stringify({ images: images.map((image) => image.toString('base64')) }), { 'Content-Type': 'application/json', ...headers });
-const embedRaw = (server: EmbeddingServer, image: Buffer, type = 'image/png') => call(`${server.url}/v1/embeddings`, image, { 'Content-Type': type });
+  call(`${server.url}/v1/embeddings`, JSON.stringify({ images: images.map((image) => image.toString('base64')) }), {
+    'Content-Type': 'application/json',
+    ...headers,
+  });
+const embedRaw = (server: EmbeddingServer, image: Buffer, type = 'image/png') =>
+  call(`${server.url}/v1/embeddings`, image, { 'Content-Type': type });
 
 /** The vectors of a JSON reply, as one float32 array (each JSON number is a float32 printed exactly). */
 function vectors(reply: Reply): Float32Array {
@@ -128,7 +148,9 @@ async function until(condition: () => boolean | Promise<boolean>): Promise<void>
 
 /** A request sent up to half its body: the server has admitted it and waits for the rest. */
 async function halfSent(server: EmbeddingServer, image: Buffer) {
-  const { request, reply } = open(`${server.url}/v1/embeddings`, { headers: { 'Content-Type': 'image/png', 'Content-Length': String(image.length) } });
+  const { request, reply } = open(`${server.url}/v1/embeddings`, {
+    headers: { 'Content-Type': 'image/png', 'Content-Length': String(image.length) },
+  });
   request.write(image.subarray(0, image.length >> 1));
   return { finish: () => request.end(image.subarray(image.length >> 1)), reply };
 }
@@ -142,7 +164,11 @@ describe('embedding server', () => {
     expect(Array.from(overJson)).toEqual(Array.from((await encoder.embed(trio)).data));
     // A data: URL and line-wrapped base64 are the same image.
     const wrapped = `data:image/png;base64,${pngs[0]!.toString('base64').replace(/(.{76})/g, '$1\n')}`;
-    const fromDataUrl = vectors(await call(`${server.url}/v1/embeddings`, JSON.stringify({ images: [wrapped] }), { 'Content-Type': 'application/json; charset=utf-8' }));
+    const fromDataUrl = vectors(
+      await call(`${server.url}/v1/embeddings`, JSON.stringify({ images: [wrapped] }), {
+        'Content-Type': 'application/json; charset=utf-8',
+      }),
+    );
     expect(Array.from(fromDataUrl)).toEqual(Array.from((await encoder.embed(pngs[0]!)).data));
 
     const overRaw = vectors(await embedRaw(server, pngs[1]!));
@@ -152,7 +178,11 @@ describe('embedding server', () => {
     const binary = await embedJson(server, [pngs[2]!, pngs[3]!], { Accept: 'application/octet-stream' });
     expect(binary.status).toBe(200);
     expect(binary.headers['content-type']).toBe('application/octet-stream');
-    expect([binary.headers['x-embedding-count'], binary.headers['x-embedding-dim'], binary.headers['x-embedding-dtype']]).toEqual(['2', String(encoder.dim), 'float32-le']);
+    expect([binary.headers['x-embedding-count'], binary.headers['x-embedding-dim'], binary.headers['x-embedding-dtype']]).toEqual([
+      '2',
+      String(encoder.dim),
+      'float32-le',
+    ]);
     expect(binary.body.length).toBe(2 * encoder.dim * 4);
     const floats = new Float32Array(binary.body.buffer.slice(binary.body.byteOffset, binary.body.byteOffset + binary.body.length));
     expect(Array.from(floats)).toEqual(Array.from((await encoder.embed([pngs[2]!, pngs[3]!])).data));
@@ -171,13 +201,20 @@ describe('embedding server', () => {
     const page = await call(`${server.url}/metrics`, undefined, {}, 'GET');
     expect(page.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
     const text = page.body.toString();
-    for (const type of ['clamp_serve_requests_total counter', 'clamp_serve_images_total counter', 'clamp_serve_batch_size histogram', 'clamp_serve_request_duration_seconds histogram']) {
+    for (const type of [
+      'clamp_serve_requests_total counter',
+      'clamp_serve_images_total counter',
+      'clamp_serve_batch_size histogram',
+      'clamp_serve_request_duration_seconds histogram',
+    ]) {
       expect(text).toContain(`# TYPE ${type}`);
     }
     expect(await metric(server, 'clamp_serve_requests_total{path="/v1/embeddings",code="200"}')).toBe(1);
     expect(await metric(server, 'clamp_serve_images_total')).toBe(3);
     // One forward pass of 3 images: cumulative buckets 0 up to le=2, 1 from le=4 (maxBatch 16: 1 2 4 8 16 +Inf).
-    expect(await Promise.all(['1', '2', '4', '8', '16', '+Inf'].map((le) => metric(server, `clamp_serve_batch_size_bucket{le="${le}"}`)))).toEqual([0, 0, 1, 1, 1, 1]);
+    expect(
+      await Promise.all(['1', '2', '4', '8', '16', '+Inf'].map((le) => metric(server, `clamp_serve_batch_size_bucket{le="${le}"}`))),
+    ).toEqual([0, 0, 1, 1, 1, 1]);
     expect([await metric(server, 'clamp_serve_batch_size_sum'), await metric(server, 'clamp_serve_batch_size_count')]).toEqual([3, 1]);
     expect(await metric(server, 'clamp_serve_request_duration_seconds_count')).toBe(1);
     expect(await metric(server, 'clamp_serve_request_duration_seconds_bucket{le="+Inf"}')).toBe(1);
@@ -266,7 +303,9 @@ describe('embedding server', () => {
     expecting.request.destroy();
 
     // Under the limit, Expect: 100-continue goes through.
-    const small = open(url, { headers: { 'Content-Type': 'image/png', 'Content-Length': String(pngs[0]!.length), Expect: '100-continue' } });
+    const small = open(url, {
+      headers: { 'Content-Type': 'image/png', 'Content-Length': String(pngs[0]!.length), Expect: '100-continue' },
+    });
     small.request.on('continue', () => small.request.end(pngs[0]!));
     small.request.flushHeaders();
     expect(vectors(await small.reply)).toHaveLength(encoder.dim);
@@ -287,7 +326,9 @@ describe('embedding server', () => {
     const refused = await embedRaw(server, pngs[2]!);
     expect(refused.status).toBe(503);
     expect(refused.headers['retry-after']).toBe('1');
-    expect(errorOf(refused)).toMatch(/the queue is full: 2 requests are already being embedded or waiting \(--max-queue 2\); retry after a moment/);
+    expect(errorOf(refused)).toMatch(
+      /the queue is full: 2 requests are already being embedded or waiting \(--max-queue 2\); retry after a moment/,
+    );
     // Health and metrics are not embedding requests: they still answer.
     expect(json(await call(`${server.url}/healthz`, undefined, {}, 'GET'))).toMatchObject({ status: 'ok', inFlight: 2 });
     expect(await metric(server, 'clamp_serve_requests_in_flight')).toBe(2);
@@ -328,7 +369,13 @@ describe('embedding server', () => {
 
   it('answers 500 without the details when the encoder fails (the operator is told them), and 503 once it is disposed', async () => {
     const told: unknown[] = [];
-    const failing = { dim: encoder.dim, channels: encoder.channels, decodeSize: encoder.decodeSize, maxBatch: 4, embed: () => Promise.reject(new Error('native failure at /secret/path')) };
+    const failing = {
+      dim: encoder.dim,
+      channels: encoder.channels,
+      decodeSize: encoder.decodeSize,
+      maxBatch: 4,
+      embed: () => Promise.reject(new Error('native failure at /secret/path')),
+    };
     const broken = await startEmbeddingServer({ encoder: failing, onInternalError: (error) => told.push(error) });
     servers.push(broken);
     const reply = await embedRaw(broken, pngs[0]!);
@@ -349,9 +396,13 @@ describe('embedding server', () => {
     await expect(startEmbeddingServer({ encoder, maxQueue: 0 })).rejects.toThrow(/options.maxQueue/);
     await expect(startEmbeddingServer({ encoder, colour: 'red' } as never)).rejects.toThrow(/colour/);
     const taken = await serve();
-    await expect(startEmbeddingServer({ encoder, port: taken.port })).rejects.toThrow(new RegExp(`port ${taken.port} on 127.0.0.1 is in use; choose another --port`));
+    await expect(startEmbeddingServer({ encoder, port: taken.port })).rejects.toThrow(
+      new RegExp(`port ${taken.port} on 127.0.0.1 is in use; choose another --port`),
+    );
     await expect(runServe([])).rejects.toThrow(/serve needs --checkpoint/);
-    await expect(runServe(['--checkpoint', checkpoint, '--max-batch', '0'])).rejects.toThrow(/--max-batch must be a whole number >= 1, got '0'/);
+    await expect(runServe(['--checkpoint', checkpoint, '--max-batch', '0'])).rejects.toThrow(
+      /--max-batch must be a whole number >= 1, got '0'/,
+    );
     await expect(runServe(['--checkpoint', checkpoint, '--port', '70000'])).rejects.toThrow(/--port must be 0 to 65535/);
     await expect(runServe(['--checkpoint', checkpoint, '--max-delay-ms', 'soon'])).rejects.toThrow(/--max-delay-ms must be a number >= 0/);
     await expect(runServe(['--checkpoint', checkpoint, '--max-body-mb', '0'])).rejects.toThrow(/--max-body-mb must be a number > 0/);
@@ -360,7 +411,11 @@ describe('embedding server', () => {
   it('clamp-native serve: SIGTERM finishes the request in flight, disposes the encoder and exits 0', async () => {
     const command = new URL('../dist/cli/serve-command.js', import.meta.url).href;
     const script = `const { runServe } = await import(${JSON.stringify(command)}); process.exitCode = await runServe(process.argv.slice(1));`;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script, '--', '--checkpoint', dir, '--port', '0', '--max-delay-ms', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      ['--input-type=module', '-e', script, '--', '--checkpoint', dir, '--port', '0', '--max-delay-ms', '0'],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));

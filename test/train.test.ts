@@ -18,12 +18,20 @@ async function runFolder(): Promise<string> {
 }
 
 async function metricLines(runDir: string): Promise<Record<string, number | string>[]> {
-  return (await fs.readFile(path.join(runDir, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Record<string, number | string>);
+  return (await fs.readFile(path.join(runDir, 'metrics.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as Record<string, number | string>);
 }
 
 // 512 images, batch 64, 2 views: 8 steps an epoch, a couple of seconds each epoch.
 const small = resolveTrainConfig({
-  overrides: { data: { limit: 512 }, schedule: { epochs: 2, warmupEpochs: 0.5 }, run: { batchSize: 64, views: 2, workers: 2 }, eval: { atEnd: false } },
+  overrides: {
+    data: { limit: 512 },
+    schedule: { epochs: 2, warmupEpochs: 0.5 },
+    run: { batchSize: 64, views: 2, workers: 2 },
+    eval: { atEnd: false },
+  },
 });
 
 describe('train', () => {
@@ -48,7 +56,8 @@ describe('train', () => {
 
     const losses = async (dir: string) => (await metricLines(dir)).filter((m) => m.kind === 'step').map((m) => [m.step, m.loss]);
     expect(await losses(stoppedDir)).toEqual(await losses(whole.runDir));
-    const finalWeights = async (file: string) => (await readSafetensors(file)).tensors.map((t) => [t.name, Array.from(t.data.subarray(0, 50), Number)]);
+    const finalWeights = async (file: string) =>
+      (await readSafetensors(file)).tensors.map((t) => [t.name, Array.from(t.data.subarray(0, 50), Number)]);
     expect(await finalWeights(resumed.checkpoint)).toEqual(await finalWeights(whole.checkpoint));
   });
 
@@ -57,24 +66,60 @@ describe('train', () => {
     const summary = await train(oneEpoch, { runDir: await runFolder() });
     const checkpoint = await readCheckpoint(summary.checkpoint);
     const names = checkpoint.state.map((t) => t.name);
-    expect(names).toEqual(expect.arrayContaining(['conv1.weight', 'bn1.running_mean', 'layer3.1.conv2.weight', 'projector.layers.0.weight', 'optimizer.momentum.conv1.weight', 'trainer.steps']));
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'conv1.weight',
+        'bn1.running_mean',
+        'layer3.1.conv2.weight',
+        'projector.layers.0.weight',
+        'optimizer.momentum.conv1.weight',
+        'trainer.steps',
+      ]),
+    );
     expect(names.some((name) => name.startsWith('fc.'))).toBe(false);
     expect(checkpoint.position).toEqual({ epoch: 1, batch: 0, step: 8 });
-    expect(resolveTrainConfig({ overrides: checkpoint.config })).toEqual(expect.objectContaining({ run: expect.objectContaining({ batchSize: 64 }) }));
+    expect(resolveTrainConfig({ overrides: checkpoint.config })).toEqual(
+      expect.objectContaining({ run: expect.objectContaining({ batchSize: 64 }) }),
+    );
     expect(checkpoint.metrics).toMatchObject({ kind: 'epoch', epoch: 0, steps: 8 });
     const epochLine = (await metricLines(summary.runDir)).find((m) => m.kind === 'epoch')!;
     const stepLines = (await metricLines(summary.runDir)).filter((m) => m.kind === 'step');
     expect(epochLine.loss).toBeCloseTo(stepLines.reduce((a, m) => a + (m.loss as number), 0) / 8, 10);
     expect(epochLine.contactsPerImage).toBeCloseTo(stepLines.reduce((a, m) => a + (m.contactsPerImage as number), 0) / 8, 10);
-    expect(epochLine).toEqual(expect.objectContaining({ energy: expect.any(Number), meanRadius: expect.any(Number), activity: expect.any(Number), gradNorm: expect.any(Number), lr: expect.any(Number) }));
+    expect(epochLine).toEqual(
+      expect.objectContaining({
+        energy: expect.any(Number),
+        meanRadius: expect.any(Number),
+        activity: expect.any(Number),
+        gradNorm: expect.any(Number),
+        lr: expect.any(Number),
+      }),
+    );
     const lines = await metricLines(summary.runDir);
     expect(lines.filter((m) => m.kind === 'step')).toHaveLength(8);
-    expect(lines[0]).toEqual(expect.objectContaining({ kind: 'step', step: 0, lr: (small.schedule.baseLr * 64) / 256 /* no warmup: the peak at once */, loss: expect.any(Number), meanRadius: expect.any(Number), contactsPerImage: expect.any(Number), activity: expect.any(Number), gradNorm: expect.any(Number), viewImagesPerSecond: expect.any(Number) }));
+    expect(lines[0]).toEqual(
+      expect.objectContaining({
+        kind: 'step',
+        step: 0,
+        lr: (small.schedule.baseLr * 64) / 256 /* no warmup: the peak at once */,
+        loss: expect.any(Number),
+        meanRadius: expect.any(Number),
+        contactsPerImage: expect.any(Number),
+        activity: expect.any(Number),
+        gradNorm: expect.any(Number),
+        viewImagesPerSecond: expect.any(Number),
+      }),
+    );
     expect(JSON.parse(await fs.readFile(path.join(summary.runDir, 'config.json'), 'utf8'))).toEqual(JSON.parse(JSON.stringify(oneEpoch)));
   });
 
   it('evaluating the final checkpoint (API and `eval` command) reproduces the accuracy training reported', async () => {
-    const config = { ...small, data: { ...small.data, testLimit: 500 }, schedule: { ...small.schedule, epochs: 1, warmupEpochs: 0 }, eval: { ...small.eval, atEnd: true } };
+    const config = {
+      ...small,
+      data: { ...small.data, testLimit: 500 },
+      schedule: { ...small.schedule, epochs: 1, warmupEpochs: 0 },
+      eval: { ...small.eval, atEnd: true },
+    };
     const summary = await train(config, { runDir: await runFolder() });
     expect(summary.knn!.top1).toBeGreaterThan(0.3);
     expect(summary.linearProbe!.top1).toBeGreaterThan(0.3);
@@ -100,7 +145,11 @@ describe('train', () => {
     // RankMe lies between 1 and the feature dimension (64 for the small backbone).
     expect(again.rankMe).toBeGreaterThan(1);
     expect(again.rankMe).toBeLessThanOrEqual(64);
-    const cli = spawnSync(process.execPath, [path.resolve('dist/cli/main.js'), 'eval', '--checkpoint', summary.runDir, '--test-limit', '200', '--json'], { encoding: 'utf8' });
+    const cli = spawnSync(
+      process.execPath,
+      [path.resolve('dist/cli/main.js'), 'eval', '--checkpoint', summary.runDir, '--test-limit', '200', '--json'],
+      { encoding: 'utf8' },
+    );
     expect(cli.status, cli.stderr).toBe(0);
     const printed = JSON.parse(cli.stdout.trim()) as { knn: { top1: number }; linearProbe: { top1: number }; testImages: number };
     expect(printed.testImages).toBe(200);
@@ -121,10 +170,37 @@ describe('train', () => {
   it('the CLI prints a --json summary, and names the field of a bad flag', async () => {
     const out = path.join(await runFolder(), 'run');
     const cli = path.resolve('dist/cli/main.js');
-    const result = spawnSync(process.execPath, [cli, 'train', '--limit', '256', '--epochs', '1', '--batch-size', '64', '--views', '2', '--set', 'eval.atEnd=false', '--out', out, '--json'], { encoding: 'utf8' });
+    const result = spawnSync(
+      process.execPath,
+      [
+        cli,
+        'train',
+        '--limit',
+        '256',
+        '--epochs',
+        '1',
+        '--batch-size',
+        '64',
+        '--views',
+        '2',
+        '--set',
+        'eval.atEnd=false',
+        '--out',
+        out,
+        '--json',
+      ],
+      { encoding: 'utf8' },
+    );
     expect(result.status, result.stderr).toBe(0);
     const summary = JSON.parse(result.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
-    expect(summary).toMatchObject({ runDir: out, checkpoint: path.join(out, 'checkpoint.safetensors'), epochs: 1, steps: 4, stopped: false, report: path.join(out, 'report.html') });
+    expect(summary).toMatchObject({
+      runDir: out,
+      checkpoint: path.join(out, 'checkpoint.safetensors'),
+      epochs: 1,
+      steps: 4,
+      stopped: false,
+      report: path.join(out, 'report.html'),
+    });
     expect((await fs.stat(path.join(out, 'report.html'))).size).toBeGreaterThan(10_000);
     expect(summary.seconds).toBeGreaterThan(0);
     expect((summary.throughput as { viewImagesPerSecond: number }).viewImagesPerSecond).toBeGreaterThan(0);
@@ -143,10 +219,14 @@ describe('learning', () => {
   // views), about a minute and a half on 2 cores. Measured here: on 2,000 test images kNN top-1 56.7% at
   // initialisation and 65.3% after, the linear probe 69.8% and 76.7%; epoch losses 6.74, 5.92, 5.63.
   it('on a Fashion-MNIST subset the loss falls and kNN accuracy rises above the random initialisation', async () => {
-    const config = resolveTrainConfig({ overrides: { data: { limit: 4096, testLimit: 2000 }, schedule: { epochs: 3 }, eval: { atStart: true } } });
+    const config = resolveTrainConfig({
+      overrides: { data: { limit: 4096, testLimit: 2000 }, schedule: { epochs: 3 }, eval: { atStart: true } },
+    });
     const summary = await train(config, { runDir: await runFolder() });
     const epochs = (await metricLines(summary.runDir)).filter((m) => m.kind === 'epoch').map((m) => m.loss as number);
-    console.log(`learning test: epoch losses ${epochs.map((l) => l.toFixed(3)).join(' ')}; kNN ${summary.atStart!.knn.top1} -> ${summary.knn!.top1}; linear probe ${summary.atStart!.linearProbe!.top1} -> ${summary.linearProbe!.top1}`);
+    console.log(
+      `learning test: epoch losses ${epochs.map((l) => l.toFixed(3)).join(' ')}; kNN ${summary.atStart!.knn.top1} -> ${summary.knn!.top1}; linear probe ${summary.atStart!.linearProbe!.top1} -> ${summary.linearProbe!.top1}`,
+    );
     expect(epochs).toHaveLength(3);
     expect(epochs[2]!).toBeLessThan(epochs[0]! - 0.5);
     expect(summary.knn!.top1).toBeGreaterThan(summary.atStart!.knn.top1);

@@ -3,11 +3,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { Trainer, type TrainerOptions } from '../lib/index.js';
 import { noisyViews, SIDE as side } from './noisy-views.js';
 
-const views = 2, batch = 32;
+const views = 2,
+  batch = 32;
 let batchViews: Float32Array;
 
 beforeAll(async () => {
-  batchViews = await noisyViews(views, batch);  // two noisy views of 32 test images
+  batchViews = await noisyViews(views, batch); // two noisy views of 32 test images
 });
 
 const options: TrainerOptions = {
@@ -112,7 +113,7 @@ describe('Trainer', () => {
     // A narrow network: oneDNN's bfloat16 kernels are slow on CPUs without native bf16.
     const narrow: TrainerOptions = { ...options, widths: [8, 16, 16], blocks: [1, 1, 1] };
     const fp32 = await Trainer.create(narrow);
-    expect(fp32.computeSettings).toEqual({ bf16Autocast: false, channelsLast: false });  // auto on the CPU: float32
+    expect(fp32.computeSettings).toEqual({ bf16Autocast: false, channelsLast: false }); // auto on the CPU: float32
     const fp32First = (await fp32.step(batchViews, shape)).loss;
     const trainer = await Trainer.create({ ...narrow, precision: 'bf16' });
     expect(trainer.computeSettings).toEqual({ bf16Autocast: true, channelsLast: false });
@@ -133,7 +134,9 @@ describe('Trainer', () => {
     await expect(Trainer.create({ ...options, views: 1 })).rejects.toThrow(RangeError);
     await expect(Trainer.create({ ...options, device: 'tpu' })).rejects.toThrow(/options.device: device must be cpu, cuda or cuda:<index>/);
     await expect(Trainer.create({ ...options, optimiser: { name: 'adam' } as never })).rejects.toThrow(/options.optimiser/);
-    await expect(Trainer.create({ ...options, schedule: { peakLr: 1, warmupSteps: 5, totalSteps: 5 } })).rejects.toThrow(/warmupSteps must be less than totalSteps/);
+    await expect(Trainer.create({ ...options, schedule: { peakLr: 1, warmupSteps: 5, totalSteps: 5 } })).rejects.toThrow(
+      /warmupSteps must be less than totalSteps/,
+    );
     const trainer = await Trainer.create(options);
     await expect(trainer.step(batchViews.subarray(1), shape)).rejects.toThrow(/images.length is/);
     await expect(trainer.step(new Float32Array(3 * 28 * 28 * 4), [4, 3, 28, 28])).rejects.toThrow(/3 channels; the backbone takes 1/);

@@ -61,9 +61,7 @@ double allocated_mib(bool peak) {
   return double(peak ? bytes.peak : bytes.current) / (1024.0 * 1024.0);
 }
 
-bool out_of_memory(const std::exception& error) {
-  return std::string(error.what()).find("out of memory") != std::string::npos;
-}
+bool out_of_memory(const std::exception& error) { return std::string(error.what()).find("out of memory") != std::string::npos; }
 
 // The peers' input exactly: torch.manual_seed(seed); centre = randn(b, d); noise = randn(m*b, d), on the CPU.
 at::Tensor peer_input(int64_t m, int64_t b, int64_t d, uint64_t seed) {
@@ -102,9 +100,8 @@ int bench_loss(const std::map<std::string, std::string>& flags) {
         times.push_back(seconds_since(start) * 1e3);
       }
       std::cout << ", \"reps\": " << reps << ", \"medianMs\": " << median(times)
-                << ", \"minMs\": " << *std::min_element(times.begin(), times.end())
-                << ", \"peakMiB\": " << allocated_mib(true) - base << ", \"baseMiB\": " << base << ", \"loss\": " << loss
-                << "}" << std::endl;
+                << ", \"minMs\": " << *std::min_element(times.begin(), times.end()) << ", \"peakMiB\": " << allocated_mib(true) - base
+                << ", \"baseMiB\": " << base << ", \"loss\": " << loss << "}" << std::endl;
     } catch (const std::exception& error) {
       c10::cuda::CUDACachingAllocator::emptyCache();
       std::cout << (out_of_memory(error) ? ", \"oom\": true" : ", \"error\": \"see stderr\"") << "}" << std::endl;

@@ -36,7 +36,9 @@ export interface Batch {
 
 /** The compiled worker: next to this file in dist/, or in dist/ when this module runs from TypeScript sources (tests). */
 function workerUrl(): URL {
-  return import.meta.url.endsWith('.ts') ? new URL('../../dist/augment/worker.js', import.meta.url) : new URL('./worker.js', import.meta.url);
+  return import.meta.url.endsWith('.ts')
+    ? new URL('../../dist/augment/worker.js', import.meta.url)
+    : new URL('./worker.js', import.meta.url);
 }
 
 function shared(bytes: Uint8Array): SharedArrayBuffer {
@@ -66,7 +68,10 @@ export class MultiViewLoader {
     if (batchSize > dataset.count) throw new RangeError(`batchSize ${batchSize} exceeds the dataset's ${dataset.count} images`);
     if (!Number.isInteger(views) || views < 1) throw new RangeError(`views must be a whole number >= 1, got ${views}`);
     const shard = options.shard;
-    if (shard && (!Number.isInteger(shard.count) || shard.count < 1 || !Number.isInteger(shard.rank) || shard.rank < 0 || shard.rank >= shard.count)) {
+    if (
+      shard &&
+      (!Number.isInteger(shard.count) || shard.count < 1 || !Number.isInteger(shard.rank) || shard.rank < 0 || shard.rank >= shard.count)
+    ) {
       throw new RangeError(`shard must be { rank, count } with 0 <= rank < count, got ${JSON.stringify(shard)}`);
     }
     if (shard && (batchSize % shard.count !== 0 || batchSize / shard.count < 2)) {
@@ -124,7 +129,7 @@ export class MultiViewLoader {
       if (shard && shard.count > 1) {
         const share = batchSize / shard.count;
         indices = indices.slice(shard.rank * share, (shard.rank + 1) * share);
-        seed = batchSeed(seed, shard.rank, -2);  // each rank's augmentations its own
+        seed = batchSeed(seed, shard.rank, -2); // each rank's augmentations its own
       }
       return { indices, reply: this.request(indices, seed) };
     });

@@ -18,22 +18,41 @@ import {
 } from './transforms.js';
 
 const probability = z.number().min(0).max(1);
-const range = z.tuple([z.number().finite(), z.number().finite()]).refine(([low, high]) => low <= high, 'range must be [low, high] with low <= high');
+const range = z
+  .tuple([z.number().finite(), z.number().finite()])
+  .refine(([low, high]) => low <= high, 'range must be [low, high] with low <= high');
 
 export const augmentationSchema = z
   .object({
     size: z.number().int().positive(),
-    crop: z.object({ scale: range.default([0.08, 1]), ratio: range.default([3 / 4, 4 / 3]) }).strict().prefault({}),
+    crop: z
+      .object({ scale: range.default([0.08, 1]), ratio: range.default([3 / 4, 4 / 3]) })
+      .strict()
+      .prefault({}),
     flip: probability.default(0.5),
     colorJitter: z
-      .object({ p: probability.default(0.8), brightness: z.number().min(0).default(0.4), contrast: z.number().min(0).default(0.4),
-        saturation: z.number().min(0).default(0.2), hue: z.number().min(0).max(0.5).default(0.1) })
+      .object({
+        p: probability.default(0.8),
+        brightness: z.number().min(0).default(0.4),
+        contrast: z.number().min(0).default(0.4),
+        saturation: z.number().min(0).default(0.2),
+        hue: z.number().min(0).max(0.5).default(0.1),
+      })
       .strict()
       .prefault({}),
     grayscale: probability.default(0.2),
-    blur: z.object({ p: probability.default(0), kernelSize: z.number().int().positive().default(23), sigma: range.default([0.1, 2]) }).strict().prefault({}),
-    solarize: z.object({ p: probability.default(0), threshold: z.number().default(0.5) }).strict().prefault({}),
-    normalize: z.object({ mean: z.array(z.number()).min(1), std: z.array(z.number().positive()).min(1) }).strict().optional(),
+    blur: z
+      .object({ p: probability.default(0), kernelSize: z.number().int().positive().default(23), sigma: range.default([0.1, 2]) })
+      .strict()
+      .prefault({}),
+    solarize: z
+      .object({ p: probability.default(0), threshold: z.number().default(0.5) })
+      .strict()
+      .prefault({}),
+    normalize: z
+      .object({ mean: z.array(z.number()).min(1), std: z.array(z.number().positive()).min(1) })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -57,7 +76,10 @@ export function augment(image: Image, a: Augmentation, random: Random): Image {
  * colour change), then the pipeline's normalisation.
  */
 export function evaluationView(image: Image, a: Augmentation): Image {
-  let out = image.height === a.size && image.width === a.size ? image : cropAndResize(image, { top: 0, left: 0, height: image.height, width: image.width }, a.size, a.size);
+  let out =
+    image.height === a.size && image.width === a.size
+      ? image
+      : cropAndResize(image, { top: 0, left: 0, height: image.height, width: image.width }, a.size, a.size);
   if (a.normalize) out = normalize(out, a.normalize.mean, a.normalize.std);
   return out;
 }
@@ -73,7 +95,8 @@ export function evaluationBatch(
   const viewValues = channels * pipeline.size * pipeline.size;
   const data = new Float32Array(indices.length * viewValues);
   indices.forEach((index, i) => {
-    if (!Number.isInteger(index) || index < 0 || index >= dataset.count) throw new RangeError(`image index ${index} is outside the dataset (0..${dataset.count - 1})`);
+    if (!Number.isInteger(index) || index < 0 || index >= dataset.count)
+      throw new RangeError(`image index ${index} is outside the dataset (0..${dataset.count - 1})`);
     const image = imageFromBytes(dataset.images.subarray(index * pixels, (index + 1) * pixels), channels, height, width);
     data.set(evaluationView(image, pipeline).data, i * viewValues);
   });
@@ -99,7 +122,8 @@ export function multiViewBatch(
   const viewValues = channels * size * size;
   const data = new Float32Array(views * indices.length * viewValues);
   indices.forEach((index, i) => {
-    if (!Number.isInteger(index) || index < 0 || index >= dataset.count) throw new RangeError(`image index ${index} is outside the dataset (0..${dataset.count - 1})`);
+    if (!Number.isInteger(index) || index < 0 || index >= dataset.count)
+      throw new RangeError(`image index ${index} is outside the dataset (0..${dataset.count - 1})`);
     const image = imageFromBytes(dataset.images.subarray(index * pixels, (index + 1) * pixels), channels, height, width);
     for (let v = 0; v < views; v++) {
       data.set(augment(image, pipelines[v % pipelines.length]!, random).data, (v * indices.length + i) * viewValues);

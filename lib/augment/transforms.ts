@@ -23,7 +23,13 @@ export interface CropBox {
 }
 
 /** torchvision's RandomResizedCrop box: 10 tries at a random area fraction and log-uniform aspect ratio, then a centre crop. */
-export function sampleCropBox(height: number, width: number, scale: readonly [number, number], ratio: readonly [number, number], random: Random): CropBox {
+export function sampleCropBox(
+  height: number,
+  width: number,
+  scale: readonly [number, number],
+  ratio: readonly [number, number],
+  random: Random,
+): CropBox {
   const area = height * width;
   const logRatio = [Math.log(ratio[0]), Math.log(ratio[1])] as const;
   for (let attempt = 0; attempt < 10; attempt++) {
@@ -36,7 +42,8 @@ export function sampleCropBox(height: number, width: number, scale: readonly [nu
     }
   }
   const inRatio = width / height;
-  let w = width, h = height;
+  let w = width,
+    h = height;
   if (inRatio < ratio[0]) h = Math.round(w / ratio[0]);
   else if (inRatio > ratio[1]) w = Math.round(h * ratio[1]);
   return { top: Math.floor((height - h) / 2), left: Math.floor((width - w) / 2), height: h, width: w };
@@ -46,13 +53,18 @@ export function sampleCropBox(height: number, width: number, scale: readonly [nu
 export function cropAndResize(image: Image, box: CropBox, outHeight: number, outWidth: number): Image {
   const { channels, width } = image;
   const out = new Float32Array(channels * outHeight * outWidth);
-  const scaleY = box.height / outHeight, scaleX = box.width / outWidth;
+  const scaleY = box.height / outHeight,
+    scaleX = box.width / outWidth;
   for (let y = 0; y < outHeight; y++) {
     const sy = Math.min(Math.max((y + 0.5) * scaleY - 0.5, 0), box.height - 1);
-    const y0 = Math.floor(sy), y1 = Math.min(y0 + 1, box.height - 1), fy = sy - y0;
+    const y0 = Math.floor(sy),
+      y1 = Math.min(y0 + 1, box.height - 1),
+      fy = sy - y0;
     for (let x = 0; x < outWidth; x++) {
       const sx = Math.min(Math.max((x + 0.5) * scaleX - 0.5, 0), box.width - 1);
-      const x0 = Math.floor(sx), x1 = Math.min(x0 + 1, box.width - 1), fx = sx - x0;
+      const x0 = Math.floor(sx),
+        x1 = Math.min(x0 + 1, box.width - 1),
+        fx = sx - x0;
       for (let c = 0; c < channels; c++) {
         const plane = c * image.height * width;
         const at = (yy: number, xx: number) => image.data[plane + (box.top + yy) * width + box.left + xx]!;
@@ -114,7 +126,7 @@ export function adjustContrast(image: Image, factor: number): Image {
 }
 
 export function adjustSaturation(image: Image, factor: number): Image {
-  if (image.channels < 3) return image;  // no colour to saturate
+  if (image.channels < 3) return image; // no colour to saturate
   const gray = luma(image);
   return blend(image, (_, k) => gray[k]!, factor);
 }
@@ -125,15 +137,30 @@ export function adjustHue(image: Image, shift: number): Image {
   const plane = image.height * image.width;
   const out = new Float32Array(image.data.length);
   for (let k = 0; k < plane; k++) {
-    const r = image.data[k]!, g = image.data[plane + k]!, b = image.data[2 * plane + k]!;
-    const max = Math.max(r, g, b), min = Math.min(r, g, b), delta = max - min;
+    const r = image.data[k]!,
+      g = image.data[plane + k]!,
+      b = image.data[2 * plane + k]!;
+    const max = Math.max(r, g, b),
+      min = Math.min(r, g, b),
+      delta = max - min;
     let h = 0;
     if (delta > 0) h = max === r ? ((g - b) / delta) % 6 : max === g ? (b - r) / delta + 2 : (r - g) / delta + 4;
     h = (((h / 6 + shift) % 1) + 1) % 1;
-    const s = max === 0 ? 0 : delta / max, v = max;
-    const sector = Math.floor(h * 6), f = h * 6 - sector;
-    const p = v * (1 - s), q = v * (1 - f * s), t = v * (1 - (1 - f) * s);
-    const [rr, gg, bb] = [[v, t, p], [q, v, p], [p, v, t], [p, q, v], [t, p, v], [v, p, q]][sector % 6]!;
+    const s = max === 0 ? 0 : delta / max,
+      v = max;
+    const sector = Math.floor(h * 6),
+      f = h * 6 - sector;
+    const p = v * (1 - s),
+      q = v * (1 - f * s),
+      t = v * (1 - (1 - f) * s);
+    const [rr, gg, bb] = [
+      [v, t, p],
+      [q, v, p],
+      [p, v, t],
+      [p, q, v],
+      [t, p, v],
+      [v, p, q],
+    ][sector % 6]!;
     out[k] = rr!;
     out[plane + k] = gg!;
     out[2 * plane + k] = bb!;
@@ -199,7 +226,8 @@ export function normalize(image: Image, mean: readonly number[], std: readonly n
   const plane = image.height * image.width;
   const out = new Float32Array(image.data.length);
   for (let c = 0; c < image.channels; c++) {
-    const m = mean[c % mean.length]!, s = std[c % std.length]!;
+    const m = mean[c % mean.length]!,
+      s = std[c % std.length]!;
     for (let k = 0; k < plane; k++) out[c * plane + k] = (image.data[c * plane + k]! - m) / s;
   }
   return { ...image, data: out };

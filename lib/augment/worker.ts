@@ -20,9 +20,7 @@ export interface BatchRequest {
   evaluation?: boolean;
 }
 
-export type BatchReply =
-  | { id: number; data: Float32Array; shape: [number, number, number, number] }
-  | { id: number; error: string };
+export type BatchReply = { id: number; data: Float32Array; shape: [number, number, number, number] } | { id: number; error: string };
 
 const setup = workerData as LoaderWorkerData;
 const dataset: ImageDataset = { ...setup.meta, images: new Uint8Array(setup.images), labels: new Uint8Array(setup.labels) };

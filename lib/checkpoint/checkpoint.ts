@@ -39,7 +39,11 @@ export interface Checkpoint extends CheckpointMetadata {
  * Writes the trainer's state atomically. A state holding NaN or infinity (an optimiser step that
  * overflowed the weights) is refused before anything is written, so the previous checkpoint stays.
  */
-export async function saveCheckpoint(file: string, trainer: { state(): Promise<StateEntry[]> }, content: { config: TrainConfig; position: RunPosition; metrics: Record<string, unknown> }): Promise<void> {
+export async function saveCheckpoint(
+  file: string,
+  trainer: { state(): Promise<StateEntry[]> },
+  content: { config: TrainConfig; position: RunPosition; metrics: Record<string, unknown> },
+): Promise<void> {
   const state = await trainer.state();
   for (const entry of state) {
     const index = entry.dtype === 'float32' ? firstNonFinite(entry.data as Float32Array) : -1;
@@ -68,7 +72,8 @@ export async function readCheckpoint(file: string): Promise<Checkpoint> {
   const { tensors, metadata } = await readSafetensors(file);
   const content = parseCheckpointMetadata(file, metadata);
   const state = tensors.map((t) => {
-    if (t.dtype !== 'float32' && t.dtype !== 'int64') throw new CheckpointError(`${file}: tensor ${t.name} is ${t.dtype}; clamp-native checkpoints hold float32 and int64`);
+    if (t.dtype !== 'float32' && t.dtype !== 'int64')
+      throw new CheckpointError(`${file}: tensor ${t.name} is ${t.dtype}; clamp-native checkpoints hold float32 and int64`);
     if (t.dtype === 'float32') refuseNonFinite(file, t);
     return t as StateEntry;
   });
@@ -92,13 +97,16 @@ export async function readTrainedCheckpoint(checkpointOrRunDir: string): Promise
 /** The channels the checkpoint's backbone takes (its first convolution's input), or an error saying the file holds no backbone. */
 export function backboneInputChannels({ file, checkpoint }: TrainedCheckpoint): number {
   const conv1 = checkpoint.state.find((t) => t.name === 'conv1.weight');
-  if (conv1?.shape.length !== 4) throw new CheckpointError(`${file} has no backbone (conv1.weight is missing); it is not a clamp-native training checkpoint`);
+  if (conv1?.shape.length !== 4)
+    throw new CheckpointError(`${file} has no backbone (conv1.weight is missing); it is not a clamp-native training checkpoint`);
   return conv1.shape[1]!;
 }
 
 function parseCheckpointMetadata(file: string, metadata: Record<string, string>): CheckpointMetadata {
   if (metadata.format !== CHECKPOINT_FORMAT) {
-    throw new CheckpointError(`${file} is a safetensors file but not a clamp-native checkpoint (its metadata has no format '${CHECKPOINT_FORMAT}')`);
+    throw new CheckpointError(
+      `${file} is a safetensors file but not a clamp-native checkpoint (its metadata has no format '${CHECKPOINT_FORMAT}')`,
+    );
   }
   const json = (key: string) => {
     try {

@@ -51,8 +51,10 @@ export function encodeSafetensors(tensors: readonly NamedTensorData[], metadata:
     if (seen.has(t.name)) throw new CheckpointError(`tensor name ${t.name} appears twice`);
     seen.add(t.name);
     const count = t.shape.reduce((a, b) => a * b, 1);
-    if (count !== t.data.length) throw new CheckpointError(`tensor ${t.name}: shape [${t.shape.join(', ')}] holds ${count} values, its data ${t.data.length}`);
-    if (!(t.data instanceof ARRAYS[t.dtype])) throw new CheckpointError(`tensor ${t.name}: dtype ${t.dtype} needs a ${ARRAYS[t.dtype].name}`);
+    if (count !== t.data.length)
+      throw new CheckpointError(`tensor ${t.name}: shape [${t.shape.join(', ')}] holds ${count} values, its data ${t.data.length}`);
+    if (!(t.data instanceof ARRAYS[t.dtype]))
+      throw new CheckpointError(`tensor ${t.name}: dtype ${t.dtype} needs a ${ARRAYS[t.dtype].name}`);
     header[t.name] = { dtype: CODES[t.dtype], shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
     offset += t.data.byteLength;
   }
@@ -64,7 +66,11 @@ export function encodeSafetensors(tensors: readonly NamedTensorData[], metadata:
   return [length, Buffer.from(json), ...ordered.map((t) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength))];
 }
 
-export async function writeSafetensors(file: string, tensors: readonly NamedTensorData[], metadata: Record<string, string> = {}): Promise<void> {
+export async function writeSafetensors(
+  file: string,
+  tensors: readonly NamedTensorData[],
+  metadata: Record<string, string> = {},
+): Promise<void> {
   await writeFileAtomically(file, encodeSafetensors(tensors, metadata));
 }
 
@@ -89,8 +95,10 @@ function corruptFile(source: string, why: string): CheckpointError {
 function headerLength(prefix: Uint8Array, fileBytes: number, source: string): number {
   if (fileBytes < 8) throw corruptFile(source, `it is ${fileBytes} bytes long`);
   const claimed = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
-  if (claimed > BigInt(fileBytes - 8)) throw corruptFile(source, `its header claims ${claimed} bytes, the file has ${fileBytes - 8} after the length`);
-  if (claimed > BigInt(MAX_HEADER_BYTES)) throw corruptFile(source, `its header claims ${claimed} bytes, more than the ${MAX_HEADER_BYTES} a safetensors header may take`);
+  if (claimed > BigInt(fileBytes - 8))
+    throw corruptFile(source, `its header claims ${claimed} bytes, the file has ${fileBytes - 8} after the length`);
+  if (claimed > BigInt(MAX_HEADER_BYTES))
+    throw corruptFile(source, `its header claims ${claimed} bytes, more than the ${MAX_HEADER_BYTES} a safetensors header may take`);
   return Number(claimed);
 }
 
@@ -134,12 +142,18 @@ function parseTensorEntry(name: string, entry: unknown, source: string): TensorS
   if (!isPlainObject(entry)) throw corruptFile(source, `tensor ${name} is not described by a JSON object`);
   const { dtype: code, shape, data_offsets: offsets } = entry;
   const dtype = typeof code === 'string' ? DTYPE_OF_CODE.get(code) : undefined;
-  if (!dtype) throw new CheckpointError(`${source}: tensor ${name} has dtype ${JSON.stringify(code)}; clamp-native reads ${Object.values(CODES).join(', ')}`);
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw corruptFile(source, `tensor ${name} has a bad shape`);
-  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) throw corruptFile(source, `tensor ${name} has bad data_offsets`);
+  if (!dtype)
+    throw new CheckpointError(
+      `${source}: tensor ${name} has dtype ${JSON.stringify(code)}; clamp-native reads ${Object.values(CODES).join(', ')}`,
+    );
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+    throw corruptFile(source, `tensor ${name} has a bad shape`);
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0))
+    throw corruptFile(source, `tensor ${name} has bad data_offsets`);
   const [begin, end] = offsets as [number, number];
   const bytes = (shape as number[]).reduce((a, b) => a * b, BYTES[dtype]);
-  if (end - begin !== bytes) throw corruptFile(source, `tensor ${name} spans ${end - begin} bytes, its shape [${shape.join(', ')}] needs ${bytes}`);
+  if (end - begin !== bytes)
+    throw corruptFile(source, `tensor ${name} spans ${end - begin} bytes, its shape [${shape.join(', ')}] needs ${bytes}`);
   return { name, dtype, shape: shape as number[], begin, end };
 }
 
@@ -149,7 +163,12 @@ function checkTiling(tensors: readonly TensorSpan[], dataBytes: number, source: 
   let end = 0;
   for (const t of sorted) {
     if (t.begin !== end) {
-      throw corruptFile(source, t.begin < end ? `tensor ${t.name} overlaps the tensor before it (it starts at byte ${t.begin}, that one ends at ${end})` : `the data section has a hole at bytes ${end}..${t.begin}`);
+      throw corruptFile(
+        source,
+        t.begin < end
+          ? `tensor ${t.name} overlaps the tensor before it (it starts at byte ${t.begin}, that one ends at ${end})`
+          : `the data section has a hole at bytes ${end}..${t.begin}`,
+      );
     }
     if (t.end > dataBytes) throw corruptFile(source, `tensor ${t.name} ends at byte ${t.end} of a ${dataBytes}-byte data section`);
     end = t.end;
@@ -169,9 +188,10 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): { tensors:
       const count = (end - begin) / BYTES[info.dtype];
       // A view where aligned; an aligned copy otherwise (files from other writers need not align).
       // The copy is a new Uint8Array: a Buffer's slice() would view the whole pool, not copy the span.
-      const data = at % BYTES[info.dtype] === 0
-        ? new Array_(bytes.buffer as ArrayBuffer, at, count)
-        : new Array_(new Uint8Array(bytes.subarray(dataStart + begin, dataStart + end)).buffer);
+      const data =
+        at % BYTES[info.dtype] === 0
+          ? new Array_(bytes.buffer as ArrayBuffer, at, count)
+          : new Array_(new Uint8Array(bytes.subarray(dataStart + begin, dataStart + end)).buffer);
       return { ...info, data };
     }),
   };
@@ -187,7 +207,10 @@ async function openCheckpointFile(file: string): Promise<{ handle: FileHandle; s
   }
   try {
     const stats = await handle.stat();
-    if (!stats.isFile()) throw new CheckpointError(`the checkpoint ${file} is ${stats.isDirectory() ? 'a folder' : 'not a regular file'}; pass a .safetensors file or the run folder that holds one`);
+    if (!stats.isFile())
+      throw new CheckpointError(
+        `the checkpoint ${file} is ${stats.isDirectory() ? 'a folder' : 'not a regular file'}; pass a .safetensors file or the run folder that holds one`,
+      );
     return { handle, size: stats.size };
   } catch (error) {
     await handle.close();
@@ -211,7 +234,10 @@ async function readFully(handle: FileHandle, file: string, target: Uint8Array, p
   } catch (error) {
     throw unreadable(file, error);
   }
-  if (filled < target.byteLength) throw new CheckpointError(`${file} ended after ${position + filled} bytes while ${position + target.byteLength} were expected; it shrank while being read`);
+  if (filled < target.byteLength)
+    throw new CheckpointError(
+      `${file} ended after ${position + filled} bytes while ${position + target.byteLength} were expected; it shrank while being read`,
+    );
 }
 
 /** Reads and checks the length and the JSON header only, however large the file. */
@@ -224,12 +250,19 @@ async function readHeader(handle: FileHandle, file: string, size: number): Promi
 }
 
 /** One tensor's values, in their own typed array (so aligned, whatever the file's layout). */
-async function readTensor(handle: FileHandle, file: string, dataStart: number, { begin, end, ...info }: TensorSpan): Promise<NamedTensorData> {
+async function readTensor(
+  handle: FileHandle,
+  file: string,
+  dataStart: number,
+  { begin, end, ...info }: TensorSpan,
+): Promise<NamedTensorData> {
   let data: TensorData;
   try {
     data = new ARRAYS[info.dtype]((end - begin) / BYTES[info.dtype]);
   } catch (error) {
-    throw new CheckpointError(`${file}: tensor ${info.name} needs ${end - begin} bytes, which could not be allocated (${(error as Error).message}); free memory or read it on a larger machine`);
+    throw new CheckpointError(
+      `${file}: tensor ${info.name} needs ${end - begin} bytes, which could not be allocated (${(error as Error).message}); free memory or read it on a larger machine`,
+    );
   }
   await readFully(handle, file, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), dataStart + begin);
   return { ...info, data };

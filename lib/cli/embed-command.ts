@@ -31,7 +31,9 @@ async function imageFiles(inputs: readonly string[]): Promise<string[]> {
     if (stat === null) throw new UsageError(`${input} does not exist; check the path`);
     if (stat.isDirectory()) {
       const entries = (await fs.readdir(input, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-      const nested = await imageFiles(entries.filter((e) => e.isDirectory() || (e.isFile() && isImageFile(e.name))).map((e) => path.join(input, e.name)));
+      const nested = await imageFiles(
+        entries.filter((e) => e.isDirectory() || (e.isFile() && isImageFile(e.name))).map((e) => path.join(input, e.name)),
+      );
       out.push(...nested);
     } else {
       out.push(input);
@@ -49,10 +51,15 @@ const count = (name: string, value: string | undefined) => wholeNumberFlag(name,
 async function checkWritable(out: string): Promise<void> {
   const folder = path.dirname(path.resolve(out));
   const stat = await fs.stat(folder).catch(() => null);
-  if (stat === null) throw new UsageError(`--out ${out}: the folder ${folder} does not exist; create it (mkdir -p ${folder}) or choose another path`);
+  if (stat === null)
+    throw new UsageError(`--out ${out}: the folder ${folder} does not exist; create it (mkdir -p ${folder}) or choose another path`);
   if (!stat.isDirectory()) throw new UsageError(`--out ${out}: ${folder} is a file, not a folder; choose another path`);
-  if ((await fs.stat(out).catch(() => null))?.isDirectory()) throw new UsageError(`--out ${out} is a folder; name a file in it, e.g. ${path.join(out, 'embeddings.npy')}`);
-  const writable = await fs.access(folder, fsConstants.W_OK).then(() => true, () => false);
+  if ((await fs.stat(out).catch(() => null))?.isDirectory())
+    throw new UsageError(`--out ${out} is a folder; name a file in it, e.g. ${path.join(out, 'embeddings.npy')}`);
+  const writable = await fs.access(folder, fsConstants.W_OK).then(
+    () => true,
+    () => false,
+  );
   if (!writable) throw new UsageError(`--out ${out}: the folder ${folder} is not writable; choose another path or fix its permissions`);
 }
 
@@ -63,9 +70,12 @@ async function writeOutput(file: string, chunks: readonly Uint8Array[]): Promise
   } catch (error) {
     const { code, message } = error as NodeJS.ErrnoException;
     const why =
-      code === 'ENOSPC' ? 'the disk is full; free space or choose another --out'
-        : code === 'ENOENT' ? `its folder ${path.dirname(path.resolve(file))} has gone; create it again or choose another --out`
-          : code === 'EACCES' || code === 'EPERM' ? 'permission denied; choose another --out'
+      code === 'ENOSPC'
+        ? 'the disk is full; free space or choose another --out'
+        : code === 'ENOENT'
+          ? `its folder ${path.dirname(path.resolve(file))} has gone; create it again or choose another --out`
+          : code === 'EACCES' || code === 'EPERM'
+            ? 'permission denied; choose another --out'
             : message;
     throw new Error(`could not write ${file}: ${why}`);
   }
@@ -77,7 +87,12 @@ export async function runEmbed(args: string[]): Promise<number> {
     strict: true,
     allowPositionals: true,
     options: {
-      checkpoint: { type: 'string' }, out: { type: 'string' }, device: { type: 'string' }, precision: { type: 'string' }, threads: { type: 'string' }, batch: { type: 'string' },
+      checkpoint: { type: 'string' },
+      out: { type: 'string' },
+      device: { type: 'string' },
+      precision: { type: 'string' },
+      threads: { type: 'string' },
+      batch: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -88,7 +103,8 @@ export async function runEmbed(args: string[]): Promise<number> {
   if (values.checkpoint === undefined) throw new UsageError('embed needs --checkpoint');
   if (positionals.length === 0) throw new UsageError('embed needs at least one image file or folder');
   const format = values.out === undefined ? 'jsonl' : path.extname(values.out).toLowerCase();
-  if (format !== '.npy' && format !== '.jsonl' && format !== 'jsonl') throw new UsageError(`--out must end in .npy or .jsonl, got '${values.out}'`);
+  if (format !== '.npy' && format !== '.jsonl' && format !== 'jsonl')
+    throw new UsageError(`--out must end in .npy or .jsonl, got '${values.out}'`);
   const threads = count('threads', values.threads);
   const maxBatch = count('batch', values.batch) ?? 128;
   if (values.out !== undefined) await checkWritable(values.out);
@@ -111,8 +127,13 @@ export async function runEmbed(args: string[]): Promise<number> {
       progress.update(`embedded ${start + chunk.length}/${files.length} images`, start + chunk.length, files.length);
     }
     const seconds = (performance.now() - started) / 1000;
-    progress.end(`embedded ${files.length} images (dim ${encoder.dim}) in ${seconds.toFixed(1)} s, ${(files.length / seconds).toFixed(0)} images/s`);
-    const lines = () => files.map((file, i) => `${JSON.stringify({ file, embedding: Array.from(embeddings.subarray(i * encoder.dim, (i + 1) * encoder.dim)) })}\n`);
+    progress.end(
+      `embedded ${files.length} images (dim ${encoder.dim}) in ${seconds.toFixed(1)} s, ${(files.length / seconds).toFixed(0)} images/s`,
+    );
+    const lines = () =>
+      files.map(
+        (file, i) => `${JSON.stringify({ file, embedding: Array.from(embeddings.subarray(i * encoder.dim, (i + 1) * encoder.dim)) })}\n`,
+      );
     if (values.out === undefined) {
       for (const line of lines()) process.stdout.write(line);
     } else if (format === '.npy') {

@@ -34,7 +34,8 @@ function progressReporter(stream: ProgressStream): EvaluationProgressListener {
       current = { what: progress.what, started: performance.now(), line: progress.kind === 'count' ? progressLine(stream) : null };
       if (progress.kind === 'step') stream.write(`  ${progress.what}...\n`);
     }
-    if (progress.kind === 'count') current.line?.update(`  ${progress.what}: ${progress.done}/${progress.total} ${progress.unit}`, progress.done, progress.total);
+    if (progress.kind === 'count')
+      current.line?.update(`  ${progress.what}: ${progress.done}/${progress.total} ${progress.unit}`, progress.done, progress.total);
     if (progress.kind === 'count' && progress.done === progress.total) finish();
   };
 }
@@ -44,8 +45,13 @@ export async function runEval(args: string[]): Promise<number> {
     args,
     strict: true,
     options: {
-      checkpoint: { type: 'string' }, data: { type: 'string' }, limit: { type: 'string' }, 'test-limit': { type: 'string' }, 'augment-epochs': { type: 'string' },
-      json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
+      checkpoint: { type: 'string' },
+      data: { type: 'string' },
+      limit: { type: 'string' },
+      'test-limit': { type: 'string' },
+      'augment-epochs': { type: 'string' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
@@ -61,14 +67,28 @@ export async function runEval(args: string[]): Promise<number> {
   process.stderr.write(`evaluating ${values.checkpoint}...\n`);
   const started = performance.now();
   const augmentEpochs = wholeNumberFlag('augment-epochs', values['augment-epochs']);
-  const result = await evaluateCheckpoint(values.checkpoint, { data, ...(augmentEpochs === undefined ? {} : { augmentEpochs }), onProgress: progressReporter(process.stderr) });
-  process.stderr.write(`${result.config.data.dataset}, ${result.trainImages} training / ${result.testImages} test images: kNN (k=${result.knn.k}) top-1 ${percent(result.knn.top1)}, top-5 ${percent(result.knn.top5)}${linearProbeClause(result.linearProbe)}\n`);
+  const result = await evaluateCheckpoint(values.checkpoint, {
+    data,
+    ...(augmentEpochs === undefined ? {} : { augmentEpochs }),
+    onProgress: progressReporter(process.stderr),
+  });
+  process.stderr.write(
+    `${result.config.data.dataset}, ${result.trainImages} training / ${result.testImages} test images: kNN (k=${result.knn.k}) top-1 ${percent(result.knn.top1)}, top-5 ${percent(result.knn.top5)}${linearProbeClause(result.linearProbe)}\n`,
+  );
   const worst = result.perClass.linearProbe ?? result.perClass.knn;
-  const hardest = worst.map((accuracy, c) => ({ accuracy, c })).filter((x) => !Number.isNaN(x.accuracy)).sort((a, b) => a.accuracy - b.accuracy).slice(0, 3);
-  process.stderr.write(`class manifolds: mean radius ${result.manifolds.meanRadius.toFixed(3)}, mean centre distance ${result.manifolds.meanCentreDistance.toFixed(3)}, overlapping pairs ${percent(result.manifolds.overlap)}; effective rank (RankMe) ${result.rankMe.toFixed(1)}; hardest classes ${hardest.map((x) => `${x.c} (${percent(x.accuracy)})`).join(', ')}\n`);
+  const hardest = worst
+    .map((accuracy, c) => ({ accuracy, c }))
+    .filter((x) => !Number.isNaN(x.accuracy))
+    .sort((a, b) => a.accuracy - b.accuracy)
+    .slice(0, 3);
+  process.stderr.write(
+    `class manifolds: mean radius ${result.manifolds.meanRadius.toFixed(3)}, mean centre distance ${result.manifolds.meanCentreDistance.toFixed(3)}, overlapping pairs ${percent(result.manifolds.overlap)}; effective rank (RankMe) ${result.rankMe.toFixed(1)}; hardest classes ${hardest.map((x) => `${x.c} (${percent(x.accuracy)})`).join(', ')}\n`,
+  );
   if (values.json) {
     const { config: _config, ...summary } = result;
-    process.stdout.write(`${JSON.stringify({ ...summary, dataset: result.config.data.dataset, seconds: (performance.now() - started) / 1000 })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ ...summary, dataset: result.config.data.dataset, seconds: (performance.now() - started) / 1000 })}\n`,
+    );
   }
   return 0;
 }

@@ -37,12 +37,16 @@ export async function runExport(args: string[]): Promise<number> {
     process.stdout.write(EXPORT_USAGE);
     return 0;
   }
-  if (positionals.length > 0) throw new UsageError(`export takes no positional arguments, got '${positionals[0]}': name the checkpoint with --checkpoint and the model with --onnx`);
+  if (positionals.length > 0)
+    throw new UsageError(
+      `export takes no positional arguments, got '${positionals[0]}': name the checkpoint with --checkpoint and the model with --onnx`,
+    );
   if (values.checkpoint === undefined) throw new UsageError('export needs --checkpoint (a checkpoint file or a run folder)');
   // --onnx names the format too: ONNX is the only one for now, and a bare --out would not say what it writes.
   if (values.onnx === undefined) throw new UsageError('export needs --onnx FILE, the ONNX model to write');
   const opset = wholeNumberFlag('opset', values.opset, 1);
-  if (opset !== undefined && !IR_VERSION_OF_OPSET.has(opset)) throw new UsageError(`--opset must be one of ${OPSETS.join(', ')}, got ${opset}`);
+  if (opset !== undefined && !IR_VERSION_OF_OPSET.has(opset))
+    throw new UsageError(`--opset must be one of ${OPSETS.join(', ')}, got ${opset}`);
   const result = await exportOnnx(values.checkpoint, values.onnx, {
     foldBatchNorm: !values['no-fold'],
     projector: values.projector,

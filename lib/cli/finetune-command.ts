@@ -24,7 +24,8 @@ export const FINETUNE_USAGE = `clamp-native finetune --checkpoint PATH [options]
 export function parseLabelShare(text: string): number {
   const trimmed = text.trim();
   const share = trimmed.endsWith('%') ? Number(trimmed.slice(0, -1)) / 100 : Number(trimmed);
-  if (trimmed === '' || trimmed === '%' || !(share > 0 && share <= 1)) throw new UsageError(`--labels takes shares in (0, 1] or percentages like 1%, got '${text}'`);
+  if (trimmed === '' || trimmed === '%' || !(share > 0 && share <= 1))
+    throw new UsageError(`--labels takes shares in (0, 1] or percentages like 1%, got '${text}'`);
   return share;
 }
 
@@ -33,9 +34,18 @@ export async function runFineTune(args: string[]): Promise<number> {
     args,
     strict: true,
     options: {
-      checkpoint: { type: 'string' }, labels: { type: 'string', default: '1%,10%' }, epochs: { type: 'string' }, lr: { type: 'string' },
-      'backbone-lr-scale': { type: 'string' }, 'batch-size': { type: 'string' }, 'weight-decay': { type: 'string' }, seed: { type: 'string' },
-      'from-scratch': { type: 'boolean', default: false }, data: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
+      checkpoint: { type: 'string' },
+      labels: { type: 'string', default: '1%,10%' },
+      epochs: { type: 'string' },
+      lr: { type: 'string' },
+      'backbone-lr-scale': { type: 'string' },
+      'batch-size': { type: 'string' },
+      'weight-decay': { type: 'string' },
+      seed: { type: 'string' },
+      'from-scratch': { type: 'boolean', default: false },
+      data: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
@@ -56,17 +66,26 @@ export async function runFineTune(args: string[]): Promise<number> {
   };
   const data = values.data === undefined ? {} : { path: values.data };
   const results: FineTuneResult[] = [];
-  let checkpoint = '', dataset = '';
+  let checkpoint = '',
+    dataset = '';
   for (const labels of shares) {
-    process.stderr.write(`fine-tuning ${values['from-scratch'] ? 'a randomly initialised backbone' : values.checkpoint} on ${share(labels)} of the labels...\n`);
-    const result = await fineTuneCheckpoint(values.checkpoint, { ...options, labels }, {
-      data,
-      onEpoch: (e) => {
-        if (e.epoch % Math.max(1, Math.round(e.epochs / 10)) === 0 || e.epoch === e.epochs) {
-          process.stderr.write(`  epoch ${e.epoch}/${e.epochs}: loss ${e.loss.toFixed(4)}, training-batch accuracy ${percent(e.accuracy)}\n`);
-        }
+    process.stderr.write(
+      `fine-tuning ${values['from-scratch'] ? 'a randomly initialised backbone' : values.checkpoint} on ${share(labels)} of the labels...\n`,
+    );
+    const result = await fineTuneCheckpoint(
+      values.checkpoint,
+      { ...options, labels },
+      {
+        data,
+        onEpoch: (e) => {
+          if (e.epoch % Math.max(1, Math.round(e.epochs / 10)) === 0 || e.epoch === e.epochs) {
+            process.stderr.write(
+              `  epoch ${e.epoch}/${e.epochs}: loss ${e.loss.toFixed(4)}, training-batch accuracy ${percent(e.accuracy)}\n`,
+            );
+          }
+        },
       },
-    });
+    );
     process.stderr.write(
       `${result.dataset}, ${share(labels)} of the labels (${result.labelledImages} images, ${result.epochs} epochs, ${result.steps} steps): ` +
         `test top-1 ${percent(result.top1)}, top-5 ${percent(result.top5)} in ${duration(result.seconds)}\n`,

@@ -73,8 +73,15 @@ export async function launchWorkers(args: readonly string[], o: LaunchOptions): 
       const rank = o.nodeRank * o.nproc + local;
       const child = spawn(process.execPath, [main, 'train', ...args], {
         env: {
-          ...process.env, RANK: String(rank), WORLD_SIZE: String(worldSize), LOCAL_RANK: String(local), LOCAL_WORLD_SIZE: String(o.nproc),
-          MASTER_ADDR: o.masterAddr, MASTER_PORT: String(masterPort), CLAMP_DIST_TIMEOUT_MS: String(o.timeoutMs), CLAMP_NUM_THREADS: threads,
+          ...process.env,
+          RANK: String(rank),
+          WORLD_SIZE: String(worldSize),
+          LOCAL_RANK: String(local),
+          LOCAL_WORLD_SIZE: String(o.nproc),
+          MASTER_ADDR: o.masterAddr,
+          MASTER_PORT: String(masterPort),
+          CLAMP_DIST_TIMEOUT_MS: String(o.timeoutMs),
+          CLAMP_NUM_THREADS: threads,
         },
         // Rank 0 speaks for the run; the others' stderr is kept for when they fail.
         stdio: rank === 0 ? ['ignore', 'inherit', 'inherit'] : ['ignore', 'ignore', 'pipe'],
@@ -110,7 +117,9 @@ export async function launchWorkers(args: readonly string[], o: LaunchOptions): 
     // With one worker per machine there are no others here to stop: the other machines' workers stop
     // on their own, when their next collective fails or times out.
     const stopped = o.nproc > 1 ? '; the other workers were stopped' : '';
-    process.stderr.write(`clamp-native: rank ${failed.rank} of ${worldSize} ${failed.how}${stopped}${tail.length ? `. Its last words:\n  ${tail.slice(-5).join('\n  ')}` : ''}\n`);
+    process.stderr.write(
+      `clamp-native: rank ${failed.rank} of ${worldSize} ${failed.how}${stopped}${tail.length ? `. Its last words:\n  ${tail.slice(-5).join('\n  ')}` : ''}\n`,
+    );
     return 1;
   }
   if (interrupts > 0) return stoppedBy === 'SIGTERM' ? 143 : 130;

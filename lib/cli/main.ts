@@ -67,7 +67,6 @@ ${DOCTOR_USAGE}
 ${BUILD_USAGE}
 ${DEMO_USAGE}`;
 
-
 // The demo's flags are all given values (the parsers only run when the flag is present).
 const wholeNumber = (name: string, value: string | undefined) => wholeNumberFlag(name, value)!;
 const positiveNumber = (name: string, value: string | undefined) => numberFlag(name, value, 0, true)!;
@@ -79,7 +78,11 @@ function answeredHelp(help: boolean | undefined, usage: string): boolean {
 }
 
 function runDoctor(args: string[]): number {
-  const { values } = parseArgs({ args, options: { json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } }, strict: true });
+  const { values } = parseArgs({
+    args,
+    options: { json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
+    strict: true,
+  });
   if (answeredHelp(values.help, DOCTOR_USAGE)) return 0;
   const report = doctor();
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatDoctorReport(report)}\n`);
@@ -89,7 +92,11 @@ function runDoctor(args: string[]): number {
 function runBuild(args: string[]): number {
   const { values } = parseArgs({
     args,
-    options: { gyp: { type: 'boolean', default: false }, debug: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
+    options: {
+      gyp: { type: 'boolean', default: false },
+      debug: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
     strict: true,
   });
   if (answeredHelp(values.help, BUILD_USAGE)) return 0;
@@ -128,12 +135,23 @@ async function runDemo(args: string[]): Promise<number> {
   const steps = options.steps ?? 100;
   const every = Math.max(1, Math.round(steps / 12));
   const row = (s: PackingDynamicsStep) =>
-    [s.step, s.loss.toPrecision(4), s.energy.toExponential(3), s.meanRadius.toFixed(4), s.meanDistance.toFixed(4),
-      s.contactsPerImage.toFixed(2), s.activity.toFixed(2), s.nearestCentreAccuracy.toFixed(3)]
-      .map((cell, i) => String(cell).padStart(i === 0 ? 5 : 11)).join(' ');
+    [
+      s.step,
+      s.loss.toPrecision(4),
+      s.energy.toExponential(3),
+      s.meanRadius.toFixed(4),
+      s.meanDistance.toFixed(4),
+      s.contactsPerImage.toFixed(2),
+      s.activity.toFixed(2),
+      s.nearestCentreAccuracy.toFixed(3),
+    ]
+      .map((cell, i) => String(cell).padStart(i === 0 ? 5 : 11))
+      .join(' ');
   if (!values.json) {
     process.stdout.write('Packing dynamics: free embeddings descending the packing energy (clamp-native demo --help for options)\n');
-    process.stdout.write(`${['step', 'loss', 'energy', 'meanRadius', 'meanDist', 'contacts/im', 'activity', 'nearestCtr'].map((h, i) => h.padStart(i === 0 ? 5 : 11)).join(' ')}\n`);
+    process.stdout.write(
+      `${['step', 'loss', 'energy', 'meanRadius', 'meanDist', 'contacts/im', 'activity', 'nearestCtr'].map((h, i) => h.padStart(i === 0 ? 5 : 11)).join(' ')}\n`,
+    );
   }
   const history = await runPackingDynamics(options, (step) => {
     if (!values.json && (step.step % every === 0 || step.step === steps)) process.stdout.write(`${row(step)}\n`);
@@ -144,17 +162,30 @@ async function runDemo(args: string[]): Promise<number> {
 
 async function main(command: string | undefined, rest: string[]): Promise<number> {
   switch (command) {
-    case 'doctor': return runDoctor(rest);
-    case 'build': return runBuild(rest);
-    case 'demo': return runDemo(rest);
-    case 'train': return runTrain(rest);
-    case 'eval': return runEval(rest);
-    case 'finetune': return runFineTune(rest);
-    case 'embed': return runEmbed(rest);
-    case 'serve': return runServe(rest);
-    case 'export': return runExport(rest);
-    case 'report': return runReport(rest);
-    case undefined: case '-h': case '--help': case 'help':
+    case 'doctor':
+      return runDoctor(rest);
+    case 'build':
+      return runBuild(rest);
+    case 'demo':
+      return runDemo(rest);
+    case 'train':
+      return runTrain(rest);
+    case 'eval':
+      return runEval(rest);
+    case 'finetune':
+      return runFineTune(rest);
+    case 'embed':
+      return runEmbed(rest);
+    case 'serve':
+      return runServe(rest);
+    case 'export':
+      return runExport(rest);
+    case 'report':
+      return runReport(rest);
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
       process.stdout.write(USAGE);
       return command === undefined ? 1 : 0;
     default:
@@ -192,7 +223,13 @@ const isParseArgsError = (error: unknown) => String((error as { code?: unknown }
  */
 function usageMessage(command: string | undefined, error: Error): string {
   // parseArgs's messages run over several lines and end in its own advice; one line reads better in a terminal.
-  const message = isParseArgsError(error) ? error.message.split('\n').map((line) => line.trim()).join(' ').replace(/^Unknown option '([^']*)'.*$/, 'unknown option $1') : error.message;
+  const message = isParseArgsError(error)
+    ? error.message
+        .split('\n')
+        .map((line) => line.trim())
+        .join(' ')
+        .replace(/^Unknown option '([^']*)'.*$/, 'unknown option $1')
+    : error.message;
   const known = COMMANDS.includes(command as (typeof COMMANDS)[number]);
   return `clamp-native${known ? ` ${command}` : ''}: ${message}\n\`clamp-native ${known ? `${command} ` : ''}--help\` lists the options\n`;
 }
@@ -229,6 +266,10 @@ function endQuietlyWhenReadersLeave(): void {
 endQuietlyWhenReadersLeave();
 const [command, ...rest] = process.argv.slice(2);
 main(command, joinNegativeNumbers(rest)).then(
-  (code) => { process.exitCode = code; },
-  (error: unknown) => { process.exitCode = reportFailure(command, error); },
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.exitCode = reportFailure(command, error);
+  },
 );

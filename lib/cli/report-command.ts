@@ -11,7 +11,6 @@ export const REPORT_USAGE = `clamp-native report RUN_DIR [options]
   --json               print one JSON line with the written paths on stdout
 `;
 
-
 export async function runReport(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
@@ -42,7 +41,9 @@ export async function runReport(args: string[]): Promise<number> {
       onProgress: (message) => process.stderr.write(`  ${message}\n`),
     });
     const seconds = (performance.now() - started) / 1000;
-    process.stderr.write(`wrote ${result.html} and ${result.pngs.length} PNG${result.pngs.length === 1 ? '' : 's'} in ${seconds.toFixed(1)} s\n`);
+    process.stderr.write(
+      `wrote ${result.html} and ${result.pngs.length} PNG${result.pngs.length === 1 ? '' : 's'} in ${seconds.toFixed(1)} s\n`,
+    );
     if (values.json) process.stdout.write(`${JSON.stringify({ ...result, seconds })}\n`);
   } finally {
     process.removeListener('SIGINT', onInterrupt);

@@ -47,7 +47,8 @@ function serveOptions(values: Record<string, string | boolean | undefined>): Ser
   const maxQueue = wholeNumberFlag('max-queue', flag('max-queue'), 1);
   const maxImagePixels = wholeNumberFlag('max-image-pixels', flag('max-image-pixels'), 1);
   const maxDelayMs = numberFlag('max-delay-ms', flag('max-delay-ms'), 0);
-  if (maxDelayMs !== undefined && maxDelayMs > 60_000) throw new UsageError(`--max-delay-ms must be at most 60000, got '${flag('max-delay-ms')}'`);
+  if (maxDelayMs !== undefined && maxDelayMs > 60_000)
+    throw new UsageError(`--max-delay-ms must be at most 60000, got '${flag('max-delay-ms')}'`);
   const shutdownTimeoutS = numberFlag('shutdown-timeout-s', flag('shutdown-timeout-s'), 0) ?? 30;
   return {
     checkpoint,
@@ -91,7 +92,9 @@ function onceSignalled(handler: (signal: NodeJS.Signals) => void): () => void {
  */
 async function serveUntilSignalled(server: EmbeddingServer, shutdownTimeoutMs: number): Promise<boolean> {
   const signal = await new Promise<NodeJS.Signals>((resolve) => onceSignalled(resolve));
-  process.stderr.write(`clamp-native serve: ${signal}: no longer accepting; finishing ${server.inFlight} admitted request(s) (send ${signal} again to cut them)\n`);
+  process.stderr.write(
+    `clamp-native serve: ${signal}: no longer accepting; finishing ${server.inFlight} admitted request(s) (send ${signal} again to cut them)\n`,
+  );
   let cut = false;
   const stopListening = onceSignalled(() => {
     cut = true;
@@ -111,9 +114,19 @@ export async function runServe(args: string[]): Promise<number> {
     strict: true,
     allowPositionals: false,
     options: {
-      checkpoint: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'max-batch': { type: 'string' }, 'max-delay-ms': { type: 'string' },
-      'max-queue': { type: 'string' }, 'max-body-mb': { type: 'string' }, 'max-image-pixels': { type: 'string' }, 'shutdown-timeout-s': { type: 'string' }, device: { type: 'string' },
-      precision: { type: 'string' }, threads: { type: 'string' }, help: { type: 'boolean', default: false },
+      checkpoint: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'max-batch': { type: 'string' },
+      'max-delay-ms': { type: 'string' },
+      'max-queue': { type: 'string' },
+      'max-body-mb': { type: 'string' },
+      'max-image-pixels': { type: 'string' },
+      'shutdown-timeout-s': { type: 'string' },
+      device: { type: 'string' },
+      precision: { type: 'string' },
+      threads: { type: 'string' },
+      help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
@@ -126,12 +139,19 @@ export async function runServe(args: string[]): Promise<number> {
     const server = await startEmbeddingServer({
       encoder,
       ...options.server,
-      onInternalError: (error) => process.stderr.write(`clamp-native serve: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`),
+      onInternalError: (error) =>
+        process.stderr.write(
+          `clamp-native serve: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+        ),
     });
     const kind = `${encoder.decodeSize}x${encoder.decodeSize} ${encoder.channels === 1 ? 'greyscale' : 'RGB'}`;
     process.stderr.write(`clamp-native serve: ${options.checkpoint} (${kind} images, dim ${encoder.dim}) listening on ${server.url}\n`);
     const graceful = await serveUntilSignalled(server, options.shutdownTimeoutMs);
-    process.stderr.write(graceful ? 'clamp-native serve: every admitted request answered; stopped\n' : 'clamp-native serve: stopped, cutting the requests still running\n');
+    process.stderr.write(
+      graceful
+        ? 'clamp-native serve: every admitted request answered; stopped\n'
+        : 'clamp-native serve: stopped, cutting the requests still running\n',
+    );
     return graceful ? 0 : 1;
   } finally {
     encoder.dispose();

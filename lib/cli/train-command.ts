@@ -43,7 +43,6 @@ export { UsageError };
 /** The shell's exit status for a process stopped by a signal: 128 + the signal's number. */
 const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
 
-
 /** `a.b.c=value`: value read as JSON when it parses (numbers, booleans, arrays), as a string otherwise. */
 export function parseSetting(setting: string): Record<string, unknown> {
   const equals = setting.indexOf('=');
@@ -59,7 +58,6 @@ export function parseSetting(setting: string): Record<string, unknown> {
   return keys.reduceRight<Record<string, unknown>>((inner, key) => ({ [key]: inner }), value as Record<string, unknown>);
 }
 
-
 /** A log (not a terminal) gets a step line this often, so a long first epoch does not look hung. */
 const LOG_STEP_SECONDS = 30;
 
@@ -73,8 +71,12 @@ export function progressReporter(stream: Pick<NodeJS.WriteStream, 'isTTY' | 'wri
     switch (event.kind) {
       case 'start':
         epochs = event.epochs;
-        stream.write(`training in ${event.runDir}: ${event.trainImages} images, ${event.epochs} epochs of ${event.stepsPerEpoch} steps${event.resumedAt ? `, resuming at epoch ${event.resumedAt.epoch + 1} step ${event.resumedAt.step}` : ''}\n`);
-        stream.write(`on ${event.device}, ${event.compute.bf16Autocast ? 'bf16 autocast (the loss in float32)' : 'float32'}${event.compute.channelsLast ? ', channels_last' : ''}\n`);
+        stream.write(
+          `training in ${event.runDir}: ${event.trainImages} images, ${event.epochs} epochs of ${event.stepsPerEpoch} steps${event.resumedAt ? `, resuming at epoch ${event.resumedAt.epoch + 1} step ${event.resumedAt.step}` : ''}\n`,
+        );
+        stream.write(
+          `on ${event.device}, ${event.compute.bf16Autocast ? 'bf16 autocast (the loss in float32)' : 'float32'}${event.compute.channelsLast ? ', channels_last' : ''}\n`,
+        );
         break;
       case 'step': {
         const now = performance.now();
@@ -83,12 +85,16 @@ export function progressReporter(stream: Pick<NodeJS.WriteStream, 'isTTY' | 'wri
         const { result } = event;
         const fraction = (event.batch + 1) / event.stepsPerEpoch;
         const bar = '#'.repeat(Math.round(fraction * 20)).padEnd(20, '.');
-        line(`epoch ${event.epoch + 1}/${epochs} [${bar}] step ${result.step + 1}/${event.totalSteps} loss ${result.loss.toFixed(4)} radius ${result.stats.meanRadius.toFixed(3)} contacts/img ${result.stats.contactsPerImage.toFixed(2)} ${Math.round(event.viewImagesPerSecond)} img/s ETA ${duration(event.etaSeconds)}`);
+        line(
+          `epoch ${event.epoch + 1}/${epochs} [${bar}] step ${result.step + 1}/${event.totalSteps} loss ${result.loss.toFixed(4)} radius ${result.stats.meanRadius.toFixed(3)} contacts/img ${result.stats.contactsPerImage.toFixed(2)} ${Math.round(event.viewImagesPerSecond)} img/s ETA ${duration(event.etaSeconds)}`,
+        );
         break;
       }
       case 'epoch':
         lastDraw = performance.now();
-        line(`epoch ${event.epoch + 1}/${epochs}: mean loss ${event.loss.toFixed(4)}, ${Math.round(event.viewImagesPerSecond)} view-images/s, ${duration(event.seconds)}`);
+        line(
+          `epoch ${event.epoch + 1}/${epochs}: mean loss ${event.loss.toFixed(4)}, ${Math.round(event.viewImagesPerSecond)} view-images/s, ${duration(event.seconds)}`,
+        );
         if (tty) stream.write('\n');
         break;
       case 'evaluating':
@@ -97,7 +103,9 @@ export function progressReporter(stream: Pick<NodeJS.WriteStream, 'isTTY' | 'wri
       case 'evaluation': {
         const { knn, linearProbe, rankMe } = event.evaluation;
         const when = evaluatedWhen(event.epoch);
-        stream.write(`${when}: kNN (k=${knn.k}) top-1 ${percent(knn.top1)}, top-5 ${percent(knn.top5)}${linearProbeClause(linearProbe)}; RankMe ${rankMe.toFixed(1)}\n`);
+        stream.write(
+          `${when}: kNN (k=${knn.k}) top-1 ${percent(knn.top1)}, top-5 ${percent(knn.top5)}${linearProbeClause(linearProbe)}; RankMe ${rankMe.toFixed(1)}\n`,
+        );
         break;
       }
       case 'checkpoint':
@@ -111,14 +119,32 @@ export async function runTrain(args: string[]): Promise<number> {
     args,
     strict: true,
     options: {
-      preset: { type: 'string' }, config: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' },
-      epochs: { type: 'string' }, 'batch-size': { type: 'string' }, views: { type: 'string' }, limit: { type: 'string' },
-      device: { type: 'string' }, precision: { type: 'string' }, 'memory-format': { type: 'string' }, seed: { type: 'string' }, workers: { type: 'string' }, threads: { type: 'string' },
-      set: { type: 'string', multiple: true }, resume: { type: 'string' }, json: { type: 'boolean', default: false },
+      preset: { type: 'string' },
+      config: { type: 'string' },
+      data: { type: 'string' },
+      out: { type: 'string' },
+      epochs: { type: 'string' },
+      'batch-size': { type: 'string' },
+      views: { type: 'string' },
+      limit: { type: 'string' },
+      device: { type: 'string' },
+      precision: { type: 'string' },
+      'memory-format': { type: 'string' },
+      seed: { type: 'string' },
+      workers: { type: 'string' },
+      threads: { type: 'string' },
+      set: { type: 'string', multiple: true },
+      resume: { type: 'string' },
+      json: { type: 'boolean', default: false },
       overwrite: { type: 'boolean', default: false },
       'no-report': { type: 'boolean', default: false },
-      nproc: { type: 'string' }, nnodes: { type: 'string' }, 'node-rank': { type: 'string' }, 'master-addr': { type: 'string' },
-      'master-port': { type: 'string' }, 'dist-timeout': { type: 'string' }, 'sync-bn': { type: 'boolean', default: false },
+      nproc: { type: 'string' },
+      nnodes: { type: 'string' },
+      'node-rank': { type: 'string' },
+      'master-addr': { type: 'string' },
+      'master-port': { type: 'string' },
+      'dist-timeout': { type: 'string' },
+      'sync-bn': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -146,12 +172,19 @@ export async function runTrain(args: string[]): Promise<number> {
       }
       forwarded.push(args[k]!);
     }
-    return launchWorkers(forwarded, { nproc, nnodes, nodeRank, masterAddr: values['master-addr'] ?? '127.0.0.1', masterPort, timeoutMs: timeout * 1000 });
+    return launchWorkers(forwarded, {
+      nproc,
+      nnodes,
+      nodeRank,
+      masterAddr: values['master-addr'] ?? '127.0.0.1',
+      masterPort,
+      timeoutMs: timeout * 1000,
+    });
   }
   const used = launcherFlags.filter((name) => values[name] !== undefined);
   if (used.length > 0) throw new UsageError(`--${used.join(', --')} ${used.length > 1 ? 'need' : 'needs'} --nproc`);
   const group = distributedFromEnvironment();
-  const quiet = group !== null && group.rank !== 0;  // rank 0 reports for the run
+  const quiet = group !== null && group.rank !== 0; // rank 0 reports for the run
   const controller = new AbortController();
   // SIGTERM is how schedulers, containers and our launcher stop a job: treated as Ctrl-C (stop after the
   // step, checkpoint), with the shell's exit status for the signal (128 + its number).
@@ -159,7 +192,9 @@ export async function runTrain(args: string[]): Promise<number> {
   const onSignal = (signal: 'SIGINT' | 'SIGTERM') => {
     if (stoppedBy !== null) process.exit(SIGNAL_EXIT[signal]);
     stoppedBy = signal;
-    process.stderr.write(`\n${signal === 'SIGINT' ? 'Ctrl-C' : 'SIGTERM'}: stopping after this step and writing a checkpoint (again to quit at once)...\n`);
+    process.stderr.write(
+      `\n${signal === 'SIGINT' ? 'Ctrl-C' : 'SIGTERM'}: stopping after this step and writing a checkpoint (again to quit at once)...\n`,
+    );
     controller.abort();
   };
   const onInterrupt = () => onSignal('SIGINT');
@@ -178,15 +213,26 @@ export async function runTrain(args: string[]): Promise<number> {
       ...(values.threads === undefined ? {} : { threads: wholeNumberFlag('threads', values.threads) }),
     };
     if (values.resume !== undefined) {
-      const ignored: string[] = (['preset', 'config', 'data', 'out', 'epochs', 'batch-size', 'views', 'limit', 'seed', 'set'] as const).filter((name) => values[name] !== undefined);
+      const ignored: string[] = (
+        ['preset', 'config', 'data', 'out', 'epochs', 'batch-size', 'views', 'limit', 'seed', 'set'] as const
+      ).filter((name) => values[name] !== undefined);
       if (values['sync-bn']) ignored.push('sync-bn');
       if (values.overwrite) ignored.push('overwrite');
-      if (ignored.length > 0) throw new UsageError(`--resume continues a run with its own config; it cannot be combined with --${ignored.join(', --')}`);
-      summary = await resumeTraining(values.resume, { onProgress, signal: controller.signal, distributed: group ?? undefined, overrides: { run } as NonNullable<ResumeOptions['overrides']> });
+      if (ignored.length > 0)
+        throw new UsageError(`--resume continues a run with its own config; it cannot be combined with --${ignored.join(', --')}`);
+      summary = await resumeTraining(values.resume, {
+        onProgress,
+        signal: controller.signal,
+        distributed: group ?? undefined,
+        overrides: { run } as NonNullable<ResumeOptions['overrides']>,
+      });
     } else {
       const file: ConfigOverrides | undefined = values.config === undefined ? undefined : await readConfigFile(values.config);
       let overrides: unknown = {
-        data: { ...(values.data === undefined ? {} : { path: values.data }), ...(values.limit === undefined ? {} : { limit: wholeNumberFlag('limit', values.limit) }) },
+        data: {
+          ...(values.data === undefined ? {} : { path: values.data }),
+          ...(values.limit === undefined ? {} : { limit: wholeNumberFlag('limit', values.limit) }),
+        },
         schedule: values.epochs === undefined ? {} : { epochs: wholeNumberFlag('epochs', values.epochs, 1) },
         run: {
           ...run,
@@ -197,8 +243,18 @@ export async function runTrain(args: string[]): Promise<number> {
         },
       };
       for (const setting of values.set ?? []) overrides = mergeConfig(overrides, parseSetting(setting));
-      const config = resolveTrainConfig({ ...(values.preset === undefined ? {} : { preset: values.preset }), ...(file ? { file } : {}), overrides });
-      summary = await train(config, { onProgress, signal: controller.signal, distributed: group ?? undefined, overwrite: values.overwrite, ...(values.out === undefined ? {} : { runDir: values.out }) });
+      const config = resolveTrainConfig({
+        ...(values.preset === undefined ? {} : { preset: values.preset }),
+        ...(file ? { file } : {}),
+        overrides,
+      });
+      summary = await train(config, {
+        onProgress,
+        signal: controller.signal,
+        distributed: group ?? undefined,
+        overwrite: values.overwrite,
+        ...(values.out === undefined ? {} : { runDir: values.out }),
+      });
     }
   } finally {
     process.off('SIGINT', onInterrupt);
@@ -206,13 +262,17 @@ export async function runTrain(args: string[]): Promise<number> {
   }
   if (quiet) return summary.stopped ? stoppedStatus() : 0;
   if (summary.alreadyFinished) {
-    process.stderr.write(`${summary.runDir} had already finished (${summary.steps} steps); nothing to train. Its checkpoint: ${summary.checkpoint}\n`);
+    process.stderr.write(
+      `${summary.runDir} had already finished (${summary.steps} steps); nothing to train. Its checkpoint: ${summary.checkpoint}\n`,
+    );
     if (values.json) process.stdout.write(`${JSON.stringify({ ...summary, report: null })}\n`);
     return 0;
   }
   const knn = summary.knn ? `, kNN top-1 ${percent(summary.knn.top1)}` : '';
   const probe = summary.linearProbe ? `, linear probe top-1 ${percent(summary.linearProbe.top1)}` : '';
-  process.stderr.write(`${summary.stopped ? 'stopped' : 'done'}: ${summary.steps} steps in ${duration(summary.seconds)}, final loss ${summary.finalLoss.toFixed(4)}${knn}${probe}; checkpoint ${summary.checkpoint}${summary.stopped ? ` (continue with: clamp-native train --resume ${summary.runDir})` : ''}\n`);
+  process.stderr.write(
+    `${summary.stopped ? 'stopped' : 'done'}: ${summary.steps} steps in ${duration(summary.seconds)}, final loss ${summary.finalLoss.toFixed(4)}${knn}${probe}; checkpoint ${summary.checkpoint}${summary.stopped ? ` (continue with: clamp-native train --resume ${summary.runDir})` : ''}\n`,
+  );
   // The report reads what the run wrote; a failure to draw it does not fail the run.
   let report: string | null = null;
   if (!summary.stopped && !values['no-report']) {

@@ -7,8 +7,22 @@ const decay = z.number().finite().min(0);
 const momentum = z.number().finite().min(0).max(1);
 
 export const optimiserSchema = z.discriminatedUnion('name', [
-  z.object({ name: z.literal('lars'), momentum: momentum.default(0.9), weightDecay: decay.default(1e-6), eta: z.number().finite().positive().default(1e-3) }).strict(),
-  z.object({ name: z.literal('sgd'), momentum: momentum.default(0.9), nesterov: z.boolean().default(false), weightDecay: decay.default(5e-4) }).strict(),
+  z
+    .object({
+      name: z.literal('lars'),
+      momentum: momentum.default(0.9),
+      weightDecay: decay.default(1e-6),
+      eta: z.number().finite().positive().default(1e-3),
+    })
+    .strict(),
+  z
+    .object({
+      name: z.literal('sgd'),
+      momentum: momentum.default(0.9),
+      nesterov: z.boolean().default(false),
+      weightDecay: decay.default(5e-4),
+    })
+    .strict(),
   z
     .object({
       name: z.literal('adamw'),

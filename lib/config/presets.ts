@@ -12,7 +12,15 @@ const IMAGENET_JITTER = { p: 0.8, brightness: 0.4, contrast: 0.4, saturation: 0.
 // The paper's asymmetric pair (BYOL's): blur always on one pipeline, solarize sometimes on the other.
 const IMAGENET_PIPELINES = [
   { size: 224, crop: { scale: [0.08, 1] }, colorJitter: IMAGENET_JITTER, grayscale: 0.2, blur: { p: 1 }, normalize: IMAGENET_NORMALIZE },
-  { size: 224, crop: { scale: [0.08, 1] }, colorJitter: IMAGENET_JITTER, grayscale: 0.2, blur: { p: 0.1 }, solarize: { p: 0.2 }, normalize: IMAGENET_NORMALIZE },
+  {
+    size: 224,
+    crop: { scale: [0.08, 1] },
+    colorJitter: IMAGENET_JITTER,
+    grayscale: 0.2,
+    blur: { p: 0.1 },
+    solarize: { p: 0.2 },
+    normalize: IMAGENET_NORMALIZE,
+  },
 ] satisfies TrainConfigInput['augment'];
 
 export const PRESETS = {

@@ -86,7 +86,11 @@ export const trainConfigSchema = z
   .strict()
   .superRefine((config, context) => {
     if (config.schedule.warmupEpochs >= config.schedule.epochs) {
-      context.addIssue({ code: 'custom', path: ['schedule', 'warmupEpochs'], message: `warmupEpochs must be less than epochs (${config.schedule.epochs})` });
+      context.addIssue({
+        code: 'custom',
+        path: ['schedule', 'warmupEpochs'],
+        message: `warmupEpochs must be less than epochs (${config.schedule.epochs})`,
+      });
     }
   });
 
@@ -155,7 +159,10 @@ export async function readConfigFile(file: string): Promise<ConfigOverrides> {
   } catch (error) {
     throw new ConfigError(`the config file ${file} is not valid ${language}: ${(error as Error).message}`);
   }
-  if (!isPlainObject(value)) throw new ConfigError(`the config file ${file} must hold an object of settings, not ${value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`}`);
+  if (!isPlainObject(value))
+    throw new ConfigError(
+      `the config file ${file} must hold an object of settings, not ${value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`}`,
+    );
   const unusable = unusableSetting(value);
   if (unusable !== null) throw new ConfigError(`the config file ${file} is refused: ${unusable}`);
   return value as ConfigOverrides;
@@ -193,10 +200,14 @@ function whyUnreadable(error: NodeJS.ErrnoException): string {
  * The config of a run: the preset (named by `preset`, else by the file's own `preset` key, else
  * fashion-mnist), then the file, then `overrides`, validated as a whole.
  */
-export function resolveTrainConfig(parts: { preset?: string; file?: ConfigOverrides; overrides?: unknown }, source = 'config'): TrainConfig {
+export function resolveTrainConfig(
+  parts: { preset?: string; file?: ConfigOverrides; overrides?: unknown },
+  source = 'config',
+): TrainConfig {
   const { preset: filePreset, ...file } = parts.file ?? {};
   const name = parts.preset ?? filePreset ?? 'fashion-mnist';
   // hasOwn, not `in`: "constructor" or "__proto__" are in every object, and are no presets.
-  if (typeof name !== 'string' || !Object.hasOwn(PRESETS, name)) throw new RangeError(`${source}.preset: unknown preset ${JSON.stringify(name)}; the presets are ${Object.keys(PRESETS).join(', ')}`);
+  if (typeof name !== 'string' || !Object.hasOwn(PRESETS, name))
+    throw new RangeError(`${source}.preset: unknown preset ${JSON.stringify(name)}; the presets are ${Object.keys(PRESETS).join(', ')}`);
   return parseTrainConfig(mergeConfig(mergeConfig(PRESETS[name as PresetName], file), parts.overrides ?? {}), source);
 }

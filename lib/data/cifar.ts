@@ -74,7 +74,7 @@ export async function loadCifarDataset(
   if (fileNames === undefined) throw new DatasetError(`unknown ${layout.title} split ${JSON.stringify(split)}: use 'train' or 'test'`);
   const labelChoice = options.labels ?? 'fine';
   if (variant === 'cifar10' && labelChoice === 'coarse') {
-    throw new DatasetError('CIFAR-10 has no coarse labels; labels: \'coarse\' is for CIFAR-100');
+    throw new DatasetError("CIFAR-10 has no coarse labels; labels: 'coarse' is for CIFAR-100");
   }
   const chosenField = variant === 'cifar100' && labelChoice === 'coarse' ? 0 : layout.labelFields.length - 1;
 

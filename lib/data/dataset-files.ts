@@ -13,7 +13,6 @@ export class DatasetError extends Error {
   }
 }
 
-
 /** What stands at a path the reader expected a file or a folder at, as a sentence. */
 export function unreadablePath(where: string, expected: 'file' | 'folder', error: unknown, howToGetIt = ''): DatasetError {
   const code = (error as NodeJS.ErrnoException).code;
@@ -98,6 +97,8 @@ export async function readExactly(handle: FileHandle, file: string, target: Uint
     throw unreadablePath(file, 'file', error);
   }
   if (filled < target.length) {
-    throw new DatasetError(`${file} ended after ${position + filled} bytes while ${position + target.length} were expected; it was truncated while being read`);
+    throw new DatasetError(
+      `${file} ended after ${position + filled} bytes while ${position + target.length} were expected; it was truncated while being read`,
+    );
   }
 }

@@ -53,7 +53,9 @@ export function datasetImageSide(data: DataConfig): number {
 
 function requirePath(data: DataConfig): string {
   if (data.path) return data.path;
-  throw new DatasetError(`the ${data.dataset} dataset has no default location: pass --data with its folder (or set data.path in the config)`);
+  throw new DatasetError(
+    `the ${data.dataset} dataset has no default location: pass --data with its folder (or set data.path in the config)`,
+  );
 }
 
 /** The first `limit` images of a dataset, sharing its memory. */
@@ -82,7 +84,9 @@ async function loadMnistLayout(data: DataConfig, split: 'train' | 'test'): Promi
   const dataset = await loadIdxDataset(folder, split, { classes: MNIST_CLASSES });
   const side = datasetImageSide(data);
   if (dataset.height !== side || dataset.width !== side) {
-    throw new DatasetError(`${folder} holds ${dataset.height}x${dataset.width} images, but ${data.dataset} images are ${side}x${side}: it is another dataset's folder, or its files are damaged`);
+    throw new DatasetError(
+      `${folder} holds ${dataset.height}x${dataset.width} images, but ${data.dataset} images are ${side}x${side}: it is another dataset's folder, or its files are damaged`,
+    );
   }
   return dataset;
 }

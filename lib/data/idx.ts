@@ -7,7 +7,6 @@ import zlib from 'node:zlib';
 import { DatasetError, kindOf, readDatasetFileIfPresent } from './dataset-files.js';
 import type { ImageDataset } from './image-dataset.js';
 
-
 const gunzip = promisify(zlib.gunzip);
 
 export interface IdxArray {
@@ -17,7 +16,8 @@ export interface IdxArray {
 
 /** Parses an IDX buffer; `source` names it in errors. Only unsigned-byte data (all MNIST-style files). */
 export function parseIdx(buffer: Uint8Array, source: string): IdxArray {
-  if (buffer.length < 4) throw new DatasetError(`${source} is not an IDX file: it is ${buffer.length} bytes long, shorter than the 4-byte IDX magic number`);
+  if (buffer.length < 4)
+    throw new DatasetError(`${source} is not an IDX file: it is ${buffer.length} bytes long, shorter than the 4-byte IDX magic number`);
   if (buffer[0] !== 0 || buffer[1] !== 0) {
     throw new DatasetError(`${source} is not an IDX file (it does not start with two zero bytes)`);
   }
@@ -32,7 +32,9 @@ export function parseIdx(buffer: Uint8Array, source: string): IdxArray {
   const expected = shape.reduce((a, b) => a * b, 1);
   const actual = buffer.length - headerBytes;
   if (actual !== expected) {
-    throw new DatasetError(`${source} is truncated or corrupt: its header promises ${shape.join('x')} = ${expected} values, it holds ${actual}`);
+    throw new DatasetError(
+      `${source} is truncated or corrupt: its header promises ${shape.join('x')} = ${expected} values, it holds ${actual}`,
+    );
   }
   return { data: buffer.subarray(headerBytes), shape };
 }
@@ -80,10 +82,13 @@ export async function loadIdxDataset(folder: string, split: 'train' | 'test', op
     readIdx(path.join(folder, `${prefix}-images-idx3-ubyte`)),
     readIdx(path.join(folder, `${prefix}-labels-idx1-ubyte`)),
   ]);
-  if (images.shape.length !== 3) throw new DatasetError(`${images.file}: images must be [count, height, width], got ${images.shape.join('x')}`);
+  if (images.shape.length !== 3)
+    throw new DatasetError(`${images.file}: images must be [count, height, width], got ${images.shape.join('x')}`);
   if (images.shape.some((n) => n === 0)) throw new DatasetError(`${images.file} holds no images (its shape is ${images.shape.join('x')})`);
   if (labels.shape.length !== 1 || labels.shape[0] !== images.shape[0]) {
-    throw new DatasetError(`${prefix} has ${images.shape[0]} images but labels of shape ${labels.shape.join('x')}: ${images.file} and ${labels.file} do not belong together`);
+    throw new DatasetError(
+      `${prefix} has ${images.shape[0]} images but labels of shape ${labels.shape.join('x')}: ${images.file} and ${labels.file} do not belong together`,
+    );
   }
   checkLabels(labels.data, classes, labels.file);
   const [count, height, width] = images.shape as [number, number, number];
@@ -94,9 +99,10 @@ export async function loadIdxDataset(folder: string, split: 'train' | 'test', op
 async function requireIdxFolder(folder: string): Promise<void> {
   const kind = await kindOf(folder);
   if (kind === 'folder') return;
-  const hint = path.resolve(folder) === DEFAULT_FASHION_MNIST
-    ? 'Install it with `sudo apt-get install dataset-fashion-mnist`, or pass --data with another folder.'
-    : 'Pass --data with a folder that holds train-images-idx3-ubyte[.gz] and its siblings.';
+  const hint =
+    path.resolve(folder) === DEFAULT_FASHION_MNIST
+      ? 'Install it with `sudo apt-get install dataset-fashion-mnist`, or pass --data with another folder.'
+      : 'Pass --data with a folder that holds train-images-idx3-ubyte[.gz] and its siblings.';
   throw new DatasetError(`the dataset folder ${folder} ${kind === 'missing' ? 'does not exist' : 'is a file, not a folder'}. ${hint}`);
 }
 

@@ -63,7 +63,8 @@ async function listLabelledFiles(folder: string): Promise<{ classNames: string[]
   classNames.sort();
   if (classNames.length === 0) {
     const looseImages = visible.filter((entry) => isImageFile(entry.name)).length;
-    const found = looseImages > 0 ? `holds ${looseImages} image${looseImages === 1 ? '' : 's'} but no class sub-folders` : 'holds no class sub-folders';
+    const found =
+      looseImages > 0 ? `holds ${looseImages} image${looseImages === 1 ? '' : 's'} but no class sub-folders` : 'holds no class sub-folders';
     throw new DatasetError(`the image folder ${folder} ${found}. ${expectedLayout(folder)}`);
   }
 
@@ -113,7 +114,9 @@ async function undecodable(source: string | Buffer, name: string, error: unknown
       return new DatasetError(`${name} is empty (0 bytes); replace or delete it`);
     }
   }
-  return new DatasetError(`${name} could not be decoded: ${(error as Error).message}. The file is corrupt or not an image; replace or delete it.`);
+  return new DatasetError(
+    `${name} could not be decoded: ${(error as Error).message}. The file is corrupt or not an image; replace or delete it.`,
+  );
 }
 
 /**
@@ -121,9 +124,15 @@ async function undecodable(source: string | Buffer, name: string, error: unknown
  * with exactly `channels` channels: cropped to fill the square, alpha dropped. `name` labels errors.
  * The dataset reader and the Encoder both decode through here, so served images match training ones.
  */
-export async function decodeImage(source: string | Buffer, size: number, channels: 1 | 3, name = typeof source === 'string' ? source : 'the encoded image'): Promise<Uint8Array> {
+export async function decodeImage(
+  source: string | Buffer,
+  size: number,
+  channels: 1 | 3,
+  name = typeof source === 'string' ? source : 'the encoded image',
+): Promise<Uint8Array> {
   // Checked first: sharp throws its bare "Input Buffer is empty" from its constructor.
-  if (Buffer.isBuffer(source) && source.length === 0) throw new DatasetError(`${name} is empty (0 bytes); pass the bytes of a JPEG, PNG or WebP image`);
+  if (Buffer.isBuffer(source) && source.length === 0)
+    throw new DatasetError(`${name} is empty (0 bytes); pass the bytes of a JPEG, PNG or WebP image`);
   let decoded: { data: Buffer; info: sharp.OutputInfo };
   try {
     decoded = await decodePipeline(source, size, channels).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
@@ -132,7 +141,9 @@ export async function decodeImage(source: string | Buffer, size: number, channel
   }
   const { data, info } = decoded;
   if (info.width !== size || info.height !== size || info.channels !== channels || data.length !== size * size * channels) {
-    throw new DatasetError(`${name} decoded to ${info.width}x${info.height}x${info.channels}, not the ${size}x${size}x${channels} asked for`);
+    throw new DatasetError(
+      `${name} decoded to ${info.width}x${info.height}x${info.channels}, not the ${size}x${size}x${channels} asked for`,
+    );
   }
   return data;
 }

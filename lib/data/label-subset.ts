@@ -13,7 +13,8 @@ export function balancedLabelSubset(labels: ArrayLike<number>, classes: number, 
   const byClass: number[][] = Array.from({ length: classes }, () => []);
   for (let i = 0; i < labels.length; i++) {
     const label = labels[i]!;
-    if (!Number.isInteger(label) || label < 0 || label >= classes) throw new RangeError(`label ${label} of image ${i} is outside [0, ${classes})`);
+    if (!Number.isInteger(label) || label < 0 || label >= classes)
+      throw new RangeError(`label ${label} of image ${i} is outside [0, ${classes})`);
     byClass[label]!.push(i);
   }
   const chosen: number[] = [];
@@ -33,7 +34,8 @@ export function datasetSubset(dataset: ImageDataset, indices: readonly number[])
   const images = new Uint8Array(indices.length * pixels);
   const labels = new Uint8Array(indices.length);
   indices.forEach((index, k) => {
-    if (!Number.isInteger(index) || index < 0 || index >= dataset.count) throw new RangeError(`image index ${index} is outside the dataset (0..${dataset.count - 1})`);
+    if (!Number.isInteger(index) || index < 0 || index >= dataset.count)
+      throw new RangeError(`image index ${index} is outside the dataset (0..${dataset.count - 1})`);
     images.set(dataset.images.subarray(index * pixels, (index + 1) * pixels), k * pixels);
     labels[k] = dataset.labels[index]!;
   });

@@ -166,11 +166,21 @@ export class Encoder {
     } catch (error) {
       const message = (error as Error).message;
       throw new CheckpointError(
-        message.includes('does not fit') ? `${file}: its tensors do not match the ${config.model.backbone} backbone its config describes (${message})` : `${file}: ${message}`,
+        message.includes('does not fit')
+          ? `${file}: its tensors do not match the ${config.model.backbone} backbone its config describes (${message})`
+          : `${file}: ${message}`,
       );
     }
     const channels = settings.inChannels;
-    return new Encoder(handle, handle.featureDim, channels, settings.imageSize, evaluationPreprocessing(config).decodeSize, maxBatch, config);
+    return new Encoder(
+      handle,
+      handle.featureDim,
+      channels,
+      settings.imageSize,
+      evaluationPreprocessing(config).decodeSize,
+      maxBatch,
+      config,
+    );
   }
 
   /**
@@ -190,7 +200,8 @@ export class Encoder {
 
   /** An exact cosine-similarity index over embeddings (this encoder's, dim `dim`) with optional labels. */
   index<L = number>(embeddings: Embeddings, labels?: readonly L[] | ArrayLike<L>): EmbeddingIndex<L> {
-    if (embeddings.shape[1] !== this.dim) throw new RangeError(`the embeddings have dim ${embeddings.shape[1]}; this encoder's are ${this.dim}`);
+    if (embeddings.shape[1] !== this.dim)
+      throw new RangeError(`the embeddings have dim ${embeddings.shape[1]}; this encoder's are ${this.dim}`);
     return new EmbeddingIndex(embeddings, labels);
   }
 
@@ -222,7 +233,7 @@ export class Encoder {
     let rows = first.batch.shape[0];
     const kind = (b: PixelBatch) => `${b.data.constructor.name}:${b.shape.slice(1).join('x')}`;
     const firstKind = kind(first.batch);
-    for (let i = 0; i < this.queue.length && rows < this.maxBatch; ) {
+    for (let i = 0; i < this.queue.length && rows < this.maxBatch;) {
       const next = this.queue[i]!;
       if (kind(next.batch) === firstKind && rows + next.batch.shape[0] <= this.maxBatch) {
         group.push(next);
@@ -268,7 +279,8 @@ export class Encoder {
     if (typeof input === 'string' || Buffer.isBuffer(input)) return this.decoded([input]);
     if (Array.isArray(input)) {
       if (input.length === 0) throw new TypeError('embed() got an empty array: pass at least one file path or encoded image');
-      if (input.every((x) => typeof x === 'string') || input.every((x) => Buffer.isBuffer(x))) return this.decoded(input as readonly (string | Buffer)[]);
+      if (input.every((x) => typeof x === 'string') || input.every((x) => Buffer.isBuffer(x)))
+        return this.decoded(input as readonly (string | Buffer)[]);
       throw new TypeError('embed() takes an array of file paths or an array of Buffers of encoded images, not a mix or other values');
     }
     if (typeof input === 'object' && input !== null && 'data' in input && 'shape' in input) return this.pixels(input as PixelInput);
@@ -283,11 +295,14 @@ export class Encoder {
     const shape = Array.from(input.shape);
     const bytes = data instanceof Uint8Array;
     if (!bytes && !(data instanceof Float32Array)) {
-      throw new TypeError(`raw pixels must be a Uint8Array [n, H, W, C] (0..255) or a Float32Array [n, C, H, W] (0..1), got ${Object.prototype.toString.call(data)}`);
+      throw new TypeError(
+        `raw pixels must be a Uint8Array [n, H, W, C] (0..255) or a Float32Array [n, C, H, W] (0..1), got ${Object.prototype.toString.call(data)}`,
+      );
     }
     const layout = bytes ? '[n, H, W, C] (or [H, W, C])' : '[n, C, H, W] (or [C, H, W])';
     if (shape.length === 3) shape.unshift(1);
-    if (shape.length !== 4 || !shape.every(isWholePositive)) throw new RangeError(`shape must be ${layout} with whole numbers >= 1, got [${input.shape.join(', ')}]`);
+    if (shape.length !== 4 || !shape.every(isWholePositive))
+      throw new RangeError(`shape must be ${layout} with whole numbers >= 1, got [${input.shape.join(', ')}]`);
     const count = shape.reduce((a, b) => a * b, 1);
     if (count !== data.length) throw new RangeError(`shape [${input.shape.join(', ')}] needs ${count} values; data holds ${data.length}`);
     const channels = bytes ? shape[3]! : shape[1]!;
@@ -302,8 +317,11 @@ export class Encoder {
   }
 
   private async decoded(sources: readonly (string | Buffer)[]): Promise<PixelBatch> {
-    const side = this.decodeSize, channels = this.channels as 1 | 3;
-    const images = await Promise.all(sources.map((source, k) => decodeImage(source, side, channels, typeof source === 'string' ? source : `encoded image ${k}`)));
+    const side = this.decodeSize,
+      channels = this.channels as 1 | 3;
+    const images = await Promise.all(
+      sources.map((source, k) => decodeImage(source, side, channels, typeof source === 'string' ? source : `encoded image ${k}`)),
+    );
     const data = new Uint8Array(images.length * side * side * channels);
     images.forEach((image, k) => data.set(image, k * image.length));
     return { data, shape: [images.length, side, side, channels] };

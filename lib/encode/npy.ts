@@ -40,12 +40,21 @@ export function decodeNpy(bytes: Uint8Array, name = 'the .npy data'): { data: Fl
   const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
   const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
   if (descr !== '<f4' || fortran !== 'False' || shapeText === undefined) {
-    throw new NpyError(`${name} holds ${descr ?? 'an unknown dtype'}${fortran === 'True' ? ' in Fortran order' : ''}; only little-endian float32 in C order is read`);
+    throw new NpyError(
+      `${name} holds ${descr ?? 'an unknown dtype'}${fortran === 'True' ? ' in Fortran order' : ''}; only little-endian float32 in C order is read`,
+    );
   }
-  const shape = shapeText.split(',').map((s) => s.trim()).filter((s) => s.length > 0).map(Number);
+  const shape = shapeText
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)
+    .map(Number);
   const count = shape.reduce((a, b) => a * b, 1);
   const offset = start + headerLength;
-  if (buffer.length - offset !== count * 4) throw new NpyError(`${name}: shape (${shape.join(', ')}) needs ${count * 4} bytes of data, the file has ${buffer.length - offset}; it is truncated or corrupt`);
+  if (buffer.length - offset !== count * 4)
+    throw new NpyError(
+      `${name}: shape (${shape.join(', ')}) needs ${count * 4} bytes of data, the file has ${buffer.length - offset}; it is truncated or corrupt`,
+    );
   const data = new Float32Array(count);
   new Uint8Array(data.buffer).set(buffer.subarray(offset));
   return { data, shape };

@@ -4,7 +4,16 @@
 // un-augmented. Slower than the feature probe by the epochs of backbone passes it adds.
 import type { TrainConfig } from '../config/train-config.js';
 import type { ImageDataset } from '../data/image-dataset.js';
-import { classifierLoader, cropAndFlip, DEFAULT_CROP_SCALE, fineTunerFor, scoreClassifier, trainClassifier, type ClassifierEpoch, type ClassifierScore } from '../train/fine-tune-run.js';
+import {
+  classifierLoader,
+  cropAndFlip,
+  DEFAULT_CROP_SCALE,
+  fineTunerFor,
+  scoreClassifier,
+  trainClassifier,
+  type ClassifierEpoch,
+  type ClassifierScore,
+} from '../train/fine-tune-run.js';
 import type { StateEntry } from '../runtime/addon-types.js';
 import type { FineTuner } from '../train/fine-tuner.js';
 

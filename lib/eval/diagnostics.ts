@@ -27,14 +27,16 @@ export function unitRow(features: Float32Array, dim: number, i: number, out: Flo
 /** features: [n, dim] row-major; classes without members get radius NaN and are left out of the means. */
 export function classManifolds(features: Float32Array, labels: ArrayLike<number>, dim: number, classes: number): ClassManifolds {
   const n = labels.length;
-  if (features.length !== n * dim) throw new RangeError(`features hold ${features.length / dim} rows of dim ${dim}, but there are ${n} labels`);
+  if (features.length !== n * dim)
+    throw new RangeError(`features hold ${features.length / dim} rows of dim ${dim}, but there are ${n} labels`);
   const centres = Array.from({ length: classes }, () => new Float64Array(dim));
   const counts = new Float64Array(classes);
   const unit = new Float64Array(dim);
   const normalise = (i: number) => unitRow(features, dim, i, unit);
   const classOf = (i: number) => {
     const label = labels[i]!;
-    if (!Number.isInteger(label) || label < 0 || label >= classes) throw new RangeError(`label ${label} of row ${i} is outside [0, ${classes})`);
+    if (!Number.isInteger(label) || label < 0 || label >= classes)
+      throw new RangeError(`label ${label} of row ${i} is outside [0, ${classes})`);
     return label;
   };
   for (let i = 0; i < n; i++) {
@@ -52,7 +54,9 @@ export function classManifolds(features: Float32Array, labels: ArrayLike<number>
   }
   const radius = Array.from(squared, (s, c) => (counts[c]! > 0 ? Math.sqrt(s / counts[c]!) : Number.NaN));
   const centreDistance = centres.map((a) => centres.map((b) => Math.sqrt(a.reduce((sum, x, k) => sum + (x - b[k]!) ** 2, 0))));
-  let pairs = 0, overlapping = 0, distanceSum = 0;
+  let pairs = 0,
+    overlapping = 0,
+    distanceSum = 0;
   for (let i = 0; i < classes; i++) {
     for (let j = i + 1; j < classes; j++) {
       if (!(counts[i]! > 0 && counts[j]! > 0)) continue;
@@ -73,7 +77,8 @@ export function classManifolds(features: Float32Array, labels: ArrayLike<number>
 
 /** Accuracy of `predictions` within each true class (NaN for a class with no examples). */
 export function perClassAccuracy(predictions: ArrayLike<number>, labels: ArrayLike<number>, classes: number): number[] {
-  const right = new Float64Array(classes), total = new Float64Array(classes);
+  const right = new Float64Array(classes),
+    total = new Float64Array(classes);
   for (let i = 0; i < labels.length; i++) {
     total[labels[i]!]!++;
     if (predictions[i] === labels[i]) right[labels[i]!]!++;

@@ -46,8 +46,7 @@ export interface Evaluation {
  * counted step has got. `what` is a phrase to print as it is.
  */
 export type EvaluationProgress =
-  | { kind: 'step'; what: string }
-  | { kind: 'count'; what: string; done: number; total: number; unit: 'images' | 'epochs' };
+  { kind: 'step'; what: string } | { kind: 'count'; what: string; done: number; total: number; unit: 'images' | 'epochs' };
 
 export type EvaluationProgressListener = (progress: EvaluationProgress) => void;
 
@@ -64,8 +63,16 @@ export async function evaluate(
   const pipeline = config.augment[0]!;
   const workers = config.run.workers;
   const counted = (what: string) => (done: number, total: number) => onProgress?.({ kind: 'count', what, done, total, unit: 'images' });
-  const bank = await datasetFeatures(trainer, train, pipeline, { workers, signal, onRows: counted(`features of the ${train.count} training images`) });
-  const queries = await datasetFeatures(trainer, test, pipeline, { workers, signal, onRows: counted(`features of the ${test.count} test images`) });
+  const bank = await datasetFeatures(trainer, train, pipeline, {
+    workers,
+    signal,
+    onRows: counted(`features of the ${train.count} training images`),
+  });
+  const queries = await datasetFeatures(trainer, test, pipeline, {
+    workers,
+    signal,
+    onRows: counted(`features of the ${test.count} test images`),
+  });
   const classes = Math.max(train.classes, test.classes);
   onProgress?.({ kind: 'step', what: `kNN (k=${config.eval.knn.k}) of ${test.count} test images against ${train.count} training images` });
   const knn = await knnAccuracy(bank, queries, bank.dim, classes, config.eval.knn);
@@ -79,7 +86,12 @@ export async function evaluate(
     if (options.augmentEpochs > 0) {
       const what = `the probe with crops and flips (lr ${result.learningRate})`;
       const { top1, top5, epochs, learningRate } = await augmentedLinearProbe(await trainer.state(), config, train, test, {
-        ...options, learningRate: result.learningRate, epochs: options.augmentEpochs, trainFeatures: bank.features, workers, signal,
+        ...options,
+        learningRate: result.learningRate,
+        epochs: options.augmentEpochs,
+        trainFeatures: bank.features,
+        workers,
+        signal,
         onEpoch: (e) => onProgress?.({ kind: 'count', what, done: e.epoch, total: e.epochs, unit: 'epochs' }),
       });
       probe.augmented = { top1, top5, epochs, learningRate };
@@ -141,7 +153,10 @@ export async function evaluateCheckpoint(
   const run = await loadRun(checkpointOrRunDir, options.data);
   const { file, checkpoint, train, test } = run;
   const saved = run.config.eval.linearProbe;
-  const config = options.augmentEpochs === undefined || saved === false ? run.config : { ...run.config, eval: { ...run.config.eval, linearProbe: { ...saved, augmentEpochs: options.augmentEpochs } } };
+  const config =
+    options.augmentEpochs === undefined || saved === false
+      ? run.config
+      : { ...run.config, eval: { ...run.config.eval, linearProbe: { ...saved, augmentEpochs: options.augmentEpochs } } };
   const trainer = await trainerFor(config, train.channels, Math.max(1, Math.floor(train.count / config.run.batchSize)));
   try {
     await trainer.loadState(checkpoint.state);

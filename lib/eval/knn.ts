@@ -28,18 +28,32 @@ export interface KnnResult {
 }
 
 /** Vote totals [queries, classes]. */
-export async function knnVotes(train: LabelledFeatures, queries: Float32Array, dim: number, classes: number, options: KnnOptions = {}): Promise<Float32Array> {
+export async function knnVotes(
+  train: LabelledFeatures,
+  queries: Float32Array,
+  dim: number,
+  classes: number,
+  options: KnnOptions = {},
+): Promise<Float32Array> {
   const parsed = knnOptionsSchema.safeParse(options, { reportInput: true });
   if (!parsed.success) throw validationError(parsed.error, 'knn');
   if (!Number.isInteger(dim) || dim < 1) throw new RangeError(`dim must be a whole number >= 1, got ${dim}`);
   if (train.features.length !== train.labels.length * dim) {
-    throw new RangeError(`train.features holds ${train.features.length / dim} rows of dim ${dim}, but there are ${train.labels.length} labels`);
+    throw new RangeError(
+      `train.features holds ${train.features.length / dim} rows of dim ${dim}, but there are ${train.labels.length} labels`,
+    );
   }
   return native().knnVotes(train.features, train.labels, queries, dim, { ...parsed.data, classes });
 }
 
 /** Top-1 and top-5 accuracy of weighted kNN on labelled queries. */
-export async function knnAccuracy(train: LabelledFeatures, test: LabelledFeatures, dim: number, classes: number, options: KnnOptions = {}): Promise<KnnResult> {
+export async function knnAccuracy(
+  train: LabelledFeatures,
+  test: LabelledFeatures,
+  dim: number,
+  classes: number,
+  options: KnnOptions = {},
+): Promise<KnnResult> {
   const votes = await knnVotes(train, test.features, dim, classes, options);
   return scoreVotes(votes, test.labels, classes);
 }
@@ -48,11 +62,13 @@ export async function knnAccuracy(train: LabelledFeatures, test: LabelledFeature
 export function scoreVotes(votes: Float32Array, labels: ArrayLike<number>, classes: number): KnnResult {
   const n = labels.length;
   const predictions = new Int32Array(n);
-  let top1 = 0, top5 = 0;
+  let top1 = 0,
+    top5 = 0;
   for (let i = 0; i < n; i++) {
     const row = votes.subarray(i * classes, (i + 1) * classes);
     const label = labels[i]!;
-    let best = 0, above = 0;
+    let best = 0,
+      above = 0;
     for (let c = 0; c < classes; c++) {
       if (row[c]! > row[best]!) best = c;
       if (row[c]! > row[label]! || (row[c] === row[label] && c < label)) above++;

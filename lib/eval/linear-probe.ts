@@ -38,15 +38,26 @@ export interface LinearProbeResult {
   testLogits: Float32Array;
 }
 
-export async function linearProbe(train: LabelledFeatures, test: LabelledFeatures, dim: number, classes: number, options: LinearProbeOptions = {}): Promise<LinearProbeResult> {
+export async function linearProbe(
+  train: LabelledFeatures,
+  test: LabelledFeatures,
+  dim: number,
+  classes: number,
+  options: LinearProbeOptions = {},
+): Promise<LinearProbeResult> {
   const parsed = linearProbeOptionsSchema.safeParse(options, { reportInput: true });
   if (!parsed.success) throw validationError(parsed.error, 'linearProbe');
   if (!Number.isInteger(dim) || dim < 1) throw new RangeError(`dim must be a whole number >= 1, got ${dim}`);
-  for (const [name, set] of [['train', train], ['test', test]] as const) {
+  for (const [name, set] of [
+    ['train', train],
+    ['test', test],
+  ] as const) {
     if (set.features.length !== set.labels.length * dim) {
-      throw new RangeError(`${name}.features holds ${set.features.length / dim} rows of dim ${dim}, but there are ${set.labels.length} labels`);
+      throw new RangeError(
+        `${name}.features holds ${set.features.length / dim} rows of dim ${dim}, but there are ${set.labels.length} labels`,
+      );
     }
   }
-  const { augmentEpochs: _augmented, ...probe } = parsed.data;  // run by lib/eval/augmented-probe.ts, not natively here
+  const { augmentEpochs: _augmented, ...probe } = parsed.data; // run by lib/eval/augmented-probe.ts, not natively here
   return native().linearProbe(train.features, train.labels, test.features, test.labels, dim, { ...probe, classes });
 }

@@ -39,7 +39,16 @@ export interface GraphValue {
 
 /** ONNX opsets this writer targets, each with the IR version it came with (onnx.helper.VERSION_TABLE). */
 export const IR_VERSION_OF_OPSET: ReadonlyMap<number, number> = new Map([
-  [13, 7], [14, 7], [15, 8], [16, 8], [17, 8], [18, 8], [19, 9], [20, 9], [21, 10], [22, 10],
+  [13, 7],
+  [14, 7],
+  [15, 8],
+  [16, 8],
+  [17, 8],
+  [18, 8],
+  [19, 9],
+  [20, 9],
+  [21, 10],
+  [22, 10],
 ]);
 
 /**
@@ -57,10 +66,19 @@ function attribute(name: string, value: Attribute): AttributeProto {
 /** A float32 tensor value: [dims...], with named dimensions left symbolic. */
 function floatValue({ name, dims, docString }: GraphValue): ValueInfoProto {
   const dim = dims.map((d) =>
-    create(TensorShapeProto_DimensionSchema, { value: typeof d === 'number' ? { case: 'dimValue', value: BigInt(d) } : { case: 'dimParam', value: d } }),
+    create(TensorShapeProto_DimensionSchema, {
+      value: typeof d === 'number' ? { case: 'dimValue', value: BigInt(d) } : { case: 'dimParam', value: d },
+    }),
   );
-  const tensorType = create(TypeProto_TensorSchema, { elemType: TensorProto_DataType.FLOAT, shape: create(TensorShapeProtoSchema, { dim }) });
-  return create(ValueInfoProtoSchema, { name, docString, type: create(TypeProtoSchema, { value: { case: 'tensorType', value: tensorType } }) });
+  const tensorType = create(TypeProto_TensorSchema, {
+    elemType: TensorProto_DataType.FLOAT,
+    shape: create(TensorShapeProtoSchema, { dim }),
+  });
+  return create(ValueInfoProtoSchema, {
+    name,
+    docString,
+    type: create(TypeProtoSchema, { value: { case: 'tensorType', value: tensorType } }),
+  });
 }
 
 export class OnnxGraph {
@@ -78,7 +96,8 @@ export class OnnxGraph {
   /** Adds a float32 constant; returns its name. Values are stored as little-endian raw_data, ONNX's layout. */
   initializer(name: string, dims: readonly number[], values: Float32Array): string {
     const count = dims.reduce((a, b) => a * b, 1);
-    if (count !== values.length) throw new RangeError(`initializer ${name}: dims [${dims.join(', ')}] hold ${count} values, the data ${values.length}`);
+    if (count !== values.length)
+      throw new RangeError(`initializer ${name}: dims [${dims.join(', ')}] hold ${count} values, the data ${values.length}`);
     this.claim(name);
     // raw_data is little-endian by ONNX's definition; a Float32Array is in the machine's order.
     if (os.endianness() !== 'LE') throw new RangeError('ONNX raw tensor data is little-endian; this machine is big-endian');
@@ -117,11 +136,15 @@ export class OnnxGraph {
     metadata: Record<string, string>;
   }): Uint8Array {
     const irVersion = IR_VERSION_OF_OPSET.get(model.opset);
-    if (irVersion === undefined) throw new RangeError(`opset ${model.opset} is not one this writer targets (${[...IR_VERSION_OF_OPSET.keys()].join(', ')})`);
+    if (irVersion === undefined)
+      throw new RangeError(`opset ${model.opset} is not one this writer targets (${[...IR_VERSION_OF_OPSET.keys()].join(', ')})`);
     if (this.weightBytes > MAX_MODEL_BYTES) {
-      throw new RangeError(`the weights take ${this.weightBytes} bytes, over the 2 GiB one ONNX protobuf file can hold; this writer does not split weights into external data files`);
+      throw new RangeError(
+        `the weights take ${this.weightBytes} bytes, over the 2 GiB one ONNX protobuf file can hold; this writer does not split weights into external data files`,
+      );
     }
-    if (!this.nodes.some((node) => node.output.includes(model.output.name))) throw new Error(`no node of the ONNX graph writes ${model.output.name}, its output`);
+    if (!this.nodes.some((node) => node.output.includes(model.output.name)))
+      throw new Error(`no node of the ONNX graph writes ${model.output.name}, its output`);
     const graph = create(GraphProtoSchema, {
       name: model.name,
       node: this.nodes,

@@ -89,7 +89,10 @@ class CheckpointWeights {
   private readonly byName: Map<string, StateEntry>;
   private readonly taken = new Set<string>();
 
-  constructor(state: readonly StateEntry[], private readonly mismatch: (detail: string) => CheckpointError) {
+  constructor(
+    state: readonly StateEntry[],
+    private readonly mismatch: (detail: string) => CheckpointError,
+  ) {
     this.byName = new Map(state.map((t) => [t.name, t]));
   }
 
@@ -105,7 +108,9 @@ class CheckpointWeights {
 
   /** Backbone tensors nothing took (BatchNorm's num_batches_tracked aside: evaluation never reads it). */
   leftOver(): string[] {
-    return [...this.byName.keys()].filter((name) => !this.taken.has(name) && !NOT_BACKBONE.some((p) => name.startsWith(p)) && !name.endsWith('.num_batches_tracked'));
+    return [...this.byName.keys()].filter(
+      (name) => !this.taken.has(name) && !NOT_BACKBONE.some((p) => name.startsWith(p)) && !name.endsWith('.num_batches_tracked'),
+    );
   }
 }
 
@@ -145,18 +150,31 @@ class EncoderGraphBuilder {
       variance: this.weights.take(`${spec.bn}.running_var`, [spec.out]),
     };
     const pad = Math.floor(spec.kernel / 2);
-    const attributes = { kernel_shape: { ints: [spec.kernel, spec.kernel] }, strides: { ints: [spec.stride, spec.stride] }, pads: { ints: [pad, pad, pad, pad] } };
+    const attributes = {
+      kernel_shape: { ints: [spec.kernel, spec.kernel] },
+      strides: { ints: [spec.stride, spec.stride] },
+      pads: { ints: [pad, pad, pad, pad] },
+    };
     const dims = [spec.out, spec.in, spec.kernel, spec.kernel];
     if (this.foldBatchNorm) {
       const folded = foldedConv(weight, stats, spec.out);
-      const inputs = [x, this.graph.initializer(`${spec.conv}.folded_weight`, dims, folded.weight), this.graph.initializer(`${spec.conv}.folded_bias`, [spec.out], folded.bias)];
+      const inputs = [
+        x,
+        this.graph.initializer(`${spec.conv}.folded_weight`, dims, folded.weight),
+        this.graph.initializer(`${spec.conv}.folded_bias`, [spec.out], folded.bias),
+      ];
       return this.graph.node('Conv', inputs, spec.conv, attributes);
     }
     const y = this.graph.node('Conv', [x, this.graph.initializer(`${spec.conv}.weight`, dims, weight)], spec.conv, attributes);
     // BatchNormalization's inputs in ONNX's order: scale, B, input_mean, input_var.
-    const parameters = ([['weight', stats.gamma], ['bias', stats.beta], ['running_mean', stats.mean], ['running_var', stats.variance]] as const).map(([suffix, values]) =>
-      this.graph.initializer(`${spec.bn}.${suffix}`, [spec.out], values),
-    );
+    const parameters = (
+      [
+        ['weight', stats.gamma],
+        ['bias', stats.beta],
+        ['running_mean', stats.mean],
+        ['running_var', stats.variance],
+      ] as const
+    ).map(([suffix, values]) => this.graph.initializer(`${spec.bn}.${suffix}`, [spec.out], values));
     return this.graph.node('BatchNormalization', [y, ...parameters], spec.bn, { epsilon: { float: BATCH_NORM_EPS } });
   }
 
@@ -167,19 +185,37 @@ class EncoderGraphBuilder {
   /** conv1, bn1, ReLU, and for the imagenet stem the 3x3 stride-2 max-pool (PyTorch pads it with -inf, as ONNX's MaxPool does). */
   stem(x: string, stem: 'imagenet' | 'cifar' | 'small', inChannels: number, width: number): string {
     const kernel = stem === 'imagenet' ? 7 : 3;
-    const y = this.relu(this.convBn(x, { conv: 'conv1', bn: 'bn1', in: inChannels, out: width, kernel, stride: stem === 'cifar' ? 1 : 2 }), 'relu');
+    const y = this.relu(
+      this.convBn(x, { conv: 'conv1', bn: 'bn1', in: inChannels, out: width, kernel, stride: stem === 'cifar' ? 1 : 2 }),
+      'relu',
+    );
     if (stem !== 'imagenet') return y;
-    return this.graph.node('MaxPool', [y], 'maxpool', { kernel_shape: { ints: [3, 3] }, strides: { ints: [2, 2] }, pads: { ints: [1, 1, 1, 1] } });
+    return this.graph.node('MaxPool', [y], 'maxpool', {
+      kernel_shape: { ints: [3, 3] },
+      strides: { ints: [2, 2] },
+      pads: { ints: [1, 1, 1, 1] },
+    });
   }
 
   /**
    * torchvision's BasicBlock (3x3, 3x3) or Bottleneck (1x1, 3x3 with the stride, 1x1 to 4x the width),
    * plus the identity or a strided 1x1 downsample when the shape changes, then Add and ReLU.
    */
-  block(x: string, prefix: string, spec: { in: number; width: number; stride: number; bottleneck: boolean }): { value: string; out: number } {
+  block(
+    x: string,
+    prefix: string,
+    spec: { in: number; width: number; stride: number; bottleneck: boolean },
+  ): { value: string; out: number } {
     const { in: inChannels, width, stride, bottleneck } = spec;
     const out = bottleneck ? width * 4 : width;
-    const conv = (n: number, from: number, to: number, kernel: number, s: number) => ({ conv: `${prefix}conv${n}`, bn: `${prefix}bn${n}`, in: from, out: to, kernel, stride: s });
+    const conv = (n: number, from: number, to: number, kernel: number, s: number) => ({
+      conv: `${prefix}conv${n}`,
+      bn: `${prefix}bn${n}`,
+      in: from,
+      out: to,
+      kernel,
+      stride: s,
+    });
     let y: string;
     if (bottleneck) {
       y = this.relu(this.convBn(x, conv(1, inChannels, width, 1, 1)), `${prefix}relu1`);
@@ -189,7 +225,10 @@ class EncoderGraphBuilder {
       y = this.relu(this.convBn(x, conv(1, inChannels, width, 3, stride)), `${prefix}relu1`);
       y = this.convBn(y, conv(2, width, out, 3, 1));
     }
-    const shortcut = stride !== 1 || inChannels !== out ? this.convBn(x, { conv: `${prefix}downsample.0`, bn: `${prefix}downsample.1`, in: inChannels, out, kernel: 1, stride }) : x;
+    const shortcut =
+      stride !== 1 || inChannels !== out
+        ? this.convBn(x, { conv: `${prefix}downsample.0`, bn: `${prefix}downsample.1`, in: inChannels, out, kernel: 1, stride })
+        : x;
     return { value: this.relu(this.graph.node('Add', [y, shortcut], `${prefix}add`), `${prefix}relu`), out };
   }
 
@@ -240,9 +279,14 @@ function foldedConv(
  */
 function encoderPreprocessing(config: TrainConfig, channels: number, file: string) {
   const { imageSize, mean, std, decodeSize } = evaluationPreprocessing(config);
-  if (mean.length !== std.length) throw new CheckpointError(`${file}: its config's normalize step has ${mean.length} mean and ${std.length} std entries; they must pair up`);
-  if (std.some((s) => !(s > 0))) throw new CheckpointError(`${file}: its config's normalize std [${std.join(', ')}] has an entry that is not positive`);
-  const perChannel = (values: readonly number[]) => Array.from({ length: values.length === 0 ? 0 : channels }, (_, c) => values[c % values.length]!);
+  if (mean.length !== std.length)
+    throw new CheckpointError(
+      `${file}: its config's normalize step has ${mean.length} mean and ${std.length} std entries; they must pair up`,
+    );
+  if (std.some((s) => !(s > 0)))
+    throw new CheckpointError(`${file}: its config's normalize std [${std.join(', ')}] has an entry that is not positive`);
+  const perChannel = (values: readonly number[]) =>
+    Array.from({ length: values.length === 0 ? 0 : channels }, (_, c) => values[c % values.length]!);
   return { imageSize, mean: perChannel(mean), std: perChannel(std), decodeSize };
 }
 
@@ -252,7 +296,9 @@ function backboneLayout(config: TrainConfig, file: string) {
   const blocks = config.model.blocks ?? base.blocks;
   const widths = config.model.widths ?? base.widths;
   if (blocks.length !== widths.length) {
-    throw new CheckpointError(`${file}: its config gives ${blocks.length} stages of blocks (model.blocks) and ${widths.length} widths (model.widths); a ResNet needs one width per stage`);
+    throw new CheckpointError(
+      `${file}: its config gives ${blocks.length} stages of blocks (model.blocks) and ${widths.length} widths (model.widths); a ResNet needs one width per stage`,
+    );
   }
   return { backbone: config.model.backbone, stem: resolvedStem(config.model), blocks, widths, bottleneck: base.bottleneck };
 }
@@ -264,11 +310,19 @@ function backboneLayout(config: TrainConfig, file: string) {
 async function checkWritable(file: string): Promise<void> {
   const folder = path.dirname(path.resolve(file));
   const stat = await fs.stat(folder).catch(() => null);
-  if (stat === null) throw new OnnxExportError(`cannot write ${file}: the folder ${folder} does not exist; create it (mkdir -p ${folder}) or choose another path`);
+  if (stat === null)
+    throw new OnnxExportError(
+      `cannot write ${file}: the folder ${folder} does not exist; create it (mkdir -p ${folder}) or choose another path`,
+    );
   if (!stat.isDirectory()) throw new OnnxExportError(`cannot write ${file}: ${folder} is a file, not a folder; choose another path`);
-  if ((await fs.stat(file).catch(() => null))?.isDirectory()) throw new OnnxExportError(`cannot write ${file}: it is a folder; name a file in it, e.g. ${path.join(file, 'encoder.onnx')}`);
-  const writable = await fs.access(folder, fsConstants.W_OK).then(() => true, () => false);
-  if (!writable) throw new OnnxExportError(`cannot write ${file}: the folder ${folder} is not writable; choose another path or fix its permissions`);
+  if ((await fs.stat(file).catch(() => null))?.isDirectory())
+    throw new OnnxExportError(`cannot write ${file}: it is a folder; name a file in it, e.g. ${path.join(file, 'encoder.onnx')}`);
+  const writable = await fs.access(folder, fsConstants.W_OK).then(
+    () => true,
+    () => false,
+  );
+  if (!writable)
+    throw new OnnxExportError(`cannot write ${file}: the folder ${folder} is not writable; choose another path or fix its permissions`);
 }
 
 /** Writes the model atomically; a failure names the user's path and the reason, not the temporary file's. */
@@ -278,9 +332,12 @@ async function writeModel(file: string, bytes: Uint8Array): Promise<void> {
   } catch (error) {
     const { code, message } = error as NodeJS.ErrnoException;
     const why =
-      code === 'ENOSPC' ? 'the disk is full; free space or choose another path'
-        : code === 'ENOENT' ? `its folder ${path.dirname(path.resolve(file))} has gone; create it again or choose another path`
-          : code === 'EACCES' || code === 'EPERM' ? 'permission denied; choose another path'
+      code === 'ENOSPC'
+        ? 'the disk is full; free space or choose another path'
+        : code === 'ENOENT'
+          ? `its folder ${path.dirname(path.resolve(file))} has gone; create it again or choose another path`
+          : code === 'EACCES' || code === 'EPERM'
+            ? 'permission denied; choose another path'
             : message;
     throw new OnnxExportError(`could not write ${file}: ${why}`);
   }
@@ -307,8 +364,19 @@ async function readExportSource(checkpointOrRunDir: string): Promise<ExportSourc
   const { file, checkpoint, config } = trained;
   const layout = backboneLayout(config, file);
   const channels = backboneInputChannels(trained);
-  const weights = new CheckpointWeights(checkpoint.state, (detail) => new CheckpointError(`${file}: ${detail}: its tensors do not match the ${layout.backbone} backbone its config describes`));
-  return { file, config, layout, channels, preprocessing: encoderPreprocessing(config, channels, file), weights, step: checkpoint.position.step };
+  const weights = new CheckpointWeights(
+    checkpoint.state,
+    (detail) => new CheckpointError(`${file}: ${detail}: its tensors do not match the ${layout.backbone} backbone its config describes`),
+  );
+  return {
+    file,
+    config,
+    layout,
+    channels,
+    preprocessing: encoderPreprocessing(config, channels, file),
+    weights,
+    step: checkpoint.position.step,
+  };
 }
 
 /**
@@ -316,21 +384,37 @@ async function readExportSource(checkpointOrRunDir: string): Promise<ExportSourc
  * the last node writing ONNX_OUTPUT. Returns the output's width. Refuses a checkpoint holding backbone
  * tensors the config's network has no place for.
  */
-function buildEncoderGraph(graph: OnnxGraph, source: ExportSource, options: { foldBatchNorm: boolean; projector: boolean }): { featureDim: number; outputDim: number } {
+function buildEncoderGraph(
+  graph: OnnxGraph,
+  source: ExportSource,
+  options: { foldBatchNorm: boolean; projector: boolean },
+): { featureDim: number; outputDim: number } {
   const { layout, preprocessing, weights, config } = source;
   const builder = new EncoderGraphBuilder(graph, weights, options.foldBatchNorm);
-  let x = builder.stem(builder.normalize(ONNX_INPUT, preprocessing.mean, preprocessing.std), layout.stem, source.channels, layout.widths[0]!);
+  let x = builder.stem(
+    builder.normalize(ONNX_INPUT, preprocessing.mean, preprocessing.std),
+    layout.stem,
+    source.channels,
+    layout.widths[0]!,
+  );
   let width = layout.widths[0]!;
   layout.blocks.forEach((count, stage) => {
     for (let k = 0; k < count; k++) {
-      const block = builder.block(x, `layer${stage + 1}.${k}.`, { in: width, width: layout.widths[stage]!, stride: stage > 0 && k === 0 ? 2 : 1, bottleneck: layout.bottleneck });
+      const block = builder.block(x, `layer${stage + 1}.${k}.`, {
+        in: width,
+        width: layout.widths[stage]!,
+        stride: stage > 0 && k === 0 ? 2 : 1,
+        bottleneck: layout.bottleneck,
+      });
       x = block.value;
       width = block.out;
     }
   });
   const leftOver = weights.leftOver();
   if (leftOver.length > 0) {
-    throw new CheckpointError(`${source.file}: its tensors do not match the ${layout.backbone} backbone its config describes: ${leftOver.slice(0, 5).join(', ')}${leftOver.length > 5 ? ', ...' : ''} belong to no layer of it`);
+    throw new CheckpointError(
+      `${source.file}: its tensors do not match the ${layout.backbone} backbone its config describes: ${leftOver.slice(0, 5).join(', ')}${leftOver.length > 5 ? ', ...' : ''} belong to no layer of it`,
+    );
   }
   const features = builder.pool(x, options.projector ? 'features' : ONNX_OUTPUT);
   if (!options.projector) return { featureDim: width, outputDim: width };
@@ -347,7 +431,12 @@ function outputDescription(source: ExportSource, projector: boolean, featureDim:
 }
 
 /** The model's metadata_props: the input, how to prepare it, the output and the network, as strings. */
-function exportMetadata(source: ExportSource, options: { foldBatchNorm: boolean; projector: boolean; opset: number }, outputDim: number, output: string): Record<string, string> {
+function exportMetadata(
+  source: ExportSource,
+  options: { foldBatchNorm: boolean; projector: boolean; opset: number },
+  outputDim: number,
+  output: string,
+): Record<string, string> {
   const { channels, preprocessing, layout } = source;
   const size = preprocessing.imageSize;
   const normalised = preprocessing.mean.length > 0;
@@ -362,7 +451,9 @@ function exportMetadata(source: ExportSource, options: { foldBatchNorm: boolean;
     image_size: String(size),
     mean: JSON.stringify(normalised ? preprocessing.mean : Array(channels).fill(0)),
     std: JSON.stringify(normalised ? preprocessing.std : Array(channels).fill(1)),
-    normalization: normalised ? 'inside the graph: (x - mean) / std per channel; feed unnormalised values in [0, 1]' : 'none (the config has no normalize step)',
+    normalization: normalised
+      ? 'inside the graph: (x - mean) / std per channel; feed unnormalised values in [0, 1]'
+      : 'none (the config has no normalize step)',
     resize: `not in the graph: resize each whole image to ${size}x${size} with bilinear interpolation, half-pixel centres (align_corners=false), no antialiasing, as Encoder.embed does`,
     decode: `Encoder.embed decodes image files to ${preprocessing.decodeSize}x${preprocessing.decodeSize} cropped to fill the square (sharp fit: cover), then resizes and scales by 1/255`,
     output_name: ONNX_OUTPUT,
@@ -372,7 +463,9 @@ function exportMetadata(source: ExportSource, options: { foldBatchNorm: boolean;
     stem: layout.stem,
     widths: JSON.stringify(layout.widths),
     blocks: JSON.stringify(layout.blocks),
-    batch_norm: options.foldBatchNorm ? 'folded into the convolutions' : `BatchNormalization nodes (epsilon ${BATCH_NORM_EPS}, running statistics)`,
+    batch_norm: options.foldBatchNorm
+      ? 'folded into the convolutions'
+      : `BatchNormalization nodes (epsilon ${BATCH_NORM_EPS}, running statistics)`,
     projector: String(options.projector),
     opset: String(options.opset),
     checkpoint_step: String(source.step),
@@ -395,7 +488,11 @@ export async function exportOnnx(checkpointOrRunDir: string, file: string, optio
   const { channels, layout } = source;
   const size = source.preprocessing.imageSize;
   const inputShape: Dimension[] = [BATCH, channels, size, size];
-  const graph = new OnnxGraph({ name: ONNX_INPUT, dims: inputShape, docString: `float32 [N, ${channels}, ${size}, ${size}], NCHW, values in [0, 1] (not normalised)` });
+  const graph = new OnnxGraph({
+    name: ONNX_INPUT,
+    dims: inputShape,
+    docString: `float32 [N, ${channels}, ${size}, ${size}], NCHW, values in [0, 1] (not normalised)`,
+  });
   const { featureDim, outputDim } = buildEncoderGraph(graph, source, { foldBatchNorm, projector });
   const output = outputDescription(source, projector, featureDim);
   const metadata = exportMetadata(source, { foldBatchNorm, projector, opset }, outputDim, output);

@@ -75,10 +75,7 @@ export async function packingLoss<T extends FloatArray>(z: T, args: PackingLossA
  * [batch, batch, dim] tensor of centre differences. Slow and memory-hungry: a yardstick for tests and
  * benchmarks, not for training.
  */
-export async function packingLossReference<T extends FloatArray>(
-  z: T,
-  args: PackingLossArguments,
-): Promise<{ loss: number; grad: T }> {
+export async function packingLossReference<T extends FloatArray>(z: T, args: PackingLossArguments): Promise<{ loss: number; grad: T }> {
   const { shape, options } = parsePackingLossArguments(z, args);
   const result = await native().packingLoss(z, shape.views, shape.dim, options, 'unfused');
   return { loss: result.loss, grad: result.grad };

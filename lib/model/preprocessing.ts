@@ -16,5 +16,10 @@ export interface Preprocessing {
 
 export function evaluationPreprocessing(config: TrainConfig): Preprocessing {
   const pipeline = config.augment[0]!;
-  return { imageSize: pipeline.size, mean: pipeline.normalize?.mean ?? [], std: pipeline.normalize?.std ?? [], decodeSize: datasetImageSide(config.data) };
+  return {
+    imageSize: pipeline.size,
+    mean: pipeline.normalize?.mean ?? [],
+    std: pipeline.normalize?.std ?? [],
+    decodeSize: datasetImageSide(config.data),
+  };
 }

@@ -52,13 +52,16 @@ export async function firstTrainingImages(data: DataConfig, count: number): Prom
   const entries = await fs.readdir(folder, { withFileTypes: true });
   const classes: string[] = [];
   for (const entry of entries) {
-    if (!entry.name.startsWith('.') && (await fs.stat(path.join(folder, entry.name)).catch(() => null))?.isDirectory()) classes.push(entry.name);
+    if (!entry.name.startsWith('.') && (await fs.stat(path.join(folder, entry.name)).catch(() => null))?.isDirectory())
+      classes.push(entry.name);
   }
   classes.sort();
   const perClass = await Promise.all(
     classes.slice(0, count).map(async (name) =>
       (await fs.readdir(path.join(folder, name), { withFileTypes: true }))
-        .filter((entry) => !entry.isDirectory() && !entry.name.startsWith('.') && IMAGE_EXTENSIONS.has(path.extname(entry.name).toLowerCase()))
+        .filter(
+          (entry) => !entry.isDirectory() && !entry.name.startsWith('.') && IMAGE_EXTENSIONS.has(path.extname(entry.name).toLowerCase()),
+        )
         .map((entry) => entry.name)
         .sort()
         .map((file) => path.join(folder, name, file)),
@@ -77,10 +80,19 @@ export async function firstTrainingImages(data: DataConfig, count: number): Prom
   await Promise.all(
     chosen.map(async ({ file }, index) => {
       const interleaved = await decodeImage(file, size, channels);
-      for (let c = 0; c < channels; c++) for (let k = 0; k < pixels; k++) images[(index * channels + c) * pixels + k] = interleaved[k * channels + c]!;
+      for (let c = 0; c < channels; c++)
+        for (let k = 0; k < pixels; k++) images[(index * channels + c) * pixels + k] = interleaved[k * channels + c]!;
     }),
   );
-  return { images, labels: Uint8Array.from(chosen, (x) => x.label), count: chosen.length, channels, height: size, width: size, classes: classes.length };
+  return {
+    images,
+    labels: Uint8Array.from(chosen, (x) => x.label),
+    count: chosen.length,
+    channels,
+    height: size,
+    width: size,
+    classes: classes.length,
+  };
 }
 
 /** Image values for display: the pipeline's normalisation undone, in [0, 1]. */
@@ -99,7 +111,11 @@ function denormalise(image: Image, pipeline: Augmentation | null): Image {
 }
 
 /** The grid as a PNG: column 0 the image (resized to the views' size), then `views` augmented views. */
-export async function augmentationGrid(dataset: ImageDataset, pipelines: readonly Augmentation[], options: AugmentationGridOptions = {}): Promise<AugmentationGrid> {
+export async function augmentationGrid(
+  dataset: ImageDataset,
+  pipelines: readonly Augmentation[],
+  options: AugmentationGridOptions = {},
+): Promise<AugmentationGrid> {
   if (pipelines.length === 0) throw new RangeError('at least one augmentation pipeline is needed');
   const rows = Math.min(options.rows ?? 8, dataset.count);
   const views = options.views ?? 6;
@@ -119,7 +135,8 @@ export async function augmentationGrid(dataset: ImageDataset, pipelines: readonl
 
   const paint = (image: Image, row: number, column: number) => {
     const plane = image.height * image.width;
-    const top = gap + row * (tile + gap), left = gap + column * (tile + gap);
+    const top = gap + row * (tile + gap),
+      left = gap + column * (tile + gap);
     for (let y = 0; y < tile; y++) {
       const sy = Math.floor(y / scale);
       for (let x = 0; x < tile; x++) {
@@ -142,6 +159,8 @@ export async function augmentationGrid(dataset: ImageDataset, pipelines: readonl
       paint(denormalise(augment(image, pipeline, random), pipeline), row, v + 1);
     }
   }
-  const png = await sharp(rgb, { raw: { width, height, channels: 3 } }).png({ compressionLevel: 9 }).toBuffer();
+  const png = await sharp(rgb, { raw: { width, height, channels: 3 } })
+    .png({ compressionLevel: 9 })
+    .toBuffer();
   return { png, width, height, rows, views, pipelineOfView };
 }

@@ -42,7 +42,9 @@ export async function renderChart(spec: TopLevelSpec): Promise<RenderedChart> {
   } finally {
     view.finalize();
   }
-  const { data: png, info } = await sharp(Buffer.from(svg), { density: 72 * PIXEL_RATIO }).png({ palette: true }).toBuffer({ resolveWithObject: true });
+  const { data: png, info } = await sharp(Buffer.from(svg), { density: 72 * PIXEL_RATIO })
+    .png({ palette: true })
+    .toBuffer({ resolveWithObject: true });
   return { svg, png, width: Math.round(info.width / PIXEL_RATIO), height: Math.round(info.height / PIXEL_RATIO) };
 }
 
@@ -52,7 +54,14 @@ export interface SeriesPoint {
 }
 
 /** One metric over training steps, with the epoch means (each at its epoch's last step) over it when given. */
-export function lineChartSpec(options: { title: string; points: readonly SeriesPoint[]; means?: readonly SeriesPoint[]; xTitle: string; yTitle: string; log?: boolean }): TopLevelSpec {
+export function lineChartSpec(options: {
+  title: string;
+  points: readonly SeriesPoint[];
+  means?: readonly SeriesPoint[];
+  xTitle: string;
+  yTitle: string;
+  log?: boolean;
+}): TopLevelSpec {
   const means = options.means ?? [];
   const series = means.length > 0 ? ['per step', 'epoch mean'] : ['per step'];
   const colour = {
@@ -107,13 +116,22 @@ export function accuracyChartSpec(points: readonly AccuracyPoint[]): TopLevelSpe
     encoding: {
       x: { field: 'epochs', type: 'quantitative', title: 'epochs trained', scale: { zero: true }, axis: { tickMinStep: 1, format: 'd' } },
       y: { field: 'top1', type: 'quantitative', title: 'top-1 (%)', scale: { zero: false } },
-      color: { field: 'method', type: 'nominal', title: null, scale: methodColours(points.map((p) => p.method)), legend: { orient: 'top' } },
+      color: {
+        field: 'method',
+        type: 'nominal',
+        title: null,
+        scale: methodColours(points.map((p) => p.method)),
+        legend: { orient: 'top' },
+      },
     },
   };
 }
 
 /** Accuracy within each class (percent), grouped bars per method. */
-export function perClassChartSpec(classNames: readonly string[], series: readonly { method: string; accuracy: readonly (number | null)[] }[]): TopLevelSpec {
+export function perClassChartSpec(
+  classNames: readonly string[],
+  series: readonly { method: string; accuracy: readonly (number | null)[] }[],
+): TopLevelSpec {
   const values = series.flatMap(({ method, accuracy }) =>
     accuracy.flatMap((a, c) => (a === null ? [] : [{ label: `${c}: ${classNames[c] ?? c}`, order: c, method, accuracy: 100 * a }])),
   );
@@ -125,10 +143,22 @@ export function perClassChartSpec(classNames: readonly string[], series: readonl
     data: { values },
     mark: { type: 'bar' },
     encoding: {
-      x: { field: 'label', type: 'nominal', title: null, sort: { field: 'order', op: 'min' }, axis: { labelAngle: -40, labelLimit: 200, ...(many ? { labels: false } : {}) } },
+      x: {
+        field: 'label',
+        type: 'nominal',
+        title: null,
+        sort: { field: 'order', op: 'min' },
+        axis: { labelAngle: -40, labelLimit: 200, ...(many ? { labels: false } : {}) },
+      },
       xOffset: { field: 'method', type: 'nominal', scale: { domain: series.map((s) => s.method) } },
       y: { field: 'accuracy', type: 'quantitative', title: 'accuracy (%)', scale: { domain: [0, 100] } },
-      color: { field: 'method', type: 'nominal', title: null, scale: methodColours(series.map((s) => s.method)), legend: { orient: 'top' } },
+      color: {
+        field: 'method',
+        type: 'nominal',
+        title: null,
+        scale: methodColours(series.map((s) => s.method)),
+        legend: { orient: 'top' },
+      },
     },
   };
 }
@@ -156,7 +186,14 @@ export function confusionChartSpec(title: string, classNames: readonly string[],
     layer: [
       {
         mark: { type: 'rect' },
-        encoding: { color: { field: 'share', type: 'quantitative', title: 'share of row', scale: { domain: [0, 1], range: ['#f7fbff', '#08519c'], interpolate: 'hcl' } } },
+        encoding: {
+          color: {
+            field: 'share',
+            type: 'quantitative',
+            title: 'share of row',
+            scale: { domain: [0, 1], range: ['#f7fbff', '#08519c'], interpolate: 'hcl' },
+          },
+        },
       },
       ...(classes <= 12
         ? [

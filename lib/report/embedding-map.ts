@@ -10,7 +10,14 @@ import type { MapPoint } from './charts.js';
 import { pca } from './pca.js';
 
 export type EmbeddingMap =
-  | { points: MapPoint[]; explained: [number, number]; dim: number; images: number; testImages: number; seconds: { features: number; pca: number } }
+  | {
+      points: MapPoint[];
+      explained: [number, number];
+      dim: number;
+      images: number;
+      testImages: number;
+      seconds: { features: number; pca: number };
+    }
   | { skipped: string };
 
 /** `count` images spread evenly over the dataset (an image folder lists its test images class by class, so the first N would be a few classes only). */
@@ -38,7 +45,8 @@ const message = (error: unknown) => (error instanceof Error ? error.message : St
 
 /** The map, or why there is none (no checkpoint, no test split, a dataset or device missing on this machine). */
 export async function embeddingMap(checkpointFile: string, maxImages: number, signal?: AbortSignal): Promise<EmbeddingMap> {
-  if (!(await fs.stat(checkpointFile).catch(() => null))?.isFile()) return { skipped: `the run folder has no checkpoint (${checkpointFile})` };
+  if (!(await fs.stat(checkpointFile).catch(() => null))?.isFile())
+    return { skipped: `the run folder has no checkpoint (${checkpointFile})` };
   // The serving encoder computes what evaluation computes (its preprocessing is the evaluation view),
   // without building the projector and optimiser state a trainer carries, and on this machine's CPU
   // whatever device the run trained on.
@@ -60,7 +68,10 @@ export async function embeddingMap(checkpointFile: string, maxImages: number, si
     signal?.throwIfAborted();
     const featuresStarted = performance.now();
     // Datasets hold channel-planar bytes: as [0, 1] floats they are the encoder's NCHW input.
-    const { data: features, shape: [, dim] } = await encoder.embed({
+    const {
+      data: features,
+      shape: [, dim],
+    } = await encoder.embed({
       data: Float32Array.from(subset.images, (x) => x / 255),
       shape: [subset.count, subset.channels, subset.height, subset.width],
     });

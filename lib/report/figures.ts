@@ -86,11 +86,27 @@ async function trainingFigures(metrics: RunMetrics, { pngs, stages }: FigureOutp
         if (y !== undefined) points.push({ x: line.step, y });
       }
       if (points.length === 0) continue;
-      const kept = downsample(points, MAX_SERIES_POINTS, (p) => p.x, (p) => p.y);
+      const kept = downsample(
+        points,
+        MAX_SERIES_POINTS,
+        (p) => p.x,
+        (p) => p.y,
+      );
       const ys = kept.map((p) => p.y);
       const log = chart.metric === 'energy' && Math.min(...ys) > 0 && Math.max(...ys) / Math.min(...ys) > 100;
-      const means = epochMeans.flatMap(({ x, line }) => (typeof line[chart.metric] === 'number' && Number.isFinite(line[chart.metric]) ? [{ x, y: line[chart.metric] as number }] : []));
-      const rendered = await renderChart(lineChartSpec({ title: chart.title, points: kept, ...(means.length >= 2 ? { means } : {}), xTitle: 'step', yTitle: chart.axis, log }));
+      const means = epochMeans.flatMap(({ x, line }) =>
+        typeof line[chart.metric] === 'number' && Number.isFinite(line[chart.metric]) ? [{ x, y: line[chart.metric] as number }] : [],
+      );
+      const rendered = await renderChart(
+        lineChartSpec({
+          title: chart.title,
+          points: kept,
+          ...(means.length >= 2 ? { means } : {}),
+          xTitle: 'step',
+          yTitle: chart.axis,
+          log,
+        }),
+      );
       await pngs.save(chart.file, rendered.png);
       figures.push(figure(rendered.png, rendered.width, rendered.height, chart.title));
     }
@@ -106,16 +122,30 @@ function accuracyFigure(evaluations: readonly EvaluationLine[], { pngs, stages }
     ]);
     const rendered = await renderChart(accuracyChartSpec(points));
     await pngs.save('accuracy', rendered.png);
-    return figure(rendered.png, rendered.width, rendered.height, 'Test top-1 accuracy over epochs', 'Epoch 0 is the untrained network (eval.atStart); the linear probe runs in full evaluations only, the cheap kNN monitors (eval.every) have none.');
+    return figure(
+      rendered.png,
+      rendered.width,
+      rendered.height,
+      'Test top-1 accuracy over epochs',
+      'Epoch 0 is the untrained network (eval.atStart); the linear probe runs in full evaluations only, the cheap kNN monitors (eval.every) have none.',
+    );
   });
 }
 
 async function perClassFigure(final: EvaluationLine, className: (c: number) => string, { pngs, stages }: FigureOutput): Promise<string> {
-  const series = [{ method: 'kNN', accuracy: final.perClass.knn }, ...(final.perClass.linearProbe ? [{ method: 'linear probe', accuracy: final.perClass.linearProbe }] : [])];
+  const series = [
+    { method: 'kNN', accuracy: final.perClass.knn },
+    ...(final.perClass.linearProbe ? [{ method: 'linear probe', accuracy: final.perClass.linearProbe }] : []),
+  ];
   const classCount = Math.max(final.perClass.knn.length, final.perClass.linearProbe?.length ?? 0);
   if (classCount === 0) return '';
   return stages.timed('per-class chart', async () => {
-    const rendered = await renderChart(perClassChartSpec(Array.from({ length: classCount }, (_, c) => className(c)), series));
+    const rendered = await renderChart(
+      perClassChartSpec(
+        Array.from({ length: classCount }, (_, c) => className(c)),
+        series,
+      ),
+    );
     await pngs.save('per-class', rendered.png);
     return figure(rendered.png, rendered.width, rendered.height, 'Per-class test accuracy');
   });
@@ -128,13 +158,26 @@ async function confusionFigure(final: EvaluationLine, names: readonly string[], 
   return stages.timed('confusion heat map', async () => {
     const rendered = await renderChart(confusionChartSpec(`Confusion matrix (${method}, ${when(final)})`, names, matrix));
     await pngs.save('confusion', rendered.png);
-    return figure(rendered.png, rendered.width, rendered.height, `Confusion matrix of the ${method}`, 'Rows are the true classes, columns the predicted ones; colour is the share of the row, numbers are image counts.');
+    return figure(
+      rendered.png,
+      rendered.width,
+      rendered.height,
+      `Confusion matrix of the ${method}`,
+      'Rows are the true classes, columns the predicted ones; colour is the share of the row, numbers are image counts.',
+    );
   });
 }
 
-async function embeddingMapFigure(runDir: string, mapImages: number, names: readonly string[], { pngs, stages }: FigureOutput): Promise<string> {
+async function embeddingMapFigure(
+  runDir: string,
+  mapImages: number,
+  names: readonly string[],
+  { pngs, stages }: FigureOutput,
+): Promise<string> {
   if (mapImages === 0) return note('Left out (--map-images 0).');
-  const map = await stages.timed('embedding map: features and PCA', () => embeddingMap(path.join(runDir, CHECKPOINT_FILE), mapImages, stages.signal));
+  const map = await stages.timed('embedding map: features and PCA', () =>
+    embeddingMap(path.join(runDir, CHECKPOINT_FILE), mapImages, stages.signal),
+  );
   if ('skipped' in map) {
     stages.progress(`embedding map skipped: ${map.skipped}`);
     return note(`No map: ${escapeHtml(map.skipped)}.`);
@@ -162,7 +205,10 @@ async function augmentationGridFigure(config: TrainConfig, { pngs, stages }: Fig
       const images = await firstTrainingImages(config.data, 8);
       const grid = await augmentationGrid(images, config.augment, { rows: 8, views: 6, seed: config.run.seed });
       await pngs.save('augmentations', grid.png);
-      const pipelines = config.augment.length > 1 ? ` View columns cycle over the ${config.augment.length} pipelines (${grid.pipelineOfView.map((p) => p + 1).join(', ')}), as training does.` : '';
+      const pipelines =
+        config.augment.length > 1
+          ? ` View columns cycle over the ${config.augment.length} pipelines (${grid.pipelineOfView.map((p) => p + 1).join(', ')}), as training does.`
+          : '';
       return `<figure class="pixels"><img src="data:image/png;base64,${grid.png.toString('base64')}" width="${grid.width}" height="${grid.height}" alt="Training images and augmented views"><figcaption>${escapeHtml(
         `The first ${grid.rows} training images (left column, resized to the views' ${config.augment[0]!.size} px) and ${grid.views} augmented views of each, ` +
           `made with the run's augmentation pipelines (seed ${config.run.seed}), normalisation undone for display.${pipelines}`,

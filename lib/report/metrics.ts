@@ -2,7 +2,17 @@
 // last line, of fields older runs lack (rankMe, confusion) and of NaN written by JSON.stringify as null.
 import fs from 'node:fs/promises';
 
-export const STEP_METRICS = ['loss', 'energy', 'meanRadius', 'meanDistance', 'contactsPerImage', 'activity', 'lr', 'gradNorm', 'viewImagesPerSecond'] as const;
+export const STEP_METRICS = [
+  'loss',
+  'energy',
+  'meanRadius',
+  'meanDistance',
+  'contactsPerImage',
+  'activity',
+  'lr',
+  'gradNorm',
+  'viewImagesPerSecond',
+] as const;
 export type StepMetric = (typeof STEP_METRICS)[number];
 
 export type StepLine = { kind: 'step'; epoch: number; step: number } & { [K in StepMetric]?: number };
@@ -47,7 +57,9 @@ const finite = (value: unknown): value is number => typeof value === 'number' &&
 const numberOrNull = (value: unknown): number | null => (finite(value) ? value : null);
 const numberArray = (value: unknown): (number | null)[] => (Array.isArray(value) ? value.map(numberOrNull) : []);
 const matrix = (value: unknown): number[][] | null =>
-  Array.isArray(value) && value.every((row) => Array.isArray(row)) ? (value as unknown[][]).map((row) => row.map((x) => (finite(x) ? x : 0))) : null;
+  Array.isArray(value) && value.every((row) => Array.isArray(row))
+    ? (value as unknown[][]).map((row) => row.map((x) => (finite(x) ? x : 0)))
+    : null;
 
 function topK(value: unknown): { top1: number; top5: number } | null {
   if (!isRecord(value) || !finite(value.top1)) return null;
@@ -65,10 +77,20 @@ function evaluationLine(entry: Record<string, unknown>): EvaluationLine | null {
     epoch: entry.epoch,
     step: finite(entry.step) ? entry.step : 0,
     knn: { ...knn, k: finite((entry.knn as Record<string, unknown>).k) ? ((entry.knn as Record<string, unknown>).k as number) : 0 },
-    linearProbe: probe ? { ...probe, learningRate: numberOrNull((entry.linearProbe as Record<string, unknown>).learningRate) ?? Number.NaN } : null,
-    perClass: { knn: numberArray(perClass.knn), linearProbe: Array.isArray(perClass.linearProbe) ? numberArray(perClass.linearProbe) : null },
+    linearProbe: probe
+      ? { ...probe, learningRate: numberOrNull((entry.linearProbe as Record<string, unknown>).learningRate) ?? Number.NaN }
+      : null,
+    perClass: {
+      knn: numberArray(perClass.knn),
+      linearProbe: Array.isArray(perClass.linearProbe) ? numberArray(perClass.linearProbe) : null,
+    },
     manifolds: manifolds
-      ? { meanRadius: numberOrNull(manifolds.meanRadius), meanCentreDistance: numberOrNull(manifolds.meanCentreDistance), overlap: numberOrNull(manifolds.overlap), radius: numberArray(manifolds.radius) }
+      ? {
+          meanRadius: numberOrNull(manifolds.meanRadius),
+          meanCentreDistance: numberOrNull(manifolds.meanCentreDistance),
+          overlap: numberOrNull(manifolds.overlap),
+          radius: numberArray(manifolds.radius),
+        }
       : null,
   };
   if (finite(entry.rankMe)) line.rankMe = entry.rankMe;
@@ -129,8 +151,10 @@ export function downsample<T>(points: readonly T[], threshold: number, x: (p: T)
     const start = Math.floor(b * bucket) + 1;
     const end = Math.min(Math.floor((b + 1) * bucket) + 1, points.length - 1);
     // The next bucket's mean (the last point for the last bucket).
-    const nextStart = end, nextEnd = Math.min(Math.floor((b + 2) * bucket) + 1, points.length);
-    let meanX = 0, meanY = 0;
+    const nextStart = end,
+      nextEnd = Math.min(Math.floor((b + 2) * bucket) + 1, points.length);
+    let meanX = 0,
+      meanY = 0;
     for (let i = nextStart; i < nextEnd; i++) {
       meanX += x(points[i]!);
       meanY += y(points[i]!);
@@ -138,8 +162,10 @@ export function downsample<T>(points: readonly T[], threshold: number, x: (p: T)
     const span = Math.max(1, nextEnd - nextStart);
     meanX /= span;
     meanY /= span;
-    const ax = x(points[previous]!), ay = y(points[previous]!);
-    let best = start, bestArea = -1;
+    const ax = x(points[previous]!),
+      ay = y(points[previous]!);
+    let best = start,
+      bestArea = -1;
     for (let i = start; i < end; i++) {
       const area = Math.abs((ax - meanX) * (y(points[i]!) - ay) - (ax - x(points[i]!)) * (meanY - ay));
       if (area > bestArea) {

@@ -29,7 +29,8 @@ export interface PcaOptions {
 
 /** Covariance [d, d] of the centred rows of `data` ([n, d] row-major), divisor n - 1. */
 export function covariance(data: ArrayLike<number>, n: number, d: number): { covariance: Float64Array; mean: Float64Array } {
-  if (!Number.isInteger(n) || !Number.isInteger(d) || n < 1 || d < 1) throw new RangeError(`covariance needs n >= 1 rows and d >= 1 columns, got n=${n}, d=${d}`);
+  if (!Number.isInteger(n) || !Number.isInteger(d) || n < 1 || d < 1)
+    throw new RangeError(`covariance needs n >= 1 rows and d >= 1 columns, got n=${n}, d=${d}`);
   if (data.length !== n * d) throw new RangeError(`data holds ${data.length} values, not n * d = ${n} * ${d}`);
   const mean = new Float64Array(d);
   for (let i = 0; i < n; i++) for (let k = 0; k < d; k++) mean[k]! += data[i * d + k]!;
@@ -47,12 +48,19 @@ export function covariance(data: ArrayLike<number>, n: number, d: number): { cov
       for (let k = 0; k < d; k++) block[k * BLOCK + r] = data[offset + k]! - mean[k]!;
     }
     for (let a = 0; a < d; a++) {
-      const aOffset = a * BLOCK, covOffset = a * d;
+      const aOffset = a * BLOCK,
+        covOffset = a * d;
       let b = a;
       // Four columns at a time: each of row a's values is loaded once for four products.
       for (; b + 3 < d; b += 4) {
-        const b0 = b * BLOCK, b1 = b0 + BLOCK, b2 = b1 + BLOCK, b3 = b2 + BLOCK;
-        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        const b0 = b * BLOCK,
+          b1 = b0 + BLOCK,
+          b2 = b1 + BLOCK,
+          b3 = b2 + BLOCK;
+        let s0 = 0,
+          s1 = 0,
+          s2 = 0,
+          s3 = 0;
         for (let r = 0; r < BLOCK; r++) {
           const x = block[aOffset + r]!;
           s0 += x * block[b0 + r]!;
@@ -88,8 +96,14 @@ function multiply(matrix: Float64Array, d: number, v: Float64Array, out: Float64
   let a = 0;
   // Four rows at a time: each of v's values is loaded once for four products.
   for (; a + 3 < d; a += 4) {
-    const o0 = a * d, o1 = o0 + d, o2 = o1 + d, o3 = o2 + d;
-    let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    const o0 = a * d,
+      o1 = o0 + d,
+      o2 = o1 + d,
+      o3 = o2 + d;
+    let s0 = 0,
+      s1 = 0,
+      s2 = 0,
+      s3 = 0;
     for (let b = 0; b < d; b++) {
       const x = v[b]!;
       s0 += matrix[o0 + b]! * x;
@@ -122,7 +136,12 @@ function normalise(v: Float64Array): number {
  * The top `count` eigenpairs of the symmetric positive semi-definite matrix `matrix` ([d, d]) by power
  * iteration, deflating each found pair out before the next. The matrix is modified.
  */
-export function topEigenvectors(matrix: Float64Array, d: number, count: number, options: Omit<PcaOptions, 'components'> = {}): { vectors: Float64Array[]; values: number[] } {
+export function topEigenvectors(
+  matrix: Float64Array,
+  d: number,
+  count: number,
+  options: Omit<PcaOptions, 'components'> = {},
+): { vectors: Float64Array[]; values: number[] } {
   const maxIterations = options.maxIterations ?? 1000;
   const tolerance = options.tolerance ?? 1e-9;
   const random = new Random(options.seed ?? 1);

@@ -24,7 +24,8 @@ export class PngFolder {
   async removeUnwritten(names: readonly string[]): Promise<void> {
     // PNGs an earlier report wrote that this one did not (a map that is now skipped, say) would mislead.
     await Promise.all(
-      names.map((name) => this.file(name))
+      names
+        .map((name) => this.file(name))
         .filter((file) => !this.written.includes(file))
         .map((file) => fs.rm(file, { force: true })),
     );

@@ -36,7 +36,8 @@ async function readConfig(runDir: string): Promise<{ config: TrainConfig; raw: u
     if (code !== 'ENOENT') throw new RunFolderError(`${file} could not be read: ${(error as Error).message}`);
     // An older or copied run: the checkpoint's header carries the config too (its weights are not needed).
     const checkpointFile = path.join(runDir, CHECKPOINT_FILE);
-    if (!(await fs.stat(checkpointFile).catch(() => null))) throw notRunFolder(runDir, `it has no ${CONFIG_FILE} (and no ${CHECKPOINT_FILE} to take the config from)`);
+    if (!(await fs.stat(checkpointFile).catch(() => null)))
+      throw notRunFolder(runDir, `it has no ${CONFIG_FILE} (and no ${CHECKPOINT_FILE} to take the config from)`);
     raw = (await readCheckpointMetadata(checkpointFile)).config;
   }
   return { config: parseTrainConfig(raw, file), raw };

@@ -58,7 +58,9 @@ function card(label: string, value: string, detail = ''): string {
 
 function backboneText(config: TrainConfig): string {
   const { backbone, widths, blocks, stem, projectorHidden, projectorOut } = config.model;
-  const shape = [widths ? `widths ${widths.join('-')}` : '', blocks ? `blocks ${blocks.join('-')}` : '', stem ? `${stem} stem` : ''].filter(Boolean).join(', ');
+  const shape = [widths ? `widths ${widths.join('-')}` : '', blocks ? `blocks ${blocks.join('-')}` : '', stem ? `${stem} stem` : '']
+    .filter(Boolean)
+    .join(', ');
   return `${backbone}${shape ? ` (${shape})` : ''}; projector ${[...projectorHidden, projectorOut].join('-')}`;
 }
 
@@ -67,9 +69,15 @@ function totals(metrics: RunMetrics): { epochs: number; steps: number; seconds: 
   const epochs = new Set(metrics.epochs.map((e) => e.epoch)).size;
   const epochSteps = metrics.epochs.reduce((sum, e) => sum + (typeof e.steps === 'number' ? e.steps : 0), 0);
   const lastStep = metrics.steps.length > 0 ? metrics.steps[metrics.steps.length - 1]!.step + 1 : 0;
-  let seconds = 0, viewImages = 0;
+  let seconds = 0,
+    viewImages = 0;
   for (const e of metrics.epochs) {
-    if (typeof e.seconds === 'number' && typeof e.viewImagesPerSecond === 'number' && Number.isFinite(e.seconds) && Number.isFinite(e.viewImagesPerSecond)) {
+    if (
+      typeof e.seconds === 'number' &&
+      typeof e.viewImagesPerSecond === 'number' &&
+      Number.isFinite(e.seconds) &&
+      Number.isFinite(e.viewImagesPerSecond)
+    ) {
       seconds += e.seconds;
       viewImages += e.seconds * e.viewImagesPerSecond;
     }
@@ -80,13 +88,36 @@ function totals(metrics: RunMetrics): { epochs: number; steps: number; seconds: 
 function headlineCards(config: TrainConfig, metrics: RunMetrics, final: EvaluationLine | null): string {
   const run = totals(metrics);
   return [
-    card('Dataset', escapeHtml(config.data.dataset), escapeHtml([config.data.limit ? `first ${config.data.limit} training images` : '', config.data.testLimit ? `first ${config.data.testLimit} test images` : ''].filter(Boolean).join(', '))),
+    card(
+      'Dataset',
+      escapeHtml(config.data.dataset),
+      escapeHtml(
+        [
+          config.data.limit ? `first ${config.data.limit} training images` : '',
+          config.data.testLimit ? `first ${config.data.testLimit} test images` : '',
+        ]
+          .filter(Boolean)
+          .join(', '),
+      ),
+    ),
     card('Backbone', escapeHtml(config.model.backbone), escapeHtml(backboneText(config))),
     card('Epochs', `${run.epochs} / ${config.schedule.epochs}`, escapeHtml(`batch ${config.run.batchSize} x ${config.run.views} views`)),
     card('Steps', String(run.steps), escapeHtml(`training time ${duration(run.seconds)}`)),
-    card('Throughput', Number.isFinite(run.viewImagesPerSecond) ? `${Math.round(run.viewImagesPerSecond)}` : 'n/a', 'view-images per second'),
-    card('kNN top-1', final ? percent(final.knn.top1) : 'n/a', final ? escapeHtml(`top-5 ${percent(final.knn.top5)}, k=${final.knn.k}, ${when(final)}`) : 'no evaluation in metrics.jsonl'),
-    card('Linear probe top-1', final?.linearProbe ? percent(final.linearProbe.top1) : 'n/a', final?.linearProbe ? escapeHtml(`top-5 ${percent(final.linearProbe.top5)}, lr ${number(final.linearProbe.learningRate)}`) : 'not run'),
+    card(
+      'Throughput',
+      Number.isFinite(run.viewImagesPerSecond) ? `${Math.round(run.viewImagesPerSecond)}` : 'n/a',
+      'view-images per second',
+    ),
+    card(
+      'kNN top-1',
+      final ? percent(final.knn.top1) : 'n/a',
+      final ? escapeHtml(`top-5 ${percent(final.knn.top5)}, k=${final.knn.k}, ${when(final)}`) : 'no evaluation in metrics.jsonl',
+    ),
+    card(
+      'Linear probe top-1',
+      final?.linearProbe ? percent(final.linearProbe.top1) : 'n/a',
+      final?.linearProbe ? escapeHtml(`top-5 ${percent(final.linearProbe.top5)}, lr ${number(final.linearProbe.learningRate)}`) : 'not run',
+    ),
     ...(final?.rankMe !== undefined ? [card('RankMe', number(final.rankMe, 4), 'effective rank of the test features')] : []),
   ].join('\n');
 }
@@ -118,9 +149,19 @@ function evaluationTable(evaluations: readonly EvaluationLine[]): string {
 function classTable(final: EvaluationLine, className: (c: number) => string): string {
   const classCount = Math.max(final.perClass.knn.length, final.perClass.linearProbe?.length ?? 0, final.manifolds?.radius.length ?? 0);
   const rowTotals = (final.confusion?.linearProbe ?? final.confusion?.knn)?.map((row) => row.reduce((a, b) => a + b, 0));
-  const accuracyCell = (a: number | null | undefined) => (a === null || a === undefined ? 'n/a' : `${percent(a)}<span class="bar" style="width:${Math.round(60 * Math.max(0, Math.min(1, a)))}px"></span>`);
+  const accuracyCell = (a: number | null | undefined) =>
+    a === null || a === undefined
+      ? 'n/a'
+      : `${percent(a)}<span class="bar" style="width:${Math.round(60 * Math.max(0, Math.min(1, a)))}px"></span>`;
   return table(
-    ['#', 'class', ...(rowTotals ? ['test images'] : []), 'kNN', ...(final.perClass.linearProbe ? ['linear probe'] : []), 'manifold radius'],
+    [
+      '#',
+      'class',
+      ...(rowTotals ? ['test images'] : []),
+      'kNN',
+      ...(final.perClass.linearProbe ? ['linear probe'] : []),
+      'manifold radius',
+    ],
     Array.from({ length: classCount }, (_, c) => [
       String(c),
       escapeHtml(className(c)),

@@ -73,7 +73,10 @@ export async function removeStaleTemporaries(runDir: string): Promise<string[]> 
 export async function missingCheckpointReason(checkpointOrRunDir: string): Promise<string | null> {
   const names = await entries(checkpointOrRunDir).catch(() => null);
   if (names === null) {
-    const exists = await fs.stat(checkpointOrRunDir).then(() => true, () => false);
+    const exists = await fs.stat(checkpointOrRunDir).then(
+      () => true,
+      () => false,
+    );
     return exists ? null : `there is no run folder or checkpoint at ${checkpointOrRunDir}`;
   }
   if (names.includes(CHECKPOINT_FILE)) return null;

@@ -173,7 +173,6 @@ export interface NativePackingLossOptions {
   log: boolean;
 }
 
-
 /**
  * 'fused': every diagnostic; 'fused-pair-pass': the diagnostics that come free with the loss (no
  * nearest-centre accuracy, which costs a [m*b, d] x [d, b] product); 'unfused': the autograd yardstick.
@@ -251,7 +250,12 @@ export interface NativeAddon {
   /** Options as lib/encode/encoder.ts resolves them from a checkpoint's config; state as the checkpoint holds it. */
   createEncoder(options: NativeEncoderOptions, state: StateEntry[]): Promise<NativeEncoder>;
   /** The k most cosine-similar bank rows of each query, best first: similarity and row index [queries, k]. */
-  cosineTopK(bank: Float32Array, queries: Float32Array, dim: number, k: number): Promise<{ similarity: Float32Array; index: Int32Array; k: number }>;
+  cosineTopK(
+    bank: Float32Array,
+    queries: Float32Array,
+    dim: number,
+    k: number,
+  ): Promise<{ similarity: Float32Array; index: Int32Array; k: number }>;
   /** RankMe of [n, dim] features. */
   effectiveRank(features: Float32Array, dim: number): Promise<number>;
   /** Vote totals [queries, classes] of weighted kNN (lib/eval/knn.ts). */

@@ -104,9 +104,10 @@ export function detectOpenMP(maps: string = readProcMaps()): OpenMPInfo {
     const kind: OpenMPKind = name.startsWith('libgomp') ? 'GNU libgomp' : name.startsWith('libiomp5') ? 'Intel libiomp5' : 'LLVM libomp';
     return { kind, library };
   });
-  const warning = runtimes.length > 1
-    ? `${runtimes.length} OpenMP runtimes are loaded (${runtimes.map((r) => r.library).join(', ')}): each keeps its own thread pool, and together they oversubscribe the cores. Load only LibTorch's (no other OpenMP library in this process), or set OMP_NUM_THREADS=1 for the others.`
-    : null;
+  const warning =
+    runtimes.length > 1
+      ? `${runtimes.length} OpenMP runtimes are loaded (${runtimes.map((r) => r.library).join(', ')}): each keeps its own thread pool, and together they oversubscribe the cores. Load only LibTorch's (no other OpenMP library in this process), or set OMP_NUM_THREADS=1 for the others.`
+      : null;
   return { runtimes, warning };
 }
 
@@ -153,7 +154,8 @@ export function doctor(): DoctorReport {
   const openMP = detectOpenMP(maps);
   const warnings: string[] = [];
   if (blas.warning) warnings.push(blas.warning);
-  if (blas.kind === 'unknown') warnings.push('Could not tell which BLAS LibTorch uses (no libblas/openblas/mkl mapped, and its build configuration names none).');
+  if (blas.kind === 'unknown')
+    warnings.push('Could not tell which BLAS LibTorch uses (no libblas/openblas/mkl mapped, and its build configuration names none).');
   if (openMP.warning) warnings.push(openMP.warning);
   if (origin === null) warnings.push('build/libtorch.json is missing: the addon was not built by `npx clamp-native build`.');
   if (info.numThreads === 1 && numThreadsSource() === 'available cores') {
@@ -187,7 +189,8 @@ export function formatDoctorReport(report: DoctorReport): string {
     `CUDA         ${report.cuda.available ? `available, ${report.cuda.deviceCount} device(s)` : 'not available (CPU only)'}; ` +
       `fused-loss CUDA kernels ${report.cuda.kernels ? 'built' : 'not in this build'}`,
     ...report.cuda.devices.map(
-      (d) => `GPU ${String(d.index).padEnd(9)}${d.name}, compute capability ${d.computeCapability}, ${(d.memoryBytes / 2 ** 30).toFixed(1)} GiB, ${d.multiprocessors} SMs` +
+      (d) =>
+        `GPU ${String(d.index).padEnd(9)}${d.name}, compute capability ${d.computeCapability}, ${(d.memoryBytes / 2 ** 30).toFixed(1)} GiB, ${d.multiprocessors} SMs` +
         (Number(d.computeCapability) >= 8 ? ' (bf16 autocast by default)' : ' (float32 by default)'),
     ),
     `threads      ${report.threads.intraOp} intra-op (${report.threads.source}), OpenMP wait policy ${report.threads.openMPWaitPolicy}`,

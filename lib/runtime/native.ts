@@ -34,12 +34,14 @@ function explainLoadFailure(file: string, error: unknown): NativeAddonError {
   if (/lib(torch|c10)[\w.]*\.so/.test(detail)) {
     return new NativeAddonError(
       `clamp-native's addon (${file}) cannot find LibTorch: ${detail}. The LibTorch it was built against has moved ` +
-        'or been removed. Reinstall it (pip\'s torch: `python3 -m pip install torch==2.13.0`; Debian/Ubuntu\'s: ' +
+        "or been removed. Reinstall it (pip's torch: `python3 -m pip install torch==2.13.0`; Debian/Ubuntu's: " +
         '`sudo apt-get install libtorch-dev`), or point LIBTORCH at another one and rebuild with `npx clamp-native build`.',
       { cause: error },
     );
   }
-  return new NativeAddonError(`clamp-native's addon (${file}) failed to load: ${detail}. Rebuild it with \`npx clamp-native build\`.`, { cause: error });
+  return new NativeAddonError(`clamp-native's addon (${file}) failed to load: ${detail}. Rebuild it with \`npx clamp-native build\`.`, {
+    cause: error,
+  });
 }
 
 /** Reads CLAMP_NUM_THREADS, or the cores this process may use (Debian's LibTorch would start with one). */

@@ -43,7 +43,8 @@ export class EmbeddingBatcher {
     private readonly encoder: BatchEncoder,
     private readonly options: BatcherOptions,
   ) {
-    if (!Number.isInteger(options.maxBatch) || options.maxBatch < 1) throw new RangeError(`maxBatch must be a whole number >= 1, got ${options.maxBatch}`);
+    if (!Number.isInteger(options.maxBatch) || options.maxBatch < 1)
+      throw new RangeError(`maxBatch must be a whole number >= 1, got ${options.maxBatch}`);
     if (!(options.maxDelayMs >= 0)) throw new RangeError(`maxDelayMs must be a number >= 0, got ${options.maxDelayMs}`);
   }
 
@@ -54,7 +55,10 @@ export class EmbeddingBatcher {
 
   /** Embeddings of `images` images (uint8 [images, H, W, C]); at most maxBatch, so that a request is never split. */
   embed(pixels: Uint8Array, images: number): Promise<Embeddings> {
-    if (images < 1 || images > this.options.maxBatch) return Promise.reject(new RangeError(`a request of ${images} images cannot be batched: 1 to ${this.options.maxBatch} (maxBatch) per request`));
+    if (images < 1 || images > this.options.maxBatch)
+      return Promise.reject(
+        new RangeError(`a request of ${images} images cannot be batched: 1 to ${this.options.maxBatch} (maxBatch) per request`),
+      );
     return new Promise<Embeddings>((resolve, reject) => {
       this.waiting.push({ pixels, images, arrived: performance.now(), resolve, reject });
       this.queued += images;

@@ -19,7 +19,10 @@ function checkSignature(bytes: Buffer, name: string): void {
   if (bytes.length === 0) throw new HttpError(400, `${name} is empty (0 bytes); send the bytes of a JPEG, PNG or WebP file`);
   if (FORMATS.some((format) => format.matches(bytes))) return;
   const start = Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join(' ');
-  throw new HttpError(400, `${name} is not a JPEG, PNG or WebP file (it starts with bytes ${start}); send the image file's bytes unchanged`);
+  throw new HttpError(
+    400,
+    `${name} is not a JPEG, PNG or WebP file (it starts with bytes ${start}); send the image file's bytes unchanged`,
+  );
 }
 
 /**
@@ -39,7 +42,10 @@ async function checkHeader(bytes: Buffer, name: string, maxPixels: number): Prom
   }
   if (!width || !height) throw new HttpError(400, `${name} is ${width ?? 0}x${height ?? 0} pixels; an image needs at least 1x1`);
   if (width * height > maxPixels) {
-    throw new HttpError(413, `${name} is ${width}x${height} = ${width * height} pixels, over this server's limit of ${maxPixels}; resize it before sending`);
+    throw new HttpError(
+      413,
+      `${name} is ${width}x${height} = ${width * height} pixels, over this server's limit of ${maxPixels}; resize it before sending`,
+    );
   }
 }
 
@@ -51,7 +57,9 @@ async function decoded(bytes: Buffer, name: string, side: number, channels: 1 | 
     return await decodeImage(bytes, side, channels, name);
   } catch (error) {
     // decodeImage's message is written for files on disk ("replace or delete it"): only sharp's reason is kept.
-    const reason = sharpReason(error).replace(/^.*could not be decoded: /, '').replace(/\. The file is corrupt.*$/, '');
+    const reason = sharpReason(error)
+      .replace(/^.*could not be decoded: /, '')
+      .replace(/\. The file is corrupt.*$/, '');
     throw new HttpError(400, `${name} could not be decoded (${reason}); it is corrupt or truncated: send the whole file`);
   }
 }

@@ -11,13 +11,17 @@ function labelText(labels: Readonly<Record<string, string>>): string {
 }
 
 /** Prometheus prints +Inf, -Inf and NaN by name and every other number as a float. */
-const numberText = (value: number) => (value === Infinity ? '+Inf' : value === -Infinity ? '-Inf' : Number.isNaN(value) ? 'NaN' : String(value));
+const numberText = (value: number) =>
+  value === Infinity ? '+Inf' : value === -Infinity ? '-Inf' : Number.isNaN(value) ? 'NaN' : String(value);
 
 /** A monotonic counter with labels (one series per distinct label set). */
 export class Counter {
   private readonly series = new Map<string, { labels: Record<string, string>; value: number }>();
 
-  constructor(readonly name: string, readonly help: string) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+  ) {}
 
   inc(labels: Record<string, string> = {}, by = 1): void {
     const key = labelText(labels);
@@ -40,7 +44,11 @@ export class Counter {
 
 /** A gauge read when the metrics are scraped, so it can never drift from the state it reports. */
 export class Gauge {
-  constructor(readonly name: string, readonly help: string, private readonly read: () => number) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly read: () => number,
+  ) {}
 
   render(): string {
     return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`, `${this.name} ${numberText(this.read())}`].join('\n');
@@ -53,7 +61,11 @@ export class Histogram {
   private sum = 0;
   private count = 0;
 
-  constructor(readonly name: string, readonly help: string, readonly bounds: readonly number[]) {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly bounds: readonly number[],
+  ) {
     if (!bounds.every((bound, i) => Number.isFinite(bound) && (i === 0 || bound > bounds[i - 1]!))) {
       throw new RangeError(`histogram ${name}: bucket bounds must be finite and increasing, got [${bounds.join(', ')}]`);
     }
@@ -79,7 +91,11 @@ export class Histogram {
       cumulative += this.counts[i]!;
       lines.push(`${this.name}_bucket{le="${numberText(bound)}"} ${cumulative}`);
     });
-    lines.push(`${this.name}_bucket{le="+Inf"} ${this.count}`, `${this.name}_sum ${numberText(this.sum)}`, `${this.name}_count ${this.count}`);
+    lines.push(
+      `${this.name}_bucket{le="+Inf"} ${this.count}`,
+      `${this.name}_sum ${numberText(this.sum)}`,
+      `${this.name}_count ${this.count}`,
+    );
     return lines.join('\n');
   }
 }
@@ -117,7 +133,11 @@ export class ServeMetrics {
   constructor(maxBatch: number, state: ServeMetricsState) {
     this.batchSize = new Histogram('clamp_serve_batch_size', 'Images per forward pass of the encoder.', batchSizeBounds(maxBatch));
     this.gauges = [
-      new Gauge('clamp_serve_requests_in_flight', 'Embedding requests admitted and not yet answered (bounded by --max-queue).', state.inFlight),
+      new Gauge(
+        'clamp_serve_requests_in_flight',
+        'Embedding requests admitted and not yet answered (bounded by --max-queue).',
+        state.inFlight,
+      ),
       new Gauge('clamp_serve_queued_images', 'Decoded images waiting for a forward pass.', state.queuedImages),
     ];
   }

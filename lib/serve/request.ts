@@ -46,7 +46,10 @@ export function checkDeclaredLength(request: IncomingMessage, maxBytes: number):
 }
 
 const tooLarge = (size: string, maxBytes: number) =>
-  new HttpError(413, `the request body is ${size}, over this server's limit of ${maxBytes} bytes (--max-body-mb); send fewer or smaller images per request`);
+  new HttpError(
+    413,
+    `the request body is ${size}, over this server's limit of ${maxBytes} bytes (--max-body-mb); send fewer or smaller images per request`,
+  );
 
 /**
  * The whole body, refused with 413 as soon as it passes maxBytes (a chunked body declares no length).
@@ -81,10 +84,17 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /** The bytes of one base64 string (whitespace and a data: URL prefix allowed), or a 400 naming the image. */
 function base64Image(value: unknown, index: number): Buffer {
-  if (typeof value !== 'string') throw new HttpError(400, `images[${index}] is ${value === null ? 'null' : typeof value}; each image is a base64 string of a JPEG, PNG or WebP file`);
+  if (typeof value !== 'string')
+    throw new HttpError(
+      400,
+      `images[${index}] is ${value === null ? 'null' : typeof value}; each image is a base64 string of a JPEG, PNG or WebP file`,
+    );
   const text = value.replace(/^data:[^,]*;base64,/, '').replace(/\s+/g, '');
   if (text.length % 4 === 1 || !BASE64.test(text)) {
-    throw new HttpError(400, `images[${index}] is not base64 (standard alphabet A-Z a-z 0-9 + /, = padding); encode the image file's bytes with base64`);
+    throw new HttpError(
+      400,
+      `images[${index}] is not base64 (standard alphabet A-Z a-z 0-9 + /, = padding); encode the image file's bytes with base64`,
+    );
   }
   return Buffer.from(text, 'base64');
 }
@@ -97,9 +107,14 @@ function jsonImages(body: Buffer): Buffer[] {
   } catch (error) {
     throw new HttpError(400, `the request body is not valid JSON (${(error as Error).message}); send {"images": ["<base64>", ...]}`);
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new HttpError(400, 'the JSON body must be an object, {"images": ["<base64>", ...]}');
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new HttpError(400, 'the JSON body must be an object, {"images": ["<base64>", ...]}');
   const unknown = Object.keys(parsed).filter((key) => key !== 'images');
-  if (unknown.length > 0) throw new HttpError(400, `the JSON body has unknown field(s) ${unknown.map((k) => `"${k}"`).join(', ')}; it takes only {"images": ["<base64>", ...]}`);
+  if (unknown.length > 0)
+    throw new HttpError(
+      400,
+      `the JSON body has unknown field(s) ${unknown.map((k) => `"${k}"`).join(', ')}; it takes only {"images": ["<base64>", ...]}`,
+    );
   const { images } = parsed as { images?: unknown };
   if (!Array.isArray(images)) throw new HttpError(400, 'the JSON body needs "images": an array of base64 strings, one per image');
   return images.map(base64Image);

@@ -27,9 +27,17 @@ export const embeddingServerOptionsSchema = z
     /** The most embedding requests admitted at once (reading, decoding, waiting or embedding); more get 503. */
     maxQueue: z.number().int().positive().default(256),
     /** The largest request body, in bytes; larger ones get 413. */
-    maxBodyBytes: z.number().int().positive().default(16 * 1024 * 1024),
+    maxBodyBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(16 * 1024 * 1024),
     /** The most pixels an image's header may declare (width x height); larger ones get 413. */
-    maxImagePixels: z.number().int().positive().default(4096 * 4096),
+    maxImagePixels: z
+      .number()
+      .int()
+      .positive()
+      .default(4096 * 4096),
     /** The longest a client may take to send a whole request; slower ones are cut off (408). */
     requestTimeoutMs: z.number().int().positive().default(30_000),
   })
@@ -76,13 +84,22 @@ interface Service {
   onInternalError: ((error: unknown) => void) | undefined;
 }
 
-const ROUTES: Record<string, { methods: readonly string[]; handle: (service: Service, request: IncomingMessage, response: ServerResponse) => Promise<void> | void }> = {
+const ROUTES: Record<
+  string,
+  { methods: readonly string[]; handle: (service: Service, request: IncomingMessage, response: ServerResponse) => Promise<void> | void }
+> = {
   '/v1/embeddings': { methods: ['POST'], handle: embeddings },
   '/healthz': { methods: ['GET', 'HEAD'], handle: health },
   '/metrics': { methods: ['GET', 'HEAD'], handle: metricsPage },
 };
 
-function send(response: ServerResponse, status: number, type: string, body: string | Buffer, headers: Readonly<Record<string, string>> = {}): void {
+function send(
+  response: ServerResponse,
+  status: number,
+  type: string,
+  body: string | Buffer,
+  headers: Readonly<Record<string, string>> = {},
+): void {
   response.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), ...headers });
   response.end(body);
 }
@@ -102,12 +119,19 @@ function metricsPage(service: Service, _request: IncomingMessage, response: Serv
 
 /** Admits a request or says why not: the server is shutting down, or --max-queue requests are already in. */
 function admit(service: Service): void {
-  if (service.draining) throw new HttpError(503, 'the server is shutting down; send the request to another instance or retry once it is back', { 'Retry-After': '1' });
-  const { maxQueue } = service.settings;
-  if (service.inFlight >= maxQueue) {
-    throw new HttpError(503, `the queue is full: ${maxQueue} requests are already being embedded or waiting (--max-queue ${maxQueue}); retry after a moment, or raise --max-queue`, {
+  if (service.draining)
+    throw new HttpError(503, 'the server is shutting down; send the request to another instance or retry once it is back', {
       'Retry-After': '1',
     });
+  const { maxQueue } = service.settings;
+  if (service.inFlight >= maxQueue) {
+    throw new HttpError(
+      503,
+      `the queue is full: ${maxQueue} requests are already being embedded or waiting (--max-queue ${maxQueue}); retry after a moment, or raise --max-queue`,
+      {
+        'Retry-After': '1',
+      },
+    );
   }
 }
 
@@ -115,7 +139,11 @@ function admit(service: Service): void {
 function sendEmbeddings(response: ServerResponse, { data, shape: [count, dim] }: Embeddings, binary: boolean): void {
   if (binary) {
     const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    send(response, 200, 'application/octet-stream', bytes, { 'X-Embedding-Count': String(count), 'X-Embedding-Dim': String(dim), 'X-Embedding-Dtype': 'float32-le' });
+    send(response, 200, 'application/octet-stream', bytes, {
+      'X-Embedding-Count': String(count),
+      'X-Embedding-Dim': String(dim),
+      'X-Embedding-Dtype': 'float32-le',
+    });
     return;
   }
   const embeddings = Array.from({ length: count }, (_, i) => Array.from(data.subarray(i * dim, (i + 1) * dim)));
@@ -151,7 +179,10 @@ function failureResponse(error: unknown): HttpError | null {
   if (error instanceof ClientGoneError) return null;
   if (error instanceof EncoderError) return new HttpError(503, `the encoder is unavailable: ${error.message}`);
   // The details (paths, native messages) go to the operator's log through onInternalError, not to clients.
-  return new HttpError(500, 'internal error while embedding; the server log has the details: report them with the request that caused this');
+  return new HttpError(
+    500,
+    'internal error while embedding; the server log has the details: report them with the request that caused this',
+  );
 }
 
 function sendFailure(service: Service, request: IncomingMessage, response: ServerResponse, error: unknown): void {
@@ -174,7 +205,8 @@ function route(service: Service, request: IncomingMessage, response: ServerRespo
   response.once('finish', () => service.metrics.requests.inc({ path: pathLabel(path), code: String(response.statusCode) }));
   if (service.draining) response.setHeader('Connection', 'close');
   const target = ROUTES[path];
-  if (target === undefined) throw new HttpError(404, `no such endpoint ${path}; the endpoints are POST /v1/embeddings, GET /healthz and GET /metrics`);
+  if (target === undefined)
+    throw new HttpError(404, `no such endpoint ${path}; the endpoints are POST /v1/embeddings, GET /healthz and GET /metrics`);
   if (!target.methods.includes(request.method ?? '')) {
     throw new HttpError(405, `${path} takes ${target.methods.join(' or ')}, not ${request.method}`, { Allow: target.methods.join(', ') });
   }
@@ -199,7 +231,12 @@ function listen(server: Server, port: number, host: string): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => {
       if (error.code === 'EADDRINUSE') reject(new Error(`port ${port} on ${host} is in use; choose another --port, or stop what holds it`));
-      else if (error.code === 'EADDRNOTAVAIL') reject(new Error(`${host} is not an address of this machine; choose another --host (127.0.0.1 for this machine only, 0.0.0.0 for every interface)`));
+      else if (error.code === 'EADDRNOTAVAIL')
+        reject(
+          new Error(
+            `${host} is not an address of this machine; choose another --host (127.0.0.1 for this machine only, 0.0.0.0 for every interface)`,
+          ),
+        );
       else reject(error);
     });
     server.listen(port, host, () => resolve());
@@ -246,7 +283,10 @@ export async function startEmbeddingServer({ encoder, onInternalError, ...option
   });
   const metrics = new ServeMetrics(settings.maxBatch, { inFlight: () => service.inFlight, queuedImages: () => batcher.queuedImages });
   const service: Service = { encoder, settings, batcher, metrics, inFlight: 0, draining: false, onInternalError };
-  const server = http.createServer({ requestTimeout: settings.requestTimeoutMs, headersTimeout: Math.min(settings.requestTimeoutMs, 60_000) });
+  const server = http.createServer({
+    requestTimeout: settings.requestTimeoutMs,
+    headersTimeout: Math.min(settings.requestTimeoutMs, 60_000),
+  });
   const handle = handler(service);
   server.on('request', handle);
   // Without this listener Node answers 100 Continue itself; with it, admission and size are checked first.

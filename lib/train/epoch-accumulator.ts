@@ -15,11 +15,11 @@ export type EpochMeans = {
 
 /** An epoch's line in metrics.jsonl (also the latest figures a checkpoint carries). */
 export type EpochSummary = { kind: 'epoch'; epoch: number } & EpochMeans & {
-  lr: number;
-  steps: number;
-  viewImagesPerSecond: number;
-  seconds: number;
-};
+    lr: number;
+    steps: number;
+    viewImagesPerSecond: number;
+    seconds: number;
+  };
 
 export class EpochAccumulator {
   private readonly started = performance.now();
@@ -30,7 +30,8 @@ export class EpochAccumulator {
   viewImages = 0;
 
   add(result: TrainingStepResult, viewImages: number): void {
-    for (const key of ['energy', 'meanRadius', 'meanDistance', 'contactsPerImage', 'activity'] as const) this.sums[key] += result.stats[key];
+    for (const key of ['energy', 'meanRadius', 'meanDistance', 'contactsPerImage', 'activity'] as const)
+      this.sums[key] += result.stats[key];
     this.sums.loss += result.loss;
     this.sums.gradNorm += result.gradNorm;
     this.lastLearningRate = result.learningRate;
@@ -46,6 +47,14 @@ export class EpochAccumulator {
   /** `seconds` is passed in, not measured here, so that the line and the run's throughput count the same time. */
   summary(epoch: number, seconds: number): EpochSummary {
     const means = Object.fromEntries(Object.entries(this.sums).map(([key, sum]) => [key, sum / Math.max(1, this.steps)])) as EpochMeans;
-    return { kind: 'epoch', epoch, ...means, lr: this.lastLearningRate, steps: this.steps, viewImagesPerSecond: this.viewImages / seconds, seconds };
+    return {
+      kind: 'epoch',
+      epoch,
+      ...means,
+      lr: this.lastLearningRate,
+      steps: this.steps,
+      viewImagesPerSecond: this.viewImages / seconds,
+      seconds,
+    };
   }
 }

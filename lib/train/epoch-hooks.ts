@@ -40,8 +40,14 @@ export class RunCheckpoints {
 export class RunEvaluation {
   constructor(
     private readonly o: {
-      trainer: Trainer; trainSet: ImageDataset; testSet: ImageDataset | null; config: TrainConfig;
-      signal: AbortSignal | undefined; writer: boolean; metrics: MetricsLog; emit: Emit;
+      trainer: Trainer;
+      trainSet: ImageDataset;
+      testSet: ImageDataset | null;
+      config: TrainConfig;
+      signal: AbortSignal | undefined;
+      writer: boolean;
+      metrics: MetricsLog;
+      emit: Emit;
     },
   ) {}
 

@@ -20,7 +20,9 @@ import type { StateEntry } from './trainer.js';
 /** The crop area range of classifier training views (fine-tuning and the augmented probe). */
 export const DEFAULT_CROP_SCALE: readonly [number, number] = [0.5, 1];
 
-const range = z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).refine(([low, high]) => low <= high, 'range must be [low, high] with low <= high');
+const range = z
+  .tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)])
+  .refine(([low, high]) => low <= high, 'range must be [low, high] with low <= high');
 
 export const fineTuneOptionsSchema = z
   .object({
@@ -101,15 +103,32 @@ export interface ClassifierTraining {
 }
 
 /** Batches of one augmented view per labelled image, full batches only, a new order every epoch. */
-export function classifierLoader(labelled: ImageDataset, pipeline: Augmentation, options: Pick<ClassifierTraining, 'batchSize' | 'seed' | 'workers'>): MultiViewLoader {
-  return new MultiViewLoader({ dataset: labelled, batchSize: Math.min(options.batchSize, labelled.count), views: 1, pipelines: [pipeline], seed: options.seed, workers: options.workers });
+export function classifierLoader(
+  labelled: ImageDataset,
+  pipeline: Augmentation,
+  options: Pick<ClassifierTraining, 'batchSize' | 'seed' | 'workers'>,
+): MultiViewLoader {
+  return new MultiViewLoader({
+    dataset: labelled,
+    batchSize: Math.min(options.batchSize, labelled.count),
+    views: 1,
+    pipelines: [pipeline],
+    seed: options.seed,
+    workers: options.workers,
+  });
 }
 
 /** Trains the fine-tuner's head (and backbone, unless frozen) for the epochs; the loader's batches feed it. */
-export async function trainClassifier(fineTuner: FineTuner, loader: MultiViewLoader, options: ClassifierTraining): Promise<ClassifierEpoch[]> {
+export async function trainClassifier(
+  fineTuner: FineTuner,
+  loader: MultiViewLoader,
+  options: ClassifierTraining,
+): Promise<ClassifierEpoch[]> {
   const history: ClassifierEpoch[] = [];
   for (let epoch = 0; epoch < options.epochs; epoch++) {
-    let loss = 0, accuracy = 0, batches = 0;
+    let loss = 0,
+      accuracy = 0,
+      batches = 0;
     for await (const batch of loader.epoch(epoch)) {
       options.signal?.throwIfAborted();
       const result = await fineTuner.step(batch.data, batch.shape, batch.labels);
@@ -125,7 +144,13 @@ export async function trainClassifier(fineTuner: FineTuner, loader: MultiViewLoa
 }
 
 /** Scores every test image once, un-augmented. */
-export async function scoreClassifier(fineTuner: FineTuner, test: ImageDataset, pipeline: Augmentation, classes: number, options: { workers?: number | undefined; signal?: AbortSignal | undefined } = {}): Promise<ClassifierScore> {
+export async function scoreClassifier(
+  fineTuner: FineTuner,
+  test: ImageDataset,
+  pipeline: Augmentation,
+  classes: number,
+  options: { workers?: number | undefined; signal?: AbortSignal | undefined } = {},
+): Promise<ClassifierScore> {
   const logits = await evaluationRows(test, pipeline, classes, (images, shape) => fineTuner.logits(images, shape), options);
   const predictions = argmaxRows(logits, classes);
   return {
@@ -137,7 +162,12 @@ export async function scoreClassifier(fineTuner: FineTuner, test: ImageDataset, 
 }
 
 /** The fine-tuner a run's config describes, with the given head schedule and optimiser. */
-export async function fineTunerFor(config: TrainConfig, channels: number, classes: number, options: Omit<FineTunerOptions, 'backbone' | 'stem' | 'widths' | 'blocks' | 'inChannels' | 'classes'>): Promise<FineTuner> {
+export async function fineTunerFor(
+  config: TrainConfig,
+  channels: number,
+  classes: number,
+  options: Omit<FineTunerOptions, 'backbone' | 'stem' | 'widths' | 'blocks' | 'inChannels' | 'classes'>,
+): Promise<FineTuner> {
   return FineTuner.create({
     backbone: config.model.backbone,
     stem: config.model.stem,
@@ -152,7 +182,12 @@ export async function fineTunerFor(config: TrainConfig, channels: number, classe
 }
 
 /** Sets the head's standardisation from the labelled images' features (evaluation views). */
-export async function standardiseHead(fineTuner: FineTuner, labelled: ImageDataset, pipeline: Augmentation, workers: number | undefined): Promise<void> {
+export async function standardiseHead(
+  fineTuner: FineTuner,
+  labelled: ImageDataset,
+  pipeline: Augmentation,
+  workers: number | undefined,
+): Promise<void> {
   const { features } = await datasetFeatures(fineTuner, labelled, pipeline, { workers });
   await fineTuner.standardise(features);
 }
@@ -178,7 +213,11 @@ export async function fineTune(
   const epochs = o.epochs ?? (o.labels < 0.1 ? 60 : 30);
   const evaluation = config.augment[0]!;
   const workers = o.workers ?? config.run.workers;
-  const loader = classifierLoader(labelled, cropAndFlip(evaluation, o.cropScale, o.flip), { batchSize: o.batchSize, seed: o.seed, workers });
+  const loader = classifierLoader(labelled, cropAndFlip(evaluation, o.cropScale, o.flip), {
+    batchSize: o.batchSize,
+    seed: o.seed,
+    workers,
+  });
   let fineTuner: FineTuner | undefined;
   try {
     const totalSteps = epochs * loader.batchesPerEpoch;
@@ -195,9 +234,25 @@ export async function fineTune(
       // (BatchNorm's initial running statistics) say nothing about the scale training will give them.
       await standardiseHead(fineTuner, labelled, evaluation, workers);
     }
-    const history = await trainClassifier(fineTuner, loader, { epochs, batchSize: o.batchSize, seed: o.seed, workers, signal: hooks.signal, onEpoch: hooks.onEpoch });
+    const history = await trainClassifier(fineTuner, loader, {
+      epochs,
+      batchSize: o.batchSize,
+      seed: o.seed,
+      workers,
+      signal: hooks.signal,
+      onEpoch: hooks.onEpoch,
+    });
     const score = await scoreClassifier(fineTuner, test, evaluation, classes, { workers, signal: hooks.signal });
-    return { ...score, labels: o.labels, labelledImages: labelled.count, epochs, steps: fineTuner.stepsTaken, fromScratch: o.fromScratch, history, seconds: (performance.now() - started) / 1000 };
+    return {
+      ...score,
+      labels: o.labels,
+      labelledImages: labelled.count,
+      epochs,
+      steps: fineTuner.stepsTaken,
+      fromScratch: o.fromScratch,
+      history,
+      seconds: (performance.now() - started) / 1000,
+    };
   } finally {
     fineTuner?.dispose();
     await loader.close();

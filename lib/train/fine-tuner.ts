@@ -48,7 +48,10 @@ export class FineTuner extends NativeObject<NativeFineTuner> {
     const parsed = fineTunerOptionsSchema.safeParse(options, { reportInput: true });
     if (!parsed.success) throw validationError(parsed.error, 'options');
     const resolved = parsed.data;
-    return new FineTuner(await native().createFineTuner({ ...resolved, stem: resolvedStem(resolved), optimiser: nativeOptimiserOptions(resolved.optimiser) }), resolved);
+    return new FineTuner(
+      await native().createFineTuner({ ...resolved, stem: resolvedStem(resolved), optimiser: nativeOptimiserOptions(resolved.optimiser) }),
+      resolved,
+    );
   }
 
   /** Copies a pretrained backbone (a clamp-native checkpoint's state: other entries are ignored). */

@@ -6,7 +6,15 @@ import { validationError } from '../config/errors.js';
 import { nativeOptimiserOptions, optimiserSchema } from '../config/optimiser.js';
 import { packingLossOptionsSchema } from '../config/packing-loss-options.js';
 import type { PackingStats } from '../loss/packing-loss.js';
-import { backboneOptionsShape, deviceSchema, memoryFormatSchema, precisionSchema, resolvedStem, stagesAgree, stagesMismatchMessage } from '../model/options.js';
+import {
+  backboneOptionsShape,
+  deviceSchema,
+  memoryFormatSchema,
+  precisionSchema,
+  resolvedStem,
+  stagesAgree,
+  stagesMismatchMessage,
+} from '../model/options.js';
 import type { ComputeSettings, NativeTrainer } from '../runtime/addon-types.js';
 import { native } from '../runtime/native.js';
 import type { StateEntry, TrainingStepResult } from '../runtime/addon-types.js';
@@ -30,8 +38,10 @@ export const scheduleSchema = z
 export function checkImageBatch(images: Float32Array, shape: readonly [number, number, number, number], inChannels: number): void {
   if (!(images instanceof Float32Array)) throw new TypeError('images must be a Float32Array');
   const [n, c, h, w] = shape;
-  if (!shape.every((d) => Number.isInteger(d) && d > 0)) throw new RangeError(`shape must be four whole numbers > 0, got [${shape.join(', ')}]`);
-  if (n * c * h * w !== images.length) throw new RangeError(`images.length is ${images.length}, but the shape [${shape.join(', ')}] holds ${n * c * h * w}`);
+  if (!shape.every((d) => Number.isInteger(d) && d > 0))
+    throw new RangeError(`shape must be four whole numbers > 0, got [${shape.join(', ')}]`);
+  if (n * c * h * w !== images.length)
+    throw new RangeError(`images.length is ${images.length}, but the shape [${shape.join(', ')}] holds ${n * c * h * w}`);
   if (c !== inChannels) throw new RangeError(`images have ${c} channels; the backbone takes ${inChannels}`);
 }
 
@@ -83,7 +93,12 @@ export type { StateEntry, TrainingStepResult };
  */
 export class TrainingDivergedError extends Error {
   readonly code = 'CLAMP_TRAINING_DIVERGED';
-  constructor(message: string, readonly step: number, readonly learningRate: number, readonly detail: string) {
+  constructor(
+    message: string,
+    readonly step: number,
+    readonly learningRate: number,
+    readonly detail: string,
+  ) {
     super(message);
     this.name = 'TrainingDivergedError';
   }
@@ -93,7 +108,12 @@ export class TrainingDivergedError extends Error {
 function typedDivergence(error: unknown): unknown {
   if (!(error instanceof Error) || (error as { code?: unknown }).code !== 'CLAMP_TRAINING_DIVERGED') return error;
   const match = /^training diverged at step (\d+) \(learning rate ([^)]+)\): (.*)$/s.exec(error.message);
-  return new TrainingDivergedError(error.message, Number(match?.[1] ?? Number.NaN), Number(match?.[2] ?? Number.NaN), match?.[3] ?? error.message);
+  return new TrainingDivergedError(
+    error.message,
+    Number(match?.[1] ?? Number.NaN),
+    Number(match?.[2] ?? Number.NaN),
+    match?.[3] ?? error.message,
+  );
 }
 
 export class Trainer extends NativeObject<NativeTrainer> {
@@ -109,7 +129,10 @@ export class Trainer extends NativeObject<NativeTrainer> {
     const parsed = trainerOptionsSchema.safeParse(options, { reportInput: true });
     if (!parsed.success) throw validationError(parsed.error, 'options');
     const resolved = parsed.data;
-    return new Trainer(await native().createTrainer({ ...resolved, stem: resolvedStem(resolved), optimiser: nativeOptimiserOptions(resolved.optimiser) }), resolved);
+    return new Trainer(
+      await native().createTrainer({ ...resolved, stem: resolvedStem(resolved), optimiser: nativeOptimiserOptions(resolved.optimiser) }),
+      resolved,
+    );
   }
 
   /**

@@ -8,7 +8,14 @@ import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from '../co
 import { loadDataset } from '../data/datasets.js';
 import type { ImageDataset } from '../data/image-dataset.js';
 import type { Evaluation, KnnSummary, LinearProbeSummary } from '../eval/evaluate.js';
-import { claimRunFolder, CONFIG_FILE, METRICS_FILE, missingCheckpointReason, removeStaleTemporaries, RunFolderError } from '../run-folder/run-folder.js';
+import {
+  claimRunFolder,
+  CONFIG_FILE,
+  METRICS_FILE,
+  missingCheckpointReason,
+  removeStaleTemporaries,
+  RunFolderError,
+} from '../run-folder/run-folder.js';
 import type { ComputeSettings } from '../runtime/addon-types.js';
 import { setNumThreads } from '../runtime/native.js';
 import { EpochAccumulator, type EpochSummary } from './epoch-accumulator.js';
@@ -16,13 +23,29 @@ import { EpochHooks, RunCheckpoints, RunEvaluation } from './epoch-hooks.js';
 import { trainerFor } from './from-config.js';
 import { MetricsLog } from './metrics-log.js';
 import { StepTimer } from './step-timer.js';
-import { distributedOptionsSchema, TrainingDivergedError, type DistributedOptions, type Trainer, type TrainingStepResult } from './trainer.js';
+import {
+  distributedOptionsSchema,
+  TrainingDivergedError,
+  type DistributedOptions,
+  type Trainer,
+  type TrainingStepResult,
+} from './trainer.js';
 import { validationError } from '../config/errors.js';
 
 export { CONFIG_FILE, METRICS_FILE };
 
 export type TrainEvent =
-  | { kind: 'start'; runDir: string; totalSteps: number; stepsPerEpoch: number; epochs: number; resumedAt: RunPosition | null; trainImages: number; device: string; compute: ComputeSettings }
+  | {
+      kind: 'start';
+      runDir: string;
+      totalSteps: number;
+      stepsPerEpoch: number;
+      epochs: number;
+      resumedAt: RunPosition | null;
+      trainImages: number;
+      device: string;
+      compute: ComputeSettings;
+    }
   | {
       kind: 'step';
       epoch: number;
@@ -58,7 +81,12 @@ export interface TrainOptions {
 
 export interface ResumeOptions extends Omit<TrainOptions, 'runDir' | 'overwrite'> {
   /** Settings that do not change the run's mathematics (up to rounding): device, precision, memory format, workers, threads, logging, evaluation. */
-  overrides?: { run?: Partial<Pick<TrainConfig['run'], 'device' | 'precision' | 'memoryFormat' | 'workers' | 'threads' | 'checkpointEvery' | 'logEvery'>>; eval?: Partial<TrainConfig['eval']> };
+  overrides?: {
+    run?: Partial<
+      Pick<TrainConfig['run'], 'device' | 'precision' | 'memoryFormat' | 'workers' | 'threads' | 'checkpointEvery' | 'logEvery'>
+    >;
+    eval?: Partial<TrainConfig['eval']>;
+  };
 }
 
 export interface TrainSummary {
@@ -98,7 +126,11 @@ export async function resumeTraining(checkpointOrRunDir: string, options: Resume
   const missing = await missingCheckpointReason(checkpointOrRunDir);
   if (missing) throw new RunFolderError(missing);
   const { file, checkpoint, config: saved } = await readTrainedCheckpoint(checkpointOrRunDir);
-  const config = parseTrainConfig({ ...saved, run: { ...saved.run, ...options.overrides?.run }, eval: { ...saved.eval, ...options.overrides?.eval } });
+  const config = parseTrainConfig({
+    ...saved,
+    run: { ...saved.run, ...options.overrides?.run },
+    eval: { ...saved.eval, ...options.overrides?.eval },
+  });
   return runTraining(config, path.dirname(file), checkpoint, options);
 }
 
@@ -114,7 +146,9 @@ function parseDistributed(options: DistributedOptions | undefined, config: Train
   }
   // Rank 0 alone evaluates: mid-run, the other ranks would wait for it past the collectives' timeout.
   if (config.eval.every > 0 || config.eval.atStart) {
-    throw new RangeError('eval.every and eval.atStart do not run data-parallel yet: set them to 0 / false (the final evaluation runs on rank 0)');
+    throw new RangeError(
+      'eval.every and eval.atStart do not run data-parallel yet: set them to 0 / false (the final evaluation runs on rank 0)',
+    );
   }
   return group;
 }
@@ -124,14 +158,30 @@ function finishedSummary(runDir: string, checkpoint: Checkpoint, seconds: number
   const metrics = checkpoint.metrics as { lastLoss?: unknown; loss?: unknown; evaluation?: Partial<Evaluation> };
   const lastLoss = typeof metrics.lastLoss === 'number' ? metrics.lastLoss : typeof metrics.loss === 'number' ? metrics.loss : Number.NaN;
   return {
-    runDir, checkpoint: path.join(runDir, CHECKPOINT_FILE), seconds, epochs: checkpoint.position.epoch, steps: checkpoint.position.step,
-    finalLoss: lastLoss, throughput: { viewImagesPerSecond: 0 }, knn: metrics.evaluation?.knn ?? null,
-    linearProbe: metrics.evaluation?.linearProbe ?? null, atStart: null, stopped: false, alreadyFinished: true,
+    runDir,
+    checkpoint: path.join(runDir, CHECKPOINT_FILE),
+    seconds,
+    epochs: checkpoint.position.epoch,
+    steps: checkpoint.position.step,
+    finalLoss: lastLoss,
+    throughput: { viewImagesPerSecond: 0 },
+    knn: metrics.evaluation?.knn ?? null,
+    linearProbe: metrics.evaluation?.linearProbe ?? null,
+    atStart: null,
+    stopped: false,
+    alreadyFinished: true,
   };
 }
 
 /** What a run that trained reports (`final`: the evaluation after its last step, null when there was none). */
-function trainedSummary(runDir: string, checkpointFile: string, started: number, progress: RunProgress, atStart: Evaluation | null, final: Evaluation | null): TrainSummary {
+function trainedSummary(
+  runDir: string,
+  checkpointFile: string,
+  started: number,
+  progress: RunProgress,
+  atStart: Evaluation | null,
+  final: Evaluation | null,
+): TrainSummary {
   const { position, lastLoss, stopped, viewImages, trainingSeconds } = progress;
   return {
     runDir,
@@ -150,7 +200,10 @@ function trainedSummary(runDir: string, checkpointFile: string, started: number,
 }
 
 /** The error a diverged step becomes: where it happened, what state is safe, and what to change. */
-function divergenceError(error: TrainingDivergedError, o: { config: TrainConfig; epoch: number; totalSteps: number; checkpointFile: string; lastCheckpoint: RunPosition | null }): TrainingDivergedError {
+function divergenceError(
+  error: TrainingDivergedError,
+  o: { config: TrainConfig; epoch: number; totalSteps: number; checkpointFile: string; lastCheckpoint: RunPosition | null },
+): TrainingDivergedError {
   const { baseLr, warmupEpochs } = o.config.schedule;
   const safe = o.lastCheckpoint
     ? `The last good checkpoint, ${o.checkpointFile} (step ${o.lastCheckpoint.step}, epoch ${o.lastCheckpoint.epoch}), is intact; nothing was written after the failure.`
@@ -254,7 +307,13 @@ async function trainStep(run: RunContext, batch: Batch, epoch: number): Promise<
   } catch (error) {
     if (!(error instanceof TrainingDivergedError)) throw error;
     const { config, totalSteps, checkpoints } = run;
-    const diverged = divergenceError(error, { config, epoch, totalSteps, checkpointFile: checkpoints.file, lastCheckpoint: checkpoints.last });
+    const diverged = divergenceError(error, {
+      config,
+      epoch,
+      totalSteps,
+      checkpointFile: checkpoints.file,
+      lastCheckpoint: checkpoints.last,
+    });
     await run.metrics.write({ kind: 'diverged', epoch, step: error.step, lr: error.learningRate, detail: error.detail });
     throw diverged;
   }
@@ -264,10 +323,28 @@ async function trainStep(run: RunContext, batch: Batch, epoch: number): Promise<
 async function reportStep(run: RunContext, position: RunPosition, result: TrainingStepResult, viewImagesPerSecond: number): Promise<void> {
   const { epoch } = position;
   if (result.step % run.config.run.logEvery === 0) {
-    await run.metrics.write({ kind: 'step', epoch, step: result.step, loss: result.loss, ...result.stats, lr: result.learningRate, gradNorm: result.gradNorm, viewImagesPerSecond });
+    await run.metrics.write({
+      kind: 'step',
+      epoch,
+      step: result.step,
+      loss: result.loss,
+      ...result.stats,
+      lr: result.learningRate,
+      gradNorm: result.gradNorm,
+      viewImagesPerSecond,
+    });
   }
   const { stepsPerEpoch, totalSteps } = run;
-  run.emit({ kind: 'step', epoch, batch: position.batch - 1, stepsPerEpoch, totalSteps, result, viewImagesPerSecond, etaSeconds: run.timer.etaSeconds(totalSteps - position.step) });
+  run.emit({
+    kind: 'step',
+    epoch,
+    batch: position.batch - 1,
+    stepsPerEpoch,
+    totalSteps,
+    result,
+    viewImagesPerSecond,
+    etaSeconds: run.timer.etaSeconds(totalSteps - position.step),
+  });
 }
 
 /** Every rank must stop after the same step, or the others would wait in the next one. */
@@ -280,7 +357,13 @@ async function stopRequested(run: RunContext): Promise<boolean> {
 async function recordEpoch(run: RunContext, summary: EpochSummary): Promise<void> {
   Object.assign(run.checkpoints.metrics, summary);
   await run.metrics.write(summary);
-  run.emit({ kind: 'epoch', epoch: summary.epoch, loss: summary.loss, viewImagesPerSecond: summary.viewImagesPerSecond, seconds: summary.seconds });
+  run.emit({
+    kind: 'epoch',
+    epoch: summary.epoch,
+    loss: summary.loss,
+    viewImagesPerSecond: summary.viewImagesPerSecond,
+    seconds: summary.seconds,
+  });
 }
 
 async function runTraining(
@@ -301,7 +384,8 @@ async function runTraining(
   const { trainSet, testSet } = await loadSplits(config);
   const stepsPerEpoch = stepsPerEpochOf(trainSet.count, config.run.batchSize);
   const totalSteps = config.schedule.epochs * stepsPerEpoch;
-  if (checkpoint && checkpoint.position.step >= totalSteps) return finishedSummary(runDir, checkpoint, (performance.now() - started) / 1000);
+  if (checkpoint && checkpoint.position.step >= totalSteps)
+    return finishedSummary(runDir, checkpoint, (performance.now() - started) / 1000);
 
   const trainer = await trainerFor(config, trainSet.channels, stepsPerEpoch);
   if (checkpoint) await trainer.loadState(checkpoint.state);
@@ -311,15 +395,48 @@ async function runTraining(
   const evaluation = new RunEvaluation({ trainer, trainSet, testSet, config, signal: options.signal, writer, metrics, emit });
   const hooks = new EpochHooks(config, evaluation, checkpoints);
   const loader = new MultiViewLoader({
-    dataset: trainSet, batchSize: config.run.batchSize, views: config.run.views, pipelines: config.augment, seed: config.run.seed, workers: config.run.workers,
+    dataset: trainSet,
+    batchSize: config.run.batchSize,
+    views: config.run.views,
+    pipelines: config.augment,
+    seed: config.run.seed,
+    workers: config.run.workers,
     shard: group ? { rank: group.rank, count: group.worldSize } : undefined,
   });
-  const run: RunContext = { config, trainer, loader, group, signal: options.signal, emit, metrics, checkpoints, timer: new StepTimer(), stepsPerEpoch, totalSteps };
-  const progress: RunProgress = { position: checkpoint?.position ?? { epoch: 0, batch: 0, step: 0 }, lastLoss: Number.NaN, stopped: false, viewImages: 0, trainingSeconds: 0 };
+  const run: RunContext = {
+    config,
+    trainer,
+    loader,
+    group,
+    signal: options.signal,
+    emit,
+    metrics,
+    checkpoints,
+    timer: new StepTimer(),
+    stepsPerEpoch,
+    totalSteps,
+  };
+  const progress: RunProgress = {
+    position: checkpoint?.position ?? { epoch: 0, batch: 0, step: 0 },
+    lastLoss: Number.NaN,
+    stopped: false,
+    viewImages: 0,
+    trainingSeconds: 0,
+  };
   let atStart: Evaluation | null = null;
   let final: Evaluation | null = null;
   try {
-    emit({ kind: 'start', runDir, totalSteps, stepsPerEpoch, epochs: config.schedule.epochs, resumedAt: checkpoint ? progress.position : null, trainImages: trainSet.count, device: config.run.device, compute: trainer.computeSettings });
+    emit({
+      kind: 'start',
+      runDir,
+      totalSteps,
+      stepsPerEpoch,
+      epochs: config.schedule.epochs,
+      resumedAt: checkpoint ? progress.position : null,
+      trainImages: trainSet.count,
+      device: config.run.device,
+      compute: trainer.computeSettings,
+    });
     if (config.eval.atStart && !checkpoint) atStart = await evaluation.run(-1, progress.position.step, false);
     await trainEpochs(run, progress, hooks);
     final = await hooks.afterRun(progress.position, progress.lastLoss, progress.stopped);

@@ -32,8 +32,7 @@ inline void check_throws(const std::function<void()>& fn, const std::string& nee
     fn();
     check(false, what + ": no error");
   } catch (const std::invalid_argument& error) {
-    check(std::string(error.what()).find(needle) != std::string::npos,
-          what + ": message '" + error.what() + "' lacks '" + needle + "'");
+    check(std::string(error.what()).find(needle) != std::string::npos, what + ": message '" + error.what() + "' lacks '" + needle + "'");
   }
 }
 

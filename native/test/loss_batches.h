@@ -18,8 +18,7 @@ inline double relative_l2(const at::Tensor& a, const at::Tensor& b) {
 
 // Views scattered around b random centres: `spread` sets how far apart the images are, `noise` how
 // wide each sub-manifold is. Made on the CPU, so every device gets the same values.
-inline at::Tensor make_batch(int64_t m, int64_t b, int64_t d, double spread, double noise, at::ScalarType dtype,
-                             uint64_t seed) {
+inline at::Tensor make_batch(int64_t m, int64_t b, int64_t d, double spread, double noise, at::ScalarType dtype, uint64_t seed) {
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
   const auto options = at::TensorOptions().dtype(at::kDouble);
   const at::Tensor centres = at::randn({1, b, d}, generator, options) * spread;

@@ -43,8 +43,7 @@ clamp::TrainerOptions small_gpu_options() {
 
 #if defined(CLAMP_WITH_CUDA)
 
-at::Tensor loss_with_stats(const at::Tensor& z, int64_t m, const clamp::PackingLossOptions& options,
-                           clamp::PackingStats* stats) {
+at::Tensor loss_with_stats(const at::Tensor& z, int64_t m, const clamp::PackingLossOptions& options, clamp::PackingStats* stats) {
   return clamp::packing_loss(z, m, options, stats, clamp::Diagnostics::all);
 }
 
@@ -54,8 +53,7 @@ void test_matches_cpu() {
   const std::vector<LossCase> cases = {
       {"paper defaults", 4, 64, 32, 0.5, 0.4, clamp::PackingLossOptions()},
       {"d < m", 8, 48, 3, 0.5, 0.3, clamp::PackingLossOptions().set_rs(2.0)},
-      {"potPow 2.5, lw0, log off", 3, 40, 16, 0.5, 0.3,
-       clamp::PackingLossOptions().set_pot_pow(2.5).set_lw0(0.1).set_log(false)},
+      {"potPow 2.5, lw0, log off", 3, 40, 16, 0.5, 0.3, clamp::PackingLossOptions().set_pot_pow(2.5).set_lw0(0.1).set_log(false)},
       {"maxRange binds", 4, 64, 8, 0.2, 0.6, clamp::PackingLossOptions().set_max_range(0.3)},
       {"minMargin excludes", 2, 64, 4, 0.05, 0.3, clamp::PackingLossOptions().set_min_margin(0.08)},
       {"b not a multiple of the block", 4, 300, 700, 0.5, 0.4, clamp::PackingLossOptions()},
@@ -66,8 +64,7 @@ void test_matches_cpu() {
       const at::Tensor z = c.batch(dtype, 17);
       clamp::PackingStats cpu_stats, gpu_stats;
       const auto cpu = evaluate([&](const at::Tensor& x) { return loss_with_stats(x, c.m, c.options, &cpu_stats); }, z);
-      const auto gpu =
-          evaluate([&](const at::Tensor& x) { return loss_with_stats(x, c.m, c.options, &gpu_stats); }, z.to(kGpu));
+      const auto gpu = evaluate([&](const at::Tensor& x) { return loss_with_stats(x, c.m, c.options, &gpu_stats); }, z.to(kGpu));
       // float64: the same arithmetic up to summation order. float32: cuBLAS and the CPU's BLAS round the
       // Gram matrix differently; each is within ~1e-4 (gradient, L2) of float64 (the CPU suites).
       const double tolerance = dtype == at::kDouble ? 1e-10 : 1e-4;
@@ -97,7 +94,8 @@ void test_largest_batch() {
   const clamp::PackingLossOptions options;
   const auto cpu = evaluate([&](const at::Tensor& x) { return loss_with_stats(x, m, options, &cpu_stats); }, z);
   const auto gpu = evaluate([&](const at::Tensor& x) { return loss_with_stats(x, m, options, &gpu_stats); }, z.to(kGpu));
-  check(cpu_stats.contacts_per_image > 1, "b = 16384: the batch has contacts (" + std::to_string(cpu_stats.contacts_per_image) + " per image)");
+  check(cpu_stats.contacts_per_image > 1,
+        "b = 16384: the batch has contacts (" + std::to_string(cpu_stats.contacts_per_image) + " per image)");
   const double loss_error = std::abs(gpu.loss - cpu.loss) / std::abs(cpu.loss);
   check(loss_error < 1e-4, "b = 16384: loss " + std::to_string(gpu.loss) + " vs CPU " + std::to_string(cpu.loss));
   const double grad_error = relative_l2(gpu.grad.cpu(), cpu.grad);
@@ -117,14 +115,13 @@ void test_bf16_input() {
 void test_trainer_on_gpu() {
   auto generator = at::make_generator<at::CPUGeneratorImpl>(123);
   const at::Tensor images = at::randn({1, 32, 1, 16, 16}, generator);
-  const at::Tensor batch =
-      (images + 0.3 * at::randn({2, 32, 1, 16, 16}, generator)).reshape({64, 1, 16, 16});
+  const at::Tensor batch = (images + 0.3 * at::randn({2, 32, 1, 16, 16}, generator)).reshape({64, 1, 16, 16});
   auto options = small_gpu_options();
   clamp::Trainer trainer(options);  // precision auto: bf16 + channels_last on Ampere and newer
   const auto settings = trainer.compute_settings();
   const auto device = clamp::runtime_info().cuda_devices.at(0);
-  std::cout << "training on " << device.name << " (sm_" << device.major << device.minor
-            << "): bf16 autocast " << settings.bf16_autocast << ", channels_last " << settings.channels_last << "\n";
+  std::cout << "training on " << device.name << " (sm_" << device.major << device.minor << "): bf16 autocast " << settings.bf16_autocast
+            << ", channels_last " << settings.channels_last << "\n";
   check(settings.bf16_autocast == (device.major >= 8), "precision auto: bf16 exactly on compute capability 8.0 and newer");
   std::vector<double> run;
   for (int k = 0; k < 30; ++k) run.push_back(trainer.run(batch).loss);
@@ -148,8 +145,8 @@ void test_trainer_on_gpu() {
 #else  // a build without the kernels, on a machine with a GPU: CUDA work is refused with the fix
 
 void test_without_kernels() {
-  check_throws([] { clamp::packing_loss(make_batch(2, 4, 3, 1, 1, at::kFloat, 1).to(kGpu), 2); },
-               "CUDA kernels", "the loss on a GPU tensor without the kernels");
+  check_throws([] { clamp::packing_loss(make_batch(2, 4, 3, 1, 1, at::kFloat, 1).to(kGpu), 2); }, "CUDA kernels",
+               "the loss on a GPU tensor without the kernels");
   check_throws([] { clamp::Trainer step(small_gpu_options()); }, "CUDA kernels", "training on a GPU without the kernels");
 }
 

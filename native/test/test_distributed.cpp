@@ -87,8 +87,8 @@ std::vector<at::Tensor> parameters_of(clamp::Trainer& step) {
 
 // Two ranks with half the batch each against one process with all of it, for a network described by
 // `options` (BatchNorm-free, or with SyncBatchNorm: both make the split invisible).
-void check_matches_one_process(const clamp::TrainerOptions& base, const std::string& what,
-                               double loss_tolerance = 1e-5, double parameter_tolerance = 5e-5, int kSteps = 4) {
+void check_matches_one_process(const clamp::TrainerOptions& base, const std::string& what, double loss_tolerance = 1e-5,
+                               double parameter_tolerance = 5e-5, int kSteps = 4) {
   clamp::Trainer single(base);
   std::vector<double> expected;
   for (int k = 0; k < kSteps; ++k) expected.push_back(single.run(batch_for(k)).loss);
@@ -119,17 +119,21 @@ void check_matches_one_process(const clamp::TrainerOptions& base, const std::str
   if (!errors[0].empty() || !errors[1].empty()) return;
   double worst_loss = 0, worst_parameter = 0;
   for (int k = 0; k < kSteps; ++k) {
-    worst_loss = std::max({worst_loss, std::abs(losses[0][k] - expected[k]) / std::abs(expected[k]), std::abs(losses[1][k] - expected[k]) / std::abs(expected[k])});
+    worst_loss = std::max({worst_loss, std::abs(losses[0][k] - expected[k]) / std::abs(expected[k]),
+                           std::abs(losses[1][k] - expected[k]) / std::abs(expected[k])});
   }
   for (size_t k = 0; k < expected_parameters.size(); ++k) {
     for (int rank = 0; rank < 2; ++rank) {
       worst_parameter = std::max(worst_parameter, (parameters[rank][k] - expected_parameters[k]).abs().max().item<double>());
     }
   }
-  for (int k = 0; k < kSteps; ++k) std::cout << what << " step " << k << ": " << expected[k] << " vs " << losses[0][k] << " / " << losses[1][k] << "\n";
-  std::cout << what << ": 2 ranks vs 1 process over " << kSteps << " steps: worst relative loss difference " << worst_loss << ", worst parameter or statistic difference " << worst_parameter << "\n";
+  for (int k = 0; k < kSteps; ++k)
+    std::cout << what << " step " << k << ": " << expected[k] << " vs " << losses[0][k] << " / " << losses[1][k] << "\n";
+  std::cout << what << ": 2 ranks vs 1 process over " << kSteps << " steps: worst relative loss difference " << worst_loss
+            << ", worst parameter or statistic difference " << worst_parameter << "\n";
   check(worst_loss < loss_tolerance, what + ": the ranks' losses are the single process's: " + std::to_string(worst_loss));
-  check(worst_parameter < parameter_tolerance, what + ": the ranks' weights and statistics are the single process's: " + std::to_string(worst_parameter));
+  check(worst_parameter < parameter_tolerance,
+        what + ": the ranks' weights and statistics are the single process's: " + std::to_string(worst_parameter));
   check(at::equal(parameters[0][0], parameters[1][0]), what + ": both ranks hold the same weights");
 }
 
@@ -194,10 +198,9 @@ void test_missing_peer_times_out() {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   // Where it gives up depends on the release: 2.x's TCPStore waits for every worker, 1.13's returns
   // and Gloo's connection phase times out instead. Either way the message says which rank and why.
-  const bool explained = message.find("could not join the group") != std::string::npos ||
-                         message.find("could not connect to every rank") != std::string::npos;
-  check(explained && message.find("rank 0 of 2") != std::string::npos,
-        "a rank whose peer never comes says so: '" + message + "'");
+  const bool explained =
+      message.find("could not join the group") != std::string::npos || message.find("could not connect to every rank") != std::string::npos;
+  check(explained && message.find("rank 0 of 2") != std::string::npos, "a rank whose peer never comes says so: '" + message + "'");
   check(seconds < 30, "and gives up within the timeout (" + std::to_string(seconds) + " s)");
 }
 

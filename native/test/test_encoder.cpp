@@ -96,7 +96,8 @@ void test_onednn_and_plain_paths_agree() {
     check(error < 1e-5, "the folded backbone gives the module's evaluation features" + name);
   }
   const clamp::FoldedResNet folded(*trainer.backbone());
-  check(folded.direct() == (clamp::direct::instruction_set() != nullptr), "the direct convolutions are used where the CPU has their instructions");
+  check(folded.direct() == (clamp::direct::instruction_set() != nullptr),
+        "the direct convolutions are used where the CPU has their instructions");
   const clamp::FoldedResNet on_libtorch(*trainer.backbone(), libtorch_kernels(true, true));
   check((on_libtorch.onednn() || on_libtorch.fused()) == at::hasMKLDNN(), "oneDNN is used where LibTorch has it");
 }
@@ -148,16 +149,20 @@ void test_fused_matches_unfused() {
       const at::Tensor expected = unfused.forward(images);
       const at::Tensor got = fused.forward(images);
       const double relative = ((got - expected).abs().max() / expected.abs().max()).item<double>();
-      std::cout << c.name << " batch " << n << (fused.fused() ? " fused" : " oneDNN") << " vs unfused: relative difference " << relative << "\n";
-      check(got.sizes() == expected.sizes() && relative < 1e-4, c.name + ": the fused path gives the unfused features at batch " + std::to_string(n));
+      std::cout << c.name << " batch " << n << (fused.fused() ? " fused" : " oneDNN") << " vs unfused: relative difference " << relative
+                << "\n";
+      check(got.sizes() == expected.sizes() && relative < 1e-4,
+            c.name + ": the fused path gives the unfused features at batch " + std::to_string(n));
     }
   }
   // What the Encoder builds: the small network's single images stay on the plain path (too little work
   // per call for oneDNN's fixed cost per convolution), ResNet-18's take the fused one.
   clamp::ResNet small(cases[0].options), resnet18(cases[1].options);
-  const clamp::FoldedResNet small_folded(*small, libtorch_kernels(true, true, false, 28)), resnet18_folded(*resnet18, libtorch_kernels(true, true, false, 32));
+  const clamp::FoldedResNet small_folded(*small, libtorch_kernels(true, true, false, 28)),
+      resnet18_folded(*resnet18, libtorch_kernels(true, true, false, 32));
   if (small_folded.fused()) {
-    check(small_folded.fused_min_batch() == 2, "the small network's fused path starts at 2 images, got " + std::to_string(small_folded.fused_min_batch()));
+    check(small_folded.fused_min_batch() == 2,
+          "the small network's fused path starts at 2 images, got " + std::to_string(small_folded.fused_min_batch()));
     check(resnet18_folded.fused_min_batch() == 1, "ResNet-18's fused path takes single images");
   }
 }
@@ -173,7 +178,8 @@ void test_direct_matches_unfused() {
   }
   std::cout << "direct convolutions: " << clamp::direct::instruction_set() << "\n";
   const char* forced = std::getenv("CLAMP_CPU_KERNELS");
-  if (forced != nullptr && std::string(forced) == "avx2") check(std::string(clamp::direct::instruction_set()) == "avx2", "CLAMP_CPU_KERNELS=avx2 takes the AVX2 kernels");
+  if (forced != nullptr && std::string(forced) == "avx2")
+    check(std::string(clamp::direct::instruction_set()) == "avx2", "CLAMP_CPU_KERNELS=avx2 takes the AVX2 kernels");
   {
     // The rows are split with at::parallel_for, a header template: without OpenMP in the core's own
     // build it runs everything on the calling thread (as it did before the build asked for OpenMP).
@@ -212,8 +218,8 @@ void test_direct_matches_unfused() {
         const at::Tensor got = direct.forward(images);
         const double relative = ((got - expected).abs().max() / expected.abs().max()).item<double>();
         std::cout << c.name << " batch " << n << ", " << t << " thread(s), direct vs unfused: relative difference " << relative << "\n";
-        check(got.sizes() == expected.sizes() && relative < 1e-4,
-              c.name + ": the direct convolutions give the unfused features at batch " + std::to_string(n) + " on " + std::to_string(t) + " thread(s)");
+        check(got.sizes() == expected.sizes() && relative < 1e-4, c.name + ": the direct convolutions give the unfused features at batch " +
+                                                                      std::to_string(n) + " on " + std::to_string(t) + " thread(s)");
       }
     }
   }
@@ -222,8 +228,10 @@ void test_direct_matches_unfused() {
   // oneDNN's fused convolutions (faster on its deep layers) where this LibTorch has them; a small network
   // wider than kDirectMaxChannels takes the fused ones from fused_min_batch() and the direct ones below.
   clamp::ResNet small(cases[0].options), resnet18(cases[2].options), wider(clamp::ResNetOptions::small().set_in_channels(1));
-  const clamp::FoldedResNet small_folded(*small, libtorch_kernels(true, true, true, 28)), resnet18_folded(*resnet18, libtorch_kernels(true, true, true, 32)),
-      wider_folded(*wider, libtorch_kernels(true, true, true, 14));  // 14x14: few enough multiply-adds for single images to fall below the fused minimum
+  const clamp::FoldedResNet small_folded(*small, libtorch_kernels(true, true, true, 28)),
+      resnet18_folded(*resnet18, libtorch_kernels(true, true, true, 32)),
+      wider_folded(*wider, libtorch_kernels(true, true, true,
+                                            14));  // 14x14: few enough multiply-adds for single images to fall below the fused minimum
   check(small_folded.direct() && !small_folded.fused(), "the small network takes the direct convolutions at every batch size");
   if (resnet18_folded.fused()) {
     check(!resnet18_folded.direct(), "ResNet-18 takes oneDNN's fused convolutions at every batch size");
@@ -231,7 +239,8 @@ void test_direct_matches_unfused() {
           "a 32-64-128 network takes the direct convolutions below the fused path's minimum batch");
     const at::Tensor one = at::rand({1, 1, 14, 14});
     const at::Tensor expected = clamp::FoldedResNet(*wider, libtorch_kernels(false, false)).forward(one);
-    check(((wider_folded.forward(one) - expected).abs().max() / expected.abs().max()).item<double>() < 1e-4, "its single images give the unfused features");
+    check(((wider_folded.forward(one) - expected).abs().max() / expected.abs().max()).item<double>() < 1e-4,
+          "its single images give the unfused features");
   }
 }
 
@@ -241,13 +250,20 @@ void test_resizes_whole_image() {
   // A constant image is the same constant at every size under bilinear resizing.
   const at::Tensor small = at::full({1, 16, 16, 1}, 77, at::TensorOptions().dtype(at::kByte));
   const at::Tensor large = at::full({1, 40, 24, 1}, 77, at::TensorOptions().dtype(at::kByte));
-  check((encoder.embed(small, clamp::PixelLayout::bytes_nhwc) - encoder.embed(large, clamp::PixelLayout::bytes_nhwc)).abs().max().item<double>() < 1e-5,
+  check((encoder.embed(small, clamp::PixelLayout::bytes_nhwc) - encoder.embed(large, clamp::PixelLayout::bytes_nhwc))
+                .abs()
+                .max()
+                .item<double>() < 1e-5,
         "a larger image is resized to the encoder's side");
   // A 32x32 image that is a 2x nearest upsampling of a 16x16 one: bilinear half-pixel resizing back
   // to 16 averages each 2x2 block, which is the original pixel.
   const at::Tensor original = random_bytes(2, 16);
   const at::Tensor doubled = original.repeat_interleave(2, 1).repeat_interleave(2, 2).contiguous();
-  const double error = (encoder.preprocess(doubled, clamp::PixelLayout::bytes_nhwc) - encoder.preprocess(original, clamp::PixelLayout::bytes_nhwc)).abs().max().item<double>();
+  const double error =
+      (encoder.preprocess(doubled, clamp::PixelLayout::bytes_nhwc) - encoder.preprocess(original, clamp::PixelLayout::bytes_nhwc))
+          .abs()
+          .max()
+          .item<double>();
   check(error < 1e-5, "downscaling by 2 uses half-pixel centres (error " + std::to_string(error) + ")");
 }
 
@@ -257,19 +273,25 @@ void test_refuses_foreign_state_and_bad_batches() {
   wider.backbone = clamp::ResNetOptions{{1, 1}, {8, 32}, false, clamp::ResNetStem::small, 1};
   wider.image_size = 16;
   clamp::Encoder other(wider);
-  check_throws([&] { other.load_state(trainer.state()); }, "does not fit this encoder's backbone", "a checkpoint of another width is refused");
+  check_throws([&] { other.load_state(trainer.state()); }, "does not fit this encoder's backbone",
+               "a checkpoint of another width is refused");
   check_throws([&] { other.load_state({}); }, "conv1.weight is missing", "an empty checkpoint names what is missing");
 
   clamp::Encoder encoder = encoder_for(trainer);
-  check_throws([&] { encoder.embed(at::zeros({2, 16, 16, 3}, at::kByte), clamp::PixelLayout::bytes_nhwc); }, "this encoder takes 1", "wrong channel count");
+  check_throws([&] { encoder.embed(at::zeros({2, 16, 16, 3}, at::kByte), clamp::PixelLayout::bytes_nhwc); }, "this encoder takes 1",
+               "wrong channel count");
   check_throws([&] { encoder.embed(at::zeros({2, 16, 16}, at::kByte), clamp::PixelLayout::bytes_nhwc); }, "4-D", "a 3-D batch");
-  check_throws([&] { encoder.embed(at::zeros({2, 1, 16, 16}, at::kDouble), clamp::PixelLayout::unit_float_nchw); }, "float32", "float64 images");
-  check_throws([&] { encoder.embed(at::zeros({2, 16, 16, 1}, at::kFloat), clamp::PixelLayout::bytes_nhwc); }, "uint8", "floats given as bytes");
-  check_throws([] {
-    clamp::EncoderOptions options;
-    options.device = "tpu";
-    clamp::Encoder bad(options);
-  }, "device must be cpu", "an unknown device");
+  check_throws([&] { encoder.embed(at::zeros({2, 1, 16, 16}, at::kDouble), clamp::PixelLayout::unit_float_nchw); }, "float32",
+               "float64 images");
+  check_throws([&] { encoder.embed(at::zeros({2, 16, 16, 1}, at::kFloat), clamp::PixelLayout::bytes_nhwc); }, "uint8",
+               "floats given as bytes");
+  check_throws(
+      [] {
+        clamp::EncoderOptions options;
+        options.device = "tpu";
+        clamp::Encoder bad(options);
+      },
+      "device must be cpu", "an unknown device");
 }
 
 }  // namespace

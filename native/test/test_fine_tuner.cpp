@@ -64,10 +64,12 @@ void test_learns_the_task() {
       last_loss = result.loss;
     }
     const double test_accuracy = accuracy(step, test);
-    std::cout << "backbone_lr_scale " << scale << ": loss " << first_loss << " -> " << last_loss << ", test accuracy " << test_accuracy << "\n";
+    std::cout << "backbone_lr_scale " << scale << ": loss " << first_loss << " -> " << last_loss << ", test accuracy " << test_accuracy
+              << "\n";
     check(std::abs(first_loss - std::log(double(kClasses))) < 1e-5, "a zero head starts at log(classes)");
     check(last_loss < 0.5 * first_loss, "the loss falls (backbone_lr_scale " + std::to_string(scale) + ")");
-    check(test_accuracy > 0.85, "held-out images are classified (backbone_lr_scale " + std::to_string(scale) + "): " + std::to_string(test_accuracy));
+    check(test_accuracy > 0.85,
+          "held-out images are classified (backbone_lr_scale " + std::to_string(scale) + "): " + std::to_string(test_accuracy));
   }
 }
 
@@ -121,7 +123,8 @@ void test_loads_a_clamp_backbone() {
   trainer.run(at::cat({images, images + 0.1}));  // moves the weights and running statistics off their initial values
   clamp::FineTuner step(tiny_options(0.1));
   step.load_backbone(trainer.state());
-  check(at::allclose(step.features(images), trainer.features(images), 1e-6, 1e-6), "the loaded backbone gives the CLAMP trainer's features");
+  check(at::allclose(step.features(images), trainer.features(images), 1e-6, 1e-6),
+        "the loaded backbone gives the CLAMP trainer's features");
 
   clamp::FineTunerOptions wider = tiny_options(0.1);
   wider.backbone.widths = {8, 32};

@@ -42,7 +42,8 @@ void test_matches_brute_force() {
     std::sort(similar.begin(), similar.end(), [](auto& a, auto& b) { return a.first > b.first; });
     std::vector<double> expected(classes, 0.0);
     for (int64_t r = 0; r < k; ++r) expected[labels[similar[r].second].item<int64_t>()] += std::exp(similar[r].first / 0.2);
-    for (int64_t c = 0; c < classes; ++c) worst = std::max(worst, std::abs(expected[c] - votes[i][c].item<double>()) / std::max(1.0, expected[c]));
+    for (int64_t c = 0; c < classes; ++c)
+      worst = std::max(worst, std::abs(expected[c] - votes[i][c].item<double>()) / std::max(1.0, expected[c]));
   }
   check(worst < 1e-5, "votes equal the brute-force definition (worst relative difference " + std::to_string(worst) + ")");
 
@@ -58,8 +59,10 @@ void test_bad_arguments() {
   options.classes = 3;
   const at::Tensor train = torch::randn({5, 4}), labels = torch::zeros({5}, torch::kLong);
   check_throws([&] { clamp::knn_votes(train, labels, torch::randn({2, 3}), options); }, "dim 3", "query of another width");
-  check_throws([&] { clamp::knn_votes(train, torch::zeros({4}, torch::kLong), torch::randn({2, 4}), options); }, "one label per", "too few labels");
-  check_throws([&] { clamp::knn_votes(train, torch::full({5}, 3, torch::kLong), torch::randn({2, 4}), options); }, "[0, 3)", "label out of range");
+  check_throws([&] { clamp::knn_votes(train, torch::zeros({4}, torch::kLong), torch::randn({2, 4}), options); }, "one label per",
+               "too few labels");
+  check_throws([&] { clamp::knn_votes(train, torch::full({5}, 3, torch::kLong), torch::randn({2, 4}), options); }, "[0, 3)",
+               "label out of range");
   check_throws([&] { clamp::knn_votes(train, torch::zeros({5}), torch::randn({2, 4}), options); }, "integers", "float labels");
 }
 
@@ -72,7 +75,8 @@ void test_cosine_top_k() {
     const at::Tensor order = cosine[i].argsort(0, /*descending=*/true);
     for (int64_t j = 0; j < 3; ++j) {
       check(nearest.index[i][j].item<int64_t>() == order[j].item<int64_t>(), "cosine_top_k finds the most similar rows, best first");
-      check(std::abs(nearest.similarity[i][j].item<double>() - cosine[i][order[j]].item<double>()) < 1e-5, "cosine_top_k reports the similarity");
+      check(std::abs(nearest.similarity[i][j].item<double>() - cosine[i][order[j]].item<double>()) < 1e-5,
+            "cosine_top_k reports the similarity");
     }
   }
   check(clamp::cosine_top_k(bank, queries, 100).index.size(1) == 30, "k is clamped to the bank's size");

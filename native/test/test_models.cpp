@@ -43,17 +43,15 @@ void test_torchvision_counts_and_names() {
                             Expected{"resnet34", clamp::ResNetOptions::resnet34(), 21797672 - 513000, 512},
                             Expected{"resnet50", clamp::ResNetOptions::resnet50(), 25557032 - 2049000, 2048}}) {
     clamp::ResNet net(e.options);
-    check(parameter_count(*net) == e.parameters,
-          std::string(e.name) + ": " + std::to_string(parameter_count(*net)) + " parameters, torchvision has " +
-              std::to_string(e.parameters));
+    check(parameter_count(*net) == e.parameters, std::string(e.name) + ": " + std::to_string(parameter_count(*net)) +
+                                                     " parameters, torchvision has " + std::to_string(e.parameters));
     check(net->feature_dim() == e.features, std::string(e.name) + ": feature dimension");
   }
   clamp::ResNet resnet18(clamp::ResNetOptions::resnet18());
   const auto keys = state_keys(*resnet18);
-  for (const char* key : {"conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
-                          "bn1.num_batches_tracked", "layer1.0.conv1.weight", "layer1.1.bn2.running_var",
-                          "layer2.0.downsample.0.weight", "layer2.0.downsample.1.num_batches_tracked",
-                          "layer4.1.conv2.weight", "layer4.1.bn2.bias"}) {
+  for (const char* key : {"conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked",
+                          "layer1.0.conv1.weight", "layer1.1.bn2.running_var", "layer2.0.downsample.0.weight",
+                          "layer2.0.downsample.1.num_batches_tracked", "layer4.1.conv2.weight", "layer4.1.bn2.bias"}) {
     check(keys.count(key) == 1, std::string("resnet18 has torchvision's key ") + key);
   }
   // torchvision: 20 convolutions + 20 BatchNorms x 5 tensors = 120 keys, plus fc.weight and fc.bias.
@@ -89,14 +87,14 @@ void test_backward_reaches_everything() {
   check(out.sizes() == torch::IntArrayRef({4, 16}), "projector output [4, 16]");
   out.pow(2).sum().backward();
   bool all = true;
-  for (const auto& item : net->named_parameters()) all = all && item.value().grad().defined() && item.value().grad().abs().sum().item<double>() > 0;
+  for (const auto& item : net->named_parameters())
+    all = all && item.value().grad().defined() && item.value().grad().abs().sum().item<double>() > 0;
   for (const auto& item : head->named_parameters()) all = all && item.value().grad().defined();
   check(all, "every backbone and projector parameter gets a gradient");
   check(state_keys(*head) == std::set<std::string>{"layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias"},
         "projector keys: Linear-ReLU-Linear");
   clamp::Projector paper(clamp::ProjectorOptions{2048, {8192, 8192}, 512});
-  check(parameter_count(*paper) == (2048 * 8192 + 8192) + (8192 * 8192 + 8192) + (8192 * 512 + 512),
-        "the paper's ImageNet projector size");
+  check(parameter_count(*paper) == (2048 * 8192 + 8192) + (8192 * 8192 + 8192) + (8192 * 512 + 512), "the paper's ImageNet projector size");
 }
 
 void test_bad_arguments() {

@@ -66,7 +66,8 @@ void test_lars_splits_modules() {
 
 // Runs `ours` and LibTorch's `theirs` from the same weights over the same five random gradients.
 template <typename Reference>
-void compare_with_libtorch(clamp::OptimiserKind kind, const clamp::OptimiserOptions& options, Reference theirs_for, const std::string& what) {
+void compare_with_libtorch(clamp::OptimiserKind kind, const clamp::OptimiserOptions& options, Reference theirs_for,
+                           const std::string& what) {
   torch::manual_seed(3);
   const torch::Tensor start = torch::randn({4, 3}, torch::kDouble);
   torch::Tensor ours = start.clone().requires_grad_(true), theirs = start.clone().requires_grad_(true);
@@ -92,16 +93,22 @@ void test_sgd_and_adamw_match_libtorch() {
   options.weight_decay = 0.01;
   for (const bool nesterov : {false, true}) {
     options.nesterov = nesterov;
-    compare_with_libtorch(clamp::OptimiserKind::sgd, options, [&](torch::Tensor& p) {
-      return torch::optim::SGD({p}, torch::optim::SGDOptions(0.05).momentum(0.9).weight_decay(0.01).nesterov(nesterov));
-    }, nesterov ? "SGD (Nesterov)" : "SGD (heavy ball)");
+    compare_with_libtorch(
+        clamp::OptimiserKind::sgd, options,
+        [&](torch::Tensor& p) {
+          return torch::optim::SGD({p}, torch::optim::SGDOptions(0.05).momentum(0.9).weight_decay(0.01).nesterov(nesterov));
+        },
+        nesterov ? "SGD (Nesterov)" : "SGD (heavy ball)");
   }
   options.beta1 = 0.8;
   options.beta2 = 0.99;
   options.eps = 1e-6;
-  compare_with_libtorch(clamp::OptimiserKind::adamw, options, [](torch::Tensor& p) {
-    return torch::optim::AdamW({p}, torch::optim::AdamWOptions(0.05).betas(std::make_tuple(0.8, 0.99)).eps(1e-6).weight_decay(0.01));
-  }, "AdamW");
+  compare_with_libtorch(
+      clamp::OptimiserKind::adamw, options,
+      [](torch::Tensor& p) {
+        return torch::optim::AdamW({p}, torch::optim::AdamWOptions(0.05).betas(std::make_tuple(0.8, 0.99)).eps(1e-6).weight_decay(0.01));
+      },
+      "AdamW");
 }
 
 // A 1-D parameter with a zero gradient must not move under any method: no decay reaches it.

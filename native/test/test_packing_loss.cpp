@@ -27,16 +27,15 @@ void test_matches_reference() {
   const std::vector<LossCase> cases = {
       {"paper defaults, d > m", 4, 16, 12, 0.5, 0.4, clamp::PackingLossOptions()},
       {"d < m", 8, 12, 3, 0.5, 0.3, clamp::PackingLossOptions().set_rs(2.0)},
-      {"potPow 2.5, lw0 > 0, log off", 3, 10, 6, 0.5, 0.3,
-       clamp::PackingLossOptions().set_pot_pow(2.5).set_lw0(0.1).set_log(false)},
+      {"potPow 2.5, lw0 > 0, log off", 3, 10, 6, 0.5, 0.3, clamp::PackingLossOptions().set_pot_pow(2.5).set_lw0(0.1).set_log(false)},
       {"maxRange binding", 4, 10, 5, 0.5, 0.6, clamp::PackingLossOptions().set_rs(20.0).set_max_range(0.8)},
   };
   for (const auto& c : cases) {
     for (const auto dtype : {at::kDouble, at::kFloat}) {
       const at::Tensor z = c.batch(dtype, 7);
       const auto fused = evaluate([&](const at::Tensor& x) { return clamp::packing_loss(x, c.m, c.options); }, z);
-      const auto reference = evaluate(
-          [&](const at::Tensor& x) { return clamp::packing_loss_reference(x.to(at::kDouble), c.m, c.options); }, z);
+      const auto reference =
+          evaluate([&](const at::Tensor& x) { return clamp::packing_loss_reference(x.to(at::kDouble), c.m, c.options); }, z);
       const double tolerance_loss = dtype == at::kDouble ? 1e-12 : 1e-5;
       const double tolerance_grad = dtype == at::kDouble ? 1e-10 : 1e-4;
       const std::string name = std::string(c.name) + (dtype == at::kDouble ? " (float64)" : " (float32)");
@@ -63,8 +62,8 @@ void test_finite_differences() {
     at::Tensor plus = z.clone(), minus = z.clone();
     plus.view({-1})[k] += h;
     minus.view({-1})[k] -= h;
-    numeric.view({-1})[k] = (clamp::packing_loss(plus, m, options).item<double>() -
-                             clamp::packing_loss(minus, m, options).item<double>()) / (2 * h);
+    numeric.view({-1})[k] =
+        (clamp::packing_loss(plus, m, options).item<double>() - clamp::packing_loss(minus, m, options).item<double>()) / (2 * h);
   }
   const double error = relative_l2(analytic.grad, numeric);
   check(error < 1e-6, "finite differences: relative L2 error " + std::to_string(error));
@@ -104,8 +103,7 @@ void test_gpu_block_programs_emulated() {
   const std::vector<LossCase> cases = {
       {"paper defaults", 4, 24, 12, 0.5, 0.4, clamp::PackingLossOptions()},
       {"d < m", 8, 12, 3, 0.5, 0.3, clamp::PackingLossOptions().set_rs(2.0)},
-      {"potPow 2.5, lw0 > 0, log off", 3, 10, 6, 0.5, 0.3,
-       clamp::PackingLossOptions().set_pot_pow(2.5).set_lw0(0.1).set_log(false)},
+      {"potPow 2.5, lw0 > 0, log off", 3, 10, 6, 0.5, 0.3, clamp::PackingLossOptions().set_pot_pow(2.5).set_lw0(0.1).set_log(false)},
       {"maxRange binding", 4, 10, 5, 0.5, 0.6, clamp::PackingLossOptions().set_rs(20.0).set_max_range(0.8)},
       {"wide rows", 2, 300, 300, 0.5, 0.4, clamp::PackingLossOptions()},
   };
@@ -113,15 +111,14 @@ void test_gpu_block_programs_emulated() {
     for (const auto dtype : {at::kDouble, at::kFloat}) {
       const at::Tensor z = c.batch(dtype, 13);
       clamp::PackingStats cpu_stats;
-      const auto cpu = evaluate(
-          [&](const at::Tensor& x) { return clamp::packing_loss(x, c.m, c.options, &cpu_stats, clamp::Diagnostics::all); }, z);
+      const auto cpu =
+          evaluate([&](const at::Tensor& x) { return clamp::packing_loss(x, c.m, c.options, &cpu_stats, clamp::Diagnostics::all); }, z);
       for (const int64_t threads : {1, 7, 32, 256}) {
-        const std::string name = std::string("emulated GPU, ") + c.name + ", " + std::to_string(threads) + " threads (" +
-                                 c10::toString(dtype) + ")";
+        const std::string name =
+            std::string("emulated GPU, ") + c.name + ", " + std::to_string(threads) + " threads (" + c10::toString(dtype) + ")";
         clamp::PackingStats stats;
         const auto gpu = evaluate(
-            [&](const at::Tensor& x) { return clamp::testing::packing_loss_emulating_gpu(x, c.m, c.options, &stats, threads); },
-            z);
+            [&](const at::Tensor& x) { return clamp::testing::packing_loss_emulating_gpu(x, c.m, c.options, &stats, threads); }, z);
         const double tolerance = dtype == at::kDouble ? 1e-12 : 1e-6;
         check(std::abs(gpu.loss - cpu.loss) <= tolerance * std::max(1.0, std::abs(cpu.loss)),
               name + ": loss " + std::to_string(gpu.loss) + " vs CPU " + std::to_string(cpu.loss));
@@ -137,8 +134,7 @@ void test_gpu_block_programs_emulated() {
   }
   const at::Tensor bf16 = make_batch(4, 16, 8, 0.4, 0.4, at::kBFloat16, 19);
   const auto cpu = evaluate([](const at::Tensor& x) { return clamp::packing_loss(x, 4); }, bf16);
-  const auto gpu = evaluate(
-      [](const at::Tensor& x) { return clamp::testing::packing_loss_emulating_gpu(x, 4, {}, nullptr, 32); }, bf16);
+  const auto gpu = evaluate([](const at::Tensor& x) { return clamp::testing::packing_loss_emulating_gpu(x, 4, {}, nullptr, 32); }, bf16);
   check(gpu.grad.scalar_type() == at::kBFloat16 && std::abs(gpu.loss - cpu.loss) <= 1e-6 * std::abs(cpu.loss),
         "emulated GPU, bf16 input: float32 arithmetic, bf16 gradient");
 }

@@ -66,9 +66,7 @@ void test_loss_falls() {
   check(failure.empty(), "the loss falls well below its first value on a fixed batch; " + failure);
 }
 
-void test_seed_reproduces() {
-  check(losses(5) == losses(5), "same seed and threads, bitwise the same losses");
-}
+void test_seed_reproduces() { check(losses(5) == losses(5), "same seed and threads, bitwise the same losses"); }
 
 void test_step_reports() {
   clamp::Trainer trainer(tiny_options());

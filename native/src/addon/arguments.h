@@ -69,10 +69,14 @@ inline std::vector<double> number_array(const Napi::Value& value, const char* na
 inline ResNetOptions read_backbone_options(const Napi::Object& o) {
   ResNetOptions options = ResNetOptions::named(string_field(o, "backbone"));
   const std::string stem = string_field(o, "stem");
-  if (stem == "imagenet") options.stem = ResNetStem::imagenet;
-  else if (stem == "cifar") options.stem = ResNetStem::cifar;
-  else if (stem == "small") options.stem = ResNetStem::small;
-  else throw std::invalid_argument("stem must be imagenet, cifar or small, got " + stem);
+  if (stem == "imagenet")
+    options.stem = ResNetStem::imagenet;
+  else if (stem == "cifar")
+    options.stem = ResNetStem::cifar;
+  else if (stem == "small")
+    options.stem = ResNetStem::small;
+  else
+    throw std::invalid_argument("stem must be imagenet, cifar or small, got " + stem);
   options.in_channels = static_cast<int64_t>(number_field(o, "inChannels"));
   // Optional overrides of the named backbone's stages (a narrower or shallower network).
   if (!o.Get("widths").IsUndefined()) options.widths = integer_array(o.Get("widths"), "widths");
@@ -117,7 +121,8 @@ inline std::vector<NamedTensor> read_state_entries(const Napi::Value& value, std
   for (uint32_t k = 0; k < entries.Length(); ++k) {
     const Napi::Object entry = object_value(entries.Get(k), "each state entry");
     const Napi::Value data = entry.Get("data");
-    if (!data.IsTypedArray()) throw_type_error(entries.Env(), "state entry " + string_field(entry, "name") + ": data must be a typed array");
+    if (!data.IsTypedArray())
+      throw_type_error(entries.Env(), "state entry " + string_field(entry, "name") + ": data must be a typed array");
     const auto array = data.As<Napi::TypedArray>();
     keep_alive.push_back(Napi::Persistent(array));
     out.push_back({string_field(entry, "name"), tensor_over(array, integer_array(entry.Get("shape"), "shape"))});

@@ -16,17 +16,29 @@ namespace clamp::addon {
 inline at::Tensor tensor_over(const Napi::TypedArray& array, const std::vector<int64_t>& shape) {
   at::ScalarType dtype;
   switch (array.TypedArrayType()) {
-    case napi_float32_array: dtype = at::kFloat; break;
-    case napi_float64_array: dtype = at::kDouble; break;
-    case napi_uint8_array: dtype = at::kByte; break;
-    case napi_int32_array: dtype = at::kInt; break;
-    case napi_bigint64_array: dtype = at::kLong; break;
-    default: throw Napi::TypeError::New(array.Env(), "expected a Float32Array, Float64Array, Uint8Array, Int32Array or BigInt64Array");
+    case napi_float32_array:
+      dtype = at::kFloat;
+      break;
+    case napi_float64_array:
+      dtype = at::kDouble;
+      break;
+    case napi_uint8_array:
+      dtype = at::kByte;
+      break;
+    case napi_int32_array:
+      dtype = at::kInt;
+      break;
+    case napi_bigint64_array:
+      dtype = at::kLong;
+      break;
+    default:
+      throw Napi::TypeError::New(array.Env(), "expected a Float32Array, Float64Array, Uint8Array, Int32Array or BigInt64Array");
   }
   int64_t count = 1;
   for (const int64_t n : shape) count *= n;
   if (count != static_cast<int64_t>(array.ElementLength()))
-    throw Napi::RangeError::New(array.Env(), "a typed array of " + std::to_string(array.ElementLength()) + " elements does not fill a tensor of " + std::to_string(count));
+    throw Napi::RangeError::New(array.Env(), "a typed array of " + std::to_string(array.ElementLength()) +
+                                                 " elements does not fill a tensor of " + std::to_string(count));
   // napi_get_typedarray_info's own data pointer: array.ArrayBuffer().Data() would refuse a typed array
   // over a SharedArrayBuffer (napi_get_arraybuffer_info takes plain ArrayBuffers only), which is how
   // worker threads share a batch. The pointer already includes the byte offset.
@@ -53,8 +65,7 @@ inline Napi::Value typed_array_over(Napi::Env env, const at::Tensor& source) {
   auto* owner = new at::Tensor(tensor);
   napi_value buffer;
   napi_status status = napi_create_external_arraybuffer(
-      env, tensor.data_ptr(), bytes,
-      [](napi_env, void*, void* hint) { delete static_cast<at::Tensor*>(hint); }, owner, &buffer);
+      env, tensor.data_ptr(), bytes, [](napi_env, void*, void* hint) { delete static_cast<at::Tensor*>(hint); }, owner, &buffer);
   if (status == napi_no_external_buffers_allowed) {
     delete owner;
     Napi::ArrayBuffer copy = Napi::ArrayBuffer::New(env, bytes);

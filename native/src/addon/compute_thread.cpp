@@ -60,7 +60,9 @@ class ComputeThread {
   }
 
  private:
-  ComputeThread() { std::thread([this] { run(); }).detach(); }
+  ComputeThread() {
+    std::thread([this] { run(); }).detach();
+  }
 
   void run() {
     for (;;) {
@@ -115,7 +117,7 @@ void stop_compute_thread(int wait_ms, int exit_code) {
 // only for jobs expected to be short: a core spent polling during a long job would be taken from
 // LibTorch's threads.
 struct ComputeJob::LoopPoller {
-  static constexpr int kUvIdle = 6;  // UV_IDLE in libuv 1.x's uv_handle_type
+  static constexpr int kUvIdle = 6;            // UV_IDLE in libuv 1.x's uv_handle_type
   static constexpr size_t kHandleSpace = 256;  // uv_idle_t is ~120 bytes on 64-bit Linux; checked below
 
   alignas(16) unsigned char handle[kHandleSpace];  // first: the callbacks get its address
@@ -123,7 +125,8 @@ struct ComputeJob::LoopPoller {
   uint64_t deadline_ms = 0;
 
   static LoopPoller* Start(Napi::Env env) {
-    if (!uv_handle_size || !uv_idle_init || !uv_idle_start || !uv_idle_stop || !uv_unref || !uv_close || !uv_now || !uv_default_loop) return nullptr;
+    if (!uv_handle_size || !uv_idle_init || !uv_idle_start || !uv_idle_stop || !uv_unref || !uv_close || !uv_now || !uv_default_loop)
+      return nullptr;
     if (uv_handle_size(kUvIdle) > kHandleSpace) return nullptr;
     uv_loop_s* loop = nullptr;
     if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) return nullptr;

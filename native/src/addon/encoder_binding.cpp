@@ -66,7 +66,8 @@ class EncoderWrap : public Napi::ObjectWrap<EncoderWrap> {
 
 class CreateEncoderJob : public ComputeJob {
  public:
-  CreateEncoderJob(const EncoderOptions& options, const Napi::Value& state) : options_(options), saved_(read_state_entries(state, references_)) {}
+  CreateEncoderJob(const EncoderOptions& options, const Napi::Value& state)
+      : options_(options), saved_(read_state_entries(state, references_)) {}
 
  protected:
   void Execute() override {
@@ -120,9 +121,12 @@ Napi::Value EncoderWrap::Embed(const Napi::CallbackInfo& info) {
     if (info.Length() != 2 || !info[0].IsTypedArray()) throw_type_error(env, usage);
     const auto images = info[0].As<Napi::TypedArray>();
     PixelLayout layout;
-    if (images.TypedArrayType() == napi_uint8_array) layout = PixelLayout::bytes_nhwc;
-    else if (images.TypedArrayType() == napi_float32_array) layout = PixelLayout::unit_float_nchw;
-    else throw_type_error(env, usage);
+    if (images.TypedArrayType() == napi_uint8_array)
+      layout = PixelLayout::bytes_nhwc;
+    else if (images.TypedArrayType() == napi_float32_array)
+      layout = PixelLayout::unit_float_nchw;
+    else
+      throw_type_error(env, usage);
     const std::vector<int64_t> shape = integer_array(info[1], "shape");
     if (shape.size() != 4) throw Napi::RangeError::New(env, "shape must have 4 entries");
     for (const int64_t n : shape) {

@@ -58,9 +58,15 @@ bool catch_all(Fn&& fn, CaughtError& caught) {
 inline Napi::Error to_js_error(Napi::Env env, const CaughtError& caught) {
   Napi::Error error;
   switch (caught.kind) {
-    case ErrorKind::TypeError: error = Napi::TypeError::New(env, caught.message); break;
-    case ErrorKind::RangeError: error = Napi::RangeError::New(env, caught.message); break;
-    default: error = Napi::Error::New(env, caught.message); break;
+    case ErrorKind::TypeError:
+      error = Napi::TypeError::New(env, caught.message);
+      break;
+    case ErrorKind::RangeError:
+      error = Napi::RangeError::New(env, caught.message);
+      break;
+    default:
+      error = Napi::Error::New(env, caught.message);
+      break;
   }
   if (!caught.code.empty()) error.Set("code", Napi::String::New(env, caught.code));
   return error;
@@ -84,8 +90,6 @@ Napi::Function guarded(Napi::Env env) {
   return Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return call_guarded(info, Fn); });
 }
 
-inline void throw_type_error(Napi::Env env, const std::string& message) {
-  throw Napi::TypeError::New(env, message);
-}
+inline void throw_type_error(Napi::Env env, const std::string& message) { throw Napi::TypeError::New(env, message); }
 
 }  // namespace clamp::addon

@@ -27,7 +27,8 @@ Napi::TypedArray float32_argument(const Napi::Value& value, const char* name) {
 
 class KnnJob : public ComputeJob {
  public:
-  KnnJob(const Napi::TypedArray& train, const Napi::TypedArray& labels, const Napi::TypedArray& queries, int64_t dim, const KnnOptions& options)
+  KnnJob(const Napi::TypedArray& train, const Napi::TypedArray& labels, const Napi::TypedArray& queries, int64_t dim,
+         const KnnOptions& options)
       : references_{Napi::Persistent(train), Napi::Persistent(labels), Napi::Persistent(queries)},
         train_(rows_over(train, dim)),
         labels_(tensor_over(labels, {int64_t(labels.ElementLength())})),

@@ -39,7 +39,8 @@ class FineTunerWrap : public Napi::ObjectWrap<FineTunerWrap> {
                        {InstanceMethod<&FineTunerWrap::LoadBackbone>("loadBackbone"), InstanceMethod<&FineTunerWrap::Features>("features"),
                         InstanceMethod<&FineTunerWrap::Standardise>("standardise"), InstanceMethod<&FineTunerWrap::Step>("step"),
                         InstanceMethod<&FineTunerWrap::Logits>("logits"), InstanceMethod<&FineTunerWrap::State>("state"),
-                        InstanceMethod<&FineTunerWrap::Dispose>("dispose"), InstanceAccessor<&FineTunerWrap::StepsTaken>("stepsTaken"), InstanceAccessor<&FineTunerWrap::FeatureDim>("featureDim")});
+                        InstanceMethod<&FineTunerWrap::Dispose>("dispose"), InstanceAccessor<&FineTunerWrap::StepsTaken>("stepsTaken"),
+                        InstanceAccessor<&FineTunerWrap::FeatureDim>("featureDim")});
   }
 
   // Only createFineTuner makes these: info[0] is an External holding the fine-tuner built off-thread.
@@ -58,7 +59,9 @@ class FineTunerWrap : public Napi::ObjectWrap<FineTunerWrap> {
   Napi::Value Logits(const Napi::CallbackInfo& info);
   Napi::Value State(const Napi::CallbackInfo& info);
   Napi::Value StepsTaken(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(shared_target()->steps_taken())); }
-  Napi::Value FeatureDim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(shared_target()->backbone()->feature_dim())); }
+  Napi::Value FeatureDim(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(shared_target()->backbone()->feature_dim()));
+  }
   // Lets go of the network and its optimiser state now, or when the calls already queued have run.
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     fine_tuner_.dispose();
@@ -70,7 +73,8 @@ class FineTunerWrap : public Napi::ObjectWrap<FineTunerWrap> {
 
 class StepJob : public ImageBatchJob<FineTunerWrap> {
  public:
-  StepJob(FineTunerWrap* wrap, const Napi::Object& self, const Napi::TypedArray& images, const std::vector<int64_t>& shape, const Napi::TypedArray& labels)
+  StepJob(FineTunerWrap* wrap, const Napi::Object& self, const Napi::TypedArray& images, const std::vector<int64_t>& shape,
+          const Napi::TypedArray& labels)
       : ImageBatchJob<FineTunerWrap>(wrap, self, images, shape),
         labels_reference_(Napi::Persistent(labels)),
         labels_(tensor_over(labels, {static_cast<int64_t>(labels.ElementLength())})) {}
@@ -121,9 +125,9 @@ class StandardiseJob : public ObjectJob<FineTunerWrap> {
 Napi::Value FineTunerWrap::LoadBackbone(const Napi::CallbackInfo& info) {
   return call_guarded(info, [this](const Napi::CallbackInfo& info) -> Napi::Value {
     if (info.Length() != 1 || !info[0].IsArray()) throw_type_error(info.Env(), "loadBackbone(entries: { name, shape, data }[])");
-    return ComputeJob::Queue(info.Env(), load_state_job(this, Value(), info[0], [](FineTuner& fine_tuner, const std::vector<NamedTensor>& saved) {
-      fine_tuner.load_backbone(saved);
-    }));
+    return ComputeJob::Queue(
+        info.Env(), load_state_job(this, Value(), info[0],
+                                   [](FineTuner& fine_tuner, const std::vector<NamedTensor>& saved) { fine_tuner.load_backbone(saved); }));
   });
 }
 
@@ -137,12 +141,14 @@ Napi::Value FineTunerWrap::Features(const Napi::CallbackInfo& info) {
 Napi::Value FineTunerWrap::Standardise(const Napi::CallbackInfo& info) {
   return call_guarded(info, [this](const Napi::CallbackInfo& info) -> Napi::Value {
     const char* usage = "standardise(features: Float32Array, dim: number)";
-    if (info.Length() != 2 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array || !info[1].IsNumber())
+    if (info.Length() != 2 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
+        !info[1].IsNumber())
       throw_type_error(info.Env(), usage);
     const auto features = info[0].As<Napi::TypedArray>();
     const int64_t dim = info[1].As<Napi::Number>().Int64Value();
     if (dim < 1 || static_cast<int64_t>(features.ElementLength()) % dim != 0)
-      throw Napi::RangeError::New(info.Env(), "features.length " + std::to_string(features.ElementLength()) + " is not a multiple of dim " + std::to_string(dim));
+      throw Napi::RangeError::New(
+          info.Env(), "features.length " + std::to_string(features.ElementLength()) + " is not a multiple of dim " + std::to_string(dim));
     return ComputeJob::Queue(info.Env(), new StandardiseJob(this, Value(), features, dim));
   });
 }
@@ -155,7 +161,8 @@ Napi::Value FineTunerWrap::Step(const Napi::CallbackInfo& info) {
     const auto labels = info[2].As<Napi::TypedArray>();
     if (labels.TypedArrayType() != napi_uint8_array && labels.TypedArrayType() != napi_int32_array) throw_type_error(info.Env(), usage);
     if (static_cast<int64_t>(labels.ElementLength()) != shape[0])
-      throw Napi::RangeError::New(info.Env(), std::to_string(labels.ElementLength()) + " labels for " + std::to_string(shape[0]) + " images");
+      throw Napi::RangeError::New(info.Env(),
+                                  std::to_string(labels.ElementLength()) + " labels for " + std::to_string(shape[0]) + " images");
     return ComputeJob::Queue(info.Env(), new StepJob(this, Value(), info[0].As<Napi::TypedArray>(), shape, labels));
   });
 }
@@ -176,7 +183,7 @@ Napi::Value FineTunerWrap::State(const Napi::CallbackInfo& info) {
 Napi::Value create_fine_tuner(const Napi::CallbackInfo& info) {
   if (info.Length() != 1 || !info[0].IsObject()) throw_type_error(info.Env(), "createFineTuner(options)");
   return ComputeJob::Queue(info.Env(), new CreateObjectJob<FineTuner, FineTunerOptions>(read_fine_tuner_options(info[0].As<Napi::Object>()),
-                                                                                          &AddonData::fine_tuner_class));
+                                                                                        &AddonData::fine_tuner_class));
 }
 
 }  // namespace

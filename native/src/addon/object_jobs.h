@@ -25,7 +25,7 @@ namespace clamp::addon {
 template <class Target, class Options>
 class CreateObjectJob : public ComputeJob {
  public:
-  CreateObjectJob(Options options, Napi::FunctionReference AddonData::*wrapper) : options_(std::move(options)), wrapper_(wrapper) {}
+  CreateObjectJob(Options options, Napi::FunctionReference AddonData::* wrapper) : options_(std::move(options)), wrapper_(wrapper) {}
 
  protected:
   void Execute() override { target_ = std::make_unique<Target>(options_); }
@@ -35,7 +35,7 @@ class CreateObjectJob : public ComputeJob {
 
  private:
   Options options_;
-  Napi::FunctionReference AddonData::*wrapper_;
+  Napi::FunctionReference AddonData::* wrapper_;
   std::unique_ptr<Target> target_;
 };
 
@@ -116,10 +116,14 @@ class FeaturesJob : public ImageBatchJob<Wrap> {
 
 inline const char* dtype_name(at::ScalarType dtype) {
   switch (dtype) {
-    case at::kFloat: return "float32";
-    case at::kDouble: return "float64";
-    case at::kLong: return "int64";
-    default: throw std::invalid_argument(std::string("no JavaScript form for state of dtype ") + c10::toString(dtype));
+    case at::kFloat:
+      return "float32";
+    case at::kDouble:
+      return "float64";
+    case at::kLong:
+      return "int64";
+    default:
+      throw std::invalid_argument(std::string("no JavaScript form for state of dtype ") + c10::toString(dtype));
   }
 }
 
@@ -132,7 +136,8 @@ class StateSnapshotJob : public ObjectJob<Wrap> {
 
  protected:
   void Execute() override {
-    for (const auto& item : this->target().state()) snapshot_.push_back({item.name, item.tensor.detach().to(at::kCPU).clone().contiguous()});
+    for (const auto& item : this->target().state())
+      snapshot_.push_back({item.name, item.tensor.detach().to(at::kCPU).clone().contiguous()});
   }
   Napi::Value Result(Napi::Env env) override {
     Napi::Array out = Napi::Array::New(env, snapshot_.size());

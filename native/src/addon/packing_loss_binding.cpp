@@ -37,21 +37,16 @@ Mode read_mode(const Napi::Value& value) {
 class PackingLossJob : public ComputeJob {
  public:
   PackingLossJob(const Napi::TypedArray& z, int64_t views, int64_t dim, const PackingLossOptions& options, Mode mode)
-      : z_reference_(Napi::Persistent(z)),
-        z_(rows_over(z, dim)),
-        views_(views),
-        options_(options),
-        mode_(mode) {}
+      : z_reference_(Napi::Persistent(z)), z_(rows_over(z, dim)), views_(views), options_(options), mode_(mode) {}
 
  protected:
   void Execute() override {
     c10::AutoGradMode enable_grad(true);
     const at::Tensor input = z_.detach().requires_grad_(true);
     PackingStats stats;
-    const at::Tensor loss =
-        mode_ == Mode::unfused
-            ? packing_loss_reference(input, views_, options_)
-            : packing_loss(input, views_, options_, &stats, mode_ == Mode::fused ? Diagnostics::all : Diagnostics::pair_pass);
+    const at::Tensor loss = mode_ == Mode::unfused ? packing_loss_reference(input, views_, options_)
+                                                   : packing_loss(input, views_, options_, &stats,
+                                                                  mode_ == Mode::fused ? Diagnostics::all : Diagnostics::pair_pass);
     loss.backward();
     loss_ = loss.item<double>();
     grad_ = input.grad();
@@ -100,16 +95,13 @@ Napi::Value packing_loss_async(const Napi::CallbackInfo& info) {
   const int64_t dim = integer_argument(info[2], "dim");
   if (dim < 1) throw Napi::RangeError::New(env, "dim must be at least 1");
   if (static_cast<int64_t>(z.ElementLength()) % dim != 0)
-    throw Napi::RangeError::New(env, "z.length " + std::to_string(z.ElementLength()) + " is not a multiple of dim " +
-                                         std::to_string(dim));
+    throw Napi::RangeError::New(env, "z.length " + std::to_string(z.ElementLength()) + " is not a multiple of dim " + std::to_string(dim));
   const PackingLossOptions options = read_packing_loss_options(info[3]);
   return ComputeJob::Queue(env, new PackingLossJob(z, views, dim, options, read_mode(info[4])));
 }
 
 }  // namespace
 
-void register_packing_loss(Napi::Env env, Napi::Object exports) {
-  exports.Set("packingLoss", guarded<packing_loss_async>(env));
-}
+void register_packing_loss(Napi::Env env, Napi::Object exports) { exports.Set("packingLoss", guarded<packing_loss_async>(env)); }
 
 }  // namespace clamp::addon

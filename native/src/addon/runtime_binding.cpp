@@ -69,7 +69,8 @@ Napi::Value set_num_threads_binding(const Napi::CallbackInfo& info) {
 Napi::Value num_threads_binding(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }
 
 Napi::Value stop_compute_thread_binding(const Napi::CallbackInfo& info) {
-  if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsNumber()) throw_type_error(info.Env(), "stopComputeThread(waitMs: number, exitCode: number)");
+  if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsNumber())
+    throw_type_error(info.Env(), "stopComputeThread(waitMs: number, exitCode: number)");
   stop_compute_thread(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value());
   return info.Env().Undefined();
 }

@@ -40,12 +40,13 @@ TrainerOptions read_trainer_options(const Napi::Object& o) {
 class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "Trainer",
-                       {InstanceMethod<&TrainerWrap::Step>("step"), InstanceMethod<&TrainerWrap::Features>("features"),
-                        InstanceMethod<&TrainerWrap::State>("state"), InstanceMethod<&TrainerWrap::LoadState>("loadState"), InstanceMethod<&TrainerWrap::Distribute>("distribute"), InstanceMethod<&TrainerWrap::AnyRank>("anyRank"),
-                        InstanceMethod<&TrainerWrap::Dispose>("dispose"),
-                        InstanceAccessor<&TrainerWrap::StepsTaken>("stepsTaken"), InstanceAccessor<&TrainerWrap::FeatureDim>("featureDim"),
-                        InstanceAccessor<&TrainerWrap::ComputeSettingsOf>("computeSettings")});
+    return DefineClass(
+        env, "Trainer",
+        {InstanceMethod<&TrainerWrap::Step>("step"), InstanceMethod<&TrainerWrap::Features>("features"),
+         InstanceMethod<&TrainerWrap::State>("state"), InstanceMethod<&TrainerWrap::LoadState>("loadState"),
+         InstanceMethod<&TrainerWrap::Distribute>("distribute"), InstanceMethod<&TrainerWrap::AnyRank>("anyRank"),
+         InstanceMethod<&TrainerWrap::Dispose>("dispose"), InstanceAccessor<&TrainerWrap::StepsTaken>("stepsTaken"),
+         InstanceAccessor<&TrainerWrap::FeatureDim>("featureDim"), InstanceAccessor<&TrainerWrap::ComputeSettingsOf>("computeSettings")});
   }
 
   // Only createTrainer makes these: info[0] is an External holding the trainer built off-thread.
@@ -64,7 +65,9 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
   Napi::Value Distribute(const Napi::CallbackInfo& info);
   Napi::Value AnyRank(const Napi::CallbackInfo& info);
   Napi::Value StepsTaken(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(shared_target()->steps_taken())); }
-  Napi::Value FeatureDim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(shared_target()->backbone()->feature_dim())); }
+  Napi::Value FeatureDim(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(shared_target()->backbone()->feature_dim()));
+  }
   Napi::Value ComputeSettingsOf(const Napi::CallbackInfo& info) {
     const auto trainer = shared_target();
     Napi::Object settings = Napi::Object::New(info.Env());
@@ -117,9 +120,9 @@ Napi::Value TrainerWrap::State(const Napi::CallbackInfo& info) {
 Napi::Value TrainerWrap::LoadState(const Napi::CallbackInfo& info) {
   return call_guarded(info, [this](const Napi::CallbackInfo& info) -> Napi::Value {
     if (info.Length() != 1 || !info[0].IsArray()) throw_type_error(info.Env(), "loadState(entries: { name, shape, data }[])");
-    return ComputeJob::Queue(info.Env(), load_state_job(this, Value(), info[0], [](Trainer& trainer, const std::vector<NamedTensor>& saved) {
-      trainer.load_state(saved);
-    }));
+    return ComputeJob::Queue(
+        info.Env(),
+        load_state_job(this, Value(), info[0], [](Trainer& trainer, const std::vector<NamedTensor>& saved) { trainer.load_state(saved); }));
   });
 }
 
@@ -127,7 +130,8 @@ Napi::Value TrainerWrap::LoadState(const Napi::CallbackInfo& info) {
 // to the trainer, which broadcasts rank 0's weights.
 class DistributeJob : public ObjectJob<TrainerWrap> {
  public:
-  DistributeJob(TrainerWrap* wrap, const Napi::Object& self, CollectiveOptions options) : ObjectJob<TrainerWrap>(wrap, self), options_(std::move(options)) {}
+  DistributeJob(TrainerWrap* wrap, const Napi::Object& self, CollectiveOptions options)
+      : ObjectJob<TrainerWrap>(wrap, self), options_(std::move(options)) {}
 
  protected:
   void Execute() override { target().distribute(std::make_shared<Collective>(options_)); }
@@ -139,7 +143,8 @@ class DistributeJob : public ObjectJob<TrainerWrap> {
 
 Napi::Value TrainerWrap::Distribute(const Napi::CallbackInfo& info) {
   return call_guarded(info, [this](const Napi::CallbackInfo& info) -> Napi::Value {
-    if (info.Length() != 1 || !info[0].IsObject()) throw_type_error(info.Env(), "distribute({ masterAddr, masterPort, rank, worldSize, timeoutMs })");
+    if (info.Length() != 1 || !info[0].IsObject())
+      throw_type_error(info.Env(), "distribute({ masterAddr, masterPort, rank, worldSize, timeoutMs })");
     const Napi::Object o = info[0].As<Napi::Object>();
     CollectiveOptions options;
     options.master_addr = string_field(o, "masterAddr");
@@ -186,7 +191,8 @@ Napi::Value TrainerWrap::Step(const Napi::CallbackInfo& info) {
 
 Napi::Value create_trainer(const Napi::CallbackInfo& info) {
   if (info.Length() != 1 || !info[0].IsObject()) throw_type_error(info.Env(), "createTrainer(options)");
-  return ComputeJob::Queue(info.Env(), new CreateObjectJob<Trainer, TrainerOptions>(read_trainer_options(info[0].As<Napi::Object>()), &AddonData::trainer_class));
+  return ComputeJob::Queue(info.Env(), new CreateObjectJob<Trainer, TrainerOptions>(read_trainer_options(info[0].As<Napi::Object>()),
+                                                                                    &AddonData::trainer_class));
 }
 
 }  // namespace

@@ -15,8 +15,7 @@ namespace clamp::compat {
 
 // The LibTorch version the core was compiled against ("1.13.0", "2.11.0", ...).
 inline std::string torch_version() {
-  return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
-         std::to_string(TORCH_VERSION_PATCH);
+  return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." + std::to_string(TORCH_VERSION_PATCH);
 }
 
 // c10::Error::what() carries a C++ backtrace that means nothing to a TypeScript caller; the message

@@ -36,8 +36,7 @@ RuntimeInfo runtime_info() {
   info.cuda_kernels = cuda_kernels_built();
   for (int index = 0; index < cuda::device_count(); ++index) {
     const cuda::DeviceInfo device = cuda::device_info(index);
-    info.cuda_devices.push_back(
-        {device.index, device.name, device.major, device.minor, device.total_memory, device.multiprocessors});
+    info.cuda_devices.push_back({device.index, device.name, device.major, device.minor, device.total_memory, device.multiprocessors});
   }
 #endif
   return info;
@@ -52,7 +51,10 @@ at::Device device_named(const std::string& name) {
   }
   if (device.is_cuda()) {
     const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
-    if (count == 0) throw std::invalid_argument("device " + name + " was asked for, but this LibTorch sees no CUDA device; use --device cpu, or a CUDA build of LibTorch on a machine with a GPU");
+    if (count == 0)
+      throw std::invalid_argument(
+          "device " + name +
+          " was asked for, but this LibTorch sees no CUDA device; use --device cpu, or a CUDA build of LibTorch on a machine with a GPU");
     if (device.has_index() && device.index() >= count)
       throw std::invalid_argument("device " + name + " does not exist: " + std::to_string(count) + " CUDA device(s)");
   } else if (!device.is_cpu()) {
@@ -70,13 +72,13 @@ bool cuda_kernels_built() {
 }
 
 std::string no_cuda_kernels_message(const std::string& what) {
-  return what + " needs clamp-native's CUDA kernels, and this build has none (it was built without a CUDA "
+  return what +
+         " needs clamp-native's CUDA kernels, and this build has none (it was built without a CUDA "
          "compiler, or with -DCLAMP_CUDA=OFF): rebuild with nvcc available (CUDACXX=/path/to/nvcc npx clamp-native "
          "build), or use --device cpu";
 }
 
-ComputeSettings resolve_compute_settings(const at::Device& device, const std::string& precision,
-                                         const std::string& memory_format) {
+ComputeSettings resolve_compute_settings(const at::Device& device, const std::string& precision, const std::string& memory_format) {
   if (precision != "auto" && precision != "bf16" && precision != "fp32")
     throw std::invalid_argument("precision must be auto, bf16 or fp32, got " + precision);
   if (memory_format != "auto" && memory_format != "channels_last" && memory_format != "contiguous")

@@ -26,9 +26,9 @@ struct CudaDevice {
 };
 
 struct RuntimeInfo {
-  std::string torch_version;   // compiled against
-  std::string parallel_info;   // at::get_parallel_info()
-  std::string config;          // at::show_config(): BLAS, LAPACK, CPU capability, build flags of LibTorch
+  std::string torch_version;  // compiled against
+  std::string parallel_info;  // at::get_parallel_info()
+  std::string config;         // at::show_config(): BLAS, LAPACK, CPU capability, build flags of LibTorch
   bool cuda_available = false;
   int cuda_device_count = 0;
   int num_threads = 0;
@@ -56,7 +56,6 @@ struct ComputeSettings {
   bool bf16_autocast = false;
   bool channels_last = false;
 };
-ComputeSettings resolve_compute_settings(const at::Device& device, const std::string& precision,
-                                         const std::string& memory_format);
+ComputeSettings resolve_compute_settings(const at::Device& device, const std::string& precision, const std::string& memory_format);
 
 }  // namespace clamp

@@ -20,8 +20,7 @@ int device_count() {
 DeviceInfo device_info(int index) {
   cudaDeviceProp properties{};
   const cudaError_t error = cudaGetDeviceProperties(&properties, index);
-  if (error != cudaSuccess)
-    throw std::runtime_error("cannot read CUDA device " + std::to_string(index) + ": " + cudaGetErrorString(error));
+  if (error != cudaSuccess) throw std::runtime_error("cannot read CUDA device " + std::to_string(index) + ": " + cudaGetErrorString(error));
   DeviceInfo info;
   info.index = index;
   info.name = properties.name;

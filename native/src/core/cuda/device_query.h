@@ -10,8 +10,8 @@ namespace clamp::cuda {
 struct DeviceInfo {
   int index = 0;
   std::string name;
-  int major = 0, minor = 0;     // compute capability
-  int64_t total_memory = 0;     // bytes
+  int major = 0, minor = 0;  // compute capability
+  int64_t total_memory = 0;  // bytes
   int multiprocessors = 0;
 };
 

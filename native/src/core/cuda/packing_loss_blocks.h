@@ -119,8 +119,7 @@ CLAMP_HOST_DEVICE void pair_pass_block(Block& block, const PairPassArgs<T>& a, i
       }
       const T distance = loss_math::centre_distance(sqi, a.squared_norms[j], gi[j]);
       partial.value[1] += double(distance);
-      const loss_math::PairTerm<T> term =
-          loss_math::pair_term(distance, loss_math::contact_range(ri, a.radii[j]), a.constants);
+      const loss_math::PairTerm<T> term = loss_math::pair_term(distance, loss_math::contact_range(ri, a.radii[j]), a.constants);
       wi[j] = term.weight;
       partial.value[0] += term.energy;
       partial.value[2] += term.radius_grad;

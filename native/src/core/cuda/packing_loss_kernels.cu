@@ -109,9 +109,9 @@ void backward_rows(const BackwardArgs<T>& args, void* stream) {
   check_launch("backward_rows");
 }
 
-#define CLAMP_INSTANTIATE(T)                                                  \
-  template void normalise_and_group<T>(const NormaliseArgs<T>&, void*);       \
-  template void pair_pass<T>(const PairPassArgs<T>&, void*);                  \
+#define CLAMP_INSTANTIATE(T)                                            \
+  template void normalise_and_group<T>(const NormaliseArgs<T>&, void*); \
+  template void pair_pass<T>(const PairPassArgs<T>&, void*);            \
   template void backward_rows<T>(const BackwardArgs<T>&, void*);
 CLAMP_INSTANTIATE(float)
 CLAMP_INSTANTIATE(double)

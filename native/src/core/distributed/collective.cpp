@@ -70,9 +70,10 @@ void complete(const char* what, const CollectiveOptions& o, const std::vector<st
   try {
     start()->wait(std::chrono::milliseconds(o.timeout_ms));
   } catch (const std::exception& error) {
-    throw std::runtime_error("rank " + std::to_string(o.rank) + " of " + std::to_string(o.world_size) + ": " + what + " failed: " + peers(o, addresses) +
-                             " died, hung past the " + std::to_string(o.timeout_ms) + " ms timeout, or the network to it went down (" + reason(error) +
-                             "). Check that process and the link between the machines, then continue from the last checkpoint with `train --resume`");
+    throw std::runtime_error(
+        "rank " + std::to_string(o.rank) + " of " + std::to_string(o.world_size) + ": " + what + " failed: " + peers(o, addresses) +
+        " died, hung past the " + std::to_string(o.timeout_ms) + " ms timeout, or the network to it went down (" + reason(error) +
+        "). Check that process and the link between the machines, then continue from the last checkpoint with `train --resume`");
   }
 }
 
@@ -120,8 +121,10 @@ void copy_back(const at::Tensor& flat, const std::vector<at::Tensor>& tensors) {
 
 Collective::Collective(const CollectiveOptions& o) : options_(o), group_(std::make_unique<Group>()) {
   if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size)
-    throw std::invalid_argument("rank must lie in [0, world_size), got rank " + std::to_string(o.rank) + " of " + std::to_string(o.world_size));
-  if (o.master_port < 1 || o.master_port > 65535) throw std::invalid_argument("master_port must lie in [1, 65535], got " + std::to_string(o.master_port));
+    throw std::invalid_argument("rank must lie in [0, world_size), got rank " + std::to_string(o.rank) + " of " +
+                                std::to_string(o.world_size));
+  if (o.master_port < 1 || o.master_port > 65535)
+    throw std::invalid_argument("master_port must lie in [1, 65535], got " + std::to_string(o.master_port));
   if (o.timeout_ms < 1) throw std::invalid_argument("timeout_ms must be at least 1");
   const auto timeout = std::chrono::milliseconds(o.timeout_ms);
   const std::string where = o.master_addr + ":" + std::to_string(o.master_port);
@@ -136,7 +139,8 @@ Collective::Collective(const CollectiveOptions& o) : options_(o), group_(std::ma
   const std::string address = local ? "127.0.0.1" : address_towards(o.master_addr, o.master_port);
   if (!local && address.empty() && !(interfaces && *interfaces)) {
     throw std::runtime_error(who + " has no route to the master address " + o.master_addr +
-                             " (it does not resolve, or no interface of this machine reaches it): pass --master-addr an address of rank 0's machine that this one can reach");
+                             " (it does not resolve, or no interface of this machine reaches it): pass --master-addr an address of rank "
+                             "0's machine that this one can reach");
   }
   try {
     c10d::TCPStoreOptions store;
@@ -147,8 +151,9 @@ Collective::Collective(const CollectiveOptions& o) : options_(o), group_(std::ma
     store.timeout = timeout;
     group_->store = c10::make_intrusive<c10d::TCPStore>(o.master_addr, store);
   } catch (const std::exception& error) {
-    throw std::runtime_error(who + " could not join the group at " + where + " within " + std::to_string(o.timeout_ms) +
-                             " ms (is every rank started, with the same master address and port, and does this machine reach that address?): " + reason(error));
+    throw std::runtime_error(
+        who + " could not join the group at " + where + " within " + std::to_string(o.timeout_ms) +
+        " ms (is every rank started, with the same master address and port, and does this machine reach that address?): " + reason(error));
   }
   try {
     const std::string key = "clamp/address/" + std::to_string(o.rank);
@@ -165,15 +170,19 @@ Collective::Collective(const CollectiveOptions& o) : options_(o), group_(std::ma
       options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(address));
     }
     options->threads = 2;
-    group_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(group_->store, static_cast<int>(o.rank), static_cast<int>(o.world_size), options);
+    group_->group =
+        c10::make_intrusive<c10d::ProcessGroupGloo>(group_->store, static_cast<int>(o.rank), static_cast<int>(o.world_size), options);
     // Every rank set its key before it could form the group, so these return at once.
     for (int64_t r = 0; r < o.world_size; ++r) {
       const auto bytes = group_->store->get("clamp/address/" + std::to_string(r));
       group_->addresses.emplace_back(bytes.begin(), bytes.end());
     }
   } catch (const std::exception& error) {
-    throw std::runtime_error(who + " reached the store at " + where + " but could not connect to every rank from " + (interfaces && *interfaces ? "interfaces " + std::string(interfaces) : address) + " within " +
-                             std::to_string(o.timeout_ms) + " ms (are the other machines' firewalls open to them? set GLOO_SOCKET_IFNAME to the interface the machines share): " + reason(error));
+    throw std::runtime_error(
+        who + " reached the store at " + where + " but could not connect to every rank from " +
+        (interfaces && *interfaces ? "interfaces " + std::string(interfaces) : address) + " within " + std::to_string(o.timeout_ms) +
+        " ms (are the other machines' firewalls open to them? set GLOO_SOCKET_IFNAME to the interface the machines share): " +
+        reason(error));
   }
 }
 
@@ -186,7 +195,9 @@ at::Tensor Collective::gather_views(const at::Tensor& local, int64_t views) {
   const int64_t b = local.size(0) / views, d = local.size(1);
   // Every rank must hold the same batch: all-gathering tensors of different sizes would corrupt memory.
   const double batches = sum(double(b));
-  if (batches != double(b * world)) throw std::invalid_argument("every rank needs the same batch size; rank " + std::to_string(options_.rank) + " has " + std::to_string(b));
+  if (batches != double(b * world))
+    throw std::invalid_argument("every rank needs the same batch size; rank " + std::to_string(options_.rank) + " has " +
+                                std::to_string(b));
   std::vector<at::Tensor> input{local.detach().contiguous()};
   std::vector<std::vector<at::Tensor>> output(1);
   for (int64_t r = 0; r < world; ++r) output[0].push_back(at::empty_like(input[0]));

@@ -16,8 +16,8 @@ at::Tensor channel_view(const at::Tensor& t) { return t.view({1, -1, 1, 1}); }
 at::Tensor channel_sum(const at::Tensor& t) { return t.sum({0, 2, 3}, /*keepdim=*/false, at::kDouble); }
 
 struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, at::Tensor running_mean,
-                            at::Tensor running_var, double eps, double momentum, int64_t collective_address) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                            at::Tensor running_mean, at::Tensor running_var, double eps, double momentum, int64_t collective_address) {
     auto& collective = *reinterpret_cast<Collective*>(collective_address);
     const int64_t channels = x.size(1);
     at::Tensor sums = at::cat({channel_sum(x), channel_sum(x * x), at::full({1}, double(x.numel() / channels), at::kDouble)});
@@ -54,7 +54,8 @@ struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFun
     collective.sum_in_place(global);
     const at::Tensor mean_dy = (global.slice(0, 0, channels) / count).to(x.scalar_type());
     const at::Tensor mean_dy_xmu = (global.slice(0, channels, 2 * channels) / count).to(x.scalar_type());
-    const at::Tensor grad_x = (dy - channel_view(mean_dy) - xmu * channel_view(invstd * invstd * mean_dy_xmu)) * channel_view(invstd * weight);
+    const at::Tensor grad_x =
+        (dy - channel_view(mean_dy) - xmu * channel_view(invstd * invstd * mean_dy_xmu)) * channel_view(invstd * weight);
     return {grad_x, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };

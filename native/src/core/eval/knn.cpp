@@ -13,7 +13,8 @@ CosineTopK cosine_top_k(const at::Tensor& bank, const at::Tensor& queries, int64
   if (!at::isFloatingType(bank.scalar_type()) || !at::isFloatingType(queries.scalar_type()))
     throw std::invalid_argument("features must be floating point");
   if (queries.size(1) != bank.size(1))
-    throw std::invalid_argument("query features have dim " + std::to_string(queries.size(1)) + ", the searched features " + std::to_string(bank.size(1)));
+    throw std::invalid_argument("query features have dim " + std::to_string(queries.size(1)) + ", the searched features " +
+                                std::to_string(bank.size(1)));
   if (bank.size(0) == 0) throw std::invalid_argument("there must be at least one feature to search");
   if (k < 1) throw std::invalid_argument("k must be at least 1, got " + std::to_string(k));
   if (query_chunk < 1) throw std::invalid_argument("query_chunk must be at least 1");
@@ -37,7 +38,8 @@ CosineTopK cosine_top_k(const at::Tensor& bank, const at::Tensor& queries, int64
 
 at::Tensor knn_votes(const at::Tensor& train, const at::Tensor& labels, const at::Tensor& queries, const KnnOptions& options) {
   if (labels.dim() != 1 || labels.size(0) != train.size(0))
-    throw std::invalid_argument("kNN needs one label per training feature: " + std::to_string(train.size(0)) + " features, labels of " + std::to_string(labels.numel()));
+    throw std::invalid_argument("kNN needs one label per training feature: " + std::to_string(train.size(0)) + " features, labels of " +
+                                std::to_string(labels.numel()));
   if (at::isFloatingType(labels.scalar_type())) throw std::invalid_argument("kNN labels must be integers");
   if (!(options.temperature > 0)) throw std::invalid_argument("the kNN temperature must be > 0");
   if (options.classes < 1) throw std::invalid_argument("kNN needs classes >= 1");

@@ -20,7 +20,8 @@ struct Classifier {
 void check_pair(const at::Tensor& x, const at::Tensor& y, int64_t classes, const std::string& what) {
   if (x.dim() != 2 || !at::isFloatingType(x.scalar_type())) throw std::invalid_argument(what + " features must be floating point [n, dim]");
   if (y.dim() != 1 || y.size(0) != x.size(0))
-    throw std::invalid_argument(what + " needs one label per feature: " + std::to_string(x.size(0)) + " features, " + std::to_string(y.numel()) + " labels");
+    throw std::invalid_argument(what + " needs one label per feature: " + std::to_string(x.size(0)) + " features, " +
+                                std::to_string(y.numel()) + " labels");
   if (at::isFloatingType(y.scalar_type())) throw std::invalid_argument(what + " labels must be integers");
   if (x.size(0) == 0) throw std::invalid_argument(what + " has no features");
   if (y.min().item<int64_t>() < 0 || y.max().item<int64_t>() >= classes)
@@ -74,10 +75,13 @@ LinearProbeResult linear_probe(const at::Tensor& train, const at::Tensor& train_
     if (!(lr > 0) || !std::isfinite(lr)) throw std::invalid_argument("linear-probe learning rates must be finite and > 0");
   }
   if (!(o.validation_fraction > 0 && o.validation_fraction < 1)) throw std::invalid_argument("validation_fraction must lie in (0, 1)");
-  if (!(o.momentum >= 0 && o.momentum < 1) || !(o.weight_decay >= 0)) throw std::invalid_argument("the linear probe needs 0 <= momentum < 1 and weight_decay >= 0");
+  if (!(o.momentum >= 0 && o.momentum < 1) || !(o.weight_decay >= 0))
+    throw std::invalid_argument("the linear probe needs 0 <= momentum < 1 and weight_decay >= 0");
   check_pair(train, train_labels, o.classes, "the probe's training set");
   check_pair(test, test_labels, o.classes, "the probe's test set");
-  if (test.size(1) != train.size(1)) throw std::invalid_argument("test features have dim " + std::to_string(test.size(1)) + ", training features " + std::to_string(train.size(1)));
+  if (test.size(1) != train.size(1))
+    throw std::invalid_argument("test features have dim " + std::to_string(test.size(1)) + ", training features " +
+                                std::to_string(train.size(1)));
 
   c10::NoGradGuard no_grad;
   // Standardised with the training features' statistics: one learning-rate grid then suits features of

@@ -23,10 +23,10 @@ struct LinearProbeOptions {
 };
 
 struct LinearProbeResult {
-  double learning_rate = 0;                  // the one chosen on the held-out slice
-  std::vector<double> validation_accuracy;   // one per learning rate of the sweep
-  double top1 = 0, top5 = 0;                 // on the test features
-  at::Tensor test_logits;                    // [test, classes]
+  double learning_rate = 0;                 // the one chosen on the held-out slice
+  std::vector<double> validation_accuracy;  // one per learning rate of the sweep
+  double top1 = 0, top5 = 0;                // on the test features
+  at::Tensor test_logits;                   // [test, classes]
 };
 
 // train: float [n, d], train_labels: integer [n] in [0, classes); test likewise. Throws

@@ -50,8 +50,8 @@ PairPassTotals sum_row_totals(const at::Tensor& row_totals) {
 at::ScalarType compute_type(at::ScalarType input) { return input == at::kDouble ? at::kDouble : at::kFloat; }
 
 // emulated_threads > 0 runs a CPU tensor through the GPU's block programs, emulated (for the tests).
-SavedForward forward(const at::Tensor& z_in, int64_t views, const PackingLossOptions& o, PackingStats* stats,
-                     Diagnostics diagnostics, int64_t emulated_threads) {
+SavedForward forward(const at::Tensor& z_in, int64_t views, const PackingLossOptions& o, PackingStats* stats, Diagnostics diagnostics,
+                     int64_t emulated_threads) {
   const at::Tensor z = z_in.to(compute_type(z_in.scalar_type())).contiguous();
   const int64_t m = views, rows = z.size(0), d = z.size(1), b = rows / m;
   SavedForward saved;
@@ -74,9 +74,8 @@ SavedForward forward(const at::Tensor& z_in, int64_t views, const PackingLossOpt
   if (!std::isfinite(saved.energy)) {
     // Finite inputs can still overflow: squares of values past ~1e19 exceed float32's range. Rows are
     // centred and normalised first, so z scaled down by any constant has the same loss.
-    throw std::invalid_argument("the packing loss overflowed to " + format_number(saved.energy) +
-                                ": z's largest magnitude is " + format_number(z.abs().max().item<double>()) +
-                                ", beyond what " + c10::toString(z.scalar_type()) +
+    throw std::invalid_argument("the packing loss overflowed to " + format_number(saved.energy) + ": z's largest magnitude is " +
+                                format_number(z.abs().max().item<double>()) + ", beyond what " + c10::toString(z.scalar_type()) +
                                 " can square and sum; the loss normalises z's rows, so divide z by a constant "
                                 "(e.g. its largest magnitude) for the same loss");
   }
@@ -109,13 +108,12 @@ at::Tensor backward(const SavedForward& saved, double grad_loss, const PackingLo
   const at::Tensor grad_centres = (weights.sum(1, /*keepdim=*/true) * shifted - weights.mm(shifted)).contiguous();
   // dr_i/dt_i = rs^2 / (2 r_i min(d, m)) and dt_i/du_vi = 2 (u_vi - c_i) / (m - 1); the path through c_i
   // cancels because the deviations of image i sum to zero.
-  const at::Tensor spread_coefficient =
-      (saved.radius_grads.to(at::kDouble) * (o.rs * o.rs) / (2.0 * double(std::min(d, m))) /
-       saved.radii.to(at::kDouble) * (2.0 / double(m - 1))).contiguous();
+  const at::Tensor spread_coefficient = (saved.radius_grads.to(at::kDouble) * (o.rs * o.rs) / (2.0 * double(std::min(d, m))) /
+                                         saved.radii.to(at::kDouble) * (2.0 / double(m - 1)))
+                                            .contiguous();
   at::Tensor grad = at::empty_like(saved.unit);
   if (grad.is_cuda() || emulated_threads > 0) {
-    packing_loss_detail::block_programs_backward_rows(saved, grad_centres, spread_coefficient, grad_energy, grad,
-                                                      emulated_threads);
+    packing_loss_detail::block_programs_backward_rows(saved, grad_centres, spread_coefficient, grad_energy, grad, emulated_threads);
   } else {
     packing_loss_detail::cpu_backward_rows(saved, grad_centres, spread_coefficient, grad_energy, grad);
   }
@@ -130,13 +128,11 @@ struct NoAutocast {
 
 class PackingLossFunction : public torch::autograd::Function<PackingLossFunction> {
  public:
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& z, int64_t views,
-                            const PackingLossOptions& options, PackingStats* stats, Diagnostics diagnostics,
-                            int64_t emulated_threads) {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& z, int64_t views, const PackingLossOptions& options,
+                            PackingStats* stats, Diagnostics diagnostics, int64_t emulated_threads) {
     const NoAutocast no_autocast;
     const SavedForward saved = clamp::forward(z, views, options, stats, diagnostics, emulated_threads);
-    ctx->save_for_backward({saved.unit, saved.norms, saved.centres, saved.radii, saved.pair_weights,
-                            saved.radius_grads});
+    ctx->save_for_backward({saved.unit, saved.norms, saved.centres, saved.radii, saved.pair_weights, saved.radius_grads});
     ctx->saved_data["energy"] = saved.energy;
     ctx->saved_data["views"] = views;
     ctx->saved_data["rs"] = options.rs;
@@ -147,20 +143,29 @@ class PackingLossFunction : public torch::autograd::Function<PackingLossFunction
     return at::scalar_tensor(loss, z.options().dtype(saved.unit.scalar_type()));
   }
 
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grad_outputs) {
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grad_outputs) {
     const NoAutocast no_autocast;
     const auto tensors = ctx->get_saved_variables();
-    SavedForward saved{tensors[0], tensors[1], tensors[2], tensors[3], tensors[4], tensors[5],
-                       ctx->saved_data["energy"].toDouble(), ctx->saved_data["views"].toInt()};
+    SavedForward saved{tensors[0],
+                       tensors[1],
+                       tensors[2],
+                       tensors[3],
+                       tensors[4],
+                       tensors[5],
+                       ctx->saved_data["energy"].toDouble(),
+                       ctx->saved_data["views"].toInt()};
     PackingLossOptions options;
     options.rs = ctx->saved_data["rs"].toDouble();
     options.log = ctx->saved_data["log"].toBool();
     const double upstream = grad_outputs[0].defined() ? grad_outputs[0].item<double>() : 0.0;
     const auto input_type = static_cast<at::ScalarType>(ctx->saved_data["input_type"].toInt());
     const int64_t emulated_threads = ctx->saved_data["emulated_threads"].toInt();
-    return {clamp::backward(saved, upstream, options, emulated_threads).to(input_type), at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor(), at::Tensor()};
+    return {clamp::backward(saved, upstream, options, emulated_threads).to(input_type),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor()};
   }
 };
 
@@ -174,8 +179,8 @@ at::Tensor packing_loss(const at::Tensor& z, int64_t views, const PackingLossOpt
 
 namespace testing {
 
-at::Tensor packing_loss_emulating_gpu(const at::Tensor& z, int64_t views, const PackingLossOptions& options,
-                                      PackingStats* stats, int64_t threads_per_block) {
+at::Tensor packing_loss_emulating_gpu(const at::Tensor& z, int64_t views, const PackingLossOptions& options, PackingStats* stats,
+                                      int64_t threads_per_block) {
   check_packing_loss_arguments(z, views, options);
   if (!z.device().is_cpu()) throw std::invalid_argument("the emulated GPU path takes a CPU tensor");
   if (threads_per_block < 1) throw std::invalid_argument("threads_per_block must be at least 1");

@@ -56,16 +56,20 @@ struct CudaLaunch {
   void* stream;  // the device's current stream, where ATen's own work on these tensors goes
   explicit CudaLaunch(const at::Tensor& on) : stream(c10::cuda::getCurrentCUDAStream(on.device().index()).stream()) {}
   template <typename T>
-  void normalise_and_group(const cuda::NormaliseArgs<T>& a) const { cuda::normalise_and_group(a, stream); }
+  void normalise_and_group(const cuda::NormaliseArgs<T>& a) const {
+    cuda::normalise_and_group(a, stream);
+  }
   template <typename T>
-  void pair_pass(const cuda::PairPassArgs<T>& a) const { cuda::pair_pass(a, stream); }
+  void pair_pass(const cuda::PairPassArgs<T>& a) const {
+    cuda::pair_pass(a, stream);
+  }
   template <typename T>
-  void backward_rows(const cuda::BackwardArgs<T>& a) const { cuda::backward_rows(a, stream); }
+  void backward_rows(const cuda::BackwardArgs<T>& a) const {
+    cuda::backward_rows(a, stream);
+  }
 };
 #else
-[[noreturn]] void no_cuda_kernels() {
-  throw std::invalid_argument(no_cuda_kernels_message("the packing loss on a CUDA tensor"));
-}
+[[noreturn]] void no_cuda_kernels() { throw std::invalid_argument(no_cuda_kernels_message("the packing loss on a CUDA tensor")); }
 #endif
 
 // Steps 1-9 through the block programs: two launches around one matrix product (cuBLAS on a GPU).
@@ -76,16 +80,15 @@ at::Tensor block_forward(const Launch& launch, const at::Tensor& z, const at::Te
   const int64_t m = saved.views, d = z.size(1), b = z.size(0) / m;
   at::Tensor row_totals = at::empty({3, b}, z.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "clamp_packing_loss_block_forward", [&] {
-    launch.normalise_and_group(cuda::NormaliseArgs<scalar_t>{
-        z.data_ptr<scalar_t>(), mean.data_ptr<scalar_t>(), m, b, d, o.rs, saved.unit.data_ptr<scalar_t>(),
-        saved.norms.data_ptr<scalar_t>(), saved.centres.data_ptr<scalar_t>(), saved.radii.data_ptr<scalar_t>()});
+    launch.normalise_and_group(cuda::NormaliseArgs<scalar_t>{z.data_ptr<scalar_t>(), mean.data_ptr<scalar_t>(), m, b, d, o.rs,
+                                                             saved.unit.data_ptr<scalar_t>(), saved.norms.data_ptr<scalar_t>(),
+                                                             saved.centres.data_ptr<scalar_t>(), saved.radii.data_ptr<scalar_t>()});
     const at::Tensor shifted = shifted_centres(saved.centres);
     const at::Tensor gram = shifted.mm(shifted.t()).contiguous();
     const at::Tensor squared_norms = gram.diagonal().contiguous();
     launch.pair_pass(cuda::PairPassArgs<scalar_t>{
-        gram.data_ptr<scalar_t>(), squared_norms.data_ptr<scalar_t>(), saved.radii.data_ptr<scalar_t>(), b,
-        pair_constants<scalar_t>(o), o.lw1, o.lw0, saved.pair_weights.data_ptr<scalar_t>(),
-        saved.radius_grads.data_ptr<scalar_t>(), row_totals.data_ptr<double>()});
+        gram.data_ptr<scalar_t>(), squared_norms.data_ptr<scalar_t>(), saved.radii.data_ptr<scalar_t>(), b, pair_constants<scalar_t>(o),
+        o.lw1, o.lw0, saved.pair_weights.data_ptr<scalar_t>(), saved.radius_grads.data_ptr<scalar_t>(), row_totals.data_ptr<double>()});
   });
   return row_totals;
 }
@@ -96,10 +99,9 @@ void block_backward_rows(const Launch& launch, const SavedForward& saved, const 
                          const at::Tensor& spread_coefficient, double scale, at::Tensor& grad) {
   const int64_t m = saved.views, b = saved.radii.size(0), d = saved.unit.size(1);
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "clamp_packing_loss_block_backward", [&] {
-    launch.backward_rows(cuda::BackwardArgs<scalar_t>{
-        saved.unit.data_ptr<scalar_t>(), saved.norms.data_ptr<scalar_t>(), saved.centres.data_ptr<scalar_t>(),
-        grad_centres.data_ptr<scalar_t>(), spread_coefficient.data_ptr<double>(), m, b, d, scale,
-        grad.data_ptr<scalar_t>()});
+    launch.backward_rows(cuda::BackwardArgs<scalar_t>{saved.unit.data_ptr<scalar_t>(), saved.norms.data_ptr<scalar_t>(),
+                                                      saved.centres.data_ptr<scalar_t>(), grad_centres.data_ptr<scalar_t>(),
+                                                      spread_coefficient.data_ptr<double>(), m, b, d, scale, grad.data_ptr<scalar_t>()});
   });
 }
 
@@ -107,8 +109,8 @@ void block_backward_rows(const Launch& launch, const SavedForward& saved, const 
 
 // A CUDA tensor takes the CUDA kernels (in a build without them, the error saying so); a CPU tensor, the
 // emulation. The forward's totals come back to the CPU, where the forward sums them.
-at::Tensor block_programs_forward(const at::Tensor& z, const at::Tensor& mean, const PackingLossOptions& o,
-                                  SavedForward& saved, int64_t emulated_threads) {
+at::Tensor block_programs_forward(const at::Tensor& z, const at::Tensor& mean, const PackingLossOptions& o, SavedForward& saved,
+                                  int64_t emulated_threads) {
   if (z.is_cuda()) {
 #if defined(CLAMP_WITH_CUDA)
     const c10::cuda::CUDAGuard guard(z.device());
@@ -120,9 +122,8 @@ at::Tensor block_programs_forward(const at::Tensor& z, const at::Tensor& mean, c
   return block_forward(EmulatedLaunch{emulated_threads}, z, mean, o, saved);
 }
 
-void block_programs_backward_rows(const SavedForward& saved, const at::Tensor& grad_centres,
-                                  const at::Tensor& spread_coefficient, double scale, at::Tensor& grad,
-                                  int64_t emulated_threads) {
+void block_programs_backward_rows(const SavedForward& saved, const at::Tensor& grad_centres, const at::Tensor& spread_coefficient,
+                                  double scale, at::Tensor& grad, int64_t emulated_threads) {
   if (grad.is_cuda()) {
 #if defined(CLAMP_WITH_CUDA)
     const c10::cuda::CUDAGuard guard(grad.device());

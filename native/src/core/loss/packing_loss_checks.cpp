@@ -32,10 +32,8 @@ void check_packing_loss_arguments(const at::Tensor& z, int64_t views, const Pack
   if (type != at::kFloat && type != at::kDouble && type != at::kBFloat16 && type != at::kHalf)
     fail(std::string("z must be float32, float64, bfloat16 or float16, got ") + c10::toString(type));
   if (views < 2) fail("views must be at least 2 (a sub-manifold needs two views), got " + std::to_string(views));
-  if (z.size(0) % views != 0)
-    fail("z has " + std::to_string(z.size(0)) + " rows, not a multiple of views = " + std::to_string(views));
-  if (z.size(0) / views < 2) fail("batch must be at least 2 (the loss is over pairs of images), got " +
-                                  std::to_string(z.size(0) / views));
+  if (z.size(0) % views != 0) fail("z has " + std::to_string(z.size(0)) + " rows, not a multiple of views = " + std::to_string(views));
+  if (z.size(0) / views < 2) fail("batch must be at least 2 (the loss is over pairs of images), got " + std::to_string(z.size(0) / views));
   if (z.size(1) < 1) fail("dim must be at least 1");
   auto require = [&](bool ok, const char* name, double value, const char* rule) {
     if (!ok) fail(std::string(name) + " must be " + rule + ", got " + format_number(value));

@@ -18,15 +18,13 @@ using loss_math::kNormFloor;
 
 // Items per parallel chunk: about 256k values per task. Smaller tasks measured slower on a 2-vCPU VM,
 // where waking the second OpenMP thread costs more than the work it takes over.
-int64_t grain_for(int64_t values_per_item) {
-  return std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, values_per_item));
-}
+int64_t grain_for(int64_t values_per_item) { return std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, values_per_item)); }
 
 // Steps 1-5 for each image i in one pass over its m views (parallel over images): centre and normalise
 // the rows, average them into c_i, and measure their spread around it.
 template <typename scalar_t>
-void normalise_and_group(const scalar_t* z, const scalar_t* mean, int64_t m, int64_t b, int64_t d, double rs,
-                         scalar_t* unit, scalar_t* norms, scalar_t* centres, scalar_t* radii) {
+void normalise_and_group(const scalar_t* z, const scalar_t* mean, int64_t m, int64_t b, int64_t d, double rs, scalar_t* unit,
+                         scalar_t* norms, scalar_t* centres, scalar_t* radii) {
   at::parallel_for(0, b, grain_for(m * d), [&](int64_t begin, int64_t end) {
     std::vector<double> centre(d);
     for (int64_t i = begin; i < end; ++i) {
@@ -149,9 +147,8 @@ at::Tensor cpu_forward(const at::Tensor& z, const at::Tensor& mean, const Packin
   const int64_t m = saved.views, d = z.size(1), b = z.size(0) / m;
   at::Tensor row_totals = at::empty({3, b}, z.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "clamp_packing_loss_forward", [&] {
-    normalise_and_group<scalar_t>(z.data_ptr<scalar_t>(), mean.data_ptr<scalar_t>(), m, b, d, o.rs,
-                                  saved.unit.data_ptr<scalar_t>(), saved.norms.data_ptr<scalar_t>(),
-                                  saved.centres.data_ptr<scalar_t>(), saved.radii.data_ptr<scalar_t>());
+    normalise_and_group<scalar_t>(z.data_ptr<scalar_t>(), mean.data_ptr<scalar_t>(), m, b, d, o.rs, saved.unit.data_ptr<scalar_t>(),
+                                  saved.norms.data_ptr<scalar_t>(), saved.centres.data_ptr<scalar_t>(), saved.radii.data_ptr<scalar_t>());
     const at::Tensor shifted = shifted_centres(saved.centres);
     const at::Tensor gram = shifted.mm(shifted.t()).contiguous();
     pair_pass<scalar_t>(gram, saved.radii, o, saved.pair_weights, saved.radius_grads, row_totals);
@@ -159,13 +156,13 @@ at::Tensor cpu_forward(const at::Tensor& z, const at::Tensor& mean, const Packin
   return row_totals;
 }
 
-void cpu_backward_rows(const SavedForward& saved, const at::Tensor& grad_centres, const at::Tensor& spread_coefficient,
-                       double scale, at::Tensor& grad) {
+void cpu_backward_rows(const SavedForward& saved, const at::Tensor& grad_centres, const at::Tensor& spread_coefficient, double scale,
+                       at::Tensor& grad) {
   const int64_t m = saved.views, b = saved.radii.size(0), d = saved.unit.size(1);
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "clamp_packing_loss_backward", [&] {
-    backward_rows<scalar_t>(saved.unit.data_ptr<scalar_t>(), saved.norms.data_ptr<scalar_t>(),
-                            saved.centres.data_ptr<scalar_t>(), grad_centres.data_ptr<scalar_t>(),
-                            spread_coefficient.data_ptr<double>(), m, b, d, scale, grad.data_ptr<scalar_t>());
+    backward_rows<scalar_t>(saved.unit.data_ptr<scalar_t>(), saved.norms.data_ptr<scalar_t>(), saved.centres.data_ptr<scalar_t>(),
+                            grad_centres.data_ptr<scalar_t>(), spread_coefficient.data_ptr<double>(), m, b, d, scale,
+                            grad.data_ptr<scalar_t>());
   });
 }
 

@@ -33,8 +33,8 @@ struct SavedForward {
 // Per-pair arithmetic runs in the input's precision (float32 for training); sums are in double.
 template <typename scalar_t>
 loss_math::PairConstants<scalar_t> pair_constants(const PackingLossOptions& o) {
-  return {static_cast<scalar_t>(o.max_range), static_cast<scalar_t>(o.min_margin),
-          static_cast<scalar_t>(o.lw1 * o.pot_pow), o.pot_pow, o.pot_pow == 2.0};
+  return {static_cast<scalar_t>(o.max_range), static_cast<scalar_t>(o.min_margin), static_cast<scalar_t>(o.lw1 * o.pot_pow), o.pot_pow,
+          o.pot_pow == 2.0};
 }
 
 // Shifting every centre by their mean leaves each c_i - c_j unchanged but shrinks the Gram entries,
@@ -51,17 +51,16 @@ inline at::Tensor shifted_centres(const at::Tensor& centres) { return centres - 
 
 // packing_loss_cpu_kernels.cpp: the CPU loops, for CPU tensors.
 at::Tensor cpu_forward(const at::Tensor& z, const at::Tensor& mean, const PackingLossOptions& o, SavedForward& saved);
-void cpu_backward_rows(const SavedForward& saved, const at::Tensor& grad_centres, const at::Tensor& spread_coefficient,
-                       double scale, at::Tensor& grad);
+void cpu_backward_rows(const SavedForward& saved, const at::Tensor& grad_centres, const at::Tensor& spread_coefficient, double scale,
+                       at::Tensor& grad);
 
 // packing_loss_block_launch.cpp: the block programs, as CUDA kernels on a CUDA tensor's device (which
 // throws std::invalid_argument in a build without the kernels), else emulated on the CPU with
 // emulated_threads threads per block.
-at::Tensor block_programs_forward(const at::Tensor& z, const at::Tensor& mean, const PackingLossOptions& o,
-                                  SavedForward& saved, int64_t emulated_threads);
-void block_programs_backward_rows(const SavedForward& saved, const at::Tensor& grad_centres,
-                                  const at::Tensor& spread_coefficient, double scale, at::Tensor& grad,
+at::Tensor block_programs_forward(const at::Tensor& z, const at::Tensor& mean, const PackingLossOptions& o, SavedForward& saved,
                                   int64_t emulated_threads);
+void block_programs_backward_rows(const SavedForward& saved, const at::Tensor& grad_centres, const at::Tensor& spread_coefficient,
+                                  double scale, at::Tensor& grad, int64_t emulated_threads);
 
 // packing_loss_checks.cpp: a number as the loss's error messages write it.
 std::string format_number(double value);

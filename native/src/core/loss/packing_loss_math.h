@@ -62,7 +62,7 @@ CLAMP_HOST_DEVICE T contact_range(T radius_i, T radius_j) {
 template <typename T>
 struct PairConstants {
   T max_range, min_margin;
-  T lw1_p;              // lw1 * pot_pow
+  T lw1_p;  // lw1 * pot_pow
   double pot_pow;
   bool square_potential;  // pot_pow == 2, the paper's default: no pow() per pair
 };
@@ -71,9 +71,9 @@ struct PairConstants {
 template <typename T>
 struct PairTerm {
   bool contact = false;
-  T weight = T(0);            // P_ij = (dE/dd_ij) / d_ij, 0 outside the contact set
-  double energy = 0;          // (1 - d/s)^p, before lw1
-  double radius_grad = 0;     // dE/dr_i through s_ij, 0 where the max_range clamp binds
+  T weight = T(0);         // P_ij = (dE/dd_ij) / d_ij, 0 outside the contact set
+  double energy = 0;       // (1 - d/s)^p, before lw1
+  double radius_grad = 0;  // dE/dr_i through s_ij, 0 where the max_range clamp binds
 };
 
 template <typename T>
@@ -96,8 +96,7 @@ CLAMP_HOST_DEVICE PairTerm<T> pair_term(T distance, T range, const PairConstants
 
 // Backward of steps 3-4 for one coordinate of one view: dE/du_vi = dE/dc_i / m + k_i (u_vi - c_i),
 // where k_i is the spread coefficient (the path through c_i in t_i cancels: deviations sum to zero).
-CLAMP_HOST_DEVICE double unit_gradient(double grad_centre, int64_t m, double spread_coefficient, double unit,
-                                       double centre) {
+CLAMP_HOST_DEVICE double unit_gradient(double grad_centre, int64_t m, double spread_coefficient, double unit, double centre) {
   return grad_centre / double(m) + spread_coefficient * (unit - centre);
 }
 

@@ -9,8 +9,7 @@
 namespace clamp {
 
 ProjectorImpl::ProjectorImpl(const ProjectorOptions& options) : options_(options) {
-  if (options.in_features < 1 || options.out_features < 1)
-    throw std::invalid_argument("projector widths must be at least 1");
+  if (options.in_features < 1 || options.out_features < 1) throw std::invalid_argument("projector widths must be at least 1");
   torch::nn::Sequential sequence;
   int64_t width = options.in_features;
   for (const int64_t hidden : options.hidden) {

@@ -100,9 +100,9 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
     throw std::invalid_argument("ResNet needs one width per stage and at least one stage");
   if (options.in_channels < 1) throw std::invalid_argument("ResNet in_channels must be at least 1");
   const int64_t stem_width = options.widths.front();
-  conv1 = register_module("conv1", options.stem == ResNetStem::imagenet ? conv(options.in_channels, stem_width, 7, 2)
-                                                                         : conv(options.in_channels, stem_width, 3,
-                                                                                options.stem == ResNetStem::small ? 2 : 1));
+  conv1 = register_module("conv1", options.stem == ResNetStem::imagenet
+                                       ? conv(options.in_channels, stem_width, 7, 2)
+                                       : conv(options.in_channels, stem_width, 3, options.stem == ResNetStem::small ? 2 : 1));
   bn1 = norm(*this, "bn1", stem_width, options.batch_norm);
   const int64_t expansion = options.bottleneck ? 4 : 1;
   int64_t channels = stem_width;

@@ -32,17 +32,23 @@ enum class ResNetStem {
 };
 
 struct ResNetOptions {
-  std::vector<int64_t> blocks{2, 2, 2, 2};        // residual blocks per stage
+  std::vector<int64_t> blocks{2, 2, 2, 2};         // residual blocks per stage
   std::vector<int64_t> widths{64, 128, 256, 512};  // base width per stage (x4 at the output of bottlenecks)
-  bool bottleneck = false;                          // Bottleneck (1x1-3x3-1x1) instead of BasicBlock
+  bool bottleneck = false;                         // Bottleneck (1x1-3x3-1x1) instead of BasicBlock
   ResNetStem stem = ResNetStem::imagenet;
   int64_t in_channels = 3;
   // false drops every BatchNorm (the modules and their state): a test model whose output does not
   // depend on how a batch is split, for exact data-parallel parity checks. Serving refuses it.
   bool batch_norm = true;
 
-  ResNetOptions& set_stem(ResNetStem value) { stem = value; return *this; }
-  ResNetOptions& set_in_channels(int64_t value) { in_channels = value; return *this; }
+  ResNetOptions& set_stem(ResNetStem value) {
+    stem = value;
+    return *this;
+  }
+  ResNetOptions& set_in_channels(int64_t value) {
+    in_channels = value;
+    return *this;
+  }
 
   static ResNetOptions resnet18() { return {}; }
   static ResNetOptions resnet34() { return ResNetOptions{{3, 4, 6, 3}}; }

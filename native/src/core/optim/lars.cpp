@@ -22,8 +22,8 @@ void Lars::step() {
       // The trust ratio stays a tensor (no .item()), so a CUDA step never waits on the device here. A
       // zero norm (a zero-initialised weight, or no gradient signal) leaves the step unscaled.
       const torch::Tensor weight_norm = p.norm(), update_norm = update.norm();
-      const torch::Tensor trust = torch::where(weight_norm.gt(0).logical_and(update_norm.gt(0)),
-                                               options_.eta * weight_norm / update_norm, torch::ones_like(weight_norm));
+      const torch::Tensor trust = torch::where(weight_norm.gt(0).logical_and(update_norm.gt(0)), options_.eta * weight_norm / update_norm,
+                                               torch::ones_like(weight_norm));
       update = update * trust;
     }
     momentum_[k].mul_(options_.momentum).add_(update);

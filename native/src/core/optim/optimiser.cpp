@@ -57,9 +57,12 @@ void Optimiser::zero_grad() {
 
 std::unique_ptr<Optimiser> make_optimiser(ParameterSet parameters, const OptimiserOptions& options) {
   switch (options.kind) {
-    case OptimiserKind::lars: return std::make_unique<Lars>(std::move(parameters), options);
-    case OptimiserKind::sgd: return std::make_unique<Sgd>(std::move(parameters), options);
-    case OptimiserKind::adamw: return std::make_unique<AdamW>(std::move(parameters), options);
+    case OptimiserKind::lars:
+      return std::make_unique<Lars>(std::move(parameters), options);
+    case OptimiserKind::sgd:
+      return std::make_unique<Sgd>(std::move(parameters), options);
+    case OptimiserKind::adamw:
+      return std::make_unique<AdamW>(std::move(parameters), options);
   }
   throw std::invalid_argument("unknown optimiser kind");
 }

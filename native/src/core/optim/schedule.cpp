@@ -14,8 +14,8 @@ double scaled_learning_rate(double base_lr, int64_t batch_size) {
 double WarmupCosineSchedule::at(int64_t step) const {
   if (warmup_steps < 0 || total_steps <= warmup_steps || step < 0) {
     throw std::invalid_argument("warmup-cosine schedule needs 0 <= warmup_steps < total_steps and step >= 0 (warmup " +
-                                std::to_string(warmup_steps) + ", total " + std::to_string(total_steps) + ", step " +
-                                std::to_string(step) + ")");
+                                std::to_string(warmup_steps) + ", total " + std::to_string(total_steps) + ", step " + std::to_string(step) +
+                                ")");
   }
   if (step < warmup_steps) return start_lr + (peak_lr - start_lr) * double(step) / double(warmup_steps);
   if (step >= total_steps) return final_lr;

@@ -10,11 +10,11 @@ namespace clamp {
 double scaled_learning_rate(double base_lr, int64_t batch_size);
 
 struct WarmupCosineSchedule {
-  double peak_lr = 0.3;        // reached at the end of warmup (already scaled for the batch size)
+  double peak_lr = 0.3;  // reached at the end of warmup (already scaled for the batch size)
   int64_t warmup_steps = 0;
   int64_t total_steps = 1;
-  double start_lr = 0.0;       // at step 0 of warmup
-  double final_lr = 0.0;       // at total_steps and after
+  double start_lr = 0.0;  // at step 0 of warmup
+  double final_lr = 0.0;  // at total_steps and after
 
   // The learning rate for optimiser step `step` (0-based). Throws std::invalid_argument on a schedule
   // that cannot be followed (total <= warmup, negative values).

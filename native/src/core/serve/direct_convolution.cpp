@@ -65,9 +65,12 @@ Kernels kernels() {
 
 const char* instruction_set() {
   switch (kernels()) {
-    case Kernels::avx512: return "avx512";
-    case Kernels::avx2: return "avx2";
-    case Kernels::none: break;
+    case Kernels::avx512:
+      return "avx512";
+    case Kernels::avx2:
+      return "avx2";
+    case Kernels::none:
+      break;
   }
   return nullptr;
 }
@@ -76,9 +79,12 @@ void convolve(const Convolution& conv, const Activation& in, const Activation& o
               int64_t row_begin, int64_t row_end) {
 #if CLAMP_DIRECT_KERNELS
   switch (kernels()) {
-    case Kernels::avx512: return avx512::rows(conv, in, out, residual, relu, row_begin, row_end);
-    case Kernels::avx2: return avx2::rows(conv, in, out, residual, relu, row_begin, row_end);
-    case Kernels::none: break;
+    case Kernels::avx512:
+      return avx512::rows(conv, in, out, residual, relu, row_begin, row_end);
+    case Kernels::avx2:
+      return avx2::rows(conv, in, out, residual, relu, row_begin, row_end);
+    case Kernels::none:
+      break;
   }
 #else
   (void)conv, (void)in, (void)out, (void)residual, (void)relu, (void)row_begin, (void)row_end;
@@ -93,12 +99,12 @@ void zero_border(const Activation& buffer) {
     const auto clear = [](float* p, int64_t count) {
       for (int64_t i = 0; i < count; ++i) p[i] = 0;
     };
-    clear(image, buffer.pad * row_floats);                                               // top rows
+    clear(image, buffer.pad * row_floats);                                              // top rows
     clear(image + (buffer.pad + buffer.height) * row_floats, buffer.pad * row_floats);  // bottom rows
     for (int64_t y = 0; y < buffer.height; ++y) {
       float* row = image + (buffer.pad + y) * row_floats;
-      clear(row, side_floats);                                     // left columns
-      clear(row + row_floats - side_floats, side_floats);          // right columns
+      clear(row, side_floats);                             // left columns
+      clear(row + row_floats - side_floats, side_floats);  // right columns
     }
   }
 }

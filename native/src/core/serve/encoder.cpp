@@ -51,13 +51,15 @@ at::Tensor Encoder::preprocess(const at::Tensor& images, PixelLayout layout) con
   if (layout == PixelLayout::bytes_nhwc) {
     if (images.scalar_type() != at::kByte) throw std::invalid_argument("raw pixels must be uint8 [n, H, W, C]");
     if (images.size(3) != channels)
-      throw std::invalid_argument("raw pixels have " + std::to_string(images.size(3)) + " channel(s) (the last axis of [n, H, W, C]); this encoder takes " + std::to_string(channels));
+      throw std::invalid_argument("raw pixels have " + std::to_string(images.size(3)) +
+                                  " channel(s) (the last axis of [n, H, W, C]); this encoder takes " + std::to_string(channels));
     // The division happens on the device: a quarter of the bytes cross to a GPU.
     x = images.to(device_, /*non_blocking=*/true).permute({0, 3, 1, 2}).to(at::kFloat).div_(255);
   } else {
     if (images.scalar_type() != at::kFloat) throw std::invalid_argument("float images must be float32 [n, C, H, W] in [0, 1]");
     if (images.size(1) != channels)
-      throw std::invalid_argument("float images have " + std::to_string(images.size(1)) + " channel(s) (the second axis of [n, C, H, W]); this encoder takes " + std::to_string(channels));
+      throw std::invalid_argument("float images have " + std::to_string(images.size(1)) +
+                                  " channel(s) (the second axis of [n, C, H, W]); this encoder takes " + std::to_string(channels));
     x = images.to(device_, /*non_blocking=*/true);
   }
   if (images.size(0) < 1 || x.size(2) < 1 || x.size(3) < 1) throw std::invalid_argument("images must hold at least one pixel of one image");

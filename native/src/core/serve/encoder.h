@@ -28,11 +28,11 @@ struct EncoderOptions {
   // "auto": bfloat16 weights and activations, channels_last, on GPUs of compute capability 8.0 and newer;
   // float32 elsewhere. "bf16" or "fp32" to choose. Embeddings come back float32 either way.
   std::string precision = "auto";
-  int64_t max_batch = 0;       // images per forward pass (bounds activation memory); 0: all at once
+  int64_t max_batch = 0;  // images per forward pass (bounds activation memory); 0: all at once
 };
 
 enum class PixelLayout {
-  bytes_nhwc,     // uint8 [n, H, W, C], 0..255: decoded images as they come
+  bytes_nhwc,       // uint8 [n, H, W, C], 0..255: decoded images as they come
   unit_float_nchw,  // float32 [n, C, H, W] in [0, 1]: torchvision's ToTensor() layout
 };
 
@@ -62,8 +62,9 @@ class Encoder {
   EncoderOptions options_;
   at::Device device_;
   ComputeSettings compute_;
-  ResNet backbone_{nullptr};     // holds the loaded weights under their checkpoint names
-  std::optional<FoldedResNet> folded_;  // what embed() runs: the backbone with BatchNorm folded in (built by the first embed() after a load)
+  ResNet backbone_{nullptr};  // holds the loaded weights under their checkpoint names
+  std::optional<FoldedResNet>
+      folded_;             // what embed() runs: the backbone with BatchNorm folded in (built by the first embed() after a load)
   at::Tensor mean_, std_;  // [1, C, 1, 1] on the device, or undefined
 };
 

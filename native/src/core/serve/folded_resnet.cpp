@@ -93,8 +93,8 @@ at::Tensor FoldedResNet::Conv::fused(const at::Tensor& x, bool relu) const {
 void FoldedResNet::Conv::fused_add_relu(const at::Tensor& x, at::Tensor& shortcut) const {
 #if CLAMP_FUSED_CONVOLUTIONS
   // oneDNN's sum post-op: the convolution accumulates into the shortcut's memory, then the ReLU.
-  fused_ops()->add_relu_.call(shortcut, x, packed, bias, padding, stride, /*dilation=*/{1, 1}, /*groups=*/1, "add",
-                              c10::nullopt, c10::string_view("relu"), c10::List<c10::optional<at::Scalar>>(), c10::nullopt);
+  fused_ops()->add_relu_.call(shortcut, x, packed, bias, padding, stride, /*dilation=*/{1, 1}, /*groups=*/1, "add", c10::nullopt,
+                              c10::string_view("relu"), c10::List<c10::optional<at::Scalar>>(), c10::nullopt);
 #else
   throw std::logic_error("fused convolutions need LibTorch 2.1 or newer with oneDNN");
 #endif
@@ -104,7 +104,8 @@ FoldedResNet::FoldedResNet(ResNetImpl& net, const FoldedResNetOptions& options)
     : dtype_(options.dtype), channels_last_(options.channels_last) {
   const at::ScalarType dtype = options.dtype;
   const bool channels_last = options.channels_last;
-  if (!net.options().batch_norm) throw std::invalid_argument("serving needs a backbone with BatchNorm; a BatchNorm-free ResNet is a test model");
+  if (!net.options().batch_norm)
+    throw std::invalid_argument("serving needs a backbone with BatchNorm; a BatchNorm-free ResNet is a test model");
   ModuleMap modules;
   for (const auto& item : net.named_modules("", /*include_self=*/false)) modules[item.key()] = item.value();
   // conv then BatchNorm: y = gamma (conv(x) - mean) / sqrt(var + eps) + beta = conv'(x) + b'. In float64.
@@ -113,8 +114,9 @@ FoldedResNet::FoldedResNet(ResNetImpl& net, const FoldedResNetOptions& options)
     const auto& bn = module_named<torch::nn::BatchNorm2dImpl>(modules, bn_name);
     const at::Tensor scale = bn.weight.to(at::kDouble) / (bn.running_var.to(at::kDouble) + bn.options.eps()).sqrt();
     Conv out;
-    out.weight = (conv.weight.to(at::kDouble) * scale.view({-1, 1, 1, 1})).to(dtype).contiguous(
-        channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+    out.weight = (conv.weight.to(at::kDouble) * scale.view({-1, 1, 1, 1}))
+                     .to(dtype)
+                     .contiguous(channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
     out.bias = (bn.bias.to(at::kDouble) - bn.running_mean.to(at::kDouble) * scale).to(dtype);
     const auto& stride = conv.options.stride();
     out.stride = {stride->at(0), stride->at(1)};
@@ -150,7 +152,9 @@ FoldedResNet::FoldedResNet(ResNetImpl& net, const FoldedResNetOptions& options)
   if (direct_) pack_for_direct();
   onednn_ = onednn_capable && !fused_ && !direct_;
   if (onednn_) {
-    const auto pack = [](Conv& conv) { conv.packed = at::mkldnn_reorder_conv2d_weight(conv.weight.to_mkldnn(), conv.padding, conv.stride, {1, 1}, 1); };
+    const auto pack = [](Conv& conv) {
+      conv.packed = at::mkldnn_reorder_conv2d_weight(conv.weight.to_mkldnn(), conv.padding, conv.stride, {1, 1}, 1);
+    };
     pack(stem_);
     for (Block& block : blocks_) {
       for (Conv& conv : block.path) pack(conv);
@@ -229,7 +233,9 @@ int64_t FoldedResNet::fused_min_batch() const {
 
 namespace {
 
-int64_t aligned_channels(int64_t channels) { return (channels + direct::kChannelAlign - 1) / direct::kChannelAlign * direct::kChannelAlign; }
+int64_t aligned_channels(int64_t channels) {
+  return (channels + direct::kChannelAlign - 1) / direct::kChannelAlign * direct::kChannelAlign;
+}
 
 // A buffer for direct::convolve, and the tensor that owns its memory.
 struct DirectBuffer {
@@ -312,7 +318,8 @@ void FoldedResNet::forward_direct_chunk(const at::Tensor& images, float* feature
   };
   DirectBuffer x = direct_buffer(batch, images.size(2), images.size(3), images.size(1), stem_.padding[0]);
   {
-    const at::Tensor interior = at::from_blob(x.view.data, {batch, x.view.height + 2 * x.view.pad, x.view.width + 2 * x.view.pad, x.view.channels}, at::kFloat);
+    const at::Tensor interior =
+        at::from_blob(x.view.data, {batch, x.view.height + 2 * x.view.pad, x.view.width + 2 * x.view.pad, x.view.channels}, at::kFloat);
     interior.narrow(1, x.view.pad, x.view.height).narrow(2, x.view.pad, x.view.width).copy_(images.permute({0, 2, 3, 1}));
   }
   // out = relu?(conv(in) [+ out's current values]), in a new buffer or accumulated into residual's.
@@ -321,7 +328,8 @@ void FoldedResNet::forward_direct_chunk(const at::Tensor& images, float* feature
     if (in.view.pad < p) throw std::logic_error("a direct convolution's input has too narrow a border");
     direct::Convolution c{conv.direct_weight.data_ptr<float>(), conv.direct_bias.data_ptr<float>(), k, s, p, conv.direct_bias.size(0)};
     const int64_t height = (in.view.height + 2 * p - k) / s + 1, width = (in.view.width + 2 * p - k) / s + 1;
-    if (residual != nullptr && (residual->view.height != height || residual->view.width != width || residual->view.channels != c.out_channels)) {
+    if (residual != nullptr &&
+        (residual->view.height != height || residual->view.width != width || residual->view.channels != c.out_channels)) {
       throw std::logic_error("a residual block's shortcut and its last convolution differ in shape");
     }
     DirectBuffer out = residual != nullptr ? *residual : direct_buffer(batch, height, width, c.out_channels, kPad);

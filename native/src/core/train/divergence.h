@@ -13,8 +13,8 @@ namespace clamp {
 class TrainingDiverged : public std::runtime_error {
  public:
   TrainingDiverged(int64_t step, double learning_rate, const std::string& what_happened)
-      : std::runtime_error("training diverged at step " + std::to_string(step) + " (learning rate " +
-                           format(learning_rate) + "): " + what_happened),
+      : std::runtime_error("training diverged at step " + std::to_string(step) + " (learning rate " + format(learning_rate) +
+                           "): " + what_happened),
         step_(step),
         learning_rate_(learning_rate) {}
 

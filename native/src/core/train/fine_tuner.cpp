@@ -21,7 +21,8 @@ ResNet seeded_backbone(const FineTunerOptions& options) {
 void check_images(const at::Tensor& images, int64_t channels) {
   if (images.dim() != 4 || images.scalar_type() != at::kFloat) throw std::invalid_argument("images must be float32 [n, C, H, W]");
   if (images.size(1) != channels)
-    throw std::invalid_argument("images have " + std::to_string(images.size(1)) + " channels; the backbone takes " + std::to_string(channels));
+    throw std::invalid_argument("images have " + std::to_string(images.size(1)) + " channels; the backbone takes " +
+                                std::to_string(channels));
   // Before the forward pass, so a refused batch leaves BatchNorm's running statistics untouched.
   require_finite(images, "images", "image", "check how the batch was decoded and normalised");
 }

@@ -44,20 +44,20 @@ Trainer::Trainer(const TrainerOptions& options)
       if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
     }
   }
-  optimiser_ = make_optimiser(ParameterSet::of_modules({{"", backbone_.ptr().get()}, {"projector.", projector_.ptr().get()}}),
-                              options.optimiser);
+  optimiser_ =
+      make_optimiser(ParameterSet::of_modules({{"", backbone_.ptr().get()}, {"projector.", projector_.ptr().get()}}), options.optimiser);
 }
 
 namespace {
 
-const char* const kImageAdvice = "check how the batch was decoded and normalised (a division by a zero standard "
-                                 "deviation gives NaN)";
+const char* const kImageAdvice =
+    "check how the batch was decoded and normalised (a division by a zero standard "
+    "deviation gives NaN)";
 
 }  // namespace
 
 at::Tensor Trainer::features(const at::Tensor& images) {
-  if (images.dim() != 4 || images.scalar_type() != at::kFloat)
-    throw std::invalid_argument("images must be float32 [n, C, H, W]");
+  if (images.dim() != 4 || images.scalar_type() != at::kFloat) throw std::invalid_argument("images must be float32 [n, C, H, W]");
   require_finite(images, "images", "image", kImageAdvice);
   torch::NoGradGuard no_grad;
   backbone_->eval();
@@ -86,16 +86,17 @@ StepResult Trainer::run(const at::Tensor& images) {
   if (images.dim() != 4) throw std::invalid_argument("images must be [views * batch, C, H, W], got " + std::to_string(images.dim()) + "-D");
   if (images.scalar_type() != at::kFloat) throw std::invalid_argument("images must be float32");
   if (images.size(0) % m != 0 || images.size(0) / m < 2) {
-    throw std::invalid_argument(std::to_string(images.size(0)) + " images are not views * batch with views = " +
-                                std::to_string(m) + " and batch >= 2");
+    throw std::invalid_argument(std::to_string(images.size(0)) + " images are not views * batch with views = " + std::to_string(m) +
+                                " and batch >= 2");
   }
   // A refused batch must leave no trace: checked before the forward pass touches BatchNorm's running
   // statistics. Every rank agrees first, or the others would wait for this one until the timeout.
   const bool bad_images = first_non_finite(images) >= 0;
   if (any_rank(bad_images)) {
     if (bad_images) require_finite(images, "images", "image", kImageAdvice);
-    throw std::invalid_argument("another rank's images hold a non-finite value (its own error names it); this rank "
-                                "took no step");
+    throw std::invalid_argument(
+        "another rank's images hold a non-finite value (its own error names it); this rank "
+        "took no step");
   }
   StepResult result;
   result.step = steps_;
@@ -142,7 +143,8 @@ StepResult Trainer::run(const at::Tensor& images) {
   }
   result.grad_norm = norms.empty() ? 0.0 : at::stack(norms).norm().item<double>();
   // Summed gradients are the same on every rank, so all ranks refuse the step together.
-  if (!std::isfinite(result.grad_norm)) throw diverged("the gradients became non-finite (their norm is " + std::to_string(result.grad_norm) + ")");
+  if (!std::isfinite(result.grad_norm))
+    throw diverged("the gradients became non-finite (their norm is " + std::to_string(result.grad_norm) + ")");
   optimiser_->step();
   result.loss = loss.item<double>();
   ++steps_;
@@ -176,8 +178,9 @@ void Trainer::restore_buffers(const BufferSnapshot& snapshot) {
 
 void Trainer::distribute(std::shared_ptr<Collective> collective) {
   if (collective && !device_.is_cpu()) {
-    throw std::invalid_argument("data-parallel training runs on the CPU (c10d Gloo) only: GPU ranks need NCCL, which "
-                                "clamp-native does not build yet; train on one GPU, or use --device cpu");
+    throw std::invalid_argument(
+        "data-parallel training runs on the CPU (c10d Gloo) only: GPU ranks need NCCL, which "
+        "clamp-native does not build yet; train on one GPU, or use --device cpu");
   }
   collective_ = std::move(collective);
   backbone_->synchronise_batch_norm(collective_ && options_.sync_batch_norm ? collective_.get() : nullptr);

@@ -37,8 +37,8 @@ struct TrainerOptions {
   // itself always computes in float32 (runtime.h, resolve_compute_settings).
   std::string precision = "auto";
   std::string memory_format = "auto";  // "auto" (channels_last with bf16 on a GPU), "channels_last", "contiguous"
-  uint64_t seed = 0;  // initialises the weights: same seed, same threads, same losses (on CPU)
-  bool sync_batch_norm = false;  // when distributed: BatchNorm statistics over every rank's batch
+  uint64_t seed = 0;                   // initialises the weights: same seed, same threads, same losses (on CPU)
+  bool sync_batch_norm = false;        // when distributed: BatchNorm statistics over every rank's batch
 };
 
 // What one run() returns (TypeScript's TrainingStepResult).
@@ -96,7 +96,7 @@ class Trainer {
   Projector projector_{nullptr};
   std::unique_ptr<Optimiser> optimiser_;
   std::shared_ptr<Collective> collective_;  // null: one process
-  at::Tensor steps_tensor_;  // int64 scalar mirror of steps_ for state()
+  at::Tensor steps_tensor_;                 // int64 scalar mirror of steps_ for state()
   int64_t steps_ = 0;
   at::Tensor staging_;  // page-locked host copy of the batch when training on a GPU, reused every step
 
