@@ -1,11 +1,10 @@
 // `clamp-native embed`: backbone features of image files (or every image under folders) with a trained
 // encoder, written as .npy (rows in the order of a .paths.txt list beside it) or JSON lines.
-import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CHECKPOINT_FILE } from '../checkpoint/checkpoint.js';
-import { writeFileAtomically } from '../io/files.js';
+import { unwritableOutputReason, writeFailureReason, writeFileAtomically } from '../io/files.js';
 import { isImageFile } from '../data/image-folder.js';
 import { Encoder, type EncoderLoadOptions } from '../encode/encoder.js';
 import { encodeNpy } from '../encode/npy.js';
@@ -49,18 +48,8 @@ const count = (name: string, value: string | undefined) => wholeNumberFlag(name,
  * the whole run, and the error named the temporary file rather than the user's path.
  */
 async function checkWritable(out: string): Promise<void> {
-  const folder = path.dirname(path.resolve(out));
-  const stat = await fs.stat(folder).catch(() => null);
-  if (stat === null)
-    throw new UsageError(`--out ${out}: the folder ${folder} does not exist; create it (mkdir -p ${folder}) or choose another path`);
-  if (!stat.isDirectory()) throw new UsageError(`--out ${out}: ${folder} is a file, not a folder; choose another path`);
-  if ((await fs.stat(out).catch(() => null))?.isDirectory())
-    throw new UsageError(`--out ${out} is a folder; name a file in it, e.g. ${path.join(out, 'embeddings.npy')}`);
-  const writable = await fs.access(folder, fsConstants.W_OK).then(
-    () => true,
-    () => false,
-  );
-  if (!writable) throw new UsageError(`--out ${out}: the folder ${folder} is not writable; choose another path or fix its permissions`);
+  const reason = await unwritableOutputReason(out, 'embeddings.npy');
+  if (reason) throw new UsageError(`--out ${out}: ${reason}`);
 }
 
 /** Writes one output file; a failure names the user's path and the reason, not the temporary file's. */
@@ -68,16 +57,7 @@ async function writeOutput(file: string, chunks: readonly Uint8Array[]): Promise
   try {
     await writeFileAtomically(file, chunks);
   } catch (error) {
-    const { code, message } = error as NodeJS.ErrnoException;
-    const why =
-      code === 'ENOSPC'
-        ? 'the disk is full; free space or choose another --out'
-        : code === 'ENOENT'
-          ? `its folder ${path.dirname(path.resolve(file))} has gone; create it again or choose another --out`
-          : code === 'EACCES' || code === 'EPERM'
-            ? 'permission denied; choose another --out'
-            : message;
-    throw new Error(`could not write ${file}: ${why}`);
+    throw new Error(`could not write ${file}: ${writeFailureReason(file, error, 'another --out')}`);
   }
 }
 

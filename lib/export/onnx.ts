@@ -5,13 +5,12 @@
 // would pass to Encoder.embed and gets the same vectors. Resizing stays outside: the input's spatial
 // size is fixed at the checkpoint's image size (runtimes plan a static shape better), and the metadata
 // says how to resize as the Encoder does.
-import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { backboneInputChannels, readTrainedCheckpoint } from '../checkpoint/checkpoint.js';
 import { CheckpointError } from '../checkpoint/safetensors.js';
-import { writeFileAtomically } from '../io/files.js';
+import { unwritableOutputReason, writeFailureReason, writeFileAtomically } from '../io/files.js';
 import { validationError } from '../config/errors.js';
 import type { TrainConfig } from '../config/train-config.js';
 import { packageRoot } from '../runtime/native.js';
@@ -308,21 +307,8 @@ function backboneLayout(config: TrainConfig, file: string) {
  * naming the user's path (writeFileAtomically's errors name its temporary file).
  */
 async function checkWritable(file: string): Promise<void> {
-  const folder = path.dirname(path.resolve(file));
-  const stat = await fs.stat(folder).catch(() => null);
-  if (stat === null)
-    throw new OnnxExportError(
-      `cannot write ${file}: the folder ${folder} does not exist; create it (mkdir -p ${folder}) or choose another path`,
-    );
-  if (!stat.isDirectory()) throw new OnnxExportError(`cannot write ${file}: ${folder} is a file, not a folder; choose another path`);
-  if ((await fs.stat(file).catch(() => null))?.isDirectory())
-    throw new OnnxExportError(`cannot write ${file}: it is a folder; name a file in it, e.g. ${path.join(file, 'encoder.onnx')}`);
-  const writable = await fs.access(folder, fsConstants.W_OK).then(
-    () => true,
-    () => false,
-  );
-  if (!writable)
-    throw new OnnxExportError(`cannot write ${file}: the folder ${folder} is not writable; choose another path or fix its permissions`);
+  const reason = await unwritableOutputReason(file, 'encoder.onnx');
+  if (reason) throw new OnnxExportError(`cannot write ${file}: ${reason}`);
 }
 
 /** Writes the model atomically; a failure names the user's path and the reason, not the temporary file's. */
@@ -330,16 +316,7 @@ async function writeModel(file: string, bytes: Uint8Array): Promise<void> {
   try {
     await writeFileAtomically(file, [bytes]);
   } catch (error) {
-    const { code, message } = error as NodeJS.ErrnoException;
-    const why =
-      code === 'ENOSPC'
-        ? 'the disk is full; free space or choose another path'
-        : code === 'ENOENT'
-          ? `its folder ${path.dirname(path.resolve(file))} has gone; create it again or choose another path`
-          : code === 'EACCES' || code === 'EPERM'
-            ? 'permission denied; choose another path'
-            : message;
-    throw new OnnxExportError(`could not write ${file}: ${why}`);
+    throw new OnnxExportError(`could not write ${file}: ${writeFailureReason(file, error)}`);
   }
 }
 

@@ -2,8 +2,10 @@
 // dataset, report, embedding and export writers share. Errors are Node's own; each caller names the
 // file in its own error class.
 import { randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import fs from 'node:fs/promises';
+import path from 'node:path';
 
 /** A single read or write is capped just under 2 GiB by Node; 1 GiB calls stay well inside it. */
 const MAX_BYTES_PER_CALL = 1 << 30;
@@ -65,4 +67,31 @@ export async function readAt(handle: FileHandle, target: Uint8Array, position: n
     filled += bytesRead;
   }
   return filled;
+}
+
+/**
+ * Why an output file cannot be written at `file`, as a clause for the caller's message, or null when it
+ * can: checked before long work, which would otherwise fail at its very end. `example` names a file for
+ * the case where `file` is a folder.
+ */
+export async function unwritableOutputReason(file: string, example: string): Promise<string | null> {
+  const folder = path.dirname(path.resolve(file));
+  const stat = await fs.stat(folder).catch(() => null);
+  if (stat === null) return `the folder ${folder} does not exist; create it (mkdir -p ${folder}) or choose another path`;
+  if (!stat.isDirectory()) return `${folder} is a file, not a folder; choose another path`;
+  if ((await fs.stat(file).catch(() => null))?.isDirectory()) return `it is a folder; name a file in it, e.g. ${path.join(file, example)}`;
+  const writable = await fs.access(folder, fsConstants.W_OK).then(
+    () => true,
+    () => false,
+  );
+  return writable ? null : `the folder ${folder} is not writable; choose another path or fix its permissions`;
+}
+
+/** Why writing `file` failed, for the user: writeFileAtomically's own errors name its temporary file. */
+export function writeFailureReason(file: string, error: unknown, otherPath = 'another path'): string {
+  const { code, message } = error as NodeJS.ErrnoException;
+  if (code === 'ENOSPC') return `the disk is full; free space or choose ${otherPath}`;
+  if (code === 'ENOENT') return `its folder ${path.dirname(path.resolve(file))} has gone; create it again or choose ${otherPath}`;
+  if (code === 'EACCES' || code === 'EPERM') return `permission denied; choose ${otherPath}`;
+  return message;
 }
