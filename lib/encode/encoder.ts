@@ -14,7 +14,7 @@ import os from 'node:os';
 import type { NativeEncoder } from '../runtime/addon-types.js';
 import { native, numThreadsSource, setNumThreads } from '../runtime/native.js';
 import { deviceSchema, precisionSchema, resolvedStem } from '../model/options.js';
-import { evaluationPreprocessing } from '../model/preprocessing.js';
+import { evaluationPreprocessing, type Preprocessing } from '../model/preprocessing.js';
 import { EmbeddingIndex } from './embedding-index.js';
 
 export const encoderLoadOptionsSchema = z
@@ -72,10 +72,9 @@ interface PendingEmbed {
 }
 
 /** The native encoder's network and preprocessing, from a checkpoint and its config. */
-function encoderSettings(trained: TrainedCheckpoint) {
+function encoderSettings(trained: TrainedCheckpoint, { imageSize, mean, std }: Preprocessing) {
   const { config } = trained;
   const inChannels = backboneInputChannels(trained);
-  const { imageSize, mean, std } = evaluationPreprocessing(config);
   return {
     backbone: config.model.backbone,
     stem: resolvedStem(config.model),
@@ -157,7 +156,8 @@ export class Encoder {
     const addon = native(); // first: a missing build says so before the checkpoint is read
     const trained = await readTrainedCheckpoint(checkpointOrRunDir);
     const { file, checkpoint, config } = trained;
-    const settings = encoderSettings(trained);
+    const preprocessing = evaluationPreprocessing(config);
+    const settings = encoderSettings(trained, preprocessing);
     if (threads !== undefined) setNumThreads(threads);
     else if (numThreadsSource() === 'available cores') setNumThreads(defaultEncoderThreads(config.model.backbone));
     let handle: NativeEncoder;
@@ -172,15 +172,7 @@ export class Encoder {
       );
     }
     const channels = settings.inChannels;
-    return new Encoder(
-      handle,
-      handle.featureDim,
-      channels,
-      settings.imageSize,
-      evaluationPreprocessing(config).decodeSize,
-      maxBatch,
-      config,
-    );
+    return new Encoder(handle, handle.featureDim, channels, settings.imageSize, preprocessing.decodeSize, maxBatch, config);
   }
 
   /**
