@@ -5,7 +5,7 @@
 // torch.compile, same network, same threads, measured in the same run. Prints view-images per second
 // and clamp-native's throughput over each peer's.
 //
-//   node bench/training-step.mjs [--threads N] [--reps 5] [--peers eager,compile] [--json out.json]
+//   node bench/training-step.mjs [--threads N] [--reps 5] [--peers eager,eager-channels-last,compile] [--json out.json]
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -46,7 +46,9 @@ const CASES = [
     out: 256,
   },
 ];
-const PEERS = ['eager', 'compile'];
+// eager: the loop a user writes (NCHW); eager-channels-last: the same in clamp-native's CPU layout, to show
+// what the layout alone is worth; compile: torch.compile (Inductor) of the network and the loss.
+const PEERS = ['eager', 'eager-channels-last', 'compile'];
 
 const { values } = parseArgs({
   options: {
@@ -114,6 +116,7 @@ function peer(c, kind) {
     '--reps',
     String(reps),
     ...(kind === 'compile' ? ['--compile'] : []),
+    ...(kind === 'eager-channels-last' ? ['--channels-last'] : []),
   ];
   // The peer runs with PyTorch's own OpenMP settings; Inductor compiles in-process (no worker pool
   // competing for the cores while the native side is idle).

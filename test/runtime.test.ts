@@ -3,9 +3,9 @@ import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { doctor, getNumThreads, setNumThreads } from '../lib/index.js';
+import { doctor, getNumThreads, setNumThreads, Trainer } from '../lib/index.js';
 import { classifyBlas, detectBlas, detectOpenMP, formatDoctorReport } from '../lib/runtime/doctor.js';
-import { packageRoot } from '../lib/runtime/native.js';
+import { native, packageRoot } from '../lib/runtime/native.js';
 import { resolveLibTorch } from '../scripts/resolve-libtorch.mjs';
 
 const cli = path.join(packageRoot, 'dist', 'cli', 'main.js');
@@ -85,6 +85,36 @@ describe('doctor', () => {
     expect(doctor().threads.source).toBe('setNumThreads()');
     setNumThreads(before);
     expect(() => setNumThreads(0)).toThrow(RangeError);
+  });
+});
+
+describe('CPU memory', () => {
+  it('LibTorch allocates from the caching allocator from the addon load on, and a training step reuses its blocks', async () => {
+    expect(doctor().cpuMemory.cachingAllocator).toBe(true);
+    expect(formatDoctorReport(doctor())).toMatch(/CPU memory +caching allocator/);
+    const trainer = await Trainer.create({
+      backbone: 'small',
+      widths: [8, 16],
+      blocks: [1, 1],
+      inChannels: 1,
+      projectorHidden: [64],
+      projectorOut: 32,
+      views: 2,
+      schedule: { peakLr: 0.1, totalSteps: 10 },
+    });
+    // 2 x 64 images of 28x28: the activations are blocks of 100 KiB and more, which malloc would fault in anew.
+    const images = Float32Array.from({ length: 128 * 28 * 28 }, (_, k) => (k % 97) / 97);
+    await trainer.step(images, [128, 1, 28, 28]);
+    const after1 = native().cpuMemory();
+    await trainer.step(images, [128, 1, 28, 28]);
+    const after2 = native().cpuMemory();
+    trainer.dispose();
+    // The second step allocates what the first freed: served from the cache, not from malloc.
+    expect(after2.reused - after1.reused).toBeGreaterThan(10);
+    expect(after2.allocated - after1.allocated).toBeLessThan(after2.reused - after1.reused);
+    expect(after2.cachedBytes).toBeLessThanOrEqual(after2.limitBytes);
+    native().releaseCachedCpuMemory();
+    expect(native().cpuMemory()).toMatchObject({ cachedBytes: 0, cachedBlocks: 0 });
   });
 });
 

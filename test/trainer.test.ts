@@ -1,6 +1,6 @@
 // The native training step from TypeScript, on real Fashion-MNIST images.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Trainer, type TrainerOptions } from '../lib/index.js';
+import { doctor, Trainer, type TrainerOptions } from '../lib/index.js';
 import { noisyViews, SIDE as side } from './noisy-views.js';
 
 const views = 2,
@@ -112,10 +112,13 @@ describe('Trainer', () => {
   it('mixed precision: bf16 autocast runs on the CPU too (the path a GPU takes by default) and the loss still falls', async () => {
     // A narrow network: oneDNN's bfloat16 kernels are slow on CPUs without native bf16.
     const narrow: TrainerOptions = { ...options, widths: [8, 16, 16], blocks: [1, 1, 1] };
-    const fp32 = await Trainer.create(narrow);
-    expect(fp32.computeSettings).toEqual({ bf16Autocast: false, channelsLast: false }); // auto on the CPU: float32
+    // auto on the CPU: float32, in channels_last with LibTorch 2.x (oneDNN's own layout), NCHW with 1.x.
+    const nhwcByDefault = !doctor().libtorch.version.startsWith('1.');
+    expect((await Trainer.create(narrow)).computeSettings).toEqual({ bf16Autocast: false, channelsLast: nhwcByDefault });
+    const fp32 = await Trainer.create({ ...narrow, memoryFormat: 'contiguous' });
+    expect(fp32.computeSettings).toEqual({ bf16Autocast: false, channelsLast: false });
     const fp32First = (await fp32.step(batchViews, shape)).loss;
-    const trainer = await Trainer.create({ ...narrow, precision: 'bf16' });
+    const trainer = await Trainer.create({ ...narrow, precision: 'bf16', memoryFormat: 'contiguous' });
     expect(trainer.computeSettings).toEqual({ bf16Autocast: true, channelsLast: false });
     const losses = [];
     for (let k = 0; k < 20; k++) losses.push((await trainer.step(batchViews, shape)).loss);

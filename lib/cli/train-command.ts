@@ -21,7 +21,7 @@ export const TRAIN_USAGE = `clamp-native train [options]
   --limit N            train on the first N images (data.limit)
   --device D           cpu, cuda or cuda:<index>
   --precision P        auto (bf16 autocast on Ampere and newer GPUs, float32 elsewhere), bf16 or fp32
-  --memory-format F    auto (channels_last with bf16 on a GPU), channels_last or contiguous
+  --memory-format F    auto (channels_last on the CPU, and with bf16 on a GPU), channels_last or contiguous
   --seed N             run.seed
   --workers N          augmentation worker threads
   --threads N          LibTorch intra-op threads

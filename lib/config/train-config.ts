@@ -54,7 +54,7 @@ export const trainConfigSchema = z
         device: deviceSchema.default('cpu'),
         /** The network's arithmetic: `auto` is bf16 autocast on Ampere and newer GPUs, float32 elsewhere (the loss is float32 always). */
         precision: precisionSchema.default('auto'),
-        /** `auto` is channels_last wherever bf16 autocast runs on a GPU. */
+        /** `auto` is channels_last on the CPU (LibTorch 2.x) and wherever bf16 autocast runs on a GPU. */
         memoryFormat: memoryFormatSchema.default('auto'),
         /** Write a checkpoint every this many epochs (and always at the end and when stopped). */
         checkpointEvery: positiveInteger.default(10),

@@ -124,6 +124,20 @@ export interface NativeLinearProbeOptions {
   seed: number;
 }
 
+/** The caching CPU allocator's state (native/src/core/memory/caching_cpu_allocator.h). */
+export interface NativeCpuMemory {
+  /** Whether LibTorch's CPU tensors come from it (installed when the addon loads). */
+  cachingAllocator: boolean;
+  /** Freed blocks held for reuse, in no tensor. */
+  cachedBytes: number;
+  cachedBlocks: number;
+  /** The most it holds for reuse (a quarter of physical memory, at most 4 GiB). */
+  limitBytes: number;
+  /** Allocations served from the cache, and those that went to malloc. */
+  reused: number;
+  allocated: number;
+}
+
 export interface NativeRuntimeInfo {
   torchVersion: string;
   parallelInfo: string;
@@ -227,6 +241,9 @@ export interface NativeAddon {
    */
   stopComputeThread(waitMs: number, exitCode: number): void;
   numThreads(): number;
+  cpuMemory(): NativeCpuMemory;
+  /** Hands every cached CPU block back to malloc; tensors in use are untouched. */
+  releaseCachedCpuMemory(): void;
   packingLoss<T extends Float32Array | Float64Array>(
     z: T,
     views: number,

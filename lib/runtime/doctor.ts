@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { CudaDeviceInfo, NativeRuntimeInfo } from './addon-types.js';
+import type { CudaDeviceInfo, NativeCpuMemory, NativeRuntimeInfo } from './addon-types.js';
 import { addonPath, libTorchOrigin, native, numThreadsSource, openMPWaitPolicySource, packageRoot, type LibTorchOrigin } from './native.js';
 
 export type BlasKind = 'OpenBLAS' | 'reference BLAS' | 'MKL' | 'BLIS' | 'ATLAS' | 'unknown';
@@ -40,6 +40,7 @@ export interface DoctorReport {
   };
   cuda: { available: boolean; deviceCount: number; kernels: boolean; devices: CudaDeviceInfo[] };
   threads: { intraOp: number; source: string; openMPWaitPolicy: string };
+  cpuMemory: NativeCpuMemory;
   blas: BlasInfo;
   openMP: OpenMPInfo;
   build: NativeRuntimeInfo['build'];
@@ -169,6 +170,7 @@ export function doctor(): DoctorReport {
     libtorch: { version: info.torchVersion, origin, package: owningPackage(origin?.libDir) },
     cuda: { available: info.cudaAvailable, deviceCount: info.cudaDeviceCount, kernels: info.build.cudaKernels, devices: info.cudaDevices },
     threads: { intraOp: info.numThreads, source: numThreadsSource(), openMPWaitPolicy: openMPWaitPolicySource() },
+    cpuMemory: native().cpuMemory(),
     blas,
     openMP,
     build: info.build,
@@ -194,6 +196,7 @@ export function formatDoctorReport(report: DoctorReport): string {
         (Number(d.computeCapability) >= 8 ? ' (bf16 autocast by default)' : ' (float32 by default)'),
     ),
     `threads      ${report.threads.intraOp} intra-op (${report.threads.source}), OpenMP wait policy ${report.threads.openMPWaitPolicy}`,
+    `CPU memory   ${report.cpuMemory.cachingAllocator ? `caching allocator (freed tensor memory kept for reuse, up to ${(report.cpuMemory.limitBytes / 2 ** 30).toFixed(1)} GiB)` : "c10's default allocator"}`,
     `distributed  ${report.build.distributed === 'gloo' ? 'c10d Gloo (data-parallel training on CPU)' : 'not in this build (LibTorch without Gloo headers, or node-gyp)'}`,
     `BLAS         ${report.blas.kind}${report.blas.library ? ` (${report.blas.library})` : ''}`,
     `OpenMP       ${report.openMP.runtimes.length ? report.openMP.runtimes.map((r) => `${r.kind} (${r.library})`).join(', ') : 'none mapped'}`,

@@ -58,7 +58,7 @@ export const trainerOptionsSchema = z
     device: deviceSchema.default('cpu'),
     /** `auto`: bf16 autocast on Ampere and newer GPUs, float32 elsewhere. The loss computes in float32 always. */
     precision: precisionSchema.default('auto'),
-    /** `auto`: channels_last wherever bf16 autocast runs on a GPU. */
+    /** `auto`: channels_last on the CPU (LibTorch 2.x) and wherever bf16 autocast runs on a GPU. */
     memoryFormat: memoryFormatSchema.default('auto'),
     seed: z.number().int().min(0).default(0),
     /** Once distributed: BatchNorm statistics over the whole data-parallel batch (SyncBatchNorm), not each rank's share. */

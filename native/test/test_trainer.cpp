@@ -4,6 +4,7 @@
 #include "train/divergence.h"
 
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <cmath>
@@ -211,8 +212,11 @@ void test_device_is_checked() {
 void test_mixed_precision() {
   const at::Tensor batch = views_of_random_images(2, 16);
   auto options = tiny_options();
+  const clamp::ComputeSettings automatic = clamp::Trainer(options).compute_settings();
+  check(!automatic.bf16_autocast, "precision auto on the CPU is float32");
+  check(automatic.channels_last == (TORCH_VERSION_MAJOR >= 2), "memoryFormat auto on the CPU is channels_last with LibTorch 2.x");
+  options.memory_format = "contiguous";
   const double fp32_first = clamp::Trainer(options).run(batch).loss;
-  check(!clamp::Trainer(options).compute_settings().bf16_autocast, "precision auto on the CPU is float32");
 
   options.precision = "bf16";
   clamp::Trainer trainer(options);

@@ -1,8 +1,10 @@
-// runtimeInfo(), setNumThreads(n), numThreads(): what `doctor` reports and the thread setting.
+// runtimeInfo(), setNumThreads(n), numThreads(): what `doctor` reports and the thread setting;
+// cpuMemory(), releaseCachedCpuMemory(): the caching CPU allocator (core/memory/caching_cpu_allocator.h).
 #include "addon/bindings.h"
 #include "addon/compute_thread.h"
 #include "addon/errors.h"
 #include "core/distributed/collective.h"
+#include "core/memory/caching_cpu_allocator.h"
 #include "core/runtime.h"
 
 #ifndef CLAMP_BUILD_SYSTEM
@@ -57,6 +59,23 @@ Napi::Value runtime_info_binding(const Napi::CallbackInfo& info) {
   return result;
 }
 
+Napi::Value cpu_memory_binding(const Napi::CallbackInfo& info) {
+  const CpuAllocatorStats stats = cpu_allocator_stats();
+  Napi::Object result = Napi::Object::New(info.Env());
+  result.Set("cachingAllocator", stats.installed);
+  result.Set("cachedBytes", static_cast<double>(stats.cached_bytes));
+  result.Set("cachedBlocks", static_cast<double>(stats.cached_blocks));
+  result.Set("limitBytes", static_cast<double>(stats.limit_bytes));
+  result.Set("reused", static_cast<double>(stats.reused));
+  result.Set("allocated", static_cast<double>(stats.allocated));
+  return result;
+}
+
+Napi::Value release_cached_cpu_memory_binding(const Napi::CallbackInfo& info) {
+  release_cached_cpu_memory();
+  return info.Env().Undefined();
+}
+
 Napi::Value set_num_threads_binding(const Napi::CallbackInfo& info) {
   if (info.Length() != 1 || !info[0].IsNumber()) throw_type_error(info.Env(), "setNumThreads(threads: number)");
   const double threads = info[0].As<Napi::Number>().DoubleValue();
@@ -82,6 +101,8 @@ void register_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", guarded<set_num_threads_binding>(env));
   exports.Set("numThreads", guarded<num_threads_binding>(env));
   exports.Set("stopComputeThread", guarded<stop_compute_thread_binding>(env));
+  exports.Set("cpuMemory", guarded<cpu_memory_binding>(env));
+  exports.Set("releaseCachedCpuMemory", guarded<release_cached_cpu_memory_binding>(env));
 }
 
 }  // namespace clamp::addon

@@ -1,5 +1,7 @@
 #include "runtime.h"
 
+#include <torch/version.h>
+
 #include "compat.h"
 
 #include <ATen/Parallel.h>
@@ -89,7 +91,12 @@ ComputeSettings resolve_compute_settings(const at::Device& device, const std::st
 #endif
   ComputeSettings settings;
   settings.bf16_autocast = precision == "bf16" || (precision == "auto" && bf16_hardware);
-  settings.channels_last = memory_format == "channels_last" || (memory_format == "auto" && settings.bf16_autocast && device.is_cuda());
+  // On the CPU, LibTorch 2.x's oneDNN convolutions run NHWC natively and reorder NCHW tensors on every
+  // call: the default preset's step ran 1.15x faster in channels_last (2 cores, LibTorch 2.13).
+  // LibTorch 1.x was not measured, so it keeps NCHW.
+  const bool cpu_nhwc = device.is_cpu() && TORCH_VERSION_MAJOR >= 2;
+  settings.channels_last =
+      memory_format == "channels_last" || (memory_format == "auto" && ((settings.bf16_autocast && device.is_cuda()) || cpu_nhwc));
   return settings;
 }
 

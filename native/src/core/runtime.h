@@ -50,8 +50,9 @@ std::string no_cuda_kernels_message(const std::string& what);
 // How a training step computes on a device, from the user's "auto" | "bf16" | "fp32" precision and
 // "auto" | "channels_last" | "contiguous" memory format. "auto" means bfloat16 autocast and channels_last
 // on a CUDA device of compute capability 8.0 or newer (Ampere, Hopper: bf16 tensor cores, NHWC
-// convolutions), float32 and contiguous everywhere else (and on every GPU in a build without the CUDA
-// part, which cannot read the capability). Throws std::invalid_argument for other names.
+// convolutions); float32 and channels_last on the CPU with LibTorch 2.x (oneDNN's native layout);
+// float32 and contiguous everywhere else (and on every GPU in a build without the CUDA part, which
+// cannot read the capability). Throws std::invalid_argument for other names.
 struct ComputeSettings {
   bool bf16_autocast = false;
   bool channels_last = false;

@@ -127,6 +127,13 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
   }
 }
 
+void ResNetImpl::to_channels_last() {
+  torch::NoGradGuard no_grad;
+  for (auto& p : parameters()) {
+    if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+  }
+}
+
 torch::Tensor ResNetImpl::forward(const torch::Tensor& images) {
   if (images.dim() != 4 || images.size(1) != options_.in_channels) {
     throw std::invalid_argument("ResNet expects images [N, " + std::to_string(options_.in_channels) + ", H, W], got " +

@@ -66,6 +66,9 @@ class ResNetImpl : public torch::nn::Module {
   // [N, C, H, W] -> [N, feature_dim()] after global average pooling.
   torch::Tensor forward(const torch::Tensor& images);
   int64_t feature_dim() const { return feature_dim_; }
+  // Convolution weights in NHWC, like channels_last activations, so oneDNN (CPU) and cuDNN (GPU) run
+  // their native NHWC kernels without reordering the weights at every call.
+  void to_channels_last();
   const ResNetOptions& options() const { return options_; }
   // Training-mode BatchNorm over every rank's batch from now on (null: each rank's own); the
   // collective must outlive the network's use of it.

@@ -15,7 +15,9 @@ namespace clamp {
 Encoder::Encoder(const EncoderOptions& options)
     : options_(options),
       device_(device_named(options.device)),
-      compute_(resolve_compute_settings(device_, options.precision, "auto")),
+      // The CPU serving path (folded BatchNorm, direct convolutions) is tuned for NCHW (bench/embed.mjs),
+      // so it stays contiguous there even where training's "auto" means channels_last.
+      compute_(resolve_compute_settings(device_, options.precision, device_.is_cpu() ? "contiguous" : "auto")),
       backbone_(ResNet(options.backbone)) {
   if (options.max_batch < 0) throw std::invalid_argument("max_batch must be >= 0, got " + std::to_string(options.max_batch));
   if (options.image_size < 1) throw std::invalid_argument("image_size must be at least 1, got " + std::to_string(options.image_size));

@@ -37,6 +37,11 @@ FineTuner::FineTuner(const FineTunerOptions& options)
   head_ = ClassifierHead(backbone_->feature_dim(), options.classes);
   backbone_->to(device_);
   head_->to(device_);
+  // The trainer's float32 layout on this device (channels_last on the CPU with LibTorch 2.x), so the
+  // features of a loaded backbone are the trainer's own, bit for bit; set before the optimisers see the
+  // parameters.
+  channels_last_ = resolve_compute_settings(device_, "fp32", "auto").channels_last;
+  if (channels_last_) backbone_->to_channels_last();
   head_optimiser_ = make_optimiser(ParameterSet::of_modules({{"head.", head_.ptr().get()}}), options.optimiser);
   if (backbone_frozen()) {
     for (auto& p : backbone_->parameters()) p.set_requires_grad(false);
@@ -54,7 +59,8 @@ void FineTuner::load_backbone(const std::vector<NamedTensor>& saved) {
 
 at::Tensor FineTuner::backbone_features(const at::Tensor& images) {
   check_images(images, options_.backbone.in_channels);
-  return backbone_->forward(images.to(device_, /*non_blocking=*/true));
+  const at::Tensor on_device = images.to(device_, /*non_blocking=*/true);
+  return backbone_->forward(channels_last_ ? on_device.contiguous(at::MemoryFormat::ChannelsLast) : on_device);
 }
 
 at::Tensor FineTuner::features(const at::Tensor& images) {

@@ -76,6 +76,7 @@ class FineTuner {
 
   FineTunerOptions options_;
   at::Device device_;
+  bool channels_last_ = false;  // the backbone's weights and inputs in NHWC (resolve_compute_settings)
   ResNet backbone_{nullptr};
   ClassifierHead head_{nullptr};
   std::unique_ptr<Optimiser> head_optimiser_;

@@ -36,14 +36,8 @@ Trainer::Trainer(const TrainerOptions& options)
   options.schedule.at(0);  // validates the schedule now rather than at the first step
   backbone_->to(device_);
   projector_->to(device_);
-  if (compute_.channels_last) {
-    // Convolution weights in NHWC like the activations, so cuDNN picks its tensor-core kernels without
-    // transposing; set before the optimiser sees the parameters, so its state takes the same layout.
-    torch::NoGradGuard no_grad;
-    for (auto& p : backbone_->parameters()) {
-      if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
-    }
-  }
+  // Before the optimiser sees the parameters, so its state takes the same layout.
+  if (compute_.channels_last) backbone_->to_channels_last();
   optimiser_ =
       make_optimiser(ParameterSet::of_modules({{"", backbone_.ptr().get()}, {"projector.", projector_.ptr().get()}}), options.optimiser);
 }
