@@ -166,6 +166,8 @@ describe.runIf(distributed)('clamp-native train --nproc', () => {
       .map((line) => JSON.parse(line) as { kind: string });
     expect(lines.filter((line) => line.kind === 'step')).toHaveLength(4);
     expect((await fs.stat(summary.checkpoint)).size).toBeGreaterThan(1000);
+    // --no-report: no page at any epoch's end, and no report at the end.
+    await expect(fs.stat(path.join(out, 'report.html'))).rejects.toThrow(/ENOENT/);
   }, 300_000);
 
   it('a killed worker stops the run: the launcher names the rank and exits non-zero within a minute', async () => {

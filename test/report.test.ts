@@ -240,6 +240,7 @@ describe('report', () => {
         'augmentations',
         ...(final.confusion ? ['confusion'] : []),
         'contacts-per-image',
+        'embedding-map-umap', // sorted with its .png: '-' before '.'
         'embedding-map',
         'energy',
         'learning-rate',
@@ -261,6 +262,7 @@ describe('report', () => {
     const again = await buildReport(runDir);
     expect(again.pngs.map((file) => path.basename(file))).not.toContain('embedding-map.png');
     await expect(fs.access(path.join(runDir, 'report', 'embedding-map.png'))).rejects.toThrow();
+    await expect(fs.access(path.join(runDir, 'report', 'embedding-map-umap.png'))).rejects.toThrow();
     expect(await fs.readFile(again.html, 'utf8')).toMatch(/No map: the run folder has no checkpoint/);
   }, 120_000);
 

@@ -3,7 +3,7 @@
 // after the current step and write a checkpoint; a second one exits at once.
 import { parseArgs } from 'node:util';
 import { buildReport } from '../report/report.js';
-import { duration, evaluatedWhen, linearProbeClause, percent } from '../format.js';
+import { duration, evaluatedWhen, evaluationTimeline, linearProbeClause, percent } from '../format.js';
 import { UsageError, wholeNumberFlag } from './flags.js';
 import { distributedFromEnvironment, launchWorkers } from './launcher.js';
 import { mergeConfig, readConfigFile, resolveTrainConfig, type ConfigOverrides } from '../config/train-config.js';
@@ -27,7 +27,7 @@ export const TRAIN_USAGE = `clamp-native train [options]
   --threads N          LibTorch intra-op threads
   --set KEY=VALUE      any config field, e.g. --set loss.rs=3 --set optimiser.name=sgd (repeatable)
   --resume PATH        continue the run in a run folder (or a checkpoint file) where it stopped
-  --no-report          skip report.html (charts, embedding map, augmented views) at the end
+  --no-report          skip report.html (its rewrite at each epoch's end, and the full report at the end)
   --json               print one JSON summary line on stdout at the end
   --nproc N            data-parallel over N local worker processes (c10d Gloo on CPU); run.batchSize is the global batch
   --nnodes N           machines taking part (default 1); each runs the same command with its --node-rank
@@ -106,6 +106,7 @@ export function progressReporter(stream: Pick<NodeJS.WriteStream, 'isTTY' | 'wri
         stream.write(
           `${when}: kNN (k=${knn.k}) top-1 ${percent(knn.top1)}, top-5 ${percent(knn.top5)}${linearProbeClause(linearProbe)}; RankMe ${rankMe.toFixed(1)}\n`,
         );
+        stream.write(`evaluation ${evaluationTimeline(event.evaluation.timings)}\n`);
         break;
       }
       case 'checkpoint':
@@ -211,6 +212,8 @@ export async function runTrain(args: string[]): Promise<number> {
       ...(values['memory-format'] === undefined ? {} : { memoryFormat: values['memory-format'] }),
       ...(values.workers === undefined ? {} : { workers: wholeNumberFlag('workers', values.workers) }),
       ...(values.threads === undefined ? {} : { threads: wholeNumberFlag('threads', values.threads) }),
+      // --no-report: neither the page rewritten at each epoch's end nor the full report at the end.
+      ...(values['no-report'] ? { reportEvery: 0 } : {}),
     };
     if (values.resume !== undefined) {
       const ignored: string[] = (

@@ -60,6 +60,11 @@ export const trainConfigSchema = z
         checkpointEvery: positiveInteger.default(10),
         /** Append a step line to metrics.jsonl every this many steps. */
         logEvery: positiveInteger.default(1),
+        /**
+         * Rewrite report.html (its cheap parts: charts and tables from metrics.jsonl) every this many epochs
+         * and when the run ends, so that a long run can be watched in a browser; 0: never during the run.
+         */
+        reportEvery: z.number().int().min(0).default(1),
         /** Augmentation worker threads (default: the available cores, at most 4). */
         workers: positiveInteger.optional(),
         /** LibTorch intra-op threads (default: CLAMP_NUM_THREADS or the available cores). */
@@ -77,6 +82,11 @@ export const trainConfigSchema = z
         atEnd: z.boolean().default(true),
         /** A kNN monitor every this many epochs (0: never during training). */
         every: z.number().int().min(0).default(0),
+        /**
+         * The monitor's images (each absent: the whole split): a class-balanced, fixed subset of each
+         * split, so that a monitor every epoch stays cheap. The final evaluation always uses every image.
+         */
+        monitorImages: z.object({ train: positiveInteger.optional(), test: positiveInteger.optional() }).strict().prefault({}),
         /** The same evaluation before the first step: the random-initialisation baseline of the same architecture. */
         atStart: z.boolean().default(false),
       })

@@ -1,6 +1,7 @@
 // The report's 2-D map of the test split: backbone features of up to N test images (computed as
 // evaluation computes them: the un-augmented evaluation view of the run's first pipeline), L2-normalised
-// (the geometry kNN and the class-manifold diagnostics use), projected on their first two principal axes.
+// (the geometry kNN and the class-manifold diagnostics use), projected on their first two principal axes;
+// the same features go on to the UMAP map (umap.ts).
 import fs from 'node:fs/promises';
 import { loadDataset } from '../data/datasets.js';
 import type { ImageDataset } from '../data/image-dataset.js';
@@ -12,6 +13,8 @@ import { pca } from './pca.js';
 export type EmbeddingMap =
   | {
       points: MapPoint[];
+      /** The L2-normalised features the points project ([images, dim] row-major), for the UMAP layout of the same images. */
+      features: Float64Array;
       explained: [number, number];
       dim: number;
       images: number;
@@ -77,7 +80,8 @@ export async function embeddingMap(checkpointFile: string, maxImages: number, si
     });
     signal?.throwIfAborted();
     const pcaStarted = performance.now();
-    const result = pca(normaliseRows(features, dim), subset.count, dim, { components: 2 });
+    const normalised = normaliseRows(features, dim);
+    const result = pca(normalised, subset.count, dim, { components: 2 });
     const points: MapPoint[] = Array.from({ length: subset.count }, (_, i) => ({
       x: result.projections[2 * i] ?? 0,
       y: result.projections[2 * i + 1] ?? 0,
@@ -85,6 +89,7 @@ export async function embeddingMap(checkpointFile: string, maxImages: number, si
     }));
     return {
       points,
+      features: normalised,
       explained: [result.explained[0] ?? 0, result.explained[1] ?? 0],
       dim,
       images: subset.count,

@@ -1,6 +1,6 @@
 // The report's pictures, each rendered, written as report/<name>.png and returned as the page's HTML
-// for it: the training curves, the accuracy, per-class and confusion charts, the embedding map and the
-// augmentation grid.
+// for it: the training curves, the accuracy, per-class and confusion charts, the embedding maps (PCA and
+// UMAP) and the augmentation grid. A page rewritten mid-run draws only the cheap ones (from metrics.jsonl).
 import path from 'node:path';
 import { CHECKPOINT_FILE } from '../checkpoint/checkpoint.js';
 import type { TrainConfig } from '../config/train-config.js';
@@ -17,12 +17,13 @@ import {
   type AccuracyPoint,
   type SeriesPoint,
 } from './charts.js';
-import { embeddingMap } from './embedding-map.js';
-import { escapeHtml, figure, note } from './html.js';
+import { embeddingMap, type EmbeddingMap } from './embedding-map.js';
+import { COLUMN_WIDTH, escapeHtml, figure, note } from './html.js';
 import { downsample, type EvaluationLine, type RunMetrics, type StepMetric } from './metrics.js';
-import type { PngFolder } from './png-folder.js';
+import type { PngSink } from './png-folder.js';
 import type { RunInputs } from './run-inputs.js';
 import type { Stages } from './stages.js';
+import { evenlySpread, umap, UMAP_MAX_POINTS, UMAP_MIN_POINTS } from './umap.js';
 
 /** The step charts: metric, file name, title, axis title. */
 const STEP_CHARTS: readonly { metric: StepMetric; file: string; title: string; axis: string }[] = [
@@ -34,7 +35,15 @@ const STEP_CHARTS: readonly { metric: StepMetric; file: string; title: string; a
   { metric: 'lr', file: 'learning-rate', title: 'Learning rate', axis: 'learning rate' },
 ];
 /** Every PNG name the report may write; ones not written this time are removed (left from an earlier report). */
-export const PNG_NAMES = [...STEP_CHARTS.map((c) => c.file), 'accuracy', 'per-class', 'confusion', 'embedding-map', 'augmentations'];
+export const PNG_NAMES = [
+  ...STEP_CHARTS.map((c) => c.file),
+  'accuracy',
+  'per-class',
+  'confusion',
+  'embedding-map',
+  'embedding-map-umap',
+  'augmentations',
+];
 
 /** The pictures as the page shows them; '' where a chart has nothing to show, a note where the page says why a picture is missing. */
 export interface Figures {
@@ -44,27 +53,49 @@ export interface Figures {
   perClass: string;
   confusion: string;
   embeddingMap: string;
+  /** '' when the PCA map's note already says why there are no maps. */
+  umapMap: string;
   augmentations: string;
 }
 
 /** Where figures go: their PNG files, and the stages that time them. */
 export interface FigureOutput {
-  pngs: PngFolder;
+  pngs: PngSink;
   stages: Stages;
 }
 
+/**
+ * Which pictures: `full` all of them; `cheap` only those drawn from metrics.jsonl (well under a second),
+ * for the page rewritten at each epoch's end, without the checkpoint's features, PCA, UMAP and the grid.
+ */
+export type FigureScope = { kind: 'full'; mapImages: number } | { kind: 'cheap' };
+
+/** What a mid-run page says in place of the expensive pictures. */
+const MAPS_AT_THE_END = 'Drawn when the run has finished, from its final checkpoint.';
+const GRID_AT_THE_END = 'Drawn when the run has finished, with the full report.';
+
 const when = (evaluation: EvaluationLine) => evaluatedWhen(evaluation.epoch);
 
-/** All the pictures, in the order the progress lines name them; `mapImages` 0 leaves the map out. */
-export async function renderFigures(inputs: RunInputs, mapImages: number, out: FigureOutput): Promise<Figures> {
+/** The pictures `scope` asks for, in the order the progress lines name them; `mapImages` 0 leaves the maps out. */
+export async function renderFigures(inputs: RunInputs, scope: FigureScope, out: FigureOutput): Promise<Figures> {
   const { metrics, final } = inputs;
   const training = await trainingFigures(metrics, out);
   const accuracy = metrics.evaluations.length > 0 ? await accuracyFigure(metrics.evaluations, out) : '';
   const perClass = final ? await perClassFigure(final, inputs.className, out) : '';
   const confusion = final ? await confusionFigure(final, inputs.names, out) : '';
-  const map = await embeddingMapFigure(inputs.runDir, mapImages, inputs.names, out);
+  if (scope.kind === 'cheap')
+    return {
+      training,
+      accuracy,
+      perClass,
+      confusion,
+      embeddingMap: note(MAPS_AT_THE_END),
+      umapMap: '',
+      augmentations: note(GRID_AT_THE_END),
+    };
+  const maps = await embeddingMapFigures(inputs, scope.mapImages, out);
   const augmentations = await augmentationGridFigure(inputs.config, out);
-  return { training, accuracy, perClass, confusion, embeddingMap: map, augmentations };
+  return { training, accuracy, perClass, confusion, ...maps, augmentations };
 }
 
 async function trainingFigures(metrics: RunMetrics, { pngs, stages }: FigureOutput): Promise<string[]> {
@@ -116,8 +147,12 @@ async function trainingFigures(metrics: RunMetrics, { pngs, stages }: FigureOutp
 
 function accuracyFigure(evaluations: readonly EvaluationLine[], { pngs, stages }: FigureOutput): Promise<string> {
   return stages.timed('accuracy chart', async () => {
+    // Monitors on eval.monitorImages score a subset: their own series, labelled with its size.
+    const fullTest = Math.max(...evaluations.map((e) => e.images?.test ?? 0));
+    const knnSeries = (e: EvaluationLine) =>
+      e.images && e.images.test < fullTest ? `kNN monitor (${e.images.test.toLocaleString('en-US')} test images)` : 'kNN';
     const points: AccuracyPoint[] = evaluations.flatMap((e) => [
-      { epochs: e.epoch + 1, method: 'kNN', top1: 100 * e.knn.top1 },
+      { epochs: e.epoch + 1, method: knnSeries(e), top1: 100 * e.knn.top1 },
       ...(e.linearProbe ? [{ epochs: e.epoch + 1, method: 'linear probe', top1: 100 * e.linearProbe.top1 }] : []),
     ]);
     const rendered = await renderChart(accuracyChartSpec(points));
@@ -127,7 +162,7 @@ function accuracyFigure(evaluations: readonly EvaluationLine[], { pngs, stages }
       rendered.width,
       rendered.height,
       'Test top-1 accuracy over epochs',
-      'Epoch 0 is the untrained network (eval.atStart); the linear probe runs in full evaluations only, the cheap kNN monitors (eval.every) have none.',
+      'Epoch 0 is the untrained network (eval.atStart); the linear probe runs in full evaluations only, the cheap kNN monitors (eval.every, on eval.monitorImages) have none.',
     );
   });
 }
@@ -147,7 +182,9 @@ async function perClassFigure(final: EvaluationLine, className: (c: number) => s
       ),
     );
     await pngs.save('per-class', rendered.png);
-    return figure(rendered.png, rendered.width, rendered.height, 'Per-class test accuracy');
+    // Hundreds of classes make a chart wider than the column: it scrolls rather than shrinking its bars.
+    const layout = rendered.width <= COLUMN_WIDTH * 1.1 ? 'column' : 'natural';
+    return figure(rendered.png, rendered.width, rendered.height, 'Per-class test accuracy', undefined, layout);
   });
 }
 
@@ -164,27 +201,36 @@ async function confusionFigure(final: EvaluationLine, names: readonly string[], 
       rendered.height,
       `Confusion matrix of the ${method}`,
       'Rows are the true classes, columns the predicted ones; colour is the share of the row, numbers are image counts.',
+      'natural',
     );
   });
 }
 
-async function embeddingMapFigure(
-  runDir: string,
-  mapImages: number,
-  names: readonly string[],
-  { pngs, stages }: FigureOutput,
-): Promise<string> {
-  if (mapImages === 0) return note('Left out (--map-images 0).');
+type MapFigures = Pick<Figures, 'embeddingMap' | 'umapMap'>;
+
+/** The PCA map and the UMAP map of the same test images' features (computed once), or a note saying why there are none. */
+async function embeddingMapFigures(inputs: RunInputs, mapImages: number, out: FigureOutput): Promise<MapFigures> {
+  const { stages } = out;
+  if (mapImages === 0) return { embeddingMap: note('Left out (--map-images 0).'), umapMap: '' };
   const map = await stages.timed('embedding map: features and PCA', () =>
-    embeddingMap(path.join(runDir, CHECKPOINT_FILE), mapImages, stages.signal),
+    embeddingMap(path.join(inputs.runDir, CHECKPOINT_FILE), mapImages, stages.signal),
   );
   if ('skipped' in map) {
     stages.progress(`embedding map skipped: ${map.skipped}`);
-    return note(`No map: ${escapeHtml(map.skipped)}.`);
+    return { embeddingMap: note(`No map: ${escapeHtml(map.skipped)}.`), umapMap: '' };
   }
+  const embeddingMapHtml = await pcaMapFigure(map, inputs.names, out);
+  const umapMap = await umapMapFigure(map, inputs.names, inputs.config.run.seed, out);
+  return { embeddingMap: embeddingMapHtml, umapMap };
+}
+
+type ComputedMap = Exclude<EmbeddingMap, { skipped: string }>;
+
+function pcaMapFigure(map: ComputedMap, names: readonly string[], { pngs, stages }: FigureOutput): Promise<string> {
   return stages.timed('embedding map chart', async () => {
     const axis = (k: 0 | 1) => `PC${k + 1} (${(100 * map.explained[k]).toFixed(1)}% of variance)`;
-    const rendered = await renderChart(embeddingMapSpec(map.points, names, [axis(0), axis(1)]));
+    const chart = { title: 'Test embeddings, first two principal components', axisTitles: [axis(0), axis(1)] as [string, string] };
+    const rendered = await renderChart(embeddingMapSpec(map.points, names, chart));
     await pngs.save('embedding-map', rendered.png);
     return figure(
       rendered.png,
@@ -195,6 +241,39 @@ async function embeddingMapFigure(
         `${map.images} of the ${map.testImages} test images (evenly spread), backbone features (${map.dim} dimensions) of the final checkpoint, ` +
           `L2-normalised, projected on their first two principal axes (exact PCA). Features ${map.seconds.features.toFixed(1)} s, PCA ${map.seconds.pca.toFixed(2)} s.`,
       ),
+      'panel',
+    );
+  });
+}
+
+/** The same features laid out by UMAP: neighbourhoods (which PCA's two axes flatten) kept, on at most UMAP_MAX_POINTS of the map's images. */
+async function umapMapFigure(map: ComputedMap, names: readonly string[], seed: number, { pngs, stages }: FigureOutput): Promise<string> {
+  const chosen = evenlySpread(map.images, UMAP_MAX_POINTS);
+  if (chosen.length < UMAP_MIN_POINTS)
+    return note(`No UMAP map: ${chosen.length} test images, fewer than the ${UMAP_MIN_POINTS} it needs.`);
+  const rows = new Float64Array(chosen.length * map.dim);
+  chosen.forEach((source, i) => rows.set(map.features.subarray(source * map.dim, (source + 1) * map.dim), i * map.dim));
+  const layout = await stages.timed('embedding map: UMAP', () => umap(rows, chosen.length, map.dim, { seed, signal: stages.signal }));
+  return stages.timed('UMAP map chart', async () => {
+    const points = chosen.map((source, i) => ({
+      x: layout.projections[2 * i]!,
+      y: layout.projections[2 * i + 1]!,
+      label: map.points[source]!.label,
+    }));
+    const chart = { title: 'Test embeddings, UMAP', axisTitles: ['UMAP 1', 'UMAP 2'] as [string, string], unscaled: true };
+    const rendered = await renderChart(embeddingMapSpec(points, names, chart));
+    await pngs.save('embedding-map-umap', rendered.png);
+    return figure(
+      rendered.png,
+      rendered.width,
+      rendered.height,
+      'Test embeddings laid out by UMAP',
+      escapeHtml(
+        `${chosen.length} of those images, the same L2-normalised features laid out by UMAP (umap-js: ${layout.neighbours} neighbours, ` +
+          `min_dist 0.1, ${layout.epochs} epochs, seed ${seed}). Distances within a cluster mean more than distances between clusters. ` +
+          `Neighbour graph ${layout.seconds.graph.toFixed(1)} s, layout ${layout.seconds.layout.toFixed(1)} s.`,
+      ),
+      'panel',
     );
   });
 }

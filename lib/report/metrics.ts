@@ -42,6 +42,8 @@ export interface EvaluationLine {
   rankMe?: number;
   /** Confusion counts, rows = true class, columns = predicted (newer runs). */
   confusion?: { knn: number[][]; linearProbe: number[][] | null };
+  /** The images scored (newer runs): a monitor on eval.monitorImages scores fewer than the final evaluation. */
+  images?: { train: number; test: number };
 }
 
 export interface RunMetrics {
@@ -94,6 +96,9 @@ function evaluationLine(entry: Record<string, unknown>): EvaluationLine | null {
       : null,
   };
   if (finite(entry.rankMe)) line.rankMe = entry.rankMe;
+  if (isRecord(entry.images) && finite(entry.images.train) && finite(entry.images.test)) {
+    line.images = { train: entry.images.train, test: entry.images.test };
+  }
   if (isRecord(entry.confusion)) {
     const knnMatrix = matrix(entry.confusion.knn);
     if (knnMatrix) line.confusion = { knn: knnMatrix, linearProbe: matrix(entry.confusion.linearProbe) };

@@ -4,7 +4,15 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomically } from '../io/files.js';
 
-export class PngFolder {
+/** Where the report's pictures go besides the page: the PNG folder, or nowhere (a page rewritten mid-run, report-state.ts). */
+export interface PngSink {
+  save(name: string, png: Buffer): Promise<void>;
+}
+
+/** Keeps no files: a page rewritten at each epoch's end carries its pictures inline and leaves report/ to the full report. */
+export const NO_PNGS: PngSink = { save: async () => {} };
+
+export class PngFolder implements PngSink {
   /** The files written so far, in the order written (the report returns them). */
   readonly written: string[] = [];
 

@@ -7,16 +7,18 @@ import { MAX_SERIES_POINTS } from './charts.js';
 import type { Figures } from './figures.js';
 import { escapeHtml, note, number, page, table } from './html.js';
 import type { EvaluationLine, RunMetrics } from './metrics.js';
+import { pageState, statusBanner, type RunStatus } from './report-state.js';
 import type { RunInputs } from './run-inputs.js';
 
 const when = (evaluation: EvaluationLine) => evaluatedWhen(evaluation.epoch);
 
-/** The whole of report.html. */
-export function reportPage(inputs: RunInputs, figures: Figures): string {
+/** The whole of report.html: the finished run's (`status` null), or that of a run under way, with its banner. */
+export function reportPage(inputs: RunInputs, figures: Figures, status: RunStatus | null = null): string {
   const { runDir, metrics, config, final } = inputs;
   const title = `clamp-native run report: ${config.data.dataset}, ${config.model.backbone}`;
   const body = `<h1>${escapeHtml(title)}</h1>
 <p class="sub">${escapeHtml(path.resolve(runDir))} &middot; generated ${escapeHtml(new Date().toISOString())}${metrics.skipped > 0 ? ` &middot; ${metrics.skipped} unreadable line(s) of ${METRICS_FILE} skipped` : ''}</p>
+${statusBanner(status, path.resolve(runDir))}
 <div class="cards">
 ${headlineCards(config, metrics, final)}
 </div>
@@ -38,8 +40,8 @@ ${final ? manifoldSection(final) : note('No manifold diagnostics: the run logged
 <h2>Confusion</h2>
 ${figures.confusion || note('This run did not record confusion matrices (older runs lack them).')}
 
-<h2>Embedding map</h2>
-${figures.embeddingMap}
+<h2>Embedding maps</h2>
+${figures.umapMap ? `<div class="maps">\n${figures.embeddingMap}\n${figures.umapMap}\n</div>` : figures.embeddingMap}
 
 <h2>Augmented views</h2>
 ${figures.augmentations}
@@ -49,7 +51,7 @@ ${figures.augmentations}
 <pre>${escapeHtml(JSON.stringify(inputs.rawConfig, null, 2))}</pre>
 </details>
 `;
-  return page(title, body);
+  return page(title, body, pageState(status));
 }
 
 function card(label: string, value: string, detail = ''): string {

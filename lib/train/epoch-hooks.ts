@@ -1,9 +1,13 @@
-// What a run does between its epochs and after its last step: evaluations and checkpoints, each on its
-// own schedule (in the manner of solo-learn's callbacks), so that the training loop itself only trains.
+// What a run does between its epochs and after its last step: evaluations, checkpoints and the rewritten
+// report.html, each on its own schedule (in the manner of solo-learn's callbacks), so that the training
+// loop itself only trains.
+import path from 'node:path';
 import { saveCheckpoint, type Checkpoint, type RunPosition } from '../checkpoint/checkpoint.js';
 import type { TrainConfig } from '../config/train-config.js';
 import type { ImageDataset } from '../data/image-dataset.js';
+import { balancedLabelSubset, datasetSubset } from '../data/label-subset.js';
 import { evaluate, type Evaluation } from '../eval/evaluate.js';
+import { writeRunningReport, type RunStatus } from '../report/report.js';
 import type { MetricsLog } from './metrics-log.js';
 import type { Trainer } from './trainer.js';
 import type { TrainEvent } from './training-run.js';
@@ -26,6 +30,11 @@ export class RunCheckpoints {
   ) {
     this.metrics = { ...o.resumed?.metrics };
     this.last = o.resumed?.position ?? null;
+  }
+
+  /** Whether this process writes the run folder (rank 0). */
+  get writer(): boolean {
+    return this.o.writer;
   }
 
   async save(position: RunPosition, lastLoss: number): Promise<void> {
@@ -51,16 +60,40 @@ export class RunEvaluation {
     },
   ) {}
 
-  /** `monitor`: kNN alone, cheap enough to repeat mid-run. Epoch -1 is before training. */
+  /** Whether run() evaluates (rank 0 of a run with a test split) rather than returning null. */
+  get evaluates(): boolean {
+    return this.o.testSet !== null && this.o.writer;
+  }
+
+  private monitorSets: { train: ImageDataset; test: ImageDataset } | undefined;
+
+  /** `monitor`: kNN alone, on eval.monitorImages, cheap enough to repeat mid-run. Epoch -1 is before training. */
   async run(epoch: number, step: number, monitor: boolean): Promise<Evaluation | null> {
     const { trainer, trainSet, testSet, config, signal, writer, metrics, emit } = this.o;
     if (!testSet || !writer) return null;
     emit({ kind: 'evaluating', what: monitor || config.eval.linearProbe === false ? 'kNN' : 'kNN and the linear probe' });
-    const result = await evaluate(trainer, trainSet, testSet, config, monitor, signal);
+    const sets = monitor ? this.monitorDatasets(trainSet, testSet) : { train: trainSet, test: testSet };
+    const result = await evaluate(trainer, sets.train, sets.test, config, monitor, signal);
     await metrics.write({ kind: 'evaluation', epoch, step, ...result });
     emit({ kind: 'evaluation', epoch, step, evaluation: result });
     return result;
   }
+
+  /** The monitor's subsets, drawn once, so every monitor of the run scores the same images. */
+  private monitorDatasets(trainSet: ImageDataset, testSet: ImageDataset): { train: ImageDataset; test: ImageDataset } {
+    const { monitorImages } = this.o.config.eval;
+    this.monitorSets ??= {
+      train: monitorSubset(trainSet, monitorImages.train, this.o.config.run.seed),
+      test: monitorSubset(testSet, monitorImages.test, this.o.config.run.seed + 1),
+    };
+    return this.monitorSets;
+  }
+}
+
+/** Up to `limit` images of `dataset`, the same share of every class, fixed by the seed (all of it without a limit). */
+function monitorSubset(dataset: ImageDataset, limit: number | undefined, seed: number): ImageDataset {
+  if (limit === undefined || limit >= dataset.count) return dataset;
+  return datasetSubset(dataset, balancedLabelSubset(dataset.labels, dataset.classes, limit / dataset.count, seed));
 }
 
 /** Whether epoch `epoch` (from 0) ends a period of `every` epochs (0: never) before the run's last epoch, whose own hooks come at the end of the run. */
@@ -68,32 +101,82 @@ export function endsPeriodBeforeLast(epoch: number, every: number, epochs: numbe
   return every > 0 && (epoch + 1) % every === 0 && epoch + 1 !== epochs;
 }
 
+/**
+ * Rank 0's report.html of the run under way (run.reportEvery; 0: none): its cheap parts only, a second or
+ * less, on the training process's thread while the loop waits, as evaluations and checkpoints are. A failure
+ * to write it warns once and never fails the run: the page is for watching, the run folder has the rest.
+ */
+export class RunReport {
+  private warned = false;
+
+  constructor(
+    readonly runDir: string,
+    private readonly o: { config: TrainConfig; writer: boolean },
+  ) {}
+
+  get enabled(): boolean {
+    return this.o.writer && this.o.config.run.reportEvery > 0;
+  }
+
+  async write(status: RunStatus): Promise<void> {
+    if (!this.enabled) return;
+    try {
+      await writeRunningReport(this.runDir, status);
+    } catch (error) {
+      if (this.warned) return;
+      this.warned = true;
+      process.emitWarning(`report.html was not rewritten during the run: ${(error as Error).message}`, 'ClampReportWarning');
+    }
+  }
+}
+
 export class EpochHooks {
+  private readonly report: RunReport;
+
   constructor(
     private readonly config: TrainConfig,
     private readonly evaluation: RunEvaluation,
     private readonly checkpoints: RunCheckpoints,
-  ) {}
+    report?: RunReport,
+  ) {
+    this.report = report ?? new RunReport(path.dirname(checkpoints.file), { config, writer: checkpoints.writer });
+  }
 
   /** After each whole epoch (`position` is the start of the next one); the last epoch's come with the run's end. */
   async afterEpoch(epoch: number, position: RunPosition, lastLoss: number): Promise<void> {
     const { epochs } = this.config.schedule;
     if (endsPeriodBeforeLast(epoch, this.config.eval.every, epochs)) await this.evaluation.run(epoch, position.step, true);
     if (endsPeriodBeforeLast(epoch, this.config.run.checkpointEvery, epochs)) await this.checkpoints.save(position, lastLoss);
+    // After the monitor, so that the page shows this epoch's accuracy.
+    if (endsPeriodBeforeLast(epoch, this.config.run.reportEvery, epochs)) await this.report.write(this.status('training', position));
   }
 
   /**
    * A checkpoint wherever the run ended (stopped or done); then, for a finished run, the final evaluation
    * and the checkpoint again, so that its metadata carries the final accuracy. Returns that evaluation.
+   * The page of the run says where it stands at each of these points.
    */
   async afterRun(position: RunPosition, lastLoss: number, stopped: boolean): Promise<Evaluation | null> {
     await this.checkpoints.save(position, lastLoss);
-    if (stopped || !this.config.eval.atEnd) return null;
+    if (stopped) {
+      await this.report.write(this.status('stopped', position));
+      return null;
+    }
+    if (!this.config.eval.atEnd || !this.evaluation.evaluates) {
+      await this.report.write(this.status('trained', position));
+      return null;
+    }
+    await this.report.write(this.status('evaluating', position));
     const final = await this.evaluation.run(this.config.schedule.epochs - 1, position.step, false);
     if (final) {
       this.checkpoints.metrics.evaluation = final;
       await this.checkpoints.save(position, lastLoss);
     }
+    await this.report.write(this.status('trained', position));
     return final;
+  }
+
+  private status(phase: RunStatus['phase'], position: RunPosition): RunStatus {
+    return { phase, epochsDone: position.epoch, epochs: this.config.schedule.epochs, step: position.step };
   }
 }

@@ -83,7 +83,10 @@ export interface ResumeOptions extends Omit<TrainOptions, 'runDir' | 'overwrite'
   /** Settings that do not change the run's mathematics (up to rounding): device, precision, memory format, workers, threads, logging, evaluation. */
   overrides?: {
     run?: Partial<
-      Pick<TrainConfig['run'], 'device' | 'precision' | 'memoryFormat' | 'workers' | 'threads' | 'checkpointEvery' | 'logEvery'>
+      Pick<
+        TrainConfig['run'],
+        'device' | 'precision' | 'memoryFormat' | 'workers' | 'threads' | 'checkpointEvery' | 'logEvery' | 'reportEvery'
+      >
     >;
     eval?: Partial<TrainConfig['eval']>;
   };
