@@ -1,5 +1,5 @@
 // How figures and progress read wherever clamp-native prints them (the CLI's lines, report.html), in one place.
-import type { LinearProbeSummary } from './eval/evaluate.js';
+import type { EvaluationTimings, LinearProbeSummary } from './eval/evaluate.js';
 
 /** 0.8312 -> "83.12%"; "n/a" for a missing or non-finite value. */
 export function percent(fraction: number | null | undefined): string {
@@ -34,6 +34,18 @@ export function linearProbeClause(probe: LinearProbeSummary | null | undefined):
     ? `; probe with crops and flips (${probe.augmented.epochs} epochs) top-1 ${percent(probe.augmented.top1)}, top-5 ${percent(probe.augmented.top5)}`
     : '';
   return `; linear probe top-1 ${percent(probe.top1)}, top-5 ${percent(probe.top5)} (lr ${probe.learningRate})${augmented}`;
+}
+
+/** Where an evaluation's time went: "took 1m04s: features 21s (training split) + 4s (test), kNN 3s, linear probe 34s, diagnostics 1s". */
+export function evaluationTimeline(seconds: EvaluationTimings): string {
+  const parts = [
+    `features ${duration(seconds.trainFeatures)} (training split) + ${duration(seconds.testFeatures)} (test)`,
+    `kNN ${duration(seconds.knn)}`,
+    ...(seconds.linearProbe === null ? [] : [`linear probe ${duration(seconds.linearProbe)}`]),
+    ...(seconds.augmentedProbe === null ? [] : [`augmented probe ${duration(seconds.augmentedProbe)}`]),
+    `diagnostics ${duration(seconds.diagnostics)}`,
+  ];
+  return `took ${duration(seconds.total)}: ${parts.join(', ')}`;
 }
 
 /** Where progress is drawn: process.stderr, or anything with its write() and isTTY. */

@@ -10,6 +10,7 @@ import { readCheckpoint } from '../lib/checkpoint/checkpoint.js';
 import { readSafetensors } from '../lib/checkpoint/safetensors.js';
 import { loadDataset } from '../lib/data/datasets.js';
 import { evaluateCheckpoint } from '../lib/eval/evaluate.js';
+import { evaluationTimeline } from '../lib/format.js';
 import { resolveTrainConfig } from '../lib/config/train-config.js';
 import { resumeTraining, train, type TrainEvent } from '../lib/train/training-run.js';
 
@@ -127,6 +128,16 @@ describe('train', () => {
     expect(again.knn).toEqual(summary.knn);
     expect(again.linearProbe).toEqual(summary.linearProbe);
     expect(again).toMatchObject({ trainImages: 512, testImages: 500 });
+    // Where the evaluation's time went: every part measured, none longer than the whole.
+    const { total, ...parts } = again.timings;
+    expect(parts.augmentedProbe).toBeNull(); // eval.linearProbe.augmentEpochs is 0
+    const measured = Object.values(parts).filter((seconds) => seconds !== null);
+    expect(measured).toHaveLength(5);
+    for (const seconds of measured) expect(seconds).toBeGreaterThan(0);
+    expect(measured.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(total);
+    expect(evaluationTimeline(again.timings)).toMatch(
+      /^took \d+s: features \d+s \(training split\) \+ \d+s \(test\), kNN \d+s, linear probe \d+s, diagnostics \d+s$/,
+    );
     // Per-class accuracy weighted by the class sizes is the overall accuracy.
     const testSet = (await loadDataset(again.config.data, 'test'))!;
     const sizes = new Array<number>(10).fill(0);
@@ -155,6 +166,36 @@ describe('train', () => {
     expect(printed.testImages).toBe(200);
     expect(printed.knn.top1).toBeGreaterThan(0.3);
     expect(printed.linearProbe.top1).toBeGreaterThan(0.3);
+  });
+
+  it('a kNN monitor after every epoch scores fixed class-balanced subsets; the final evaluation scores every image', async () => {
+    const config = {
+      ...small,
+      data: { ...small.data, testLimit: 600 },
+      schedule: { ...small.schedule, epochs: 3, warmupEpochs: 0 },
+      eval: { ...small.eval, atEnd: true, every: 1, monitorImages: { train: 200, test: 100 } },
+    };
+    const summary = await train(config, { runDir: await runFolder() });
+    const evaluations = (await metricLines(summary.runDir)).filter((m) => m.kind === 'evaluation') as unknown as {
+      epoch: number;
+      images: { train: number; test: number };
+      knn: { top1: number };
+      linearProbe: unknown;
+      perClass: { knn: number[] };
+    }[];
+    // After epochs 1 and 2 the monitors, after the last the full evaluation.
+    expect(evaluations.map((e) => e.epoch)).toEqual([0, 1, 2]);
+    const [first, second, final] = evaluations as [(typeof evaluations)[0], (typeof evaluations)[0], (typeof evaluations)[0]];
+    // The limits' share of every class, rounded per class: about 200 and 100 images.
+    expect(Math.abs(first.images.train - 200)).toBeLessThanOrEqual(10);
+    expect(Math.abs(first.images.test - 100)).toBeLessThanOrEqual(10);
+    expect(second.images).toEqual(first.images);
+    expect(first.linearProbe).toBeNull();
+    expect(final.images).toEqual({ train: 512, test: 600 });
+    expect(final.linearProbe).not.toBeNull();
+    expect(summary.knn!.top1).toBe(final.knn.top1);
+    // Every class is present in the monitor's test subset.
+    expect(first.perClass.knn.every((a) => a !== null && Number.isFinite(a))).toBe(true);
   });
 
   it('a truncated or foreign checkpoint is refused with the reason', async () => {

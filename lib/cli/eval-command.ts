@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { evaluateCheckpoint, type EvaluationProgressListener } from '../eval/evaluate.js';
 import { CHECKPOINT_FILE } from '../checkpoint/checkpoint.js';
-import { linearProbeClause, percent, progressLine, type ProgressLine, type ProgressStream } from '../format.js';
+import { evaluationTimeline, linearProbeClause, percent, progressLine, type ProgressLine, type ProgressStream } from '../format.js';
 import { UsageError, wholeNumberFlag } from './flags.js';
 
 export const EVAL_USAGE = `clamp-native eval --checkpoint PATH [options]
@@ -75,6 +75,7 @@ export async function runEval(args: string[]): Promise<number> {
   process.stderr.write(
     `${result.config.data.dataset}, ${result.trainImages} training / ${result.testImages} test images: kNN (k=${result.knn.k}) top-1 ${percent(result.knn.top1)}, top-5 ${percent(result.knn.top5)}${linearProbeClause(result.linearProbe)}\n`,
   );
+  process.stderr.write(`evaluation ${evaluationTimeline(result.timings)}\n`);
   const worst = result.perClass.linearProbe ?? result.perClass.knn;
   const hardest = worst
     .map((accuracy, c) => ({ accuracy, c }))

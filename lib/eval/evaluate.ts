@@ -39,7 +39,28 @@ export interface Evaluation {
   manifolds: { meanRadius: number; meanCentreDistance: number; overlap: number; radius: number[] };
   /** Effective rank (RankMe) of the test set's backbone features: 1 is total collapse, the feature dimension the most. */
   rankMe: number;
+  /** The images scored: the whole splits, or a monitor's subsets (eval.monitorImages). */
+  images: { train: number; test: number };
+  /** Wall-clock seconds of each part. */
+  timings: EvaluationTimings;
 }
+
+export interface EvaluationTimings {
+  /** Backbone features of the training split (the kNN bank and the probe's inputs), then of the test split. */
+  trainFeatures: number;
+  testFeatures: number;
+  knn: number;
+  /** The lr-swept probe on cached features; null when it did not run. */
+  linearProbe: number | null;
+  /** The probe trained through crops and flips; null when it did not run. */
+  augmentedProbe: number | null;
+  /** Per-class accuracy, confusion, class manifolds and RankMe. */
+  diagnostics: number;
+  total: number;
+}
+
+/** Seconds since `start` (a performance.now() reading). */
+const since = (start: number) => (performance.now() - start) / 1000;
 
 /**
  * What evaluation is doing, as it goes (a run of a minute or more on a CPU): a step begun, or how far a
@@ -63,27 +84,39 @@ export async function evaluate(
   const pipeline = config.augment[0]!;
   const workers = config.run.workers;
   const counted = (what: string) => (done: number, total: number) => onProgress?.({ kind: 'count', what, done, total, unit: 'images' });
+  const start = performance.now();
+  let partStart = start;
   const bank = await datasetFeatures(trainer, train, pipeline, {
     workers,
     signal,
     onRows: counted(`features of the ${train.count} training images`),
   });
+  const trainFeatures = since(partStart);
+  partStart = performance.now();
   const queries = await datasetFeatures(trainer, test, pipeline, {
     workers,
     signal,
     onRows: counted(`features of the ${test.count} test images`),
   });
+  const testFeatures = since(partStart);
   const classes = Math.max(train.classes, test.classes);
   onProgress?.({ kind: 'step', what: `kNN (k=${config.eval.knn.k}) of ${test.count} test images against ${train.count} training images` });
+  partStart = performance.now();
   const knn = await knnAccuracy(bank, queries, bank.dim, classes, config.eval.knn);
+  const knnSeconds = since(partStart);
   let probe: LinearProbeSummary | null = null;
   let probePredictions: Int32Array | null = null;
+  let probeSeconds: number | null = null;
+  let augmentedSeconds: number | null = null;
   if (!monitor && config.eval.linearProbe !== false) {
     const options = config.eval.linearProbe;
     onProgress?.({ kind: 'step', what: linearProbePlan(options, train.count) });
+    partStart = performance.now();
     const result = await linearProbe(bank, queries, bank.dim, classes, options);
+    probeSeconds = since(partStart);
     probe = { top1: result.top1, top5: result.top5, learningRate: result.learningRate };
     if (options.augmentEpochs > 0) {
+      partStart = performance.now();
       const what = `the probe with crops and flips (lr ${result.learningRate})`;
       const { top1, top5, epochs, learningRate } = await augmentedLinearProbe(await trainer.state(), config, train, test, {
         ...options,
@@ -95,24 +128,40 @@ export async function evaluate(
         onEpoch: (e) => onProgress?.({ kind: 'count', what, done: e.epoch, total: e.epochs, unit: 'epochs' }),
       });
       probe.augmented = { top1, top5, epochs, learningRate };
+      augmentedSeconds = since(partStart);
     }
     probePredictions = argmaxRows(result.testLogits, classes);
   }
   onProgress?.({ kind: 'step', what: 'class manifolds and effective rank (RankMe) of the test features' });
+  partStart = performance.now();
   const { meanRadius, meanCentreDistance, overlap, radius } = classManifolds(queries.features, queries.labels, queries.dim, classes);
+  const perClass = {
+    knn: perClassAccuracy(knn.predictions, queries.labels, classes),
+    linearProbe: probePredictions && perClassAccuracy(probePredictions, queries.labels, classes),
+  };
+  const confusion = {
+    knn: confusionMatrix(knn.predictions, queries.labels, classes),
+    linearProbe: probePredictions && confusionMatrix(probePredictions, queries.labels, classes),
+  };
+  const rankMe = await effectiveRank(queries.features, queries.dim);
+  const timings: EvaluationTimings = {
+    trainFeatures,
+    testFeatures,
+    knn: knnSeconds,
+    linearProbe: probeSeconds,
+    augmentedProbe: augmentedSeconds,
+    diagnostics: since(partStart),
+    total: since(start),
+  };
   return {
     knn: { top1: knn.top1, top5: knn.top5, k: config.eval.knn.k },
     linearProbe: probe,
-    perClass: {
-      knn: perClassAccuracy(knn.predictions, queries.labels, classes),
-      linearProbe: probePredictions && perClassAccuracy(probePredictions, queries.labels, classes),
-    },
-    confusion: {
-      knn: confusionMatrix(knn.predictions, queries.labels, classes),
-      linearProbe: probePredictions && confusionMatrix(probePredictions, queries.labels, classes),
-    },
+    perClass,
+    confusion,
     manifolds: { meanRadius, meanCentreDistance, overlap, radius },
-    rankMe: await effectiveRank(queries.features, queries.dim),
+    rankMe,
+    images: { train: train.count, test: test.count },
+    timings,
   };
 }
 
