@@ -1,0 +1,181 @@
+#!/usr/bin/env node
+// Time to accuracy on the CPU: the fashion-mnist preset trained by clamp-native (`clamp-native train`)
+// and by the same CLAMP recipe in eager PyTorch (bench/time_to_accuracy_eager.py, under PYTHON, default
+// python3: pip's torch 2.13), each for the same wall-clock budgets on the same machine, one after the
+// other, then both backbones scored by clamp-native's own kNN (k = 200) and lr-swept linear probe on
+// features of all 60,000 training and 10,000 test images. Prints the table and writes a PNG of accuracy
+// against training time (both sides on one chart) and the figures as JSON.
+//
+// Each side first times its own steps (augmentation and loading included) and then trains as many
+// steps as fit the budget, its schedule laid out over them: the peer any number of steps, clamp-native
+// whole epochs (its schedule is in epochs), so it trains at most the budget. Training time is the
+// training loop's own (dataset loading, start-up and evaluation are not in it). Long: a benchmark, not a test.
+//
+//   node bench/time-to-accuracy.mjs [--budgets 2.5,5,10] [--threads 2] [--png docs/images/time-to-accuracy.png] [--json out.json]
+//   node bench/time-to-accuracy.mjs --replot out.json     # redraws the chart of a saved run
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { decodeNpy } from '../dist/encode/npy.js';
+import { datasetFeatures } from '../dist/eval/features.js';
+import { knnAccuracy } from '../dist/eval/knn.js';
+import { linearProbe } from '../dist/eval/linear-probe.js';
+import { renderChart } from '../dist/report/charts.js';
+import { trainerFor } from '../dist/train/from-config.js';
+import { loadRun } from '../dist/train/saved-run.js';
+import { PYTHON, pythonTorchVersion } from './peers.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const cli = path.join(here, '..', 'dist', 'cli', 'main.js');
+const { values } = parseArgs({
+  options: {
+    budgets: { type: 'string', default: '2.5,5,10' },
+    threads: { type: 'string', default: String(os.availableParallelism()) },
+    png: { type: 'string', default: path.join(here, '..', 'docs', 'images', 'time-to-accuracy.png') },
+    json: { type: 'string' },
+    replot: { type: 'string' },
+  },
+});
+const budgets = values.budgets.split(',').map(Number);
+if (budgets.some((b) => !(b > 0))) throw new Error(`--budgets takes minutes > 0, got ${values.budgets}`);
+const threads = values.threads;
+if (values.replot) {
+  // Redraw the chart of a saved --json run, without training.
+  await writeChart(JSON.parse(fs.readFileSync(values.replot, 'utf8')).rows);
+  process.exit(0);
+}
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'clamp-tta-'));
+
+function run(command, args, env = {}) {
+  const result = spawnSync(command, args, { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 1 << 26 });
+  if (result.status !== 0) throw new Error(`${path.basename(command)} ${args.join(' ')} failed:\n${result.stderr}`);
+  return result;
+}
+
+const lastJson = (stdout) => JSON.parse(stdout.trim().split('\n').pop());
+
+// clamp-native: `train` as a user runs it (the preset, its loader workers, its threads).
+function trainOurs(epochs, limit, out) {
+  const args = [
+    cli,
+    'train',
+    '--epochs',
+    String(epochs),
+    '--threads',
+    threads,
+    '--no-report',
+    '--set',
+    'eval.atEnd=false',
+    '--set',
+    'eval.every=0',
+    '--out',
+    out,
+  ];
+  if (limit) args.push('--limit', String(limit));
+  run(process.execPath, args);
+  const lines = fs
+    .readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  const epochLines = lines.filter((l) => l.kind === 'epoch');
+  return { seconds: epochLines.reduce((sum, l) => sum + l.seconds, 0), steps: epochLines.reduce((sum, l) => sum + l.steps, 0) };
+}
+
+function trainPeer(extra) {
+  return lastJson(run(PYTHON, [path.join(here, 'time_to_accuracy_eager.py'), '--threads', threads, ...extra]).stdout);
+}
+
+/** kNN and the linear probe of the preset's evaluation settings, on the given features. */
+async function score(config, train, test, trainFeatures, testFeatures, dim) {
+  const classes = Math.max(train.classes, test.classes);
+  const bank = { features: trainFeatures, labels: train.labels, dim };
+  const queries = { features: testFeatures, labels: test.labels, dim };
+  const knn = await knnAccuracy(bank, queries, dim, classes, config.eval.knn);
+  const probe = await linearProbe(bank, queries, dim, classes, config.eval.linearProbe);
+  return { knn: knn.top1, linear: probe.top1 };
+}
+
+async function ourFeatures(runDir) {
+  const { checkpoint, config, train, test } = await loadRun(runDir);
+  const trainer = await trainerFor(config, train.channels, 1);
+  try {
+    await trainer.loadState(checkpoint.state);
+    const pipeline = config.augment[0];
+    const [a, b] = [await datasetFeatures(trainer, train, pipeline), await datasetFeatures(trainer, test, pipeline)];
+    return { config, train, test, trainFeatures: a.features, testFeatures: b.features, dim: a.dim };
+  } finally {
+    trainer.dispose();
+  }
+}
+
+/** Accuracy against training time, both sides on one chart (colour: side; dashes: kNN or probe). */
+async function writeChart(rows) {
+  const points = rows.flatMap((r) => [
+    { minutes: r.trainSeconds / 60, accuracy: 100 * r.linear, side: r.side, score: 'linear probe' },
+    { minutes: r.trainSeconds / 60, accuracy: 100 * r.knn, side: r.side, score: 'kNN (k = 200)' },
+  ]);
+  const chart = await renderChart({
+    title: { text: 'Fashion-MNIST test accuracy against training time (2 cores)', subtitle: 'solid: kNN (k = 200); dashed: linear probe' },
+    width: 620,
+    height: 300,
+    data: { values: points },
+    mark: { type: 'line', point: true },
+    encoding: {
+      x: { field: 'minutes', type: 'quantitative', title: 'training time (minutes)' },
+      y: { field: 'accuracy', type: 'quantitative', title: 'top-1 (%)', scale: { zero: false } },
+      color: { field: 'side', type: 'nominal', title: null, legend: { labelLimit: 0 } },
+      strokeDash: { field: 'score', type: 'nominal', sort: ['kNN (k = 200)', 'linear probe'], legend: null },
+    },
+  });
+  fs.mkdirSync(path.dirname(values.png), { recursive: true });
+  fs.writeFileSync(`${values.png}.tmp`, chart.png);
+  fs.renameSync(`${values.png}.tmp`, values.png);
+  console.log(`chart: ${values.png}`);
+}
+
+console.log(`time to accuracy, fashion-mnist preset, ${threads} thread(s), ${os.cpus()[0]?.model ?? 'unknown CPU'}`);
+console.log(
+  `peer: the same recipe in eager PyTorch ${pythonTorchVersion()} under ${PYTHON}; budgets ${budgets.join(', ')} min of training`,
+);
+// Each side's time per step, augmentation included: 60 steps of clamp-native's `train`, 30 of the peer's loop.
+const calibration = trainOurs(1, 60 * 128, path.join(work, 'calibrate'));
+const oursPerStep = calibration.seconds / calibration.steps;
+const peerPerStep = trainPeer(['--calibrate', '30']).secondsPerStep;
+console.log(
+  `seconds per step: clamp-native ${oursPerStep.toFixed(3)}, eager ${peerPerStep.toFixed(3)} (${(peerPerStep / oursPerStep).toFixed(2)}x)`,
+);
+const stepsPerEpoch = Math.floor(60000 / 128);
+const rows = [];
+console.log('budget | side | epochs | training time | kNN top-1 | linear probe top-1');
+for (const minutes of budgets) {
+  const epochs = Math.max(1, Math.floor((minutes * 60) / (oursPerStep * stepsPerEpoch)));
+  const ourDir = path.join(work, `ours-${minutes}`);
+  const ours = trainOurs(epochs, 0, ourDir);
+  const f = await ourFeatures(ourDir);
+  const oursScore = await score(f.config, f.train, f.test, f.trainFeatures, f.testFeatures, f.dim);
+  const peerDir = fs.mkdtempSync(path.join(work, `peer-${minutes}-`));
+  const peer = trainPeer(['--seconds', String(minutes * 60), '--seconds-per-step', String(peerPerStep), '--out', peerDir]);
+  const read = (split) => decodeNpy(fs.readFileSync(path.join(peerDir, `${split}-features.npy`)));
+  const [pt, pq] = [read('train'), read('test')];
+  const peerScore = await score(f.config, f.train, f.test, pt.data, pq.data, pt.shape[1]);
+  for (const [side, r, s] of [
+    ['clamp-native', { epochs, seconds: ours.seconds }, oursScore],
+    ['eager PyTorch', { epochs: peer.epochs, seconds: peer.trainSeconds }, peerScore],
+  ]) {
+    rows.push({ budgetMinutes: minutes, side, epochs: r.epochs, trainSeconds: r.seconds, knn: s.knn, linear: s.linear });
+    console.log(
+      `${minutes} min | ${side} | ${r.epochs.toFixed(2)} | ${(r.seconds / 60).toFixed(2)} min | ${(100 * s.knn).toFixed(2)}% | ${(100 * s.linear).toFixed(2)}%`,
+    );
+  }
+  console.log(
+    `${minutes} min: clamp-native ahead by ${(100 * (oursScore.knn - peerScore.knn)).toFixed(2)} (kNN), ${(100 * (oursScore.linear - peerScore.linear)).toFixed(2)} (linear) points`,
+  );
+}
+
+await writeChart(rows);
+if (values.json) fs.writeFileSync(values.json, `${JSON.stringify({ threads, oursPerStep, peerPerStep, rows }, null, 2)}\n`);
+fs.rmSync(work, { recursive: true, force: true });
