@@ -34,10 +34,10 @@ int64_t default_limit() {
 
 class CachingCpuAllocator final : public c10::Allocator {
  public:
-  c10::DataPtr allocate(size_t n) override {
-    void* data = n < kSmallestCached ? allocate_uncached(n) : allocate_cached(n);
-    return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
-  }
+  // LibTorch 1.13 declares allocate() const, 2.x not: one of the two overrides its pure virtual, the
+  // other is an unused overload (neither says `override`, so both compile on either).
+  c10::DataPtr allocate(size_t n) const { return instance().allocate_block(n); }
+  c10::DataPtr allocate(size_t n) { return allocate_block(n); }
 
   // One deleter for every block, so raw_allocate/raw_deallocate work (oneDNN's scratchpad uses them).
   c10::DeleterFnPtr raw_deleter() const override { return &release; }
@@ -70,6 +70,11 @@ class CachingCpuAllocator final : public c10::Allocator {
 
  private:
   CachingCpuAllocator() { stats_.limit_bytes = default_limit(); }
+
+  c10::DataPtr allocate_block(size_t n) {
+    void* data = n < kSmallestCached ? allocate_uncached(n) : allocate_cached(n);
+    return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
+  }
 
   static void* aligned(size_t n) {
     void* data = nullptr;
