@@ -286,8 +286,14 @@ describe('distribute options', () => {
     const config = resolveTrainConfig({
       overrides: { data: { limit: 256 }, schedule: { epochs: 1, warmupEpochs: 0 }, run: { batchSize: 64, views: 2 }, eval: { every: 1 } },
     });
-    await expect(train(config, { runDir: path.join(os.tmpdir(), 'never'), distributed: { rank: 0, worldSize: 2 } })).rejects.toThrow(
-      /eval.every and eval.atStart do not run data-parallel yet/,
+    // A monitor on the whole splits could outlast the collectives' timeout while rank 0 alone runs it.
+    const unbounded = { ...config, eval: { ...config.eval, monitorImages: {} } };
+    await expect(train(unbounded, { runDir: path.join(os.tmpdir(), 'never'), distributed: { rank: 0, worldSize: 2 } })).rejects.toThrow(
+      /eval.every runs data-parallel only on bounded subsets: set eval.monitorImages.train and .test/,
+    );
+    const atStart = { ...config, eval: { ...config.eval, every: 0, atStart: true } };
+    await expect(train(atStart, { runDir: path.join(os.tmpdir(), 'never'), distributed: { rank: 0, worldSize: 2 } })).rejects.toThrow(
+      /eval.atStart does not run data-parallel yet/,
     );
     const odd = { ...config, run: { ...config.run, batchSize: 63 }, eval: { ...config.eval, every: 0 } };
     await expect(train(odd, { runDir: path.join(os.tmpdir(), 'never'), distributed: { rank: 0, worldSize: 2 } })).rejects.toThrow(

@@ -147,11 +147,17 @@ function parseDistributed(options: DistributedOptions | undefined, config: Train
   if (config.run.batchSize % group.worldSize !== 0) {
     throw new RangeError(`run.batchSize ${config.run.batchSize} must split evenly over ${group.worldSize} processes`);
   }
-  // Rank 0 alone evaluates: mid-run, the other ranks would wait for it past the collectives' timeout.
-  if (config.eval.every > 0 || config.eval.atStart) {
+  // Rank 0 alone evaluates while the other ranks wait at the next step's collective: a kNN monitor on
+  // bounded subsets (eval.monitorImages, seconds) fits inside the collectives' timeout, an unbounded one
+  // or a full evaluation before training may not.
+  const { monitorImages } = config.eval;
+  if (config.eval.every > 0 && (monitorImages.train === undefined || monitorImages.test === undefined)) {
     throw new RangeError(
-      'eval.every and eval.atStart do not run data-parallel yet: set them to 0 / false (the final evaluation runs on rank 0)',
+      'eval.every runs data-parallel only on bounded subsets: set eval.monitorImages.train and .test (rank 0 alone monitors while the others wait), or eval.every to 0',
     );
+  }
+  if (config.eval.atStart) {
+    throw new RangeError('eval.atStart does not run data-parallel yet: set it to false (the final evaluation runs on rank 0)');
   }
   return group;
 }
