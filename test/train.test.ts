@@ -198,6 +198,21 @@ describe('train', () => {
     expect(first.perClass.knn.every((a) => a !== null && Number.isFinite(a))).toBe(true);
   });
 
+  it('a stop during a kNN monitor drops the monitor, not the run: it stops after the next step and checkpoints', async () => {
+    const config = { ...small, eval: { ...small.eval, every: 1, monitorImages: { train: 200, test: 100 } } };
+    const controller = new AbortController();
+    const summary = await train(config, {
+      runDir: await runFolder(),
+      signal: controller.signal,
+      onProgress: (event: TrainEvent) => {
+        if (event.kind === 'evaluating') controller.abort(); // the monitor after epoch 1 has just begun
+      },
+    });
+    expect(summary).toMatchObject({ stopped: true, steps: 9, epochs: 1 });
+    expect((await readCheckpoint(summary.checkpoint)).position).toEqual({ epoch: 1, batch: 1, step: 9 });
+    expect((await metricLines(summary.runDir)).filter((m) => m.kind === 'evaluation')).toHaveLength(0);
+  });
+
   it('a truncated or foreign checkpoint is refused with the reason', async () => {
     const summary = await train({ ...small, schedule: { ...small.schedule, epochs: 1, warmupEpochs: 0 } }, { runDir: await runFolder() });
     const bytes = await fs.readFile(summary.checkpoint);

@@ -73,7 +73,15 @@ export class RunEvaluation {
     if (!testSet || !writer) return null;
     emit({ kind: 'evaluating', what: monitor || config.eval.linearProbe === false ? 'kNN' : 'kNN and the linear probe' });
     const sets = monitor ? this.monitorDatasets(trainSet, testSet) : { train: trainSet, test: testSet };
-    const result = await evaluate(trainer, sets.train, sets.test, config, monitor, signal);
+    let result: Evaluation;
+    try {
+      result = await evaluate(trainer, sets.train, sets.test, config, monitor, signal);
+    } catch (error) {
+      // Ctrl-C or SIGTERM during a monitor drops the monitor, not the run: the loop then stops after
+      // its next step and checkpoints, as it does anywhere else.
+      if (monitor && signal?.aborted) return null;
+      throw error;
+    }
     await metrics.write({ kind: 'evaluation', epoch, step, ...result });
     emit({ kind: 'evaluation', epoch, step, evaluation: result });
     return result;
