@@ -1,5 +1,6 @@
 // The worker_threads loader: the same batches as the synchronous builder, whatever the worker count,
 // epochs that cover the data once, bounded prefetch.
+import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { augmentationSchema, multiViewBatch } from '../lib/augment/pipeline.js';
 import { MultiViewLoader, type Batch } from '../lib/augment/loader.js';
@@ -28,7 +29,36 @@ async function collect(loader: MultiViewLoader, epoch: number): Promise<Batch[]>
   return batches;
 }
 
+/** The nice value of each of this process's threads (Linux: field 19 of /proc/self/task/<tid>/stat). */
+function threadNiceValues(): number[] {
+  const values: number[] = [];
+  for (const task of fs.readdirSync('/proc/self/task')) {
+    try {
+      const stat = fs.readFileSync(`/proc/self/task/${task}/stat`, 'utf8');
+      values.push(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return values;
+}
+
 describe('MultiViewLoader', () => {
+  it.runIf(process.platform === 'linux')(
+    'runs its workers at nice 19 by default, at normal priority when asked, with the same batches',
+    async () => {
+      const before = threadNiceValues().filter((nice) => nice === 19).length;
+      const low = new MultiViewLoader({ dataset, batchSize: 8, views: 2, pipelines, seed: 3, workers: 2 });
+      const normal = new MultiViewLoader({ dataset, batchSize: 8, views: 2, pipelines, seed: 3, workers: 2, workerPriority: 'normal' });
+      loaders.push(low, normal);
+      // A first batch from each means both workers of each have started and run their setup.
+      const [lowBatches, normalBatches] = await Promise.all([collect(low, 0), collect(normal, 0)]);
+      expect(threadNiceValues().filter((nice) => nice === 19).length - before).toBe(2);
+      expect(lowBatches.map((b) => Array.from(b.data))).toEqual(normalBatches.map((b) => Array.from(b.data)));
+      expect(low.workerCount).toBe(2);
+    },
+  );
+
   it('an epoch is floor(N / batch) view-major batches over distinct images, labels attached', async () => {
     const loader = new MultiViewLoader({ dataset, batchSize: 8, views: 2, pipelines, seed: 1, workers: 2 });
     loaders.push(loader);

@@ -8,6 +8,8 @@ import { Random } from '../random.js';
 import type { Augmentation } from './pipeline.js';
 import type { BatchReply, BatchRequest, LoaderWorkerData } from './worker.js';
 
+export type WorkerPriority = 'low' | 'normal';
+
 export interface MultiViewLoaderOptions {
   dataset: ImageDataset;
   batchSize: number;
@@ -18,6 +20,13 @@ export interface MultiViewLoaderOptions {
   workers?: number | undefined;
   /** Batches made ahead of the consumer (default 2). */
   prefetch?: number;
+  /**
+   * The workers' scheduling priority. 'low' (the default) runs them at nice 19, so that on a machine
+   * whose cores LibTorch's threads fill they make batches in the time those threads leave idle rather
+   * than taking a core from a running step: a preempted OpenMP thread stalls its whole team at the next
+   * barrier (bench/loader-overhead.mjs measures both). 'normal' leaves them at the process's priority.
+   */
+  workerPriority?: WorkerPriority | undefined;
   /**
    * Data-parallel training: this rank's share of every global batch of batchSize images (images
    * [rank x batchSize / count, (rank + 1) x batchSize / count) of it), so the ranks together cover the
@@ -79,7 +88,14 @@ export class MultiViewLoader {
     }
     const count = options.workers ?? Math.min(4, os.availableParallelism());
     const { images, labels, ...meta } = dataset;
-    const workerData: LoaderWorkerData = { images: shared(images), labels: shared(labels), meta, views, pipelines: options.pipelines };
+    const workerData: LoaderWorkerData = {
+      images: shared(images),
+      labels: shared(labels),
+      meta,
+      views,
+      pipelines: options.pipelines,
+      lowPriority: (options.workerPriority ?? 'low') === 'low',
+    };
     this.workers = Array.from({ length: count }, () => {
       const worker = new Worker(workerUrl(), { workerData });
       worker.on('message', (reply: BatchReply) => {
@@ -93,6 +109,11 @@ export class MultiViewLoader {
       });
       return worker;
     });
+  }
+
+  /** The worker threads making batches. */
+  get workerCount(): number {
+    return this.workers.length;
   }
 
   /** Full batches per epoch (the last partial batch is dropped, as in training). */

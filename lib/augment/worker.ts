@@ -1,4 +1,5 @@
 // A worker of MultiViewLoader: builds whole multi-view batches from the shared dataset bytes.
+import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { ImageDataset } from '../data/image-dataset.js';
 import { Random } from '../random.js';
@@ -10,6 +11,8 @@ export interface LoaderWorkerData {
   meta: Omit<ImageDataset, 'images' | 'labels'>;
   views: number;
   pipelines: Augmentation[];
+  /** Run this thread at the lowest priority (nice 19): see MultiViewLoaderOptions.workerPriority. */
+  lowPriority: boolean;
 }
 
 export interface BatchRequest {
@@ -23,6 +26,15 @@ export interface BatchRequest {
 export type BatchReply = { id: number; data: Float32Array; shape: [number, number, number, number] } | { id: number; error: string };
 
 const setup = workerData as LoaderWorkerData;
+// On Linux a priority set with pid 0 is the calling thread's alone, so the JS thread and LibTorch's
+// threads keep theirs. Where the system refuses (a sandbox), the worker runs at normal priority.
+if (setup.lowPriority) {
+  try {
+    os.setPriority(19);
+  } catch {
+    // Not fatal: only the step's throughput is at stake.
+  }
+}
 const dataset: ImageDataset = { ...setup.meta, images: new Uint8Array(setup.images), labels: new Uint8Array(setup.labels) };
 
 parentPort!.on('message', (request: BatchRequest) => {
