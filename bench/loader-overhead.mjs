@@ -48,7 +48,7 @@ const loader = new MultiViewLoader({
   workerPriority: values.priority,
 });
 
-/** Seconds of `steps` steps after one untimed warm-up step, each taking its batch from `next`. */
+/** View-images per second over `steps` steps after one untimed warm-up step, each taking its batch from `next`. */
 async function timed(next) {
   let start = 0;
   let images = 0;
@@ -79,8 +79,9 @@ const results = [];
 for (let round = 0; round < rounds; round++) {
   const bare = await timed(async () => bareBatch);
   const loaded = await timed(fromLoader);
-  results.push({ bare, loaded, cost: 1 - loaded / bare });
-  console.log(`${round + 1} | ${bare.toFixed(0)} | ${loaded.toFixed(0)} | ${(100 * (1 - loaded / bare)).toFixed(1)}%`);
+  const cost = 1 - loaded / bare;
+  results.push({ bare, loaded, cost });
+  console.log(`${round + 1} | ${bare.toFixed(0)} | ${loaded.toFixed(0)} | ${(100 * cost).toFixed(1)}%`);
 }
 const sum = (key) => results.reduce((s, r) => s + r[key], 0);
 const bare = sum('bare') / rounds;

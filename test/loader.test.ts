@@ -51,7 +51,7 @@ describe('MultiViewLoader', () => {
       const low = new MultiViewLoader({ dataset, batchSize: 8, views: 2, pipelines, seed: 3, workers: 2 });
       const normal = new MultiViewLoader({ dataset, batchSize: 8, views: 2, pipelines, seed: 3, workers: 2, workerPriority: 'normal' });
       loaders.push(low, normal);
-      // A first batch from each means both workers of each have started and run their setup.
+      // A whole epoch from each (batches go to the workers in turn) means every worker has started and run its setup.
       const [lowBatches, normalBatches] = await Promise.all([collect(low, 0), collect(normal, 0)]);
       expect(threadNiceValues().filter((nice) => nice === 19).length - before).toBe(2);
       expect(lowBatches.map((b) => Array.from(b.data))).toEqual(normalBatches.map((b) => Array.from(b.data)));
