@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Benchmark of augmentation, per core: clamp-native's multiViewBatch (lib/augment/pipeline.ts, what a
-// loader worker runs) on ONE thread against albumentations (the paper's code augments with it) in one
+// loader worker runs: random draws in TypeScript, one view program per view run by the addon's C++
+// kernels, native/src/core/augment/) on ONE thread against albumentations (the paper's code augments with it) in one
 // Python process on one core, same images, same pipelines, measured in the same run. Prints views per
 // second for each side and clamp-native's over albumentations'; optionally clamp-native's MultiViewLoader
 // with its worker pool as an extra row, which is not per-core.
@@ -9,7 +10,9 @@
 //                          [--images 4096] [--cifar DIR] [--fashion-mnist DIR] [--workers N] [--profile]
 //                          [--check-views 512] [--quick] [--json out.json]
 //
-// --profile adds microseconds per view by transform on each side (each transform timed on its own);
+// --profile adds microseconds per view by transform on each side (each transform timed on its own:
+// clamp-native's through lib/augment/transforms.ts, one program and one new array per transform, so
+// its sum exceeds what multiViewBatch pays for a view, which allocates nothing per op);
 // --workers 0 leaves out the loader rows; --quick is a smoke test (0.5 s, 256 images), not figures.
 //
 // The peer: albumentations 2.0.8 (PyPI, with opencv-python-headless), installed on first use into the

@@ -4,6 +4,7 @@ import { augmentationSchema, multiViewBatch } from '../lib/augment/pipeline.js';
 import {
   adjustHue,
   colorJitter,
+  cropAndResize,
   gaussianBlur,
   grayscale,
   horizontalFlip,
@@ -85,6 +86,28 @@ describe('transforms', () => {
     expect(blurred[23]).toBeCloseTo(blurred[25]!, 7);
     expect(blurred[17]).toBeCloseTo(blurred[31]!, 7);
     expect(blurred.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+  });
+
+  it('Gaussian blur wider than the image mirrors again at each border: finite, and a constant image stays constant', () => {
+    // 23 taps on 4x5: taps reach 11 pixels past each edge (a single mirror read outside the row: NaN).
+    const flat: Image = { data: new Float32Array(3 * 20).fill(0.25), channels: 3, height: 4, width: 5 };
+    gaussianBlur(flat, 23, 2).data.forEach((x) => expect(x).toBeCloseTo(0.25, 6));
+    const noisy = randomImage(1, 3, 2, 7);
+    const blurred = gaussianBlur(noisy, 23, 1.5).data;
+    blurred.forEach((x) => expect(Number.isFinite(x)).toBe(true));
+    // Mirroring a 2-pixel row without repeating its edge alternates a, b, a, b, ...: every tap lands in it.
+    const rowSums = [0, 1, 2].map((y) => blurred[2 * y]! + blurred[2 * y + 1]!);
+    rowSums.forEach((sum) => expect(sum).toBeGreaterThan(0));
+  });
+
+  it('names a bad transform and what it must be, as a RangeError', () => {
+    const image = randomImage(3, 6, 6, 8);
+    expect(() => cropAndResize(image, { top: 2, left: 0, height: 5, width: 3 }, 4, 4)).toThrow(
+      /crop's height must be a whole number in \[1, 4\], got 5/,
+    );
+    expect(() => cropAndResize(image, { top: 0, left: 0, height: 2.5, width: 3 }, 4, 4)).toThrow(RangeError);
+    expect(() => adjustHue(image, Number.NaN)).toThrow(/hue's shift must be a finite number/);
+    expect(() => normalize(image, [0.5], [0])).toThrow(/positive finite standard deviation/);
   });
 
   it('solarize inverts values at or above the threshold; normalize uses per-channel mean and std', () => {

@@ -4,18 +4,8 @@
 import { z } from 'zod';
 import type { ImageDataset } from '../data/image-dataset.js';
 import { Random } from '../random.js';
-import {
-  colorJitter,
-  cropAndResize,
-  gaussianBlur,
-  grayscale,
-  horizontalFlip,
-  imageFromBytes,
-  normalize,
-  sampleCropBox,
-  solarize,
-  type Image,
-} from './transforms.js';
+import { drawColorJitter, sampleCropBox, type Image } from './transforms.js';
+import { gaussianKernel, ViewProgram, type ImageShape } from './view-program.js';
 
 const probability = z.number().min(0).max(1);
 const range = z
@@ -59,29 +49,47 @@ export const augmentationSchema = z
 export type AugmentationOptions = z.input<typeof augmentationSchema>;
 export type Augmentation = z.output<typeof augmentationSchema>;
 
-/** One augmented view of `image`. */
-export function augment(image: Image, a: Augmentation, random: Random): Image {
-  let out = cropAndResize(image, sampleCropBox(image.height, image.width, a.crop.scale, a.crop.ratio, random), a.size, a.size);
-  if (random.chance(a.flip)) out = horizontalFlip(out);
-  if (random.chance(a.colorJitter.p)) out = colorJitter(out, a.colorJitter, random);
-  if (random.chance(a.grayscale)) out = grayscale(out);
-  if (random.chance(a.blur.p)) out = gaussianBlur(out, a.blur.kernelSize, random.uniform(a.blur.sigma[0], a.blur.sigma[1]));
-  if (random.chance(a.solarize.p)) out = solarize(out, a.solarize.threshold);
-  if (a.normalize) out = normalize(out, a.normalize.mean, a.normalize.std);
-  return out;
+/**
+ * Records one augmented view of an image of `shape` into `program`: every random draw, in the pipeline's
+ * order (crop box, flip, jitter and its factors, grayscale, blur and its sigma, solarize).
+ */
+export function drawView(program: ViewProgram, shape: ImageShape, a: Augmentation, random: Random): ViewProgram {
+  const box = sampleCropBox(shape.height, shape.width, a.crop.scale, a.crop.ratio, random);
+  program.crop(box.top, box.left, box.height, box.width, a.size, a.size);
+  if (random.chance(a.flip)) program.flip();
+  if (random.chance(a.colorJitter.p)) drawColorJitter(program, a.colorJitter, random);
+  if (random.chance(a.grayscale)) program.grayscale();
+  if (random.chance(a.blur.p)) program.blur(gaussianKernel(a.blur.kernelSize, random.uniform(a.blur.sigma[0], a.blur.sigma[1])));
+  if (random.chance(a.solarize.p)) program.solarize(a.solarize.threshold);
+  if (a.normalize) program.normalize(shape.channels, a.normalize.mean, a.normalize.std);
+  return program;
 }
 
-/**
- * The view evaluation and serving see: the whole image resized to the pipeline's size (no crop, flip or
- * colour change), then the pipeline's normalisation.
- */
+/** One augmented view of `image`. */
+export function augment(image: Image, a: Augmentation, random: Random): Image {
+  const program = drawView(new ViewProgram(), image, a, random);
+  const data = new Float32Array(image.channels * a.size * a.size);
+  return { data, ...program.run(image.data, image, data) };
+}
+
+/** The view evaluation and serving see: the whole image resized to the pipeline's size (no crop, flip or colour change), then its normalisation. */
+function drawEvaluationView(program: ViewProgram, shape: ImageShape, a: Augmentation): ViewProgram {
+  if (shape.height !== a.size || shape.width !== a.size) program.crop(0, 0, shape.height, shape.width, a.size, a.size);
+  if (a.normalize) program.normalize(shape.channels, a.normalize.mean, a.normalize.std);
+  return program;
+}
+
 export function evaluationView(image: Image, a: Augmentation): Image {
-  let out =
-    image.height === a.size && image.width === a.size
-      ? image
-      : cropAndResize(image, { top: 0, left: 0, height: image.height, width: image.width }, a.size, a.size);
-  if (a.normalize) out = normalize(out, a.normalize.mean, a.normalize.std);
-  return out;
+  const data = new Float32Array(image.channels * a.size * a.size);
+  return { data, ...drawEvaluationView(new ViewProgram(), image, a).run(image.data, image, data) };
+}
+
+/** The uint8 CHW pixels of dataset[index], in place. */
+function imageBytes(dataset: ImageDataset, index: number): Uint8Array {
+  if (!Number.isInteger(index) || index < 0 || index >= dataset.count)
+    throw new RangeError(`image index ${index} is outside the dataset (0..${dataset.count - 1})`);
+  const pixels = dataset.channels * dataset.height * dataset.width;
+  return dataset.images.subarray(index * pixels, (index + 1) * pixels);
 }
 
 /** Evaluation views of dataset[indices] as one [n, C, size, size] batch. */
@@ -90,16 +98,11 @@ export function evaluationBatch(
   indices: readonly number[],
   pipeline: Augmentation,
 ): { data: Float32Array; shape: [number, number, number, number] } {
-  const { channels, height, width } = dataset;
-  const pixels = channels * height * width;
+  const { channels } = dataset;
   const viewValues = channels * pipeline.size * pipeline.size;
   const data = new Float32Array(indices.length * viewValues);
-  indices.forEach((index, i) => {
-    if (!Number.isInteger(index) || index < 0 || index >= dataset.count)
-      throw new RangeError(`image index ${index} is outside the dataset (0..${dataset.count - 1})`);
-    const image = imageFromBytes(dataset.images.subarray(index * pixels, (index + 1) * pixels), channels, height, width);
-    data.set(evaluationView(image, pipeline).data, i * viewValues);
-  });
+  const program = drawEvaluationView(new ViewProgram(), dataset, pipeline); // the same for every image
+  indices.forEach((index, i) => program.run(imageBytes(dataset, index), dataset, data, i * viewValues));
   return { data, shape: [indices.length, channels, pipeline.size, pipeline.size] };
 }
 
@@ -117,16 +120,20 @@ export function multiViewBatch(
   if (pipelines.length === 0) throw new RangeError('at least one augmentation pipeline is needed');
   const size = pipelines[0]!.size;
   if (pipelines.some((p) => p.size !== size)) throw new RangeError('every pipeline must produce the same size');
-  const { channels, height, width } = dataset;
-  const pixels = channels * height * width;
+  const { channels } = dataset;
   const viewValues = channels * size * size;
   const data = new Float32Array(views * indices.length * viewValues);
+  const program = new ViewProgram();
   indices.forEach((index, i) => {
-    if (!Number.isInteger(index) || index < 0 || index >= dataset.count)
-      throw new RangeError(`image index ${index} is outside the dataset (0..${dataset.count - 1})`);
-    const image = imageFromBytes(dataset.images.subarray(index * pixels, (index + 1) * pixels), channels, height, width);
+    const pixels = imageBytes(dataset, index);
     for (let v = 0; v < views; v++) {
-      data.set(augment(image, pipelines[v % pipelines.length]!, random).data, (v * indices.length + i) * viewValues);
+      // Written straight into its slot: the same size for every pipeline, checked above.
+      drawView(program.reset(), dataset, pipelines[v % pipelines.length]!, random).run(
+        pixels,
+        dataset,
+        data,
+        (v * indices.length + i) * viewValues,
+      );
     }
   });
   return { data, shape: [views * indices.length, channels, size, size] };

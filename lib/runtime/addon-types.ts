@@ -283,4 +283,18 @@ export interface NativeAddon {
     dim: number,
     options: { k: number; temperature: number; classes: number },
   ): Promise<Float32Array>;
+  /**
+   * One augmented view, synchronously: `program` (lib/augment/view-program.ts's encoding) run on a CHW
+   * image (uint8 pixels, or float32 values in [0, 1]) and written to out[offset ..). Returns the view's
+   * [channels, height, width]. For loader workers and tests: it runs on the calling thread.
+   */
+  runViewProgram(
+    source: Uint8Array | Float32Array,
+    channels: number,
+    height: number,
+    width: number,
+    program: Float64Array,
+    out: Float32Array,
+    offset: number,
+  ): [number, number, number];
 }

@@ -114,9 +114,13 @@ export function native(): NativeAddon {
   } catch (error) {
     throw explainLoadFailure(file, error);
   }
-  const { threads, source } = defaultThreadCount();
-  addon.setNumThreads(threads);
-  threadSource = source;
+  // A worker thread that loads the addon (a loader worker, for its augmentation kernels) runs no
+  // LibTorch op, and must not reset what the main thread chose: MKL's thread count is the process's.
+  if (isMainThread) {
+    const { threads, source } = defaultThreadCount();
+    addon.setNumThreads(threads);
+    threadSource = source;
+  }
   // process.exit() (a second Ctrl-C, a closed stdout) goes straight to exit(), which tears LibTorch
   // down under a running job: a segfault in about half of the runs that exited mid-step. 'exit' comes
   // first, so the running job finishes (up to 2 s, so that "quit at once" stays nearly so; a job that

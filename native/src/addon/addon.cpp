@@ -13,6 +13,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   clamp::addon::register_fine_tuner(env, exports);
   clamp::addon::register_eval(env, exports);
   clamp::addon::register_encoder(env, exports);
+  clamp::addon::register_augment(env, exports);
   return exports;
 }
 

@@ -12,6 +12,7 @@ struct AddonData {
   Napi::FunctionReference fine_tuner_class;
 };
 
+void register_augment(Napi::Env env, Napi::Object exports);
 void register_encoder(Napi::Env env, Napi::Object exports);
 void register_eval(Napi::Env env, Napi::Object exports);
 void register_fine_tuner(Napi::Env env, Napi::Object exports);
