@@ -3,19 +3,12 @@
 // calling thread, which is a loader worker (lib/augment/loader.ts), never the training's JS thread, and
 // takes tens of microseconds.
 #include "addon/bindings.h"
+#include "addon/buffers.h"
 #include "addon/errors.h"
 #include "core/augment/view_program.h"
 
 namespace clamp::addon {
 namespace {
-
-// napi_get_typedarray_info's pointer, which also serves typed arrays over a SharedArrayBuffer (the
-// loader's dataset bytes); it includes the byte offset.
-void* typed_array_data(const Napi::TypedArray& array) {
-  void* data = nullptr;
-  NAPI_THROW_IF_FAILED(array.Env(), napi_get_typedarray_info(array.Env(), array, nullptr, nullptr, &data, nullptr, nullptr), nullptr);
-  return data;
-}
 
 int64_t whole_argument(const Napi::Value& value, const char* name) {
   if (!value.IsNumber()) throw_type_error(value.Env(), std::string(name) + " must be a number");

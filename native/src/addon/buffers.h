@@ -11,6 +11,16 @@
 
 namespace clamp::addon {
 
+// The typed array's first element, in place: napi_get_typedarray_info's own data pointer, which
+// includes the byte offset. array.ArrayBuffer().Data() would refuse a typed array over a
+// SharedArrayBuffer (napi_get_arraybuffer_info takes plain ArrayBuffers only), which is how worker
+// threads share a batch and the loader's workers the dataset's bytes.
+inline void* typed_array_data(const Napi::TypedArray& array) {
+  void* data = nullptr;
+  NAPI_THROW_IF_FAILED(array.Env(), napi_get_typedarray_info(array.Env(), array, nullptr, nullptr, &data, nullptr, nullptr), nullptr);
+  return data;
+}
+
 // A tensor viewing a typed array in place (Float32Array, Float64Array, Uint8Array, Int32Array,
 // BigInt64Array). The caller keeps the typed array alive (a Napi::Reference) while the tensor is used.
 inline at::Tensor tensor_over(const Napi::TypedArray& array, const std::vector<int64_t>& shape) {
@@ -39,12 +49,7 @@ inline at::Tensor tensor_over(const Napi::TypedArray& array, const std::vector<i
   if (count != static_cast<int64_t>(array.ElementLength()))
     throw Napi::RangeError::New(array.Env(), "a typed array of " + std::to_string(array.ElementLength()) +
                                                  " elements does not fill a tensor of " + std::to_string(count));
-  // napi_get_typedarray_info's own data pointer: array.ArrayBuffer().Data() would refuse a typed array
-  // over a SharedArrayBuffer (napi_get_arraybuffer_info takes plain ArrayBuffers only), which is how
-  // worker threads share a batch. The pointer already includes the byte offset.
-  void* data = nullptr;
-  NAPI_THROW_IF_FAILED(array.Env(), napi_get_typedarray_info(array.Env(), array, nullptr, nullptr, &data, nullptr, nullptr), at::Tensor());
-  return at::from_blob(data, shape, at::TensorOptions().dtype(dtype));
+  return at::from_blob(typed_array_data(array), shape, at::TensorOptions().dtype(dtype));
 }
 
 // A [length / dim, dim] matrix over a typed array in place (the caller checked that dim divides the length).

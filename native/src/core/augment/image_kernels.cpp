@@ -10,6 +10,8 @@
 
 // A fused multiply-add rounds once where the formulas round twice: keep every product and sum apart,
 // whatever the target's default (GCC contracts by default in GNU mode where FMA is baseline, aarch64).
+// No trapping math: GCC then turns the blends' clamps into vector selects (it would not otherwise
+// evaluate a comparison that might trap); no value changes, only whether a floating-point flag could.
 #if defined(__clang__)
 #pragma clang fp contract(off)
 #elif defined(__GNUC__)
@@ -94,17 +96,15 @@ __attribute__((noinline)) void interpolate_row(double* __restrict into, const fl
   for (int64_t x = 0; x < n; ++x) into[x] = static_cast<double>(row[first[x]]) * g[x] + static_cast<double>(row[second[x]]) * f[x];
 }
 
-inline void interpolate_row(double* into, const float* row, const Taps& taps, int64_t n, int64_t) {
+inline void interpolate_row(double* into, const float* row, const Taps& taps, int64_t n, int64_t, float*) {
   interpolate_row(into, row, taps.first.data(), taps.second.data(), taps.f.data(), taps.g.data(), n);
 }
 
-// From uint8 pixels: the box's part of the row converted first (as from_bytes would), then as above.
-inline void interpolate_row(double* into, const uint8_t* row, const Taps& taps, int64_t n, int64_t box_width) {
-  thread_local std::vector<float> values;
-  values.resize(box_width);
+// From uint8 pixels: the box's part of the row converted first into `values` (as from_bytes would), then as above.
+inline void interpolate_row(double* into, const uint8_t* row, const Taps& taps, int64_t n, int64_t box_width, float* values) {
   const std::array<float, 256>& table = byte_values();
   for (int64_t x = 0; x < box_width; ++x) values[x] = table[row[x]];
-  interpolate_row(into, values.data(), taps, n, box_width);
+  interpolate_row(into, values, taps, n, box_width, nullptr);
 }
 
 CLAMP_VECTOR_CLONES
@@ -204,7 +204,8 @@ void crop_pixels(const Pixel* in, const ImageShape& shape, const CropBox& box, i
   // An interpolated source row (float64, so exact) serves every output row that reads it: the top and
   // bottom rows of one output row are often the bottom and top of the next.
   thread_local std::vector<double> first, second;
-  first.resize(out_width), second.resize(out_width);
+  thread_local std::vector<float> row_values;  // a uint8 source's box row as float32 values
+  first.resize(out_width), second.resize(out_width), row_values.resize(box.width);
   double* top = first.data();
   double* bottom = second.data();
   for (int64_t c = 0; c < shape.channels; ++c) {
@@ -218,12 +219,12 @@ void crop_pixels(const Pixel* in, const ImageShape& shape, const CropBox& box, i
           std::swap(top, bottom);
           bottom_of = -1;
         } else {
-          interpolate_row(top, row_start(y0), columns, out_width, box.width);
+          interpolate_row(top, row_start(y0), columns, out_width, box.width, row_values.data());
         }
         top_of = y0;
       }
       if (bottom_of != y1) {
-        interpolate_row(bottom, row_start(y1), columns, out_width, box.width);
+        interpolate_row(bottom, row_start(y1), columns, out_width, box.width, row_values.data());
         bottom_of = y1;
       }
       blend_rows(out + (c * out_height + y) * out_width, top, bottom, rows.g[y], rows.f[y], out_width);
