@@ -9,6 +9,14 @@ if(Torch_DIR AND NOT Caffe2_DIR AND EXISTS "${Torch_DIR}/../Caffe2/Caffe2Config.
   get_filename_component(Caffe2_DIR "${Torch_DIR}/../Caffe2" ABSOLUTE)
   set(Caffe2_DIR "${Caffe2_DIR}" CACHE PATH "Caffe2's CMake config, beside Torch_DIR")
 endif()
+# TorchConfig.cmake's find_library(c10 PATHS <its lib folder>) has the same flaw: with Debian's LibTorch
+# installed too, c10_LIBRARY became /usr/lib/<arch>/libc10.so, and a binary that uses no c10 symbol of
+# its own (the augmentation tests) linked libc10.so.1.13 beside 2.13's libtorch_cpu.so and aborted at
+# load. Look in the chosen LibTorch's own lib folder first; where it is not there (Debian's layout),
+# the variable stays NOTFOUND and TorchConfig.cmake searches as before.
+if(Torch_DIR AND NOT c10_LIBRARY)
+  find_library(c10_LIBRARY c10 PATHS "${Torch_DIR}/../../../lib" NO_DEFAULT_PATH)
+endif()
 find_package(Torch REQUIRED)
 
 # LibTorch 2.x's headers are C++20 (TorchConfig.cmake sets CXX_STANDARD 20 on its target, but CMake does
