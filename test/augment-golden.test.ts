@@ -1,9 +1,11 @@
 // The augmentations' outputs pinned bit for bit: the sha256 of the float32 bytes of fixed pipelines and
 // transforms on fixed images and seeds, with the next random draw after each (so the number of draws is
 // pinned too). The hashes were made by the plain per-element implementation before its loops were
-// optimised (lib/augment/transforms.ts keeps every float64 operation and its order, and rounds to float32
-// only where it stores), so any change to an output bit fails here. A change of the arithmetic that is
-// meant, and checked, regenerates them: PRINT_AUGMENT_HASHES=1 npx vitest run test/augment-golden.test.ts
+// optimised (every float64 operation in its order, rounded to float32 only where it stores), so any change
+// to an output bit fails here. A change of the arithmetic that is meant, and checked, regenerates them:
+// PRINT_AUGMENT_HASHES=1 npx vitest run test/augment-golden.test.ts. The seven cases with a blur were
+// regenerated on 2026-12-03, when the blur moved to float32 with paired symmetric taps (as OpenCV's);
+// native/test/test_augment.cpp checks it against a direct 2D sum.
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { augmentationSchema, evaluationBatch, multiViewBatch, type AugmentationOptions } from '../lib/augment/pipeline.js';
@@ -129,15 +131,15 @@ function sha256(output: { data: Float32Array; next?: number }): string {
   return hash.digest('hex');
 }
 
-// Made by the implementation before the optimisation (see the top of this file).
+// Made by the implementation before the optimisation, the blur's cases by its float32 form (see the top).
 const pinned: Record<string, string> = {
   'rgb96 crop, flip, jitter (hue, saturation), grayscale, blur 23, solarize, normalize':
-    '00b541ba816046f684abdc0fe0f7046b9c36095c33a9b214b1503e22044131ef',
-  'rgb96 asymmetric pair, 4 views': '4fb88ae70e61c642c8240c2f228042cc8f119b30c6214fed5def78731e22d274',
+    'ca2ac9d36c927241586ee4ad5b728927cb738a74ab066a08dc07371c25e3619f',
+  'rgb96 asymmetric pair, 4 views': '1bba0119cbeb3746a20931ff4025be22d9e3017b43b1df90c7b0d5525e2bfa5e',
   'rgb96 hue only, upscaled small crops': 'ebcbcad54f407b90365b1e1108babdfb2b5120823f9a1e89d6465738a96eb658',
   'grey28 crop, flip, brightness, contrast, normalize': '845ceb688829f4ff45570edc93fd0b16974065cbd81b89457663093d75447262',
-  'grey28 with blur 5 and solarize': 'b1b98802213eb65115b134fc10f9486c4c705c9767156b99a373891ac6271a2d',
-  'rgb32 to 12 with blur 23': '32c04d52ff5415f88ff7d7f11eb2f36f7694b9b4ed2c9a8293b03a11af34318a',
+  'grey28 with blur 5 and solarize': 'a6e227caa3223ba25923f3196eade71ab73ce6123a973480aace01d1a001e330',
+  'rgb32 to 12 with blur 23': 'b7566a328695b27bec302bdf86187ba070fd77a0b0c9d7b677d249d4c5708704',
   'rgb96 evaluation view at 64': '54978b2ec2245fd30eaf9c7deba484b3a822ac9c0a00cac5bae58b02018493e2',
   'hue -0.5': '7148e7fcbfeb17b229d36e6a34d9b26f5720292dbe05bd1e010928d39aa3fea9',
   'hue -0.37': 'b4d49d362368c8f010f0ee6684d0746d368bd62ca94e5e0ba6f05981f12c221a',
@@ -152,9 +154,9 @@ const pinned: Record<string, string> = {
   'brightness 1.7': '5c580bb44a0dcd99f87449fca6a60344126f6d09a0356fd41462ef039cd6f90f',
   'contrast 1.7': 'd7538c4d2f2db89293a4f890ec77d35ab2e729fbb2b3793316c2e70b692b67fa',
   'saturation 1.7': 'a96b75bb526c1338ba47222f354ec999854718c5abca6ef7a111299762c2117f',
-  'blur 5 of 1x11': '76b4acbfd7fbc12861c0d07070e99c0bbc732396877d673e76dc6cf9a9a3b0d4',
-  'blur 3 of 2x11': '1852e45348b86f788b7bbb842927839a86e9dc4622c217a70a5b1a6e4463e732',
-  'blur 17 of 9x11': 'a37a471a23e867a02a8d9f43db5cb22c04d7edd02489b43fd57459098b9f6322',
+  'blur 5 of 1x11': '2373a0034be78487b660bd4545c6d4867cdeba61277705b104d4e692be9bb74f',
+  'blur 3 of 2x11': '818ffd871b0eb08b1253babbb4d2f3d25526cfdee3690a79cd52219d870e5eab',
+  'blur 17 of 9x11': '7a9001b1bc3ee45122804e9359cea323bbf0445f0b2262e98b8759a1f30091c3',
   'crop 1-pixel-wide box to 7x5': '7f0be7e5e5d4095d46b2be52433bdde72a1ad811367dbd5d272f801b62b07534',
   'crop 1-pixel-high box to 3x13': '719c323d3b080c4e22058c4e840cb5876ea4c2894416e8832601f7e78b09f20e',
 };

@@ -15,6 +15,7 @@ import {
 } from '../lib/augment/transforms.js';
 import type { ImageDataset } from '../lib/data/image-dataset.js';
 import { Random } from '../lib/random.js';
+import { ViewProgram } from '../lib/augment/view-program.js';
 
 function randomImage(channels: number, height: number, width: number, seed: number): Image {
   const random = new Random(seed);
@@ -108,6 +109,8 @@ describe('transforms', () => {
     expect(() => cropAndResize(image, { top: 0, left: 0, height: 2.5, width: 3 }, 4, 4)).toThrow(RangeError);
     expect(() => adjustHue(image, Number.NaN)).toThrow(/hue's shift must be a finite number/);
     expect(() => normalize(image, [0.5], [0])).toThrow(/positive finite standard deviation/);
+    const out = new Float32Array(image.data.length);
+    expect(() => new ViewProgram().blur([0.2, 0.5, 0.3]).run(image.data, image, out)).toThrow(/blur's weights must be symmetric/);
   });
 
   it('solarize inverts values at or above the threshold; normalize uses per-channel mean and std', () => {

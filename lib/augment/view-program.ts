@@ -3,14 +3,16 @@
 // C++ runs them over scratch buffers, with no array allocated per op, and writes the view straight into
 // its slot of the batch.
 //
-// The kernels compute in float64 the same operations in the same order as these formulas, rounding to
-// float32 only where they store (test/augment-golden.test.ts pins the outputs bit for bit):
+// The kernels compute these formulas in float64 in the order written, rounding to float32 only where they
+// store, except the blur (test/augment-golden.test.ts pins the outputs bit for bit):
 // - crop: bilinear, half-pixel centres, source s = clamp((i + 0.5) * box / out - 0.5, 0, box - 1),
 //   value row[x0] * (1 - f) + row[x1] * f along x, then the two rows alike along y;
 // - brightness / contrast: clamp01(factor * x + (1 - factor) * other), other 0 / the mean ITU-R 601 luma;
 // - saturation: the same towards each pixel's luma (float32); grayscale: the luma in every channel;
 // - hue: RGB -> HSV, h rotated by the shift (a fraction of a turn), -> RGB;
-// - blur: separable, each output a sum from 0 in tap order, OpenCV's BORDER_REFLECT_101 repeated;
+// - blur: separable, rows then columns, in float32 as OpenCV blurs float images: a symmetric kernel's
+//   centre weight times the centre tap, plus each outer weight times its pair of taps summed, inner pairs
+//   first; OpenCV's BORDER_REFLECT_101, repeated while a tap lies outside;
 // - solarize: 1 - x for x >= threshold; normalize: (x - mean) / std.
 import { native } from '../runtime/native.js';
 
@@ -70,7 +72,7 @@ export class ViewProgram {
     this.ops.push(OP.grayscale);
     return this;
   }
-  /** An odd number of weights, the centre one in the middle. */
+  /** An odd number of weights, symmetric about the centre one (as a Gaussian's), rounded to float32. */
   blur(kernel: ArrayLike<number>): this {
     this.ops.push(OP.blur, kernel.length);
     for (let j = 0; j < kernel.length; j++) this.ops.push(kernel[j]!);

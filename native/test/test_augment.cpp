@@ -173,6 +173,7 @@ void test_program_checks() {
                "a normalisation for one channel");
   check_throws([&] { run(bytes, shape, {10, 3, 0, 0, 0, 1, 0, 1}); }, "positive finite standard deviation", "a zero std");
   check_throws([&] { run(bytes, shape, {8, 4, 0.25, 0.25, 0.25, 0.25}); }, "taps must be odd", "an even blur");
+  check_throws([&] { run(bytes, shape, {8, 3, 0.2, 0.5, 0.3}); }, "weights must be symmetric", "a lopsided kernel");
   check_throws([&] { run(bytes, shape, {8, 5, 0.2}); }, "ends before its 5 weights", "a short kernel");
   check_throws([&] { run(bytes, shape, {3}); }, "brightness ends before its factor", "a missing factor");
   check_throws([&] { run(bytes, shape, {6, NAN}); }, "hue's shift must be a finite number", "a NaN shift");
@@ -197,6 +198,7 @@ int main() {
   test_blur(6, 7, 3);
   test_blur(5, 6, 23);  // the kernel wider than the image: reflected again and again
   test_blur(1, 9, 5);
+  test_blur(11, 45, 23);  // rows of 45: a strip of 32, one of 8 and 5 single outputs
   test_program_checks();
   return clamp::testing::summary();
 }

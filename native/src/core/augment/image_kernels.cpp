@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "numerics/vector_clones.h"
+
 // A fused multiply-add rounds once where the formulas round twice: keep every product and sum apart,
 // whatever the target's default (GCC contracts by default in GNU mode where FMA is baseline, aarch64).
 // No trapping math: GCC then turns the blends' clamps into vector selects (it would not otherwise
@@ -16,15 +18,6 @@
 #pragma clang fp contract(off)
 #elif defined(__GNUC__)
 #pragma GCC optimize("fp-contract=off", "no-trapping-math")
-#endif
-
-// The loops that vectorise get AVX-512 and AVX2 copies beside the baseline one, the best the CPU runs
-// chosen when the library loads. Neither target enables FMA here (and contraction is off): the same
-// operations on more lanes, so the same bits on every CPU.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CLAMP_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CLAMP_VECTOR_CLONES
 #endif
 
 namespace clamp::augment {
@@ -123,69 +116,66 @@ void blend_plane_values(const float* in, const float* other, int64_t n, double f
     out[k] = static_cast<float>(clamp01(factor * static_cast<double>(in[k]) + inverse * static_cast<double>(other[k])));
 }
 
-// One blur pass: out[x] = sum over j of kernel[j] * row(j)[x] for x < n, each sum from 0 in tap order
-// j = 0, 1, ..., rounded to float32 (and stored as float32, or as the float64 of that float32 for the
-// next pass to read without converting), where row(j) is the row tap j reads: row + j along a padded
-// row, rows[j] down the columns. A strip of outputs is summed side by side, one tap at a time, in eight
-// lanes of float64 (GCC's and Clang's vector extension: each lane an IEEE operation of its own, so the
-// same bits as one at a time); 32 outputs in four vectors hide the latency of an addition.
-typedef double Lanes __attribute__((vector_size(64)));
-typedef float FloatLanes __attribute__((vector_size(32)));
-constexpr int64_t kBlurStrip = 32;
+// One blur pass over a symmetric kernel of 2 * radius + 1 weights (float32): out[x] = centre * row(0)[x]
+// + sum over k = 1 .. radius of kernel[radius - k] * (row(-k)[x] + row(+k)[x]), in float32, summed in
+// that order, where row(t) is the row tap t reads: row + t along a padded row, rows[radius + t] down the
+// columns. The symmetry halves the multiplications (OpenCV's float kernels pair the taps the same way).
+// A strip of outputs is summed side by side, one tap pair at a time, in float32 lanes (GCC's and
+// Clang's vector extension: each lane an IEEE operation of its own, so the same bits as one output at a
+// time, on any vector width); 32 outputs in four vectors hide the latency of an addition.
+typedef float Lanes __attribute__((vector_size(32)));
+constexpr int64_t kLanes = 8, kBlurStrip = 4 * kLanes;
 
-inline void load_lanes(const double* from, Lanes& v) { std::memcpy(&v, from, sizeof v); }
-// The lanes rounded to float32, stored as float32 or as the float64 of each.
-inline void store_lanes(float* to, const Lanes& v) {
-  const FloatLanes rounded = __builtin_convertvector(v, FloatLanes);
-  std::memcpy(to, &rounded, sizeof rounded);
+inline Lanes load_lanes(const float* from) {
+  Lanes v;
+  std::memcpy(&v, from, sizeof v);
+  return v;
 }
-inline void store_lanes(double* to, const Lanes& v) {
-  const Lanes rounded = __builtin_convertvector(__builtin_convertvector(v, FloatLanes), Lanes);
-  std::memcpy(to, &rounded, sizeof rounded);
-}
+inline void store_lanes(float* to, const Lanes& v) { std::memcpy(to, &v, sizeof v); }
 
-template <typename Out, typename RowOf>
-inline void blur_pass(Out* out, int64_t n, const double* kernel, int64_t taps, RowOf row_of) {
+template <typename RowOf>
+inline void blur_pass(float* out, int64_t n, const float* kernel, int64_t radius, RowOf row_of) {
+  const float centre = kernel[radius];
   int64_t x = 0;
   for (; x + kBlurStrip <= n; x += kBlurStrip) {
-    Lanes a0 = {0, 0, 0, 0, 0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0, v;
-    for (int64_t j = 0; j < taps; ++j) {
-      const double w = kernel[j];
-      const double* from = row_of(j) + x;
-      load_lanes(from, v);
-      a0 += w * v;
-      load_lanes(from + 8, v);
-      a1 += w * v;
-      load_lanes(from + 16, v);
-      a2 += w * v;
-      load_lanes(from + 24, v);
-      a3 += w * v;
+    const float* middle = row_of(0) + x;
+    Lanes a0 = centre * load_lanes(middle), a1 = centre * load_lanes(middle + kLanes), a2 = centre * load_lanes(middle + 2 * kLanes),
+          a3 = centre * load_lanes(middle + 3 * kLanes);
+    for (int64_t k = 1; k <= radius; ++k) {
+      const float w = kernel[radius - k];
+      const float *low = row_of(-k) + x, *high = row_of(k) + x;
+      a0 += w * (load_lanes(low) + load_lanes(high));
+      a1 += w * (load_lanes(low + kLanes) + load_lanes(high + kLanes));
+      a2 += w * (load_lanes(low + 2 * kLanes) + load_lanes(high + 2 * kLanes));
+      a3 += w * (load_lanes(low + 3 * kLanes) + load_lanes(high + 3 * kLanes));
     }
     store_lanes(out + x, a0);
-    store_lanes(out + x + 8, a1);
-    store_lanes(out + x + 16, a2);
-    store_lanes(out + x + 24, a3);
+    store_lanes(out + x + kLanes, a1);
+    store_lanes(out + x + 2 * kLanes, a2);
+    store_lanes(out + x + 3 * kLanes, a3);
+  }
+  for (; x + kLanes <= n; x += kLanes) {
+    Lanes a = centre * load_lanes(row_of(0) + x);
+    for (int64_t k = 1; k <= radius; ++k) a += kernel[radius - k] * (load_lanes(row_of(-k) + x) + load_lanes(row_of(k) + x));
+    store_lanes(out + x, a);
   }
   for (; x < n; ++x) {
-    double sum = 0;
-    for (int64_t j = 0; j < taps; ++j) sum += kernel[j] * row_of(j)[x];
-    out[x] = static_cast<float>(sum);
+    float sum = centre * row_of(0)[x];
+    for (int64_t k = 1; k <= radius; ++k) sum += kernel[radius - k] * (row_of(-k)[x] + row_of(k)[x]);
+    out[x] = sum;
   }
 }
 
 CLAMP_VECTOR_CLONES
-void widen(double* out, const float* in, int64_t n) {
-  for (int64_t x = 0; x < n; ++x) out[x] = in[x];
+void blur_row(float* out, const float* padded, int64_t n, const float* kernel, int64_t radius) {
+  const float* centre = padded + radius;
+  blur_pass(out, n, kernel, radius, [centre](int64_t t) { return centre + t; });
 }
 
 CLAMP_VECTOR_CLONES
-void blur_row(double* out, const double* padded, int64_t n, const double* kernel, int64_t taps) {
-  blur_pass(out, n, kernel, taps, [padded](int64_t j) { return padded + j; });
-}
-
-CLAMP_VECTOR_CLONES
-void blur_column(float* out, const double* const* rows, int64_t n, const double* kernel, int64_t taps) {
-  blur_pass(out, n, kernel, taps, [rows](int64_t j) { return rows[j]; });
+void blur_column(float* out, const float* const* rows, int64_t n, const float* kernel, int64_t radius) {
+  const float* const* centre = rows + radius;
+  blur_pass(out, n, kernel, radius, [centre](int64_t t) { return centre[t]; });
 }
 
 }  // namespace
@@ -385,14 +375,22 @@ int64_t reflect_101(int64_t i, int64_t n) {
   return i;
 }
 
+bool symmetric_kernel(const double* kernel, int64_t taps) {
+  for (int64_t j = 0; j < taps / 2; ++j)
+    if (kernel[j] != kernel[taps - 1 - j]) return false;
+  return true;
+}
+
 void separable_blur(const float* in, const ImageShape& shape, const double* kernel, int64_t taps, float* out) {
+  if (taps % 2 == 0 || !symmetric_kernel(kernel, taps))
+    throw std::invalid_argument("separable_blur: the kernel must have an odd number of taps and be symmetric");
   const int64_t radius = taps / 2, width = shape.width, height = shape.height;
-  // Every output is a float64 sum that starts at 0 and adds kernel[j] * input in tap order (the
-  // reference's order), rounded to float32 where it is stored: first along rows into `horizontal`
-  // (each value the float64 of its float32), then down its columns. The buffers are the thread's, kept.
-  thread_local std::vector<double> padded, horizontal;
+  // In float32, as OpenCV blurs float images: first along rows into `horizontal`, then down its
+  // columns, each output summed as blur_pass says. The buffers are the thread's, kept.
+  thread_local std::vector<float> weights, padded, horizontal;
   thread_local std::vector<int64_t> sources;
-  thread_local std::vector<const double*> rows;
+  thread_local std::vector<const float*> rows;
+  weights.assign(kernel, kernel + taps);
   padded.resize(width + 2 * radius);
   sources.resize(padded.size());
   horizontal.resize(shape.plane());
@@ -403,16 +401,16 @@ void separable_blur(const float* in, const ImageShape& shape, const double* kern
     for (int64_t y = 0; y < height; ++y) {
       const float* row = in + plane + y * width;
       // The row itself in the middle, its mirrored ends around it.
-      widen(padded.data() + radius, row, width);
+      std::memcpy(padded.data() + radius, row, sizeof(float) * width);
       for (int64_t i = 0; i < radius; ++i) {
         padded[i] = row[sources[i]];
         padded[radius + width + i] = row[sources[radius + width + i]];
       }
-      blur_row(horizontal.data() + y * width, padded.data(), width, kernel, taps);
+      blur_row(horizontal.data() + y * width, padded.data(), width, weights.data(), radius);
     }
     for (int64_t y = 0; y < height; ++y) {
       for (int64_t j = 0; j < taps; ++j) rows[j] = horizontal.data() + reflect_101(y + j - radius, height) * width;
-      blur_column(out + plane + y * width, rows.data(), width, kernel, taps);
+      blur_column(out + plane + y * width, rows.data(), width, weights.data(), radius);
     }
   }
 }

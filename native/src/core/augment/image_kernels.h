@@ -50,8 +50,12 @@ double mean_luma(const float* luma_plane, int64_t count);
 // sector (a value or shift that is not finite).
 void rotate_hue(const float* in, const ImageShape& shape, double shift, float* out);
 
-// Separable blur with `taps` weights (odd), mirrored borders without repeating the edge (OpenCV's
-// BORDER_REFLECT_101), reflected again for as long as a tap lies outside (a kernel wider than the image).
+// Whether weight j equals weight taps - 1 - j for every j (what separable_blur requires).
+bool symmetric_kernel(const double* kernel, int64_t taps);
+
+// Separable blur in float32 with a symmetric kernel of `taps` weights (odd; rounded to float32), mirrored
+// borders without repeating the edge (OpenCV's BORDER_REFLECT_101), reflected again for as long as a tap
+// lies outside (a kernel wider than the image). Throws std::invalid_argument for any other kernel.
 void separable_blur(const float* in, const ImageShape& shape, const double* kernel, int64_t taps, float* out);
 
 // 1 - x for every x >= threshold.

@@ -218,6 +218,9 @@ ImageShape walk(const ImageShape& input, const double* program, size_t count, Ru
         for (int64_t j = 0; j < taps; ++j)
           if (!std::isfinite(weights[j]))
             throw std::invalid_argument("view program: blur's weight " + std::to_string(j) + " is not a finite number");
+        if (!symmetric_kernel(weights, taps))
+          throw std::invalid_argument(
+              "view program: blur's weights must be symmetric (weight j equal to weight taps - 1 - j), as a Gaussian's are");
         if (run) {
           run->apply(shape.values(), reader.done(), [&](const float* from, float* to) { separable_blur(from, shape, weights, taps, to); });
         }
