@@ -1,6 +1,7 @@
 #include "models/resnet.h"
 
 #include "distributed/sync_batch_norm.h"
+#include "models/batch_norm_relu.h"
 
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/pooling.h>
@@ -30,12 +31,21 @@ torch::Tensor normed(torch::nn::BatchNorm2d& bn, const torch::Tensor& x, const B
   return bn(x);
 }
 
+// relu(bn(x) + skip) (no skip: relu(bn(x))): one fused op where it serves (training on the CPU, not
+// synchronised), bn, add and relu otherwise.
+torch::Tensor normed_relu(torch::nn::BatchNorm2d& bn, const torch::Tensor& x, const BatchNormSync& sync, bool fuse,
+                          const torch::Tensor& skip = {}) {
+  if (fuse && sync.collective == nullptr && fused_batch_norm_relu_serves(bn, x, skip)) return fused_batch_norm_relu(bn, x, skip);
+  const torch::Tensor y = normed(bn, x, sync);
+  return F::relu(skip.defined() ? y + skip : y);
+}
+
 // torchvision's BasicBlock (expansion 1) and Bottleneck (expansion 4, stride on the 3x3 conv), with
 // the same submodule names: conv1, bn1, conv2, bn2[, conv3, bn3], downsample.{0,1}.
 class BlockImpl : public torch::nn::Module {
  public:
-  BlockImpl(int64_t in, int64_t width, int64_t stride, bool bottleneck, bool batch_norm, std::shared_ptr<BatchNormSync> sync)
-      : bottleneck_(bottleneck), sync_(std::move(sync)) {
+  BlockImpl(int64_t in, int64_t width, int64_t stride, bool bottleneck, bool batch_norm, bool fuse, std::shared_ptr<BatchNormSync> sync)
+      : bottleneck_(bottleneck), fuse_(fuse), sync_(std::move(sync)) {
     const int64_t out = bottleneck ? width * 4 : width;
     if (bottleneck) {
       conv1_ = register_module("conv1", conv(in, width, 1, 1));
@@ -64,18 +74,14 @@ class BlockImpl : public torch::nn::Module {
 
   torch::Tensor forward(const torch::Tensor& x) {
     const BatchNormSync& sync = *sync_;
-    torch::Tensor y = F::relu(normed(bn1_, conv1_(x), sync));
-    if (bottleneck_) {
-      y = F::relu(normed(bn2_, conv2_(y), sync));
-      y = normed(bn3_, conv3_(y), sync);
-    } else {
-      y = normed(bn2_, conv2_(y), sync);
-    }
-    return F::relu(y + (downsample_ ? normed(downsample_bn_, downsample_conv_(x), sync) : x));
+    torch::Tensor y = normed_relu(bn1_, conv1_(x), sync, fuse_);
+    if (bottleneck_) y = normed_relu(bn2_, conv2_(y), sync, fuse_);
+    const torch::Tensor skip = downsample_ ? normed(downsample_bn_, downsample_conv_(x), sync) : x;
+    return normed_relu(bottleneck_ ? bn3_ : bn2_, (bottleneck_ ? conv3_ : conv2_)(y), sync, fuse_, skip);
   }
 
  private:
-  bool bottleneck_;
+  bool bottleneck_, fuse_;
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, bn3_{nullptr};
   torch::nn::Sequential downsample_{nullptr};
@@ -110,7 +116,8 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
     torch::nn::Sequential blocks;
     for (int64_t k = 0; k < options.blocks[stage]; ++k) {
       const int64_t stride = (stage > 0 && k == 0) ? 2 : 1;
-      blocks->push_back(Block(channels, options.widths[stage], stride, options.bottleneck, options.batch_norm, sync_));
+      blocks->push_back(
+          Block(channels, options.widths[stage], stride, options.bottleneck, options.batch_norm, options.fused_batch_norm_relu, sync_));
       channels = options.widths[stage] * expansion;
     }
     stages_.push_back(register_module("layer" + std::to_string(stage + 1), blocks));
@@ -140,7 +147,7 @@ torch::Tensor ResNetImpl::forward(const torch::Tensor& images) {
                                 std::to_string(images.dim()) + "-D input" +
                                 (images.dim() == 4 ? " with " + std::to_string(images.size(1)) + " channels" : ""));
   }
-  torch::Tensor x = F::relu(normed(bn1, conv1(images), *sync_));
+  torch::Tensor x = normed_relu(bn1, conv1(images), *sync_, options_.fused_batch_norm_relu);
   if (options_.stem == ResNetStem::imagenet) x = F::max_pool2d(x, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
   for (auto& stage : stages_) x = stage->forward(x);
   return x.mean({2, 3});

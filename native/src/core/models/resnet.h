@@ -40,6 +40,9 @@ struct ResNetOptions {
   // false drops every BatchNorm (the modules and their state): a test model whose output does not
   // depend on how a batch is split, for exact data-parallel parity checks. Serving refuses it.
   bool batch_norm = true;
+  // Each BatchNorm + ReLU (+ the residual add) as one fused op on the CPU in training
+  // (models/batch_norm_relu.h); false runs ATen's batch_norm, add and relu (the reference, in tests).
+  bool fused_batch_norm_relu = true;
 
   ResNetOptions& set_stem(ResNetStem value) {
     stem = value;
