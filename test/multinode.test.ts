@@ -250,9 +250,12 @@ describe.skipIf(skipReason !== null)(
       expect(new Set(mine).size).toBe(8); // the weights moved
       // Not bitwise: the global batch's gradient is summed in another order (each rank's half, then the
       // all-reduce), and so are SyncBatchNorm's statistics. Observed: 1e-7 (losses, relative) and 1.3e-6
-      // (weights and optimiser state); the bounds leave about a hundredfold margin. A real mismatch is far
-      // outside them: per-rank BatchNorm instead of SyncBatchNorm moved the losses by 3e-4 to 1e-2 and the
-      // weights by 0.05 (measured).
+      // (weights and optimiser state) on AVX-512 CPUs; on an AVX2-only AMD EPYC, whose oneDNN kernels
+      // sum a half batch in another order than a whole one, the losses still agree to 1e-5 but the
+      // BatchNorm parameters' LARS momentum differs by up to 6.3e-4 (on values of ~0.6) after 8 steps,
+      // with or without the fused BatchNorm + ReLU (measured 2026-12-03). The state's bound, 5e-3, keeps
+      // a tenfold margin below a real mismatch: per-rank BatchNorm instead of SyncBatchNorm moved the
+      // losses by 3e-4 to 1e-2 and the weights by 0.05 (measured); the losses' bound stays the tight one.
       for (let k = 0; k < 8; k++)
         expect(Math.abs(mine[k]! - theirs[k]!) / Math.abs(theirs[k]!), `step ${k}: ${mine[k]} vs ${theirs[k]}`).toBeLessThan(1e-5);
       const [a, b] = [await readCheckpoint(summary.checkpoint), await readCheckpoint(path.join(reference, 'checkpoint.safetensors'))];
@@ -271,7 +274,7 @@ describe.skipIf(skipReason !== null)(
           if (!(difference <= worst)) [worst, worstName] = [difference, entry.name];
         }
       }
-      expect(worst, `worst difference in ${worstName}`).toBeLessThan(1e-4);
+      expect(worst, `worst difference in ${worstName}`).toBeLessThan(5e-3);
     }, 240_000);
 
     it('a node with no route to the master address says so at once, naming the address', async () => {
