@@ -382,8 +382,6 @@ bool symmetric_kernel(const double* kernel, int64_t taps) {
 }
 
 void separable_blur(const float* in, const ImageShape& shape, const double* kernel, int64_t taps, float* out) {
-  if (taps % 2 == 0 || !symmetric_kernel(kernel, taps))
-    throw std::invalid_argument("separable_blur: the kernel must have an odd number of taps and be symmetric");
   const int64_t radius = taps / 2, width = shape.width, height = shape.height;
   // In float32, as OpenCV blurs float images: first along rows into `horizontal`, then down its
   // columns, each output summed as blur_pass says. The buffers are the thread's, kept.

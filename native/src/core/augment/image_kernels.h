@@ -55,7 +55,8 @@ bool symmetric_kernel(const double* kernel, int64_t taps);
 
 // Separable blur in float32 with a symmetric kernel of `taps` weights (odd; rounded to float32), mirrored
 // borders without repeating the edge (OpenCV's BORDER_REFLECT_101), reflected again for as long as a tap
-// lies outside (a kernel wider than the image). Throws std::invalid_argument for any other kernel.
+// lies outside (a kernel wider than the image). The caller checks the kernel (the view program does, once
+// per program, with symmetric_kernel); only the taps up to the centre are read.
 void separable_blur(const float* in, const ImageShape& shape, const double* kernel, int64_t taps, float* out);
 
 // 1 - x for every x >= threshold.

@@ -277,11 +277,7 @@ bool fused_batch_norm_relu_serves(const torch::nn::BatchNorm2d& bn, const torch:
 
 torch::Tensor fused_batch_norm_relu(torch::nn::BatchNorm2d& bn, const torch::Tensor& x, const torch::Tensor& skip) {
   const int64_t channels = x.size(1), rows = x.numel() / channels;
-  BatchStatistics stats;
-  {
-    torch::NoGradGuard no_grad;
-    stats = batch_statistics(x.data_ptr<float>(), rows, channels, bn->options.eps());
-  }
+  const BatchStatistics stats = batch_statistics(x.data_ptr<float>(), rows, channels, bn->options.eps());
   update_running_statistics(*bn, stats, rows);
   const c10::optional<torch::Tensor> skip_or_none = skip.defined() ? c10::optional<torch::Tensor>(skip) : c10::nullopt;
   return BatchNormReLUFunction::apply(x, bn->weight, bn->bias, stats.mean, stats.invstd, skip_or_none);
