@@ -7,8 +7,8 @@
 // against training time (both sides on one chart) and the figures as JSON.
 //
 // Each side first times its own steps (augmentation and loading included) and then trains as many
-// steps as fit the budget, its schedule laid out over them: the peer any number of steps, clamp-native
-// whole epochs (its schedule is in epochs), so it trains at most the budget. Training time is the
+// steps as fit the budget, its schedule laid out over them (clamp-native by a fractional --epochs, the
+// steps that fit over the steps an epoch). Training time is the
 // training loop's own (dataset loading, start-up and evaluation are not in it). Long: a benchmark, not a test.
 //
 //   node bench/time-to-accuracy.mjs [--budgets 2.5,5,10] [--threads 2] [--png docs/images/time-to-accuracy.png] [--json out.json]
@@ -58,7 +58,7 @@ function run(command, args, env = {}) {
 const lastJson = (stdout) => JSON.parse(stdout.trim().split('\n').pop());
 
 // clamp-native: `train` as a user runs it (the preset, its loader workers, its threads).
-function trainOurs(epochs, limit, out) {
+function trainOurs(epochs, out) {
   const args = [
     cli,
     'train',
@@ -74,7 +74,6 @@ function trainOurs(epochs, limit, out) {
     '--out',
     out,
   ];
-  if (limit) args.push('--limit', String(limit));
   run(process.execPath, args);
   const lines = fs
     .readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
@@ -83,6 +82,21 @@ function trainOurs(epochs, limit, out) {
     .map((l) => JSON.parse(l));
   const epochLines = lines.filter((l) => l.kind === 'epoch');
   return { seconds: epochLines.reduce((sum, l) => sum + l.seconds, 0), steps: epochLines.reduce((sum, l) => sum + l.steps, 0) };
+}
+
+/** clamp-native's mean seconds a step over `steps` steps after the first `warmup`, from its per-step metric lines. */
+function calibrateOurs(steps, warmup, out) {
+  const args = [cli, 'train', '--epochs', '1', '--limit', String((steps + warmup) * 128), '--threads', threads, '--no-report'];
+  args.push('--set', 'eval.atEnd=false', '--set', 'eval.every=0', '--set', 'run.logEvery=1', '--out', out);
+  run(process.execPath, args);
+  const perStep = fs
+    .readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .filter((l) => l.kind === 'step' && l.step >= warmup)
+    .map((l) => (128 * 4) / l.viewImagesPerSecond);
+  return perStep.reduce((sum, s) => sum + s, 0) / perStep.length;
 }
 
 function trainPeer(extra) {
@@ -141,10 +155,10 @@ console.log(`time to accuracy, fashion-mnist preset, ${threads} thread(s), ${os.
 console.log(
   `peer: the same recipe in eager PyTorch ${pythonTorchVersion()} under ${PYTHON}; budgets ${budgets.join(', ')} min of training`,
 );
-// Each side's time per step, augmentation included: 60 steps of clamp-native's `train`, 30 of the peer's loop.
-const calibration = trainOurs(1, 60 * 128, path.join(work, 'calibrate'));
-const oursPerStep = calibration.seconds / calibration.steps;
-const peerPerStep = trainPeer(['--calibrate', '30']).secondsPerStep;
+// Each side's time per step, augmentation included, after 10 warm-up steps (the first run slower):
+// 100 steps of clamp-native's `train`, 60 of the peer's loop.
+const oursPerStep = calibrateOurs(100, 10, path.join(work, 'calibrate'));
+const peerPerStep = trainPeer(['--calibrate', '60']).secondsPerStep;
 console.log(
   `seconds per step: clamp-native ${oursPerStep.toFixed(3)}, eager ${peerPerStep.toFixed(3)} (${(peerPerStep / oursPerStep).toFixed(2)}x)`,
 );
@@ -152,9 +166,10 @@ const stepsPerEpoch = Math.floor(60000 / 128);
 const rows = [];
 console.log('budget | side | epochs | training time | kNN top-1 | linear probe top-1');
 for (const minutes of budgets) {
-  const epochs = Math.max(1, Math.floor((minutes * 60) / (oursPerStep * stepsPerEpoch)));
+  // A fractional epoch count whose steps (scheduledSteps: epochs x stepsPerEpoch, rounded) are exactly those that fit.
+  const epochs = Math.max(1, Math.floor((minutes * 60) / oursPerStep)) / stepsPerEpoch;
   const ourDir = path.join(work, `ours-${minutes}`);
-  const ours = trainOurs(epochs, 0, ourDir);
+  const ours = trainOurs(epochs, ourDir);
   const f = await ourFeatures(ourDir);
   const oursScore = await score(f.config, f.train, f.test, f.trainFeatures, f.testFeatures, f.dim);
   const peerDir = fs.mkdtempSync(path.join(work, `peer-${minutes}-`));

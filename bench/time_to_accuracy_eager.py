@@ -13,7 +13,7 @@ by bilinear grid_sample, flip 0.5, brightness and contrast jitter 0.4 in a rando
 preset's normalisation), as a plain loop without torchvision would (PyPI's torchvision does not load
 beside torch 2.13 here).
 
---calibrate N: times N steps (after 3 warm-up steps) and prints {"secondsPerStep": ...}; otherwise trains
+--calibrate N: times N steps (after CALIBRATION_WARMUP warm-up steps) and prints {"secondsPerStep": ...}; otherwise trains
 floor(--seconds / --seconds-per-step) steps with the schedule laid out over them, then writes
 <--out>/train-features.npy and test-features.npy (float32 [n, 64]) and prints {"steps": ..., "trainSeconds": ...}.
 """
@@ -36,6 +36,8 @@ from training_step_eager import lars_step, network  # noqa: E402
 
 MEAN, STD = 0.286, 0.353
 VIEWS, BATCH, BASE_LR, WARMUP_EPOCHS, RS = 4, 128, 4.0, 0.5, 3.0
+# Steps left out of --calibrate's timing: the first ones run slower (allocations, oneDNN's primitive caches).
+CALIBRATION_WARMUP = 10
 
 
 def read_idx(path):
@@ -140,7 +142,7 @@ def main():
     init_like_clamp(net)
     params = list(net.parameters())
     buffers = [torch.zeros_like(p) for p in params]
-    steps = a.calibrate + 3 if a.calibrate else max(1, int(a.seconds / a.seconds_per_step))
+    steps = a.calibrate + CALIBRATION_WARMUP if a.calibrate else max(1, int(a.seconds / a.seconds_per_step))
     warmup = min(steps - 1, round(WARMUP_EPOCHS * steps_per_epoch))
     peak = BASE_LR * BATCH / 256
 
@@ -153,7 +155,7 @@ def main():
     start = time.perf_counter()
     timed_from = None
     for step in range(steps):
-        if a.calibrate and step == 3:
+        if a.calibrate and step == CALIBRATION_WARMUP:
             timed_from = time.perf_counter()
         k = step % steps_per_epoch
         if k == 0 and step > 0:

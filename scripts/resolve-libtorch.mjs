@@ -134,7 +134,15 @@ function fromPython(env, reasons) {
     'root = os.path.dirname(torch.__file__)',
     'print(json.dumps({"root": root, "cmake": os.path.join(root, "share", "cmake", "Torch"), "version": torch.__version__, "cuda": torch.version.cuda}))',
   ].join('\n');
-  const run = spawnSync(python, ['-c', probe], { encoding: 'utf8', env, timeout: 60_000 });
+  const timeout = Number(env.CLAMP_PYTHON_PROBE_TIMEOUT_MS ?? 120_000);
+  const run = spawnSync(python, ['-c', probe], { encoding: 'utf8', env, timeout });
+  // A torch that is there but slow to import (a loaded machine) must not become a silent build against
+  // another LibTorch: stop and say so.
+  if (run.error?.code === 'ETIMEDOUT') {
+    throw new LibTorchNotFoundError([
+      `${python} took over ${timeout / 1000} s to import torch (a busy machine?), so it is not known whether it has one: build again when the machine is quieter, raise CLAMP_PYTHON_PROBE_TIMEOUT_MS, or choose with LIBTORCH=<folder> or LIBTORCH_USE_PYTORCH=0 (skip the Python torch)`,
+    ]);
+  }
   if (run.status !== 0) {
     reasons.push(`${python} has no importable torch${run.error ? ` (${run.error.message})` : ''}`);
     return undefined;

@@ -36,7 +36,8 @@ function intoHead(args: string[]): Promise<{ status: number | null; stderr: stri
 
 describe('command-line mistakes', () => {
   it.each([
-    [['train', '--epochs', '-1'], 'train', /--epochs must be a whole number >= 1, got '-1'/],
+    [['train', '--epochs', '-1'], 'train', /--epochs must be a number > 0, got '-1'/],
+    [['train', '--epochs', '0'], 'train', /--epochs must be a number > 0, got '0'/],
     [['eval', '--checkpoint', 'x', '--limit', '-5'], 'eval', /--limit must be a whole number >= 1, got '-5'/],
     [['embed', '--checkpoint', 'x', '--batch', '-2.5', 'y.png'], 'embed', /--batch must be a whole number >= 1, got '-2.5'/],
     [['demo', '--steps', '-3'], 'demo', /--steps must be a whole number, got '-3'/],

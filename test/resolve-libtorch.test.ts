@@ -91,6 +91,19 @@ describe('resolveLibTorch', () => {
     });
   });
 
+  it('2. a Python that is too slow to answer is an error naming the timeout, not a silent build against the system LibTorch', async () => {
+    const slowPython = path.join(scratch, 'python-asleep');
+    fs.writeFileSync(slowPython, '#!/bin/sh\nsleep 5\n', { mode: 0o755 });
+    await expect(
+      resolveLibTorch({
+        ...isolated,
+        PYTHON: slowPython,
+        CLAMP_PYTHON_PROBE_TIMEOUT_MS: '300',
+        CLAMP_LIBTORCH_SEARCH_PREFIXES: path.join(system, 'share/cmake/Torch'),
+      }),
+    ).rejects.toThrow(/python-asleep took over 0.3 s to import torch .*LIBTORCH_USE_PYTORCH=0/);
+  });
+
   it('3. a system TorchConfig.cmake is found under the search prefixes', async () => {
     const found = await resolveLibTorch({
       ...isolated,

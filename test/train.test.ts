@@ -62,6 +62,36 @@ describe('train', () => {
     expect(await finalWeights(resumed.checkpoint)).toEqual(await finalWeights(whole.checkpoint));
   });
 
+  it('a fractional run (1.5 epochs) takes 12 of 16 steps, its schedule laid out over those 12, and resumes bitwise in its cut-short epoch', async () => {
+    const config = { ...small, schedule: { ...small.schedule, epochs: 1.5 }, run: { ...small.run, logEvery: 1 } };
+    const whole = await train(config, { runDir: await runFolder() });
+    expect(whole).toMatchObject({ epochs: 2, steps: 12, stopped: false });
+    const lines = await metricLines(whole.runDir);
+    expect(lines.filter((m) => m.kind === 'epoch').map((m) => [m.epoch, m.steps])).toEqual([
+      [0, 8],
+      [1, 4],
+    ]);
+    // The cosine reaches its end at step 12: laid out over 16 steps, the last step's rate would be ~0.3 of the peak.
+    const rates = lines.filter((m) => m.kind === 'step').map((m) => m.lr as number);
+    const peak = Math.max(...rates);
+    expect(rates.at(-1)!).toBeLessThan(0.05 * peak);
+    expect((await readCheckpoint(whole.checkpoint)).position).toEqual({ epoch: 2, batch: 0, step: 12 });
+
+    const controller = new AbortController();
+    const stoppedDir = await runFolder();
+    const first = await train(config, {
+      runDir: stoppedDir,
+      signal: controller.signal,
+      onProgress: (event: TrainEvent) => {
+        if (event.kind === 'step' && event.result.step === 9) controller.abort(); // in the cut-short epoch
+      },
+    });
+    expect(first).toMatchObject({ stopped: true, steps: 10 });
+    const resumed = await resumeTraining(stoppedDir);
+    expect(resumed).toMatchObject({ stopped: false, steps: 12, epochs: 2, finalLoss: whole.finalLoss });
+    expect(await resumeTraining(stoppedDir)).toMatchObject({ alreadyFinished: true, steps: 12 });
+  });
+
   it('checkpoints hold the backbone under torchvision names, the optimiser, the config and the position', async () => {
     const oneEpoch = { ...small, schedule: { ...small.schedule, epochs: 1, warmupEpochs: 0 } };
     const summary = await train(oneEpoch, { runDir: await runFolder() });

@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { buildReport } from '../report/report.js';
 import { duration, evaluatedWhen, evaluationTimeline, linearProbeClause, percent } from '../format.js';
-import { UsageError, wholeNumberFlag } from './flags.js';
+import { numberFlag, UsageError, wholeNumberFlag } from './flags.js';
 import { distributedFromEnvironment, launchWorkers } from './launcher.js';
 import { mergeConfig, readConfigFile, resolveTrainConfig, type ConfigOverrides } from '../config/train-config.js';
 import { resumeTraining, train, type ResumeOptions, type TrainEvent, type TrainSummary } from '../train/training-run.js';
@@ -15,7 +15,7 @@ export const TRAIN_USAGE = `clamp-native train [options]
   --data DIR           the dataset's folder (data.path)
   --out DIR            the run folder (default runs/<dataset>-<date>-<time>); one holding a run is refused
   --overwrite          replace the run --out already holds (its checkpoint, metrics and report are deleted)
-  --epochs N           schedule.epochs
+  --epochs N           schedule.epochs (fractions allowed: 2.5 stops half-way through a third epoch)
   --batch-size N       run.batchSize
   --views N            run.views
   --limit N            train on the first N images (data.limit)
@@ -70,9 +70,10 @@ export function progressReporter(stream: Pick<NodeJS.WriteStream, 'isTTY' | 'wri
   return (event) => {
     switch (event.kind) {
       case 'start':
-        epochs = event.epochs;
+        // A fractional run counts its cut-short last epoch: 'epoch 3/3' for 2.5 epochs.
+        epochs = Math.ceil(event.totalSteps / event.stepsPerEpoch);
         stream.write(
-          `training in ${event.runDir}: ${event.trainImages} images, ${event.epochs} epochs of ${event.stepsPerEpoch} steps${event.resumedAt ? `, resuming at epoch ${event.resumedAt.epoch + 1} step ${event.resumedAt.step}` : ''}\n`,
+          `training in ${event.runDir}: ${event.trainImages} images, ${event.epochs} epochs of ${event.stepsPerEpoch} steps${Number.isInteger(event.epochs) ? '' : ` (${event.totalSteps} steps)`}${event.resumedAt ? `, resuming at epoch ${event.resumedAt.epoch + 1} step ${event.resumedAt.step}` : ''}\n`,
         );
         stream.write(
           `on ${event.device}, ${event.compute.bf16Autocast ? 'bf16 autocast (the loss in float32)' : 'float32'}${event.compute.channelsLast ? ', channels_last' : ''}\n`,
@@ -236,7 +237,7 @@ export async function runTrain(args: string[]): Promise<number> {
           ...(values.data === undefined ? {} : { path: values.data }),
           ...(values.limit === undefined ? {} : { limit: wholeNumberFlag('limit', values.limit) }),
         },
-        schedule: values.epochs === undefined ? {} : { epochs: wholeNumberFlag('epochs', values.epochs, 1) },
+        schedule: values.epochs === undefined ? {} : { epochs: numberFlag('epochs', values.epochs, 0, true) },
         run: {
           ...run,
           ...(values['batch-size'] === undefined ? {} : { batchSize: wholeNumberFlag('batch-size', values['batch-size'], 2) }),

@@ -37,7 +37,11 @@ export const trainConfigSchema = z
     optimiser: optimiserSchema.prefault({ name: 'lars' }),
     schedule: z
       .object({
-        epochs: positiveInteger,
+        /**
+         * Passes over the training split; fractions allowed: 2.5 trains two epochs and half of a third, the
+         * learning-rate schedule laid out over exactly those steps (see scheduledSteps).
+         */
+        epochs: z.number().finite().positive(),
         /** Linear warmup length in epochs (fractions allowed). */
         warmupEpochs: z.number().finite().min(0).default(10),
         /** Learning rate per 256 images: the peak is baseLr x batchSize / 256 (the linear scaling rule). */
@@ -106,6 +110,19 @@ export const trainConfigSchema = z
 
 export type TrainConfigInput = z.input<typeof trainConfigSchema>;
 export type TrainConfig = z.output<typeof trainConfigSchema>;
+
+/**
+ * The steps a run takes and its schedule is laid out over: schedule.epochs x stepsPerEpoch, to the nearest
+ * whole step and at least one. A fractional run ends part-way through its last epoch.
+ */
+export function scheduledSteps(schedule: Pick<TrainConfig['schedule'], 'epochs'>, stepsPerEpoch: number): number {
+  return Math.max(1, Math.round(schedule.epochs * stepsPerEpoch));
+}
+
+/** The epochs a run of `totalSteps` steps enters, the last one perhaps cut short: epoch hooks count these. */
+export function epochsEntered(totalSteps: number, stepsPerEpoch: number): number {
+  return Math.ceil(totalSteps / stepsPerEpoch);
+}
 
 /** A partial config: what a file or flags may say on top of a preset. */
 export type ConfigOverrides = { preset?: PresetName } & { [K in keyof TrainConfigInput]?: unknown };

@@ -143,6 +143,8 @@ export class EpochHooks {
 
   constructor(
     private readonly config: TrainConfig,
+    /** The epochs the run enters (schedule.epochs rounded up): the last one's hooks come at the run's end. */
+    private readonly epochs: number,
     private readonly evaluation: RunEvaluation,
     private readonly checkpoints: RunCheckpoints,
     report?: RunReport,
@@ -152,7 +154,7 @@ export class EpochHooks {
 
   /** After each whole epoch (`position` is the start of the next one); the last epoch's come with the run's end. */
   async afterEpoch(epoch: number, position: RunPosition, lastLoss: number): Promise<void> {
-    const { epochs } = this.config.schedule;
+    const { epochs } = this;
     if (endsPeriodBeforeLast(epoch, this.config.eval.every, epochs)) await this.evaluation.run(epoch, position.step, true);
     if (endsPeriodBeforeLast(epoch, this.config.run.checkpointEvery, epochs)) await this.checkpoints.save(position, lastLoss);
     // After the monitor, so that the page shows this epoch's accuracy.
@@ -175,7 +177,7 @@ export class EpochHooks {
       return null;
     }
     await this.report.write(this.status('evaluating', position));
-    const final = await this.evaluation.run(this.config.schedule.epochs - 1, position.step, false);
+    const final = await this.evaluation.run(this.epochs - 1, position.step, false);
     if (final) {
       this.checkpoints.metrics.evaluation = final;
       await this.checkpoints.save(position, lastLoss);

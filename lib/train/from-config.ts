@@ -1,6 +1,6 @@
 // The native trainer a training config describes: one mapping from the config's sections to the
 // trainer's options, shared by training and by evaluating a checkpoint.
-import type { TrainConfig } from '../config/train-config.js';
+import { scheduledSteps, type TrainConfig } from '../config/train-config.js';
 import { Trainer } from './trainer.js';
 
 /**
@@ -8,7 +8,7 @@ import { Trainer } from './trainer.js';
  * steps an epoch (the schedule is laid out in steps). Weights come from run.seed.
  */
 export async function trainerFor(config: TrainConfig, channels: number, stepsPerEpoch: number): Promise<Trainer> {
-  const totalSteps = config.schedule.epochs * stepsPerEpoch;
+  const totalSteps = scheduledSteps(config.schedule, stepsPerEpoch);
   return Trainer.create({
     backbone: config.model.backbone,
     stem: config.model.stem,

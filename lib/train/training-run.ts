@@ -4,7 +4,7 @@ import path from 'node:path';
 import { MultiViewLoader, type Batch } from '../augment/loader.js';
 import { CHECKPOINT_FILE, readTrainedCheckpoint, type Checkpoint, type RunPosition } from '../checkpoint/checkpoint.js';
 import { writeFileAtomically } from '../io/files.js';
-import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from '../config/train-config.js';
+import { epochsEntered, parseTrainConfig, scheduledSteps, type TrainConfig, type TrainConfigInput } from '../config/train-config.js';
 import { loadDataset } from '../data/datasets.js';
 import type { ImageDataset } from '../data/image-dataset.js';
 import type { Evaluation, KnnSummary, LinearProbeSummary } from '../eval/evaluate.js';
@@ -96,7 +96,7 @@ export interface TrainSummary {
   runDir: string;
   checkpoint: string;
   seconds: number;
-  /** Whole epochs completed. */
+  /** Epochs completed (a fractional run's cut-short last epoch counts once it ends). */
   epochs: number;
   steps: number;
   finalLoss: number;
@@ -261,6 +261,8 @@ interface RunContext {
   timer: StepTimer;
   stepsPerEpoch: number;
   totalSteps: number;
+  /** The epochs the run enters: schedule.epochs rounded up, the last one ending at totalSteps. */
+  epochs: number;
 }
 
 /** Where a run stands; every step moves it on. */
@@ -275,7 +277,7 @@ interface RunProgress {
 
 /** The epochs from where `progress` stands to the last, or to a stop: each one's steps, then its line and its hooks. */
 async function trainEpochs(run: RunContext, progress: RunProgress, hooks: EpochHooks): Promise<void> {
-  for (let epoch = progress.position.epoch; epoch < run.config.schedule.epochs && !progress.stopped; epoch++) {
+  for (let epoch = progress.position.epoch; epoch < run.epochs && !progress.stopped; epoch++) {
     const sums = await trainEpoch(run, progress, epoch);
     const seconds = sums.elapsedSeconds();
     progress.viewImages += sums.viewImages;
@@ -301,6 +303,8 @@ async function trainEpoch(run: RunContext, progress: RunProgress, epoch: number)
     const viewImages = batch.shape[0] * (run.group?.worldSize ?? 1);
     sums.add(result, viewImages);
     await reportStep(run, progress.position, result, viewImages / seconds);
+    // A fractional run's last epoch ends at its last step, part-way through the loader's epoch.
+    if (progress.position.step >= run.totalSteps) break;
     if (await stopRequested(run)) {
       progress.stopped = progress.position.step < run.totalSteps;
       break;
@@ -392,7 +396,8 @@ async function runTraining(
   if (config.run.threads) setNumThreads(config.run.threads);
   const { trainSet, testSet } = await loadSplits(config);
   const stepsPerEpoch = stepsPerEpochOf(trainSet.count, config.run.batchSize);
-  const totalSteps = config.schedule.epochs * stepsPerEpoch;
+  const totalSteps = scheduledSteps(config.schedule, stepsPerEpoch);
+  const epochs = epochsEntered(totalSteps, stepsPerEpoch);
   if (checkpoint && checkpoint.position.step >= totalSteps)
     return finishedSummary(runDir, checkpoint, (performance.now() - started) / 1000);
 
@@ -402,7 +407,7 @@ async function runTraining(
   const metrics = await openRunFolder(runDir, config, checkpoint?.position ?? null, writer);
   const checkpoints = new RunCheckpoints(path.join(runDir, CHECKPOINT_FILE), { trainer, config, writer, emit, resumed: checkpoint });
   const evaluation = new RunEvaluation({ trainer, trainSet, testSet, config, signal: options.signal, writer, metrics, emit });
-  const hooks = new EpochHooks(config, evaluation, checkpoints);
+  const hooks = new EpochHooks(config, epochs, evaluation, checkpoints);
   const loader = new MultiViewLoader({
     dataset: trainSet,
     batchSize: config.run.batchSize,
@@ -424,6 +429,7 @@ async function runTraining(
     timer: new StepTimer(),
     stepsPerEpoch,
     totalSteps,
+    epochs,
   };
   const progress: RunProgress = {
     position: checkpoint?.position ?? { epoch: 0, batch: 0, step: 0 },
