@@ -2,6 +2,7 @@
 
 #include "distributed/sync_batch_norm.h"
 #include "models/batch_norm_relu.h"
+#include "models/conv3x3.h"
 
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/pooling.h>
@@ -40,12 +41,24 @@ torch::Tensor normed_relu(torch::nn::BatchNorm2d& bn, const torch::Tensor& x, co
   return F::relu(skip.defined() ? y + skip : y);
 }
 
+// conv(x); a 3x3 convolution (`stride` > 0, conv()'s padding 1) through conv3x3, with its hand-written
+// weight gradient, where that serves (training on an AVX2 CPU).
+torch::Tensor convolved(torch::nn::Conv2d& conv, const torch::Tensor& x, int64_t stride) {
+  if (stride > 0 && conv3x3_serves(x, conv->weight, stride)) return conv3x3(x, conv->weight, stride);
+  return conv(x);
+}
+
 // torchvision's BasicBlock (expansion 1) and Bottleneck (expansion 4, stride on the 3x3 conv), with
 // the same submodule names: conv1, bn1, conv2, bn2[, conv3, bn3], downsample.{0,1}.
 class BlockImpl : public torch::nn::Module {
  public:
-  BlockImpl(int64_t in, int64_t width, int64_t stride, bool bottleneck, bool batch_norm, bool fuse, std::shared_ptr<BatchNormSync> sync)
-      : bottleneck_(bottleneck), fuse_(fuse), sync_(std::move(sync)) {
+  BlockImpl(int64_t in, int64_t width, int64_t stride, bool bottleneck, const ResNetOptions& options, std::shared_ptr<BatchNormSync> sync)
+      : bottleneck_(bottleneck), fuse_(options.fused_batch_norm_relu), sync_(std::move(sync)) {
+    const bool batch_norm = options.batch_norm;
+    // The strides of the block's 3x3 convolutions, for conv3x3 (0: a 1x1, or conv3x3 not wanted).
+    const bool own = options.conv3x3_weight_gradient;
+    stride1_ = own && !bottleneck ? stride : 0;
+    stride2_ = own ? (bottleneck ? stride : 1) : 0;
     const int64_t out = bottleneck ? width * 4 : width;
     if (bottleneck) {
       conv1_ = register_module("conv1", conv(in, width, 1, 1));
@@ -74,14 +87,16 @@ class BlockImpl : public torch::nn::Module {
 
   torch::Tensor forward(const torch::Tensor& x) {
     const BatchNormSync& sync = *sync_;
-    torch::Tensor y = normed_relu(bn1_, conv1_(x), sync, fuse_);
-    if (bottleneck_) y = normed_relu(bn2_, conv2_(y), sync, fuse_);
+    torch::Tensor y = normed_relu(bn1_, convolved(conv1_, x, stride1_), sync, fuse_);
+    if (bottleneck_) y = normed_relu(bn2_, convolved(conv2_, y, stride2_), sync, fuse_);
     const torch::Tensor skip = downsample_ ? normed(downsample_bn_, downsample_conv_(x), sync) : x;
-    return normed_relu(bottleneck_ ? bn3_ : bn2_, (bottleneck_ ? conv3_ : conv2_)(y), sync, fuse_, skip);
+    const torch::Tensor last = bottleneck_ ? conv3_(y) : convolved(conv2_, y, stride2_);
+    return normed_relu(bottleneck_ ? bn3_ : bn2_, last, sync, fuse_, skip);
   }
 
  private:
   bool bottleneck_, fuse_;
+  int64_t stride1_ = 0, stride2_ = 0;
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, bn3_{nullptr};
   torch::nn::Sequential downsample_{nullptr};
@@ -116,8 +131,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
     torch::nn::Sequential blocks;
     for (int64_t k = 0; k < options.blocks[stage]; ++k) {
       const int64_t stride = (stage > 0 && k == 0) ? 2 : 1;
-      blocks->push_back(
-          Block(channels, options.widths[stage], stride, options.bottleneck, options.batch_norm, options.fused_batch_norm_relu, sync_));
+      blocks->push_back(Block(channels, options.widths[stage], stride, options.bottleneck, options, sync_));
       channels = options.widths[stage] * expansion;
     }
     stages_.push_back(register_module("layer" + std::to_string(stage + 1), blocks));
@@ -135,6 +149,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
 }
 
 void ResNetImpl::to_channels_last() {
+  channels_last_ = true;
   torch::NoGradGuard no_grad;
   for (auto& p : parameters()) {
     if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
@@ -147,7 +162,12 @@ torch::Tensor ResNetImpl::forward(const torch::Tensor& images) {
                                 std::to_string(images.dim()) + "-D input" +
                                 (images.dim() == 4 ? " with " + std::to_string(images.size(1)) + " channels" : ""));
   }
-  torch::Tensor x = normed_relu(bn1, conv1(images), *sync_, options_.fused_batch_norm_relu);
+  torch::Tensor stem = conv1(images);
+  // A one-channel batch is channels_last and contiguous at once, and the convolution then answers in
+  // NCHW: made channels_last here, so that the BatchNorm + ReLU after it and the first block run fused
+  // and in the layout of the rest of the network.
+  if (channels_last_) stem = stem.contiguous(at::MemoryFormat::ChannelsLast);
+  torch::Tensor x = normed_relu(bn1, stem, *sync_, options_.fused_batch_norm_relu);
   if (options_.stem == ResNetStem::imagenet) x = F::max_pool2d(x, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
   for (auto& stage : stages_) x = stage->forward(x);
   return x.mean({2, 3});

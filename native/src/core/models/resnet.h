@@ -43,6 +43,9 @@ struct ResNetOptions {
   // Each BatchNorm + ReLU (+ the residual add) as one fused op on the CPU in training
   // (models/batch_norm_relu.h); false runs ATen's batch_norm, add and relu (the reference, in tests).
   bool fused_batch_norm_relu = true;
+  // Each block's 3x3 convolutions' weight gradient hand-written on AVX2 CPUs in training
+  // (models/conv3x3.h); false leaves it to ATen (oneDNN), the reference in tests.
+  bool conv3x3_weight_gradient = true;
 
   ResNetOptions& set_stem(ResNetStem value) {
     stem = value;
@@ -81,6 +84,7 @@ class ResNetImpl : public torch::nn::Module {
   ResNetOptions options_;
   std::shared_ptr<BatchNormSync> sync_ = std::make_shared<BatchNormSync>();
   int64_t feature_dim_ = 0;
+  bool channels_last_ = false;  // to_channels_last() was called: activations are kept channels_last too
   torch::nn::Conv2d conv1{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr};
   std::vector<torch::nn::Sequential> stages_;
