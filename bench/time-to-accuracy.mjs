@@ -57,6 +57,15 @@ function run(command, args, env = {}) {
 
 const lastJson = (stdout) => JSON.parse(stdout.trim().split('\n').pop());
 
+/** The lines of a clamp-native run folder's metrics.jsonl. */
+function metricLines(out) {
+  return fs
+    .readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+}
+
 // clamp-native: `train` as a user runs it (the preset, its loader workers, its threads).
 function trainOurs(epochs, out) {
   const args = [
@@ -75,12 +84,7 @@ function trainOurs(epochs, out) {
     out,
   ];
   run(process.execPath, args);
-  const lines = fs
-    .readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l));
-  const epochLines = lines.filter((l) => l.kind === 'epoch');
+  const epochLines = metricLines(out).filter((l) => l.kind === 'epoch');
   return { seconds: epochLines.reduce((sum, l) => sum + l.seconds, 0), steps: epochLines.reduce((sum, l) => sum + l.steps, 0) };
 }
 
@@ -89,11 +93,7 @@ function calibrateOurs(steps, warmup, out) {
   const args = [cli, 'train', '--epochs', '1', '--limit', String((steps + warmup) * 128), '--threads', threads, '--no-report'];
   args.push('--set', 'eval.atEnd=false', '--set', 'eval.every=0', '--set', 'run.logEvery=1', '--out', out);
   run(process.execPath, args);
-  const perStep = fs
-    .readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l))
+  const perStep = metricLines(out)
     .filter((l) => l.kind === 'step' && l.step >= warmup)
     .map((l) => (128 * 4) / l.viewImagesPerSecond);
   return perStep.reduce((sum, s) => sum + s, 0) / perStep.length;

@@ -6,7 +6,7 @@ import { buildReport } from '../report/report.js';
 import { duration, evaluatedWhen, evaluationTimeline, linearProbeClause, percent } from '../format.js';
 import { numberFlag, UsageError, wholeNumberFlag } from './flags.js';
 import { distributedFromEnvironment, launchWorkers } from './launcher.js';
-import { mergeConfig, readConfigFile, resolveTrainConfig, type ConfigOverrides } from '../config/train-config.js';
+import { epochsEntered, mergeConfig, readConfigFile, resolveTrainConfig, type ConfigOverrides } from '../config/train-config.js';
 import { resumeTraining, train, type ResumeOptions, type TrainEvent, type TrainSummary } from '../train/training-run.js';
 
 export const TRAIN_USAGE = `clamp-native train [options]
@@ -71,7 +71,7 @@ export function progressReporter(stream: Pick<NodeJS.WriteStream, 'isTTY' | 'wri
     switch (event.kind) {
       case 'start':
         // A fractional run counts its cut-short last epoch: 'epoch 3/3' for 2.5 epochs.
-        epochs = Math.ceil(event.totalSteps / event.stepsPerEpoch);
+        epochs = epochsEntered(event.totalSteps, event.stepsPerEpoch);
         stream.write(
           `training in ${event.runDir}: ${event.trainImages} images, ${event.epochs} epochs of ${event.stepsPerEpoch} steps${Number.isInteger(event.epochs) ? '' : ` (${event.totalSteps} steps)`}${event.resumedAt ? `, resuming at epoch ${event.resumedAt.epoch + 1} step ${event.resumedAt.step}` : ''}\n`,
         );
