@@ -11,7 +11,11 @@
 // steps that fit over the steps an epoch). Training time is the
 // training loop's own (dataset loading, start-up and evaluation are not in it). Long: a benchmark, not a test.
 //
-//   node bench/time-to-accuracy.mjs [--budgets 2.5,5,10] [--threads 2] [--png docs/images/time-to-accuracy.png] [--json out.json]
+// A change of seed moves one row by up to 0.9 points on either side, so --seeds trains each budget once
+// per seed on both sides (the seed sets the initial weights, batch order and augmentations of each) and
+// prints the mean of each side and the mean lead.
+//
+//   node bench/time-to-accuracy.mjs [--budgets 2.5,5,10] [--seeds 0] [--threads 2] [--png docs/images/time-to-accuracy.png] [--json out.json]
 //   node bench/time-to-accuracy.mjs --replot out.json     # redraws the chart of a saved run
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -33,6 +37,7 @@ const cli = path.join(here, '..', 'dist', 'cli', 'main.js');
 const { values } = parseArgs({
   options: {
     budgets: { type: 'string', default: '2.5,5,10' },
+    seeds: { type: 'string', default: '0' },
     threads: { type: 'string', default: String(os.availableParallelism()) },
     png: { type: 'string', default: path.join(here, '..', 'docs', 'images', 'time-to-accuracy.png') },
     json: { type: 'string' },
@@ -41,10 +46,12 @@ const { values } = parseArgs({
 });
 const budgets = values.budgets.split(',').map(Number);
 if (budgets.some((b) => !(b > 0))) throw new Error(`--budgets takes minutes > 0, got ${values.budgets}`);
+const seeds = values.seeds.split(',').map(Number);
+if (seeds.some((s) => !Number.isInteger(s) || s < 0)) throw new Error(`--seeds takes whole numbers >= 0, got ${values.seeds}`);
 const threads = values.threads;
 if (values.replot) {
   // Redraw the chart of a saved --json run, without training.
-  await writeChart(JSON.parse(fs.readFileSync(values.replot, 'utf8')).rows);
+  await writeChart(meanRows(JSON.parse(fs.readFileSync(values.replot, 'utf8')).rows));
   process.exit(0);
 }
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'clamp-tta-'));
@@ -53,6 +60,14 @@ function run(command, args, env = {}) {
   const result = spawnSync(command, args, { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 1 << 26 });
   if (result.status !== 0) throw new Error(`${path.basename(command)} ${args.join(' ')} failed:\n${result.stderr}`);
   return result;
+}
+
+function percent(x) {
+  return (100 * x).toFixed(2);
+}
+
+function mean(xs) {
+  return xs.reduce((sum, x) => sum + x, 0) / xs.length;
 }
 
 const lastJson = (stdout) => JSON.parse(stdout.trim().split('\n').pop());
@@ -67,12 +82,14 @@ function metricLines(out) {
 }
 
 // clamp-native: `train` as a user runs it (the preset, its loader workers, its threads).
-function trainOurs(epochs, out) {
+function trainOurs(epochs, seed, out) {
   const args = [
     cli,
     'train',
     '--epochs',
     String(epochs),
+    '--seed',
+    String(seed),
     '--threads',
     threads,
     '--no-report',
@@ -126,6 +143,23 @@ async function ourFeatures(runDir) {
   }
 }
 
+/** One row per budget and side: the means over the seeds (the chart's points). */
+function meanRows(all) {
+  const groups = new Map();
+  for (const r of all) {
+    const key = `${r.budgetMinutes} ${r.side}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  return [...groups.values()].map((rs) => ({
+    budgetMinutes: rs[0].budgetMinutes,
+    side: rs[0].side,
+    seeds: rs.length,
+    trainSeconds: mean(rs.map((r) => r.trainSeconds)),
+    knn: mean(rs.map((r) => r.knn)),
+    linear: mean(rs.map((r) => r.linear)),
+  }));
+}
+
 /** Accuracy against training time, both sides on one chart (colour: side; dashes: kNN or probe). */
 async function writeChart(rows) {
   const points = rows.flatMap((r) => [
@@ -164,33 +198,40 @@ console.log(
 );
 const stepsPerEpoch = Math.floor(60000 / 128);
 const rows = [];
-console.log('budget | side | epochs | training time | kNN top-1 | linear probe top-1');
+console.log('budget | seed | side | epochs | training time | kNN top-1 | linear probe top-1');
 for (const minutes of budgets) {
   // A fractional epoch count whose steps (scheduledSteps: epochs x stepsPerEpoch, rounded) are exactly those that fit.
   const epochs = Math.max(1, Math.floor((minutes * 60) / oursPerStep)) / stepsPerEpoch;
-  const ourDir = path.join(work, `ours-${minutes}`);
-  const ours = trainOurs(epochs, ourDir);
-  const f = await ourFeatures(ourDir);
-  const oursScore = await score(f.config, f.train, f.test, f.trainFeatures, f.testFeatures, f.dim);
-  const peerDir = fs.mkdtempSync(path.join(work, `peer-${minutes}-`));
-  const peer = trainPeer(['--seconds', String(minutes * 60), '--seconds-per-step', String(peerPerStep), '--out', peerDir]);
-  const read = (split) => decodeNpy(fs.readFileSync(path.join(peerDir, `${split}-features.npy`)));
-  const [pt, pq] = [read('train'), read('test')];
-  const peerScore = await score(f.config, f.train, f.test, pt.data, pq.data, pt.shape[1]);
-  for (const [side, r, s] of [
-    ['clamp-native', { epochs, seconds: ours.seconds }, oursScore],
-    ['eager PyTorch', { epochs: peer.epochs, seconds: peer.trainSeconds }, peerScore],
-  ]) {
-    rows.push({ budgetMinutes: minutes, side, epochs: r.epochs, trainSeconds: r.seconds, knn: s.knn, linear: s.linear });
-    console.log(
-      `${minutes} min | ${side} | ${r.epochs.toFixed(2)} | ${(r.seconds / 60).toFixed(2)} min | ${(100 * s.knn).toFixed(2)}% | ${(100 * s.linear).toFixed(2)}%`,
-    );
+  for (const seed of seeds) {
+    const ourDir = path.join(work, `ours-${minutes}-${seed}`);
+    const ours = trainOurs(epochs, seed, ourDir);
+    const f = await ourFeatures(ourDir);
+    const oursScore = await score(f.config, f.train, f.test, f.trainFeatures, f.testFeatures, f.dim);
+    const peerDir = fs.mkdtempSync(path.join(work, `peer-${minutes}-${seed}-`));
+    const peerArgs = ['--seconds', String(minutes * 60), '--seconds-per-step', String(peerPerStep), '--seed', String(seed)];
+    const peer = trainPeer([...peerArgs, '--out', peerDir]);
+    const read = (split) => decodeNpy(fs.readFileSync(path.join(peerDir, `${split}-features.npy`)));
+    const [pt, pq] = [read('train'), read('test')];
+    const peerScore = await score(f.config, f.train, f.test, pt.data, pq.data, pt.shape[1]);
+    for (const [side, r, s] of [
+      ['clamp-native', { epochs, seconds: ours.seconds }, oursScore],
+      ['eager PyTorch', { epochs: peer.epochs, seconds: peer.trainSeconds }, peerScore],
+    ]) {
+      rows.push({ budgetMinutes: minutes, seed, side, epochs: r.epochs, trainSeconds: r.seconds, knn: s.knn, linear: s.linear });
+      const time = `${(r.seconds / 60).toFixed(2)} min`;
+      console.log(`${minutes} min | ${seed} | ${side} | ${r.epochs.toFixed(2)} | ${time} | ${percent(s.knn)}% | ${percent(s.linear)}%`);
+    }
   }
+  const side = (name) => rows.filter((r) => r.budgetMinutes === minutes && r.side === name);
+  const [ours, peer] = [side('clamp-native'), side('eager PyTorch')];
+  const lead = (key) => percent(mean(ours.map((r) => r[key])) - mean(peer.map((r) => r[key])));
+  const minutesOf = (rs) => (mean(rs.map((r) => r.trainSeconds)) / 60).toFixed(2);
   console.log(
-    `${minutes} min: clamp-native ahead by ${(100 * (oursScore.knn - peerScore.knn)).toFixed(2)} (kNN), ${(100 * (oursScore.linear - peerScore.linear)).toFixed(2)} (linear) points`,
+    `${minutes} min, mean of ${seeds.length} seed(s): clamp-native ahead by ${lead('knn')} (kNN), ${lead('linear')} (linear) points ` +
+      `(training ${minutesOf(ours)} against ${minutesOf(peer)} min)`,
   );
 }
 
-await writeChart(rows);
+await writeChart(meanRows(rows));
 if (values.json) fs.writeFileSync(values.json, `${JSON.stringify({ threads, oursPerStep, peerPerStep, rows }, null, 2)}\n`);
 fs.rmSync(work, { recursive: true, force: true });

@@ -9,10 +9,8 @@
 #include <string>
 #include <vector>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define CLAMP_CONV3X3_AVX2 1
-#endif
+#include "models/avx2.h"
+#include "models/conv3x3_winograd.h"
 
 namespace clamp {
 
@@ -53,7 +51,7 @@ Span inside(int64_t t, int64_t size, int64_t stride, int64_t out) {
   return {t == 0 ? 1 : 0, last < 0 ? 0 : std::min(out, last / stride + 1)};
 }
 
-#if defined(CLAMP_CONV3X3_AVX2)
+#if defined(CLAMP_MODELS_AVX2)
 
 // Adds to `partial` (this block's, for output channels [k_begin, k_end)) the products of images
 // [n_begin, n_end): for each tap and each tile of 4 output x 16 input channels, 8 accumulators in
@@ -111,21 +109,15 @@ __attribute__((target("avx2,fma"))) void accumulate(const float* x, const float*
   }
 }
 
-bool cpu_has_avx2_fma() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-}
-
-#else
-
-bool cpu_has_avx2_fma() { return false; }
-
 #endif
 
 struct Conv3x3Function : torch::autograd::Function<Conv3x3Function> {
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight, int64_t stride) {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight, int64_t stride,
+                               bool winograd) {
     ctx->save_for_backward({x, weight});
     ctx->saved_data["stride"] = stride;
+    ctx->saved_data["winograd"] = winograd;
+    if (stride == 1 && winograd && conv3x3_winograd_serves(x, weight)) return conv3x3_winograd(x, weight);
     return at::conv2d(x, weight, {}, stride, 1);
   }
 
@@ -133,14 +125,22 @@ struct Conv3x3Function : torch::autograd::Function<Conv3x3Function> {
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor &x = saved[0], &weight = saved[1];
     const int64_t stride = ctx->saved_data["stride"].toInt();
+    const bool winograd = ctx->saved_data["winograd"].toBool();
     const torch::Tensor dy = grads[0].contiguous(at::MemoryFormat::ChannelsLast);
     torch::Tensor dx, dweight;
     if (ctx->needs_input_grad(0)) {
-      dx = std::get<0>(
-          at::convolution_backward(dy, x, weight, c10::nullopt, {stride, stride}, {1, 1}, {1, 1}, false, {0, 0}, 1, {true, false, false}));
+      // A stride-1 layer's input gradient is the convolution of dy with the weight transposed
+      // (in and out channels swapped) and turned 180 degrees.
+      const torch::Tensor turned = stride == 1 && winograd ? weight.transpose(0, 1).flip({2, 3}) : torch::Tensor();
+      if (turned.defined() && conv3x3_winograd_serves(dy, turned)) {
+        dx = conv3x3_winograd(dy, turned);
+      } else {
+        dx = std::get<0>(at::convolution_backward(dy, x, weight, c10::nullopt, {stride, stride}, {1, 1}, {1, 1}, false, {0, 0}, 1,
+                                                  {true, false, false}));
+      }
     }
     if (ctx->needs_input_grad(1)) dweight = conv3x3_weight_gradient(x, dy, stride);
-    return {dx, dweight, torch::Tensor()};
+    return {dx, dweight, torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -161,8 +161,8 @@ bool conv3x3_serves(const torch::Tensor& x, const torch::Tensor& weight, int64_t
          x.size(0) > 0 && x.size(2) > 0 && x.size(3) > 0;
 }
 
-torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& weight, int64_t stride) {
-  return Conv3x3Function::apply(x, weight, stride);
+torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& weight, int64_t stride, bool winograd) {
+  return Conv3x3Function::apply(x, weight, stride, winograd);
 }
 
 int64_t conv3x3_weight_gradients_computed() { return weight_gradients_computed.load(std::memory_order_relaxed); }
@@ -180,7 +180,7 @@ torch::Tensor conv3x3_weight_gradient(const torch::Tensor& x, const torch::Tenso
   const Layout l{x.size(0), x.size(2), x.size(3), x.size(1), dy.size(1), stride, dy.size(2), dy.size(3)};
   weight_gradients_computed.fetch_add(1, std::memory_order_relaxed);
   torch::Tensor dweight = torch::empty({l.out_channels, l.in_channels, 3, 3}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
-#if defined(CLAMP_CONV3X3_AVX2)
+#if defined(CLAMP_MODELS_AVX2)
   const int64_t blocks = l.blocks(), chunk = std::min(kChunkChannels, l.out_channels);
   const int64_t chunks = (l.out_channels + chunk - 1) / chunk;
   std::vector<float> partial(blocks * l.partial_size(), 0.0f);

@@ -43,8 +43,8 @@ torch::Tensor normed_relu(torch::nn::BatchNorm2d& bn, const torch::Tensor& x, co
 
 // conv(x); a 3x3 convolution (`stride` > 0, conv()'s padding 1) through conv3x3, with its hand-written
 // weight gradient, where that serves (training on an AVX2 CPU).
-torch::Tensor convolved(torch::nn::Conv2d& conv, const torch::Tensor& x, int64_t stride) {
-  if (stride > 0 && conv3x3_serves(x, conv->weight, stride)) return conv3x3(x, conv->weight, stride);
+torch::Tensor convolved(torch::nn::Conv2d& conv, const torch::Tensor& x, int64_t stride, bool winograd) {
+  if (stride > 0 && conv3x3_serves(x, conv->weight, stride)) return conv3x3(x, conv->weight, stride, winograd);
   return conv(x);
 }
 
@@ -53,7 +53,7 @@ torch::Tensor convolved(torch::nn::Conv2d& conv, const torch::Tensor& x, int64_t
 class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(int64_t in, int64_t width, int64_t stride, bool bottleneck, const ResNetOptions& options, std::shared_ptr<BatchNormSync> sync)
-      : bottleneck_(bottleneck), fuse_(options.fused_batch_norm_relu), sync_(std::move(sync)) {
+      : bottleneck_(bottleneck), fuse_(options.fused_batch_norm_relu), winograd_(options.conv3x3_winograd), sync_(std::move(sync)) {
     const bool batch_norm = options.batch_norm;
     // The strides of the block's 3x3 convolutions, for conv3x3 (0: a 1x1, or conv3x3 not wanted).
     const bool own = options.conv3x3_weight_gradient;
@@ -87,15 +87,15 @@ class BlockImpl : public torch::nn::Module {
 
   torch::Tensor forward(const torch::Tensor& x) {
     const BatchNormSync& sync = *sync_;
-    torch::Tensor y = normed_relu(bn1_, convolved(conv1_, x, stride1_), sync, fuse_);
-    if (bottleneck_) y = normed_relu(bn2_, convolved(conv2_, y, stride2_), sync, fuse_);
+    torch::Tensor y = normed_relu(bn1_, convolved(conv1_, x, stride1_, winograd_), sync, fuse_);
+    if (bottleneck_) y = normed_relu(bn2_, convolved(conv2_, y, stride2_, winograd_), sync, fuse_);
     const torch::Tensor skip = downsample_ ? normed(downsample_bn_, downsample_conv_(x), sync) : x;
-    const torch::Tensor last = bottleneck_ ? conv3_(y) : convolved(conv2_, y, stride2_);
+    const torch::Tensor last = bottleneck_ ? conv3_(y) : convolved(conv2_, y, stride2_, winograd_);
     return normed_relu(bottleneck_ ? bn3_ : bn2_, last, sync, fuse_, skip);
   }
 
  private:
-  bool bottleneck_, fuse_;
+  bool bottleneck_, fuse_, winograd_;
   int64_t stride1_ = 0, stride2_ = 0;
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, bn3_{nullptr};

@@ -46,6 +46,9 @@ struct ResNetOptions {
   // Each block's 3x3 convolutions' weight gradient hand-written on AVX2 CPUs in training
   // (models/conv3x3.h); false leaves it to ATen (oneDNN), the reference in tests.
   bool conv3x3_weight_gradient = true;
+  // With it, the stride-1 3x3 convolutions' forward and input gradient by Winograd's F(2x2, 3x3)
+  // (models/conv3x3_winograd.h); false leaves them to oneDNN.
+  bool conv3x3_winograd = true;
 
   ResNetOptions& set_stem(ResNetStem value) {
     stem = value;
