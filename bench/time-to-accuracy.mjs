@@ -13,9 +13,12 @@
 //
 // A change of seed moves one row by up to 0.9 points on either side, so --seeds trains each budget once
 // per seed on both sides (the seed sets the initial weights, batch order and augmentations of each) and
-// prints the mean of each side and the mean lead.
+// prints the mean of each side and the mean lead. --equal-steps N instead trains both sides for exactly N
+// steps per seed (no budgets, no calibration): whether the two recipes learn alike per step, so that a
+// lead at equal time is the step's throughput.
 //
 //   node bench/time-to-accuracy.mjs [--budgets 2.5,5,10] [--seeds 0] [--threads 2] [--png docs/images/time-to-accuracy.png] [--json out.json]
+//   node bench/time-to-accuracy.mjs --equal-steps 936 --seeds 0,1
 //   node bench/time-to-accuracy.mjs --replot out.json     # redraws the chart of a saved run
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -38,6 +41,7 @@ const { values } = parseArgs({
   options: {
     budgets: { type: 'string', default: '2.5,5,10' },
     seeds: { type: 'string', default: '0' },
+    'equal-steps': { type: 'string' },
     threads: { type: 'string', default: String(os.availableParallelism()) },
     png: { type: 'string', default: path.join(here, '..', 'docs', 'images', 'time-to-accuracy.png') },
     json: { type: 'string' },
@@ -68,6 +72,12 @@ function percent(x) {
 
 function mean(xs) {
   return xs.reduce((sum, x) => sum + x, 0) / xs.length;
+}
+
+function median(xs) {
+  const sorted = [...xs].sort((x, y) => x - y);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
 const lastJson = (stdout) => JSON.parse(stdout.trim().split('\n').pop());
@@ -105,7 +115,11 @@ function trainOurs(epochs, seed, out) {
   return { seconds: epochLines.reduce((sum, l) => sum + l.seconds, 0), steps: epochLines.reduce((sum, l) => sum + l.steps, 0) };
 }
 
-/** clamp-native's mean seconds a step over `steps` steps after the first `warmup`, from its per-step metric lines. */
+/**
+ * clamp-native's median seconds a step over `steps` steps after the first `warmup`, from its per-step metric
+ * lines: the median, as the peer's, so a burst of the VM's steal in the short calibration does not set the
+ * budget's step count.
+ */
 function calibrateOurs(steps, warmup, out) {
   const args = [cli, 'train', '--epochs', '1', '--limit', String((steps + warmup) * 128), '--threads', threads, '--no-report'];
   args.push('--set', 'eval.atEnd=false', '--set', 'eval.every=0', '--set', 'run.logEvery=1', '--out', out);
@@ -113,7 +127,7 @@ function calibrateOurs(steps, warmup, out) {
   const perStep = metricLines(out)
     .filter((l) => l.kind === 'step' && l.step >= warmup)
     .map((l) => (128 * 4) / l.viewImagesPerSecond);
-  return perStep.reduce((sum, s) => sum + s, 0) / perStep.length;
+  return median(perStep);
 }
 
 function trainPeer(extra) {
@@ -185,7 +199,81 @@ async function writeChart(rows) {
   console.log(`chart: ${values.png}`);
 }
 
+/**
+ * Both sides trained with one seed, clamp-native for `epochs` (fractional) and the peer with `peerArgs`,
+ * both scored alike; a row for each, tagged with `budgetMinutes` (null at equal steps).
+ */
+async function trainBoth(budgetMinutes, seed, epochs, peerArgs) {
+  const tag = `${budgetMinutes ?? 'steps'}-${seed}`;
+  const ourDir = path.join(work, `ours-${tag}`);
+  const ours = trainOurs(epochs, seed, ourDir);
+  const f = await ourFeatures(ourDir);
+  const oursScore = await score(f.config, f.train, f.test, f.trainFeatures, f.testFeatures, f.dim);
+  const peerDir = fs.mkdtempSync(path.join(work, `peer-${tag}-`));
+  const peer = trainPeer([...peerArgs, '--seed', String(seed), '--out', peerDir]);
+  const read = (split) => decodeNpy(fs.readFileSync(path.join(peerDir, `${split}-features.npy`)));
+  const [pt, pq] = [read('train'), read('test')];
+  const peerScore = await score(f.config, f.train, f.test, pt.data, pq.data, pt.shape[1]);
+  return [
+    ['clamp-native', ours.steps, epochs, ours.seconds, oursScore],
+    ['eager PyTorch', peer.steps, peer.epochs, peer.trainSeconds, peerScore],
+  ].map(([side, steps, e, seconds, s]) => ({
+    budgetMinutes,
+    seed,
+    side,
+    steps,
+    epochs: e,
+    trainSeconds: seconds,
+    knn: s.knn,
+    linear: s.linear,
+  }));
+}
+
+/** Prints a row of the table. */
+function printRow(r) {
+  const first = r.budgetMinutes === null ? `${r.steps} steps` : `${r.budgetMinutes} min`;
+  const time = `${(r.trainSeconds / 60).toFixed(2)} min`;
+  console.log(`${first} | ${r.seed} | ${r.side} | ${r.epochs.toFixed(2)} | ${time} | ${percent(r.knn)}% | ${percent(r.linear)}%`);
+}
+
+/** The lead of clamp-native's mean over the peer's, for the rows of one budget (or of equal steps). */
+function printLead(label, group) {
+  const side = (name) => group.filter((r) => r.side === name);
+  const [ours, peer] = [side('clamp-native'), side('eager PyTorch')];
+  const lead = (key) => percent(mean(ours.map((r) => r[key])) - mean(peer.map((r) => r[key])));
+  const minutesOf = (rs) => (mean(rs.map((r) => r.trainSeconds)) / 60).toFixed(2);
+  console.log(
+    `${label}, mean of ${ours.length} seed(s): clamp-native ahead by ${lead('knn')} (kNN), ${lead('linear')} (linear) points ` +
+      `(training ${minutesOf(ours)} against ${minutesOf(peer)} min)`,
+  );
+}
+
+const stepsPerEpoch = Math.floor(60000 / 128);
+const header = 'budget | seed | side | epochs | training time | kNN top-1 | linear probe top-1';
 console.log(`time to accuracy, fashion-mnist preset, ${threads} thread(s), ${os.cpus()[0]?.model ?? 'unknown CPU'}`);
+if (values['equal-steps'] !== undefined) {
+  const steps = Number(values['equal-steps']);
+  if (!Number.isInteger(steps) || steps < 1)
+    throw new Error(`--equal-steps takes a whole number of steps >= 1, got ${values['equal-steps']}`);
+  // The preset warms up for half an epoch, and clamp-native refuses a run no longer than its warmup.
+  const warmupSteps = Math.round(0.5 * stepsPerEpoch);
+  if (steps <= warmupSteps)
+    throw new Error(`--equal-steps must exceed the preset's warmup of ${warmupSteps} steps (half an epoch), got ${steps}`);
+  console.log(
+    `peer: the same recipe in eager PyTorch ${pythonTorchVersion()} under ${PYTHON}; ${steps} steps each, seeds ${seeds.join(', ')}`,
+  );
+  console.log(header);
+  const rows = [];
+  for (const seed of seeds) {
+    const pair = await trainBoth(null, seed, steps / stepsPerEpoch, ['--steps', String(steps)]);
+    pair.forEach(printRow);
+    rows.push(...pair);
+  }
+  printLead(`${steps} steps`, rows);
+  if (values.json) fs.writeFileSync(values.json, `${JSON.stringify({ threads, equalSteps: steps, rows }, null, 2)}\n`);
+  fs.rmSync(work, { recursive: true, force: true });
+  process.exit(0);
+}
 console.log(
   `peer: the same recipe in eager PyTorch ${pythonTorchVersion()} under ${PYTHON}; budgets ${budgets.join(', ')} min of training`,
 );
@@ -196,39 +284,19 @@ const peerPerStep = trainPeer(['--calibrate', '60']).secondsPerStep;
 console.log(
   `seconds per step: clamp-native ${oursPerStep.toFixed(3)}, eager ${peerPerStep.toFixed(3)} (${(peerPerStep / oursPerStep).toFixed(2)}x)`,
 );
-const stepsPerEpoch = Math.floor(60000 / 128);
 const rows = [];
-console.log('budget | seed | side | epochs | training time | kNN top-1 | linear probe top-1');
+console.log(header);
 for (const minutes of budgets) {
   // A fractional epoch count whose steps (scheduledSteps: epochs x stepsPerEpoch, rounded) are exactly those that fit.
   const epochs = Math.max(1, Math.floor((minutes * 60) / oursPerStep)) / stepsPerEpoch;
   for (const seed of seeds) {
-    const ourDir = path.join(work, `ours-${minutes}-${seed}`);
-    const ours = trainOurs(epochs, seed, ourDir);
-    const f = await ourFeatures(ourDir);
-    const oursScore = await score(f.config, f.train, f.test, f.trainFeatures, f.testFeatures, f.dim);
-    const peerDir = fs.mkdtempSync(path.join(work, `peer-${minutes}-${seed}-`));
-    const peerArgs = ['--seconds', String(minutes * 60), '--seconds-per-step', String(peerPerStep), '--seed', String(seed)];
-    const peer = trainPeer([...peerArgs, '--out', peerDir]);
-    const read = (split) => decodeNpy(fs.readFileSync(path.join(peerDir, `${split}-features.npy`)));
-    const [pt, pq] = [read('train'), read('test')];
-    const peerScore = await score(f.config, f.train, f.test, pt.data, pq.data, pt.shape[1]);
-    for (const [side, r, s] of [
-      ['clamp-native', { epochs, seconds: ours.seconds }, oursScore],
-      ['eager PyTorch', { epochs: peer.epochs, seconds: peer.trainSeconds }, peerScore],
-    ]) {
-      rows.push({ budgetMinutes: minutes, seed, side, epochs: r.epochs, trainSeconds: r.seconds, knn: s.knn, linear: s.linear });
-      const time = `${(r.seconds / 60).toFixed(2)} min`;
-      console.log(`${minutes} min | ${seed} | ${side} | ${r.epochs.toFixed(2)} | ${time} | ${percent(s.knn)}% | ${percent(s.linear)}%`);
-    }
+    const pair = await trainBoth(minutes, seed, epochs, ['--seconds', String(minutes * 60), '--seconds-per-step', String(peerPerStep)]);
+    pair.forEach(printRow);
+    rows.push(...pair);
   }
-  const side = (name) => rows.filter((r) => r.budgetMinutes === minutes && r.side === name);
-  const [ours, peer] = [side('clamp-native'), side('eager PyTorch')];
-  const lead = (key) => percent(mean(ours.map((r) => r[key])) - mean(peer.map((r) => r[key])));
-  const minutesOf = (rs) => (mean(rs.map((r) => r.trainSeconds)) / 60).toFixed(2);
-  console.log(
-    `${minutes} min, mean of ${seeds.length} seed(s): clamp-native ahead by ${lead('knn')} (kNN), ${lead('linear')} (linear) points ` +
-      `(training ${minutesOf(ours)} against ${minutesOf(peer)} min)`,
+  printLead(
+    `${minutes} min`,
+    rows.filter((r) => r.budgetMinutes === minutes),
   );
 }
 
