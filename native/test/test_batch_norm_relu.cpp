@@ -9,6 +9,7 @@
 #include <string>
 
 #include "check.h"
+#include "network_copies.h"
 #include "models/resnet.h"
 
 namespace {
@@ -143,13 +144,7 @@ void test_resnet_step() {
   clamp::ResNet fused(options);
   options.fused_batch_norm_relu = false;
   clamp::ResNet aten(options), truth(options);
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& pair : fused->named_parameters()) {
-      aten->named_parameters()[pair.key()].copy_(pair.value());
-      truth->named_parameters()[pair.key()].copy_(pair.value());
-    }
-  }
+  clamp::testing::copy_parameters(fused, {&aten, &truth});
   truth->to(torch::kFloat64);
   fused->to_channels_last();
   aten->to_channels_last();

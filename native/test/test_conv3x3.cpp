@@ -10,6 +10,7 @@
 #include <string>
 
 #include "check.h"
+#include "network_copies.h"
 #include "models/resnet.h"
 
 namespace {
@@ -127,13 +128,7 @@ void test_resnet_step() {
   clamp::ResNet own(options);
   options.conv3x3_weight_gradient = false;
   clamp::ResNet aten(options), truth(options);
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& pair : own->named_parameters()) {
-      aten->named_parameters()[pair.key()].copy_(pair.value());
-      truth->named_parameters()[pair.key()].copy_(pair.value());
-    }
-  }
+  clamp::testing::copy_parameters(own, {&aten, &truth});
   own->to_channels_last();
   aten->to_channels_last();
   truth->to(torch::kFloat64);

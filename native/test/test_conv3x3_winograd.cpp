@@ -12,6 +12,7 @@
 #include <string>
 
 #include "check.h"
+#include "network_copies.h"
 #include "models/conv3x3.h"
 #include "models/resnet.h"
 
@@ -127,13 +128,7 @@ bool resnet_step_matches(uint64_t seed) {
   clamp::ResNet own(options);
   options.conv3x3_winograd = false;
   clamp::ResNet onednn(options), truth(options);
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& pair : own->named_parameters()) {
-      onednn->named_parameters()[pair.key()].copy_(pair.value());
-      truth->named_parameters()[pair.key()].copy_(pair.value());
-    }
-  }
+  clamp::testing::copy_parameters(own, {&onednn, &truth});
   own->to_channels_last();
   onednn->to_channels_last();
   truth->to(torch::kFloat64);
