@@ -26,6 +26,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { PRESETS } from '../dist/config/presets.js';
 import { decodeNpy } from '../dist/encode/npy.js';
 import { datasetFeatures } from '../dist/eval/features.js';
 import { knnAccuracy } from '../dist/eval/knn.js';
@@ -255,10 +256,11 @@ if (values['equal-steps'] !== undefined) {
   const steps = Number(values['equal-steps']);
   if (!Number.isInteger(steps) || steps < 1)
     throw new Error(`--equal-steps takes a whole number of steps >= 1, got ${values['equal-steps']}`);
-  // The preset warms up for half an epoch, and clamp-native refuses a run no longer than its warmup.
-  const warmupSteps = Math.round(0.5 * stepsPerEpoch);
+  // clamp-native refuses a run no longer than the preset's warmup.
+  const warmupEpochs = PRESETS['fashion-mnist'].schedule.warmupEpochs;
+  const warmupSteps = Math.round(warmupEpochs * stepsPerEpoch);
   if (steps <= warmupSteps)
-    throw new Error(`--equal-steps must exceed the preset's warmup of ${warmupSteps} steps (half an epoch), got ${steps}`);
+    throw new Error(`--equal-steps must exceed the preset's warmup of ${warmupSteps} steps (${warmupEpochs} epoch), got ${steps}`);
   console.log(
     `peer: the same recipe in eager PyTorch ${pythonTorchVersion()} under ${PYTHON}; ${steps} steps each, seeds ${seeds.join(', ')}`,
   );

@@ -173,7 +173,7 @@ def main():
         loss.backward()
         lars_step(params, buffers, lr_at(step), weight_decay=1e-5)
         loss.item()
-        if step >= CALIBRATION_WARMUP:
+        if a.calibrate and step >= CALIBRATION_WARMUP:
             step_seconds.append(time.perf_counter() - step_start)
     train_seconds = time.perf_counter() - start
     if a.calibrate:
