@@ -6,6 +6,12 @@
 // and clamp-native's throughput over each peer's.
 //
 //   node bench/training-step.mjs [--threads N] [--reps 5] [--peers eager,eager-channels-last,compile] [--json out.json]
+//   node bench/training-step.mjs --cases preset --batch 64 --widths 32,64,128     # the preset's network, resized
+//   node bench/training-step.mjs --precision bf16 --peers eager-bf16,eager-bf16-channels-last
+//
+// --cases: preset, resnet18 or both (default). --batch and --widths change the preset's case (two blocks a
+// stage, the projector's input the last width). --precision: clamp-native's side in float32 (default) or
+// under bf16 autocast; the peers named eager-bf16* run the forward under torch.autocast(bfloat16).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -23,6 +29,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const CASES = [
   {
     name: 'fashion-mnist preset: small 16-32-64, 28x28x1',
+    backbone: 'small',
     widths: [16, 32, 64],
     blocks: [2, 2, 2],
     stem: 'small',
@@ -35,6 +42,7 @@ const CASES = [
   },
   {
     name: 'ResNet-18 CIFAR stem, 32x32x3',
+    backbone: 'resnet18',
     widths: [64, 128, 256, 512],
     blocks: [2, 2, 2, 2],
     stem: 'cifar',
@@ -49,24 +57,49 @@ const CASES = [
 // eager: the loop a user writes (NCHW); eager-channels-last: the same in clamp-native's CPU layout, to show
 // what the layout alone is worth; compile: torch.compile (Inductor) of the network and the loss.
 const PEERS = ['eager', 'eager-channels-last', 'compile'];
+// bfloat16 autocast, as a user would add it (NCHW), and in channels_last: what the same autocast gives the peer.
+const BF16_PEERS = ['eager-bf16', 'eager-bf16-channels-last'];
 
 const { values } = parseArgs({
   options: {
     threads: { type: 'string' },
     reps: { type: 'string', default: '5' },
     peers: { type: 'string', default: PEERS.join(',') },
+    cases: { type: 'string', default: 'preset,resnet18' },
+    batch: { type: 'string' },
+    widths: { type: 'string' },
+    precision: { type: 'string', default: 'fp32' },
     json: { type: 'string' },
   },
 });
+if (!['fp32', 'bf16'].includes(values.precision)) throw new Error(`--precision takes fp32 or bf16, got ${values.precision}`);
+const caseNames = values.cases.split(',').filter(Boolean);
+for (const name of caseNames) if (!['preset', 'resnet18'].includes(name)) throw new Error(`--cases takes preset, resnet18, got ${name}`);
+const [preset, resnet18] = CASES;
+if (values.batch !== undefined) {
+  const batch = Number(values.batch);
+  if (!Number.isInteger(batch) || batch < 2) throw new Error(`--batch takes a whole number >= 2, got ${values.batch}`);
+  preset.batch = batch;
+}
+if (values.widths !== undefined) {
+  const widths = values.widths.split(',').map(Number);
+  if (widths.some((w) => !Number.isInteger(w) || w % 16 !== 0 || w < 16))
+    throw new Error(`--widths takes multiples of 16, comma-separated, got ${values.widths}`);
+  Object.assign(preset, { widths, blocks: widths.map(() => 2) });
+}
+if (values.batch !== undefined || values.widths !== undefined)
+  preset.name = `small ${preset.widths.join('-')}, 28x28x1, batch ${preset.batch}`;
+const cases = [...(caseNames.includes('preset') ? [preset] : []), ...(caseNames.includes('resnet18') ? [resnet18] : [])];
 const threads = Number(values.threads ?? os.availableParallelism());
 const reps = Number(values.reps);
 const peers = values.peers.split(',').filter(Boolean);
-for (const peer of peers) if (!PEERS.includes(peer)) throw new Error(`--peers takes ${PEERS.join(', ')}, got ${peer}`);
+for (const peer of peers)
+  if (![...PEERS, ...BF16_PEERS].includes(peer)) throw new Error(`--peers takes ${[...PEERS, ...BF16_PEERS].join(', ')}, got ${peer}`);
 setNumThreads(threads);
 
 async function ours(c) {
   const trainer = await Trainer.create({
-    backbone: c.widths.length === 4 ? 'resnet18' : 'small',
+    backbone: c.backbone,
     stem: c.stem,
     widths: c.widths,
     blocks: c.blocks,
@@ -77,6 +110,7 @@ async function ours(c) {
     loss: { rs: 7 },
     optimiser: { name: 'lars', weightDecay: 1e-5 },
     schedule: { peakLr: 0.1, totalSteps: 1000 },
+    precision: values.precision,
   });
   const n = c.views * c.batch;
   const images = Float32Array.from({ length: n * c.channels * c.size * c.size }, () => Math.random());
@@ -116,7 +150,8 @@ function peer(c, kind) {
     '--reps',
     String(reps),
     ...(kind === 'compile' ? ['--compile'] : []),
-    ...(kind === 'eager-channels-last' ? ['--channels-last'] : []),
+    ...(kind.endsWith('channels-last') ? ['--channels-last'] : []),
+    ...(kind.startsWith('eager-bf16') ? ['--bf16'] : []),
   ];
   // The peer runs with PyTorch's own OpenMP settings; Inductor compiles in-process (no worker pool
   // competing for the cores while the native side is idle).
@@ -130,13 +165,13 @@ console.log(
   `CLAMP training step, median of ${reps} steps after warm-up, ${getNumThreads()} thread(s), ${os.cpus()[0]?.model ?? 'unknown CPU'}`,
 );
 console.log(
-  `clamp-native on its LibTorch (OpenMP wait policy ${openMPWaitPolicySource()}); peers: PyTorch ${torchVersion} under ${PYTHON} (${peers.join(', ')})`,
+  `clamp-native on its LibTorch (${values.precision === 'bf16' ? 'bf16 autocast' : 'float32'}, OpenMP wait policy ${openMPWaitPolicySource()}); peers: PyTorch ${torchVersion} under ${PYTHON} (${peers.join(', ')})`,
 );
 console.log(
   ['case', 'views x batch', 'clamp-native', ...peers.map((p) => `PyTorch ${p}`), ...peers.map((p) => `clamp-native / ${p}`)].join(' | '),
 );
 const rows = [];
-for (const c of CASES) {
+for (const c of cases) {
   const n = c.views * c.batch;
   const mine = await ours(c);
   const row = { case: c.name, views: c.views, batch: c.batch, oursSecondsPerStep: mine, oursViewImagesPerSecond: n / mine, peers: {} };
@@ -161,4 +196,5 @@ for (const c of CASES) {
     ].join(' | '),
   );
 }
-if (values.json) fs.writeFileSync(values.json, `${JSON.stringify({ threads, reps, torch: torchVersion, rows }, null, 2)}\n`);
+if (values.json)
+  fs.writeFileSync(values.json, `${JSON.stringify({ threads, reps, precision: values.precision, torch: torchVersion, rows }, null, 2)}\n`);
