@@ -59,6 +59,7 @@ const CASES = [
 const PEERS = ['eager', 'eager-channels-last', 'compile'];
 // bfloat16 autocast, as a user would add it (NCHW), and in channels_last: what the same autocast gives the peer.
 const BF16_PEERS = ['eager-bf16', 'eager-bf16-channels-last'];
+const KNOWN_PEERS = [...PEERS, ...BF16_PEERS];
 
 const { values } = parseArgs({
   options: {
@@ -93,8 +94,7 @@ const cases = [...(caseNames.includes('preset') ? [preset] : []), ...(caseNames.
 const threads = Number(values.threads ?? os.availableParallelism());
 const reps = Number(values.reps);
 const peers = values.peers.split(',').filter(Boolean);
-for (const peer of peers)
-  if (![...PEERS, ...BF16_PEERS].includes(peer)) throw new Error(`--peers takes ${[...PEERS, ...BF16_PEERS].join(', ')}, got ${peer}`);
+for (const peer of peers) if (!KNOWN_PEERS.includes(peer)) throw new Error(`--peers takes ${KNOWN_PEERS.join(', ')}, got ${peer}`);
 setNumThreads(threads);
 
 async function ours(c) {
